@@ -1,0 +1,28 @@
+# trialvault: PGXS build.
+#
+#   make && make install          build and install into the PostgreSQL found by pg_config
+#   make installcheck             pg_regress against a running server that preloads trialvault
+#   bash scripts/test.sh          everything (what CI runs)
+#   bash scripts/demo.sh          the demo
+
+MODULE_big = trialvault
+OBJS = \
+	extension/trialvault.o \
+	extension/canon.o \
+	extension/chain.o \
+	extension/guard.o \
+	extension/protect.o \
+	extension/verify.o
+
+EXTENSION = trialvault
+DATA = $(wildcard extension/trialvault--*.sql)
+
+REGRESS = protect guard bad_input verify
+REGRESS_OPTS = --inputdir=. --load-extension=pgcrypto
+
+PG_CONFIG ?= pg_config
+PG_CPPFLAGS = -I$(srcdir)/extension -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror
+SHLIB_LINK = -lcrypto
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

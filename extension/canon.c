@@ -1,0 +1,450 @@
+/*-------------------------------------------------------------------------
+ *
+ * canon.c
+ *		Canonical encoding of a protected row's values, and its SHA-256.
+ *
+ * The chain hashes what a row says, not how it happens to be stored, so
+ * that a row still verifies after pg_dump and restore, on another server,
+ * with other client settings.  Each value is encoded in a form that depends
+ * neither on session settings (DateStyle, TimeZone, extra_float_digits,
+ * client_encoding, bytea_output) nor on OIDs that change across a restore:
+ *
+ *	row    := "TVROW1" { u32 len(name) name value }   non-NULL user columns,
+ *													   in column order
+ *	value  := 'r' u32 len bytes		string-like types: the stored bytes
+ *			| 'b' u32 len bytes		built-in types: the binary send form
+ *			| 't' u32 len bytes		other types: the text output form
+ *			| 'a' u32 len array		arrays: dims, bounds, then elements
+ *			| 'c' u32 len fields	composites: { u32 position value }
+ *			| 'g' u32 len range		ranges: flags and bounds
+ *			| 'n'					a NULL element inside an array
+ *
+ * NULL columns are left out, so that ALTER TABLE ... ADD COLUMN (without a
+ * default) leaves every existing row's encoding unchanged.  Generated
+ * columns are left out because they are computed after BEFORE triggers run
+ * and are derived from the others anyway.  Column names are part of the
+ * encoding, so renaming a column is refused by the guards and shows up in
+ * verify if done behind their back.  All integers are big-endian.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <openssl/evp.h>
+
+#include "access/htup_details.h"
+#include "access/tupdesc.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "port/pg_bswap.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rangetypes.h"
+#include "utils/typcache.h"
+
+#include "trialvault.h"
+
+typedef enum TvCanonMode
+{
+	TV_CANON_RAW,				/* varlena string-like: stored bytes */
+	TV_CANON_NAME,				/* name: NUL-terminated fixed buffer */
+	TV_CANON_SEND,				/* binary send function */
+	TV_CANON_OUT,				/* text output function */
+	TV_CANON_ARRAY,
+	TV_CANON_COMPOSITE,
+	TV_CANON_RANGE
+} TvCanonMode;
+
+/* Per-type encoding plan, cached for the life of the backend. */
+typedef struct TvTypeCanon
+{
+	Oid			typid;			/* hash key: the column's declared type */
+	Oid			basetype;		/* after looking through domains */
+	TvCanonMode mode;
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	Oid			elemtype;		/* arrays */
+	FmgrInfo	fn;				/* send or output function */
+} TvTypeCanon;
+
+static HTAB *tv_type_canon_cache = NULL;
+static EVP_MD_CTX *tv_md = NULL;
+
+static void canon_value(StringInfo buf, Oid typid, Datum value);
+
+bool
+tv_is_chain_column(const char *attname)
+{
+	return strcmp(attname, TV_COL_SEQ) == 0 ||
+		strcmp(attname, TV_COL_PREV_SEQS) == 0 ||
+		strcmp(attname, TV_COL_PREV_HASH) == 0 ||
+		strcmp(attname, TV_COL_HASH) == 0;
+}
+
+/*
+ * Types whose binary send form depends on client_encoding (they use
+ * pq_sendtext) or on nothing stable; their text output is used instead.
+ */
+static bool
+send_is_unstable(Oid basetype)
+{
+	switch (basetype)
+	{
+		case JSONBOID:
+		case TSVECTOROID:
+		case TSQUERYOID:
+		case UNKNOWNOID:
+		case CSTRINGOID:
+			return true;
+		default:
+			return false;
+	}
+}
+
+static TvTypeCanon *
+lookup_type_canon(Oid typid)
+{
+	TvTypeCanon *tc;
+	bool		found;
+
+	if (tv_type_canon_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(TvTypeCanon);
+		ctl.hcxt = TopMemoryContext;
+		tv_type_canon_cache = hash_create("trialvault type encodings", 64, &ctl,
+										  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+
+	tc = hash_search(tv_type_canon_cache, &typid, HASH_FIND, NULL);
+	if (tc == NULL)
+	{
+		Oid			base = getBaseType(typid);
+		char		category;
+		bool		preferred;
+		Oid			fnoid = InvalidOid;
+
+		/* Fill a local copy first so an error leaves no half-made entry. */
+		TvTypeCanon t;
+
+		memset(&t, 0, sizeof(t));
+		t.typid = typid;
+		t.basetype = base;
+		get_typlenbyvalalign(base, &t.typlen, &t.typbyval, &t.typalign);
+		get_type_category_preferred(base, &category, &preferred);
+
+		if (base == NAMEOID)
+			t.mode = TV_CANON_NAME;
+		else if (t.typlen == -1 &&
+				 (category == TYPCATEGORY_STRING || base == BYTEAOID ||
+				  base == XMLOID || base == JSONOID))
+			t.mode = TV_CANON_RAW;
+		else if (type_is_array(base))
+		{
+			t.mode = TV_CANON_ARRAY;
+			t.elemtype = get_element_type(base);
+		}
+		else if (type_is_rowtype(base))
+			t.mode = TV_CANON_COMPOSITE;
+		else if (type_is_range(base))
+			t.mode = TV_CANON_RANGE;
+		else
+		{
+			Oid			sendfn;
+			bool		isvarlena;
+
+			getTypeBinaryOutputInfo(base, &sendfn, &isvarlena);
+			if (base < FirstNormalObjectId && !type_is_enum(base) &&
+				!send_is_unstable(base) && OidIsValid(sendfn))
+			{
+				t.mode = TV_CANON_SEND;
+				fnoid = sendfn;
+			}
+			else
+			{
+				getTypeOutputInfo(base, &fnoid, &isvarlena);
+				t.mode = TV_CANON_OUT;
+			}
+		}
+		if (OidIsValid(fnoid))
+			fmgr_info_cxt(fnoid, &t.fn, TopMemoryContext);
+
+		tc = hash_search(tv_type_canon_cache, &typid, HASH_ENTER, &found);
+		memcpy(tc, &t, sizeof(t));
+	}
+	return tc;
+}
+
+static void
+append_u32(StringInfo buf, uint32 v)
+{
+	uint32		be = pg_hton32(v);
+
+	appendBinaryStringInfo(buf, (char *) &be, 4);
+}
+
+static void
+append_tagged(StringInfo buf, char tag, const char *data, uint32 len)
+{
+	appendStringInfoChar(buf, tag);
+	append_u32(buf, len);
+	appendBinaryStringInfo(buf, data, len);
+}
+
+/*
+ * Start a nested value: write the tag and a length placeholder, return the
+ * offset of the placeholder so finish_nested can fill it in.
+ */
+static int
+begin_nested(StringInfo buf, char tag)
+{
+	int			at;
+
+	appendStringInfoChar(buf, tag);
+	at = buf->len;
+	append_u32(buf, 0);
+	return at;
+}
+
+static void
+finish_nested(StringInfo buf, int at)
+{
+	uint32		be = pg_hton32((uint32) (buf->len - at - 4));
+
+	memcpy(buf->data + at, &be, 4);
+}
+
+static void
+canon_array(StringInfo buf, TvTypeCanon *tc, Datum value)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(value);
+	TvTypeCanon *etc = lookup_type_canon(tc->elemtype);
+	int			ndim = ARR_NDIM(arr);
+	int		   *dims = ARR_DIMS(arr);
+	int		   *lbs = ARR_LBOUND(arr);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			nelems;
+	int			at;
+	int			i;
+
+	deconstruct_array(arr, tc->elemtype, etc->typlen, etc->typbyval,
+					  etc->typalign, &elems, &nulls, &nelems);
+
+	at = begin_nested(buf, 'a');
+	append_u32(buf, (uint32) ndim);
+	for (i = 0; i < ndim; i++)
+	{
+		append_u32(buf, (uint32) dims[i]);
+		append_u32(buf, (uint32) lbs[i]);
+	}
+	for (i = 0; i < nelems; i++)
+	{
+		if (nulls[i])
+			appendStringInfoChar(buf, 'n');
+		else
+			canon_value(buf, tc->elemtype, elems[i]);
+	}
+	finish_nested(buf, at);
+}
+
+static void
+canon_composite(StringInfo buf, Datum value)
+{
+	HeapTupleHeader th = DatumGetHeapTupleHeader(value);
+	TupleDesc	tupdesc;
+	HeapTupleData tuple;
+	int			at;
+	int			i;
+	uint32		pos = 0;
+
+	tupdesc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(th),
+									 HeapTupleHeaderGetTypMod(th));
+	tuple.t_len = HeapTupleHeaderGetDatumLength(th);
+	ItemPointerSetInvalid(&tuple.t_self);
+	tuple.t_tableOid = InvalidOid;
+	tuple.t_data = th;
+
+	at = begin_nested(buf, 'c');
+	for (i = 0; i < tupdesc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(tupdesc, i);
+		bool		isnull;
+		Datum		d;
+
+		if (att->attisdropped)
+			continue;
+		pos++;
+		d = heap_getattr(&tuple, i + 1, tupdesc, &isnull);
+		if (isnull)
+			continue;
+		append_u32(buf, pos);
+		canon_value(buf, att->atttypid, d);
+	}
+	finish_nested(buf, at);
+	ReleaseTupleDesc(tupdesc);
+}
+
+static void
+canon_range(StringInfo buf, TvTypeCanon *tc, Datum value)
+{
+	RangeType  *r = DatumGetRangeTypeP(value);
+	TypeCacheEntry *typcache = lookup_type_cache(RangeTypeGetOid(r),
+												 TYPECACHE_RANGE_INFO);
+	RangeBound	lower;
+	RangeBound	upper;
+	bool		empty;
+	char		flags = range_get_flags(r);
+	int			at;
+
+	range_deserialize(typcache, r, &lower, &upper, &empty);
+	at = begin_nested(buf, 'g');
+	appendStringInfoChar(buf, flags);
+	if (!empty && !lower.infinite)
+		canon_value(buf, typcache->rngelemtype->type_id, lower.val);
+	if (!empty && !upper.infinite)
+		canon_value(buf, typcache->rngelemtype->type_id, upper.val);
+	finish_nested(buf, at);
+}
+
+static void
+canon_value(StringInfo buf, Oid typid, Datum value)
+{
+	TvTypeCanon *tc = lookup_type_canon(typid);
+
+	switch (tc->mode)
+	{
+		case TV_CANON_RAW:
+			{
+				struct varlena *v = PG_DETOAST_DATUM_PACKED(value);
+
+				append_tagged(buf, 'r', VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v));
+				break;
+			}
+		case TV_CANON_NAME:
+			{
+				const char *s = NameStr(*DatumGetName(value));
+
+				append_tagged(buf, 'r', s, strlen(s));
+				break;
+			}
+		case TV_CANON_SEND:
+			{
+				bytea	   *b = SendFunctionCall(&tc->fn, value);
+
+				append_tagged(buf, 'b', VARDATA(b), VARSIZE(b) - VARHDRSZ);
+				break;
+			}
+		case TV_CANON_OUT:
+			{
+				char	   *s = OutputFunctionCall(&tc->fn, value);
+
+				append_tagged(buf, 't', s, strlen(s));
+				break;
+			}
+		case TV_CANON_ARRAY:
+			canon_array(buf, tc, value);
+			break;
+		case TV_CANON_COMPOSITE:
+			canon_composite(buf, value);
+			break;
+		case TV_CANON_RANGE:
+			canon_range(buf, tc, value);
+			break;
+	}
+}
+
+static void
+md_update(const void *data, size_t len)
+{
+	if (EVP_DigestUpdate(tv_md, data, len) != 1)
+		elog(ERROR, "trialvault: SHA-256 update failed");
+}
+
+/*
+ * tv_row_content_digest: SHA-256 of the canonical encoding of a row's user
+ * columns (chain columns, dropped and generated columns excluded).
+ *
+ * Large string-like values (the usual payload: bytea, text, xml) are fed to
+ * the digest straight from the detoasted datum, without copying them into
+ * the encoding buffer.  Runs in the caller's memory context; the caller is
+ * expected to reset it (a trigger call or a per-row context in verify).
+ */
+void
+tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
+					  const TvChainCols *cols, uint8 *digest)
+{
+	StringInfoData buf;
+	unsigned int dlen;
+	int			i;
+
+	if (tv_md == NULL)
+	{
+		tv_md = EVP_MD_CTX_new();
+		if (tv_md == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory allocating a SHA-256 context")));
+	}
+	if (EVP_DigestInit_ex(tv_md, EVP_sha256(), NULL) != 1)
+		elog(ERROR, "trialvault: SHA-256 init failed");
+
+	md_update("TVROW1", 6);
+	initStringInfo(&buf);
+
+	for (i = 0; i < tupdesc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(tupdesc, i);
+		AttrNumber	attnum = i + 1;
+		bool		isnull;
+		Datum		value;
+		const char *name;
+		uint32		be;
+		TvTypeCanon *tc;
+
+		if (att->attisdropped || att->attgenerated)
+			continue;
+		if (attnum == cols->seq || attnum == cols->prev_seqs ||
+			attnum == cols->prev_hash || attnum == cols->hash)
+			continue;
+		value = heap_getattr(tuple, attnum, tupdesc, &isnull);
+		if (isnull)
+			continue;
+
+		name = NameStr(att->attname);
+		be = pg_hton32((uint32) strlen(name));
+		md_update(&be, 4);
+		md_update(name, strlen(name));
+
+		tc = lookup_type_canon(att->atttypid);
+		if (tc->mode == TV_CANON_RAW)
+		{
+			struct varlena *v = PG_DETOAST_DATUM_PACKED(value);
+			char		tag = 'r';
+
+			be = pg_hton32((uint32) VARSIZE_ANY_EXHDR(v));
+			md_update(&tag, 1);
+			md_update(&be, 4);
+			md_update(VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v));
+			if ((Pointer) v != DatumGetPointer(value))
+				pfree(v);
+		}
+		else
+		{
+			resetStringInfo(&buf);
+			canon_value(&buf, att->atttypid, value);
+			md_update(buf.data, buf.len);
+		}
+	}
+	pfree(buf.data);
+
+	if (EVP_DigestFinal_ex(tv_md, digest, &dlen) != 1 || dlen != TV_HASH_LEN)
+		elog(ERROR, "trialvault: SHA-256 final failed");
+}

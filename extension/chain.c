@@ -1,0 +1,714 @@
+/*-------------------------------------------------------------------------
+ *
+ * chain.c
+ *		The hash chain of protected tables: shared state, hashing on INSERT,
+ *		and the transaction callbacks that publish committed rows.
+ *
+ * Every protected row carries
+ *
+ *	tv_seq			a number unique in its table, increasing in insert order
+ *	tv_prev_seqs	the rows it is chained to (ascending tv_seq)
+ *	tv_prev_hash	SHA-256 over those rows' tv_seq and tv_hash
+ *	tv_hash			SHA-256 over tv_seq, tv_prev_hash and the row's contents
+ *
+ * A row may only be chained to rows whose existence is certain, or the
+ * chain would break whenever a transaction that inserted a predecessor
+ * aborted or the server crashed.  So a row is chained either to the
+ * previous row of its own transaction (which lives or dies with it) or, for
+ * a transaction's first row, to every current "head" of the table: the
+ * committed rows no committed row refers to yet.  A transaction publishes
+ * its last row as a new head, and retires the heads it referred to, only
+ * once it has committed (XACT_EVENT_COMMIT).  Concurrent writers thus hold
+ * the per-table lock only for a few copies and an increment; the SHA-256 of
+ * the row itself is computed before the lock is taken.  The price is that
+ * concurrent transactions form short forks that the next transaction joins
+ * again: the chain is a DAG in which every committed row except the current
+ * heads is referred to by a later row, so removing or changing any row but
+ * the newest ones breaks a link that verify() checks.
+ *
+ * The heads live in shared memory and are rebuilt from the table itself
+ * (rows not referred to by any row) on first use after a restart, so
+ * nothing here needs to be durable: the table is the only truth.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <openssl/evp.h>
+
+#include "access/htup_details.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/tuptable.h"
+#include "miscadmin.h"
+#include "port/pg_bswap.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "trialvault.h"
+
+typedef struct TvChainKey
+{
+	Oid			dbid;
+	Oid			relid;
+} TvChainKey;
+
+/* Shared per-table chain state. */
+typedef struct TvChainEntry
+{
+	TvChainKey	key;
+	LWLock		lock;			/* protects everything below */
+	bool		initialized;	/* heads and last_seq loaded from the table */
+	int64		last_seq;
+	int			nheads;
+	TvHead		heads[FLEXIBLE_ARRAY_MEMBER];	/* tv_max_heads of them */
+} TvChainEntry;
+
+typedef struct TvChainShared
+{
+	int			tranche_id;
+} TvChainShared;
+
+/*
+ * What this transaction inserted into one protected table, per
+ * subtransaction level, so that rows of an aborted subtransaction are
+ * neither chained to nor published.
+ */
+typedef struct TvFrame
+{
+	int			level;			/* transaction nesting level */
+	int64		tip_seq;		/* last row inserted at this level */
+	uint8		tip_hash[TV_HASH_LEN];
+	int64	   *refs;			/* heads referred to at this level */
+	int			nrefs;
+	int			maxrefs;
+} TvFrame;
+
+typedef struct TvLocalTable
+{
+	Oid			relid;
+	TvChainEntry *entry;
+	List	   *frames;			/* TvFrame *, innermost last */
+} TvLocalTable;
+
+static HTAB *tv_chain_hash = NULL;
+static TvChainShared *tv_chain_shared = NULL;
+static LWLock *tv_chain_hash_lock = NULL;
+static int	tv_max_heads = 0;
+
+/* Tables this transaction inserted into; lives in TopTransactionContext. */
+static List *tv_local_tables = NIL;
+
+static EVP_MD_CTX *tv_small_md = NULL;
+
+static Size
+entry_size(void)
+{
+	return add_size(offsetof(TvChainEntry, heads),
+					mul_size(tv_max_heads, sizeof(TvHead)));
+}
+
+static void
+compute_max_heads(void)
+{
+	/*
+	 * Every head is the last row of a distinct transaction, and all of them
+	 * were in progress at the same moment (a transaction refers to every
+	 * head there is when it inserts its first row), so there can be no more
+	 * heads than concurrent transactions.  The slack covers chains restored
+	 * from a server that allowed more connections.
+	 */
+	tv_max_heads = MaxBackends + 64;
+}
+
+Size
+tv_chain_shmem_size(void)
+{
+	compute_max_heads();
+	return add_size(MAXALIGN(sizeof(TvChainShared)),
+					hash_estimate_size(tv_max_protected_tables, entry_size()));
+}
+
+void
+tv_chain_shmem_init(void)
+{
+	HASHCTL		info;
+	bool		found;
+
+	compute_max_heads();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	tv_chain_shared = ShmemInitStruct("trialvault chain control",
+									  sizeof(TvChainShared), &found);
+	if (!found)
+		tv_chain_shared->tranche_id = LWLockNewTrancheId();
+
+	info.keysize = sizeof(TvChainKey);
+	info.entrysize = entry_size();
+	tv_chain_hash = ShmemInitHash("trialvault chain heads",
+								  tv_max_protected_tables,
+								  tv_max_protected_tables,
+								  &info, HASH_ELEM | HASH_BLOBS);
+	tv_chain_hash_lock = &(GetNamedLWLockTranche("trialvault"))->lock;
+	LWLockRelease(AddinShmemInitLock);
+
+	LWLockRegisterTranche(tv_chain_shared->tranche_id, "trialvault_chain");
+}
+
+/*
+ * SHA-256 of a short buffer list; for the small hashes done per row.
+ */
+static void
+small_sha256(const void *const *parts, const size_t *lens, int nparts,
+			 uint8 *out)
+{
+	unsigned int dlen;
+	int			i;
+
+	if (tv_small_md == NULL)
+	{
+		tv_small_md = EVP_MD_CTX_new();
+		if (tv_small_md == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory allocating a SHA-256 context")));
+	}
+	if (EVP_DigestInit_ex(tv_small_md, EVP_sha256(), NULL) != 1)
+		elog(ERROR, "trialvault: SHA-256 init failed");
+	for (i = 0; i < nparts; i++)
+		if (EVP_DigestUpdate(tv_small_md, parts[i], lens[i]) != 1)
+			elog(ERROR, "trialvault: SHA-256 update failed");
+	if (EVP_DigestFinal_ex(tv_small_md, out, &dlen) != 1 || dlen != TV_HASH_LEN)
+		elog(ERROR, "trialvault: SHA-256 final failed");
+}
+
+/*
+ * tv_prev_digest: the digest a row records over the rows it is chained to.
+ * refs must be in ascending seq order.
+ */
+void
+tv_prev_digest(const TvHead *refs, int nrefs, uint8 *digest)
+{
+	StringInfoData buf;
+	int			i;
+	const void *parts[1];
+	size_t		lens[1];
+
+	initStringInfo(&buf);
+	appendBinaryStringInfo(&buf, "TVPREV1", 7);
+	for (i = 0; i < nrefs; i++)
+	{
+		uint64		be = pg_hton64((uint64) refs[i].seq);
+
+		appendBinaryStringInfo(&buf, (char *) &be, 8);
+		appendBinaryStringInfo(&buf, (char *) refs[i].hash, TV_HASH_LEN);
+	}
+	parts[0] = buf.data;
+	lens[0] = buf.len;
+	small_sha256(parts, lens, 1, digest);
+	pfree(buf.data);
+}
+
+/*
+ * tv_row_hash: a row's tv_hash.
+ */
+void
+tv_row_hash(int64 seq, const uint8 *prev_digest, const uint8 *content_digest,
+			uint8 *hash)
+{
+	uint64		be = pg_hton64((uint64) seq);
+	const void *parts[4] = {"TVHASH1", &be, prev_digest, content_digest};
+	size_t		lens[4] = {7, 8, TV_HASH_LEN, TV_HASH_LEN};
+
+	small_sha256(parts, lens, 4, hash);
+}
+
+static int
+head_cmp(const void *a, const void *b)
+{
+	int64		x = ((const TvHead *) a)->seq;
+	int64		y = ((const TvHead *) b)->seq;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * Rebuild an entry's heads and last_seq from the table: the heads are the
+ * rows no row refers to.  Called with the entry lock held exclusively, at a
+ * time no other transaction can be inserting through this entry (first use
+ * after server start, or after protect() or a DROP, which hold an
+ * AccessExclusiveLock).
+ */
+typedef struct RebuildItem
+{
+	int64		seq;
+	bool		present;
+	bool		referenced;
+	uint8		hash[TV_HASH_LEN];
+} RebuildItem;
+
+static void
+rebuild_entry(Relation rel, TvChainEntry *entry, const TvChainCols *cols)
+{
+	HASHCTL		ctl;
+	HTAB	   *items;
+	Snapshot	snap;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	HASH_SEQ_STATUS hs;
+	RebuildItem *it;
+	int64		last_seq = 0;
+	int			nheads = 0;
+	MemoryContext cxt;
+	MemoryContext old;
+
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "trialvault chain rebuild",
+								ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(RebuildItem);
+	ctl.hcxt = cxt;
+	items = hash_create("trialvault rebuild", 1024, &ctl,
+						HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	scan = table_beginscan(rel, snap, 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		d;
+		int64		seq;
+		bool		found;
+
+		CHECK_FOR_INTERRUPTS();
+		d = slot_getattr(slot, cols->seq, &isnull);
+		if (isnull)
+			continue;			/* verify() reports it */
+		seq = DatumGetInt64(d);
+		if (seq > last_seq)
+			last_seq = seq;
+		it = hash_search(items, &seq, HASH_ENTER, &found);
+		if (!found)
+			it->referenced = false;
+		it->present = true;
+		d = slot_getattr(slot, cols->hash, &isnull);
+		if (!isnull && VARSIZE_ANY_EXHDR(DatumGetByteaPP(d)) == TV_HASH_LEN)
+			memcpy(it->hash, VARDATA_ANY(DatumGetByteaPP(d)), TV_HASH_LEN);
+		else
+			memset(it->hash, 0, TV_HASH_LEN);
+
+		d = slot_getattr(slot, cols->prev_seqs, &isnull);
+		if (!isnull)
+		{
+			ArrayType  *arr = DatumGetArrayTypeP(d);
+			Datum	   *elems;
+			bool	   *nulls;
+			int			n;
+			int			i;
+
+			deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+							  &elems, &nulls, &n);
+			for (i = 0; i < n; i++)
+			{
+				int64		r;
+
+				if (nulls[i])
+					continue;
+				r = DatumGetInt64(elems[i]);
+				it = hash_search(items, &r, HASH_ENTER, &found);
+				if (!found)
+				{
+					it->present = false;
+					memset(it->hash, 0, TV_HASH_LEN);
+				}
+				it->referenced = true;
+			}
+		}
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	UnregisterSnapshot(snap);
+
+	hash_seq_init(&hs, items);
+	while ((it = hash_seq_search(&hs)) != NULL)
+	{
+		if (!it->present || it->referenced)
+			continue;
+		if (nheads >= tv_max_heads)
+		{
+			hash_seq_term(&hs);
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("chain of table \"%s\" has more open ends than trialvault can track",
+							RelationGetRelationName(rel)),
+					 errdetail("At most %d rows may be unreferenced by later rows; this table has more.",
+							   tv_max_heads),
+					 errhint("Run trialvault.verify() on the table, or raise max_connections.")));
+		}
+		entry->heads[nheads].seq = it->seq;
+		memcpy(entry->heads[nheads].hash, it->hash, TV_HASH_LEN);
+		nheads++;
+	}
+	entry->nheads = nheads;
+	entry->last_seq = last_seq;
+	entry->initialized = true;
+
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+}
+
+static TvChainEntry *
+get_entry(Oid relid)
+{
+	TvChainKey	key;
+	TvChainEntry *entry;
+	bool		found;
+
+	if (tv_chain_hash == NULL)
+		tv_require_preload();
+
+	key.dbid = MyDatabaseId;
+	key.relid = relid;
+
+	LWLockAcquire(tv_chain_hash_lock, LW_SHARED);
+	entry = hash_search(tv_chain_hash, &key, HASH_FIND, NULL);
+	LWLockRelease(tv_chain_hash_lock);
+	if (entry)
+		return entry;
+
+	LWLockAcquire(tv_chain_hash_lock, LW_EXCLUSIVE);
+	entry = hash_search(tv_chain_hash, &key, HASH_ENTER_NULL, &found);
+	if (entry == NULL)
+	{
+		LWLockRelease(tv_chain_hash_lock);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("too many protected tables in use"),
+				 errdetail("The chain state of at most %d protected tables is kept in shared memory.",
+						   tv_max_protected_tables),
+				 errhint("Raise trialvault.max_protected_tables in postgresql.conf and restart the server.")));
+	}
+	if (!found)
+	{
+		LWLockInitialize(&entry->lock, tv_chain_shared->tranche_id);
+		entry->initialized = false;
+		entry->last_seq = 0;
+		entry->nheads = 0;
+	}
+	LWLockRelease(tv_chain_hash_lock);
+	return entry;
+}
+
+static TvLocalTable *
+get_local_table(Oid relid)
+{
+	ListCell   *lc;
+	TvLocalTable *lt;
+	MemoryContext old;
+
+	foreach(lc, tv_local_tables)
+	{
+		lt = lfirst(lc);
+		if (lt->relid == relid)
+			return lt;
+	}
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	lt = palloc0(sizeof(TvLocalTable));
+	lt->relid = relid;
+	lt->entry = get_entry(relid);
+	tv_local_tables = lappend(tv_local_tables, lt);
+	MemoryContextSwitchTo(old);
+	return lt;
+}
+
+static void
+frame_add_ref(TvFrame *f, int64 seq)
+{
+	if (f->nrefs == f->maxrefs)
+	{
+		f->maxrefs = Max(8, f->maxrefs * 2);
+		if (f->refs == NULL)
+			f->refs = MemoryContextAlloc(TopTransactionContext,
+										 f->maxrefs * sizeof(int64));
+		else
+			f->refs = repalloc(f->refs, f->maxrefs * sizeof(int64));
+	}
+	f->refs[f->nrefs++] = seq;
+}
+
+/*
+ * tv_chain_insert: fill in the chain columns of a row about to be inserted
+ * into a protected table and return the modified tuple.
+ */
+HeapTuple
+tv_chain_insert(Relation rel, HeapTuple tuple)
+{
+	TupleDesc	tupdesc = RelationGetDescr(rel);
+	TvChainCols cols;
+	uint8		content[TV_HASH_LEN];
+	uint8		prev[TV_HASH_LEN];
+	uint8		hash[TV_HASH_LEN];
+	TvLocalTable *lt;
+	TvFrame    *top = NULL;
+	TvHead	   *refs;
+	int			nrefs;
+	int64		seq;
+	int			level = GetCurrentTransactionNestLevel();
+	Datum	   *refdatums;
+	int			i;
+	int			replcols[4];
+	Datum		replvals[4];
+	bool		replnulls[4] = {false, false, false, false};
+	bytea	   *b;
+
+	tv_require_preload();
+	if (!tv_find_chain_cols(tupdesc, &cols))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" lacks the trialvault chain columns",
+						RelationGetRelationName(rel)),
+				 errhint("Protect tables with trialvault.protect() rather than by creating its triggers by hand.")));
+
+	/* The expensive part, outside any lock. */
+	tv_row_content_digest(tupdesc, tuple, &cols, content);
+
+	lt = get_local_table(RelationGetRelid(rel));
+	if (lt->frames != NIL)
+		top = llast(lt->frames);
+
+	refs = palloc(sizeof(TvHead) * (tv_max_heads + 1));
+	LWLockAcquire(&lt->entry->lock, LW_EXCLUSIVE);
+	/* An error in the rebuild releases the lock with the transaction. */
+	if (!lt->entry->initialized)
+		rebuild_entry(rel, lt->entry, &cols);
+	seq = ++lt->entry->last_seq;
+	if (top != NULL)
+	{
+		refs[0].seq = top->tip_seq;
+		memcpy(refs[0].hash, top->tip_hash, TV_HASH_LEN);
+		nrefs = 1;
+	}
+	else
+	{
+		nrefs = lt->entry->nheads;
+		memcpy(refs, lt->entry->heads, sizeof(TvHead) * nrefs);
+	}
+	LWLockRelease(&lt->entry->lock);
+
+	if (nrefs > 1)
+		qsort(refs, nrefs, sizeof(TvHead), head_cmp);
+	tv_prev_digest(refs, nrefs, prev);
+	tv_row_hash(seq, prev, content, hash);
+
+	/* Remember the row for chaining our next one and for publishing. */
+	if (top == NULL || top->level < level)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+
+		top = palloc0(sizeof(TvFrame));
+		top->level = level;
+		lt->frames = lappend(lt->frames, top);
+		MemoryContextSwitchTo(old);
+		if (list_length(lt->frames) == 1)
+			for (i = 0; i < nrefs; i++)
+				frame_add_ref(top, refs[i].seq);
+	}
+	top->tip_seq = seq;
+	memcpy(top->tip_hash, hash, TV_HASH_LEN);
+
+	refdatums = palloc(sizeof(Datum) * Max(nrefs, 1));
+	for (i = 0; i < nrefs; i++)
+		refdatums[i] = Int64GetDatum(refs[i].seq);
+
+	replcols[0] = cols.seq;
+	replvals[0] = Int64GetDatum(seq);
+	replcols[1] = cols.prev_seqs;
+	replvals[1] = PointerGetDatum(construct_array(refdatums, nrefs, INT8OID, 8,
+												  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	replcols[2] = cols.prev_hash;
+	b = palloc(VARHDRSZ + TV_HASH_LEN);
+	SET_VARSIZE(b, VARHDRSZ + TV_HASH_LEN);
+	memcpy(VARDATA(b), prev, TV_HASH_LEN);
+	replvals[2] = PointerGetDatum(b);
+	replcols[3] = cols.hash;
+	b = palloc(VARHDRSZ + TV_HASH_LEN);
+	SET_VARSIZE(b, VARHDRSZ + TV_HASH_LEN);
+	memcpy(VARDATA(b), hash, TV_HASH_LEN);
+	replvals[3] = PointerGetDatum(b);
+
+	return heap_modify_tuple_by_cols(tuple, tupdesc, 4, replcols, replvals,
+									 replnulls);
+}
+
+/*
+ * Publish this transaction's rows once it has committed: its last row in
+ * each table becomes a head, and the heads it referred to are retired.
+ * Runs after the commit record is written, so it must not fail.
+ */
+static void
+publish_committed(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, tv_local_tables)
+	{
+		TvLocalTable *lt = lfirst(lc);
+		TvChainEntry *e = lt->entry;
+		ListCell   *fc;
+		TvFrame    *last;
+		int			i;
+		int			j;
+
+		if (lt->frames == NIL || e == NULL)
+			continue;
+		last = llast(lt->frames);
+
+		LWLockAcquire(&e->lock, LW_EXCLUSIVE);
+		foreach(fc, lt->frames)
+		{
+			TvFrame    *f = lfirst(fc);
+
+			for (j = 0; j < f->nrefs; j++)
+			{
+				for (i = 0; i < e->nheads; i++)
+				{
+					if (e->heads[i].seq == f->refs[j])
+					{
+						e->heads[i] = e->heads[--e->nheads];
+						break;
+					}
+				}
+			}
+		}
+		if (e->nheads < tv_max_heads)
+		{
+			e->heads[e->nheads].seq = last->tip_seq;
+			memcpy(e->heads[e->nheads].hash, last->tip_hash, TV_HASH_LEN);
+			e->nheads++;
+		}
+		else
+		{
+			/* Cannot happen (see compute_max_heads); rebuild from the table. */
+			e->initialized = false;
+		}
+		LWLockRelease(&e->lock);
+	}
+}
+
+static void
+tv_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_PREPARE:
+			if (tv_local_tables != NIL)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that inserted into a protected table"),
+						 errdetail("trialvault chains a row to its predecessors only once their transaction has committed in this session.")));
+			break;
+		case XACT_EVENT_COMMIT:
+			publish_committed();
+			tv_local_tables = NIL;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+			tv_local_tables = NIL;
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+tv_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					SubTransactionId parentSubid, void *arg)
+{
+	int			level;
+	ListCell   *lc;
+
+	if (tv_local_tables == NIL)
+		return;
+	if (event != SUBXACT_EVENT_COMMIT_SUB && event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	level = GetCurrentTransactionNestLevel();
+
+	foreach(lc, tv_local_tables)
+	{
+		TvLocalTable *lt = lfirst(lc);
+		TvFrame    *top;
+
+		if (lt->frames == NIL)
+			continue;
+		top = llast(lt->frames);
+		if (top->level < level)
+			continue;
+		if (event == SUBXACT_EVENT_ABORT_SUB)
+		{
+			lt->frames = list_delete_last(lt->frames);
+			continue;
+		}
+		/* Committed subtransaction: its rows now belong to the parent. */
+		if (list_length(lt->frames) >= 2)
+		{
+			TvFrame    *below = list_nth(lt->frames, list_length(lt->frames) - 2);
+
+			if (below->level == level - 1)
+			{
+				int			j;
+
+				below->tip_seq = top->tip_seq;
+				memcpy(below->tip_hash, top->tip_hash, TV_HASH_LEN);
+				for (j = 0; j < top->nrefs; j++)
+					frame_add_ref(below, top->refs[j]);
+				lt->frames = list_delete_last(lt->frames);
+				continue;
+			}
+		}
+		top->level = level - 1;
+	}
+}
+
+/*
+ * tv_chain_forget: drop the shared state of a relation (it is being
+ * dropped, or protect() just chained its rows); the next insert rebuilds
+ * it from the table.  The caller holds an AccessExclusiveLock on it.
+ */
+void
+tv_chain_forget(Oid relid)
+{
+	TvChainKey	key;
+	ListCell   *lc;
+
+	foreach(lc, tv_local_tables)
+	{
+		TvLocalTable *lt = lfirst(lc);
+
+		if (lt->relid == relid)
+			tv_local_tables = foreach_delete_current(tv_local_tables, lc);
+	}
+	if (tv_chain_hash == NULL)
+		return;
+	key.dbid = MyDatabaseId;
+	key.relid = relid;
+	LWLockAcquire(tv_chain_hash_lock, LW_EXCLUSIVE);
+	hash_search(tv_chain_hash, &key, HASH_REMOVE, NULL);
+	LWLockRelease(tv_chain_hash_lock);
+}
+
+void
+tv_chain_init(void)
+{
+	RegisterXactCallback(tv_xact_callback, NULL);
+	RegisterSubXactCallback(tv_subxact_callback, NULL);
+}

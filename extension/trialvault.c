@@ -1,0 +1,107 @@
+/*-------------------------------------------------------------------------
+ *
+ * trialvault.c
+ *		Module entry point: GUCs, shared memory, and the hooks of every
+ *		component.
+ *
+ * trialvault must be loaded through shared_preload_libraries: the chain
+ * state lives in shared memory and the guards are hooks that must be in
+ * place in every backend before any protected table is touched.  Loading the
+ * library any other way (CREATE EXTENSION without the preload, LOAD) leaves
+ * it inert, and trialvault._require_preload() makes CREATE EXTENSION fail
+ * with a hint naming the setting.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/guc.h"
+
+#include "trialvault.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+bool		tv_loaded_at_preload = false;
+int			tv_max_protected_tables = 1000;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static void
+tv_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(tv_chain_shmem_size());
+	RequestNamedLWLockTranche("trialvault", 1);
+}
+
+static void
+tv_shmem_startup(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	tv_chain_shmem_init();
+}
+
+void
+_PG_init(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	DefineCustomIntVariable("trialvault.max_protected_tables",
+							"Maximum number of protected tables, across all databases, whose chain state is kept in shared memory.",
+							"Each protected table written to since the server started uses one slot.",
+							&tv_max_protected_tables,
+							1000, 16, 1000000,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+	MarkGUCPrefixReserved("trialvault");
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = tv_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = tv_shmem_startup;
+
+	tv_chain_init();
+	tv_guard_init();
+
+	tv_loaded_at_preload = true;
+}
+
+/*
+ * tv_require_preload: refuse to do anything unless the library was loaded
+ * through shared_preload_libraries, because without the hooks the guards
+ * would be missing in some backends.
+ */
+void
+tv_require_preload(void)
+{
+	if (!tv_loaded_at_preload)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("trialvault must be loaded via shared_preload_libraries"),
+				 errdetail("The guards and the chain state of trialvault live in shared memory and hooks that are only installed at server start."),
+				 errhint("Add trialvault to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+PG_FUNCTION_INFO_V1(tv_require_preload_sql);
+
+/*
+ * trialvault._require_preload(): called first by the install script.
+ */
+Datum
+tv_require_preload_sql(PG_FUNCTION_ARGS)
+{
+	tv_require_preload();
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,86 @@
+/*-------------------------------------------------------------------------
+ *
+ * trialvault.h
+ *		Declarations shared by the trialvault extension's components.
+ *
+ * trialvault makes ordinary tables insert-only and hash-chained.  The pieces:
+ *
+ *	trialvault.c	module load, GUCs, shared-memory requests
+ *	canon.c			canonical, dump-stable encoding of a row's values
+ *	chain.c			the per-table chain state in shared memory, hashing on
+ *					INSERT, and the transaction callbacks that publish it
+ *	guard.c			the guard trigger and the utility / object-access hooks
+ *					that refuse anything that would change stored rows
+ *	protect.c		trialvault.protect(): turning a table into a protected one
+ *	verify.c		trialvault.verify(): recomputing and checking a chain
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef TRIALVAULT_H
+#define TRIALVAULT_H
+
+#include "postgres.h"
+
+#include "access/htup.h"
+#include "access/tupdesc.h"
+#include "utils/relcache.h"
+
+#define TV_HASH_LEN 32
+
+/* Names of the chain columns protect() adds to every protected table. */
+#define TV_COL_SEQ			"tv_seq"
+#define TV_COL_PREV_SEQS	"tv_prev_seqs"
+#define TV_COL_PREV_HASH	"tv_prev_hash"
+#define TV_COL_HASH			"tv_hash"
+
+/* Names of the guard triggers; the chain trigger must sort last (see guard.c). */
+#define TV_TRIG_STMT		"trialvault_guard"
+#define TV_TRIG_ROW			"trialvault_guard_row"
+#define TV_TRIG_CHAIN		"zz_trialvault_chain"
+
+/* C symbol of the one trigger function all guard triggers call. */
+#define TV_GUARD_SYMBOL		"tv_guard"
+
+/* Attribute numbers of the chain columns in one relation. */
+typedef struct TvChainCols
+{
+	AttrNumber	seq;
+	AttrNumber	prev_seqs;
+	AttrNumber	prev_hash;
+	AttrNumber	hash;
+} TvChainCols;
+
+/* One end of a chain: a committed row no committed row refers to yet. */
+typedef struct TvHead
+{
+	int64		seq;
+	uint8		hash[TV_HASH_LEN];
+} TvHead;
+
+/* trialvault.c */
+extern bool tv_loaded_at_preload;
+extern int	tv_max_protected_tables;
+
+/* canon.c */
+extern void tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
+								  const TvChainCols *cols, uint8 *digest);
+extern bool tv_is_chain_column(const char *attname);
+
+/* chain.c */
+extern Size tv_chain_shmem_size(void);
+extern void tv_chain_shmem_init(void);
+extern void tv_chain_init(void);
+extern HeapTuple tv_chain_insert(Relation rel, HeapTuple tuple);
+extern void tv_chain_forget(Oid relid);
+extern void tv_prev_digest(const TvHead *refs, int nrefs, uint8 *digest);
+extern void tv_row_hash(int64 seq, const uint8 *prev_digest,
+						const uint8 *content_digest, uint8 *hash);
+
+/* guard.c */
+extern void tv_guard_init(void);
+extern bool tv_find_chain_cols(TupleDesc tupdesc, TvChainCols *cols);
+extern char *tv_guard_problem(Oid relid);
+extern bool tv_relation_is_protected(Oid relid);
+extern void tv_require_preload(void);
+
+#endif							/* TRIALVAULT_H */

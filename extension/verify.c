@@ -1,0 +1,405 @@
+/*-------------------------------------------------------------------------
+ *
+ * verify.c
+ *		trialvault.verify(regclass): recompute a protected table's chain and
+ *		name the first row that does not fit.
+ *
+ * One sequential scan recomputes every row's hash from its contents and its
+ * recorded tv_prev_hash (finding rows changed in place); then, in tv_seq
+ * order, every link is checked: each row's tv_prev_hash must be the digest
+ * of the rows it names, and those rows must exist (finding rows removed,
+ * inserted out of band, or rewritten with a fresh hash).  The rows no row
+ * refers to are the chain's open ends; their digest, head_digest, is the
+ * value to anchor outside the server, which a later release signs.
+ *
+ * Memory: about 100 bytes per row for the link check.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/pg_type.h"
+#include "executor/tuptable.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "trialvault.h"
+
+typedef struct VRow
+{
+	int64		seq;
+	ItemPointerData tid;
+	int32		refoff;			/* into refs[], or -1 when tv_prev_seqs is bad */
+	int32		nrefs;
+	bool		referenced;
+	uint8		hash[TV_HASH_LEN];
+	uint8		prev[TV_HASH_LEN];
+} VRow;
+
+typedef struct VState
+{
+	VRow	   *rows;
+	int64		nrows;
+	int64		maxrows;
+	int64	   *refs;
+	int64		nrefs;
+	int64		maxrefs;
+	/* the first problem, by tv_seq */
+	int64		bad_rows;
+	int64		first_bad_seq;
+	char	   *first_bad;
+} VState;
+
+static void
+note_bad(VState *st, int64 seq, ItemPointer tid, const char *why)
+{
+	st->bad_rows++;
+	if (st->first_bad == NULL || seq < st->first_bad_seq)
+	{
+		if (st->first_bad)
+			pfree(st->first_bad);
+		st->first_bad_seq = seq;
+		if (seq == PG_INT64_MIN)
+			st->first_bad = psprintf("row ctid=(%u,%u): %s",
+									 ItemPointerGetBlockNumberNoCheck(tid),
+									 ItemPointerGetOffsetNumberNoCheck(tid), why);
+		else
+			st->first_bad = psprintf("row tv_seq=%lld ctid=(%u,%u): %s",
+									 (long long) seq,
+									 ItemPointerGetBlockNumberNoCheck(tid),
+									 ItemPointerGetOffsetNumberNoCheck(tid), why);
+	}
+}
+
+static int
+vrow_cmp(const void *a, const void *b)
+{
+	int64		x = ((const VRow *) a)->seq;
+	int64		y = ((const VRow *) b)->seq;
+
+	return (x > y) - (x < y);
+}
+
+static VRow *
+find_row(VState *st, int64 seq)
+{
+	int64		lo = 0;
+	int64		hi = st->nrows - 1;
+
+	while (lo <= hi)
+	{
+		int64		mid = lo + (hi - lo) / 2;
+
+		if (st->rows[mid].seq == seq)
+			return &st->rows[mid];
+		if (st->rows[mid].seq < seq)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	return NULL;
+}
+
+static bool
+get_hash_col(TupleTableSlot *slot, AttrNumber att, uint8 *out)
+{
+	bool		isnull;
+	Datum		d = slot_getattr(slot, att, &isnull);
+	bytea	   *b;
+
+	if (isnull)
+		return false;
+	b = DatumGetByteaPP(d);
+	if (VARSIZE_ANY_EXHDR(b) != TV_HASH_LEN)
+		return false;
+	memcpy(out, VARDATA_ANY(b), TV_HASH_LEN);
+	return true;
+}
+
+/*
+ * First pass: recompute each row's own hash and collect its links.
+ */
+static void
+scan_rows(Relation rel, const TvChainCols *cols, VState *st)
+{
+	TupleDesc	tupdesc = RelationGetDescr(rel);
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	MemoryContext rowcxt;
+	MemoryContext old;
+
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "trialvault verify row",
+								   ALLOCSET_DEFAULT_SIZES);
+	scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		VRow	   *r;
+		bool		isnull;
+		Datum		d;
+		HeapTuple	tup;
+		bool		shouldfree;
+		uint8		content[TV_HASH_LEN];
+		uint8		expect[TV_HASH_LEN];
+
+		CHECK_FOR_INTERRUPTS();
+		if (st->nrows == st->maxrows)
+		{
+			st->maxrows *= 2;
+			st->rows = repalloc_huge(st->rows, st->maxrows * sizeof(VRow));
+		}
+		r = &st->rows[st->nrows];
+		memset(r, 0, sizeof(VRow));
+		r->tid = slot->tts_tid;
+		r->refoff = -1;
+
+		old = MemoryContextSwitchTo(rowcxt);
+		d = slot_getattr(slot, cols->seq, &isnull);
+		if (isnull)
+		{
+			MemoryContextSwitchTo(old);
+			note_bad(st, PG_INT64_MIN, &r->tid, "tv_seq is NULL");
+			MemoryContextReset(rowcxt);
+			continue;			/* not kept: it cannot be linked to */
+		}
+		r->seq = DatumGetInt64(d);
+		st->nrows++;
+
+		if (!get_hash_col(slot, cols->hash, r->hash) ||
+			!get_hash_col(slot, cols->prev_hash, r->prev))
+		{
+			MemoryContextSwitchTo(old);
+			note_bad(st, r->seq, &r->tid, "tv_hash or tv_prev_hash is NULL or not 32 bytes");
+			MemoryContextReset(rowcxt);
+			continue;
+		}
+
+		d = slot_getattr(slot, cols->prev_seqs, &isnull);
+		if (!isnull)
+		{
+			ArrayType  *arr = DatumGetArrayTypeP(d);
+			Datum	   *elems;
+			bool	   *nulls;
+			int			n;
+			int			i;
+			bool		okrefs = ARR_NDIM(arr) <= 1;
+
+			deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+							  &elems, &nulls, &n);
+			for (i = 0; i < n && okrefs; i++)
+				if (nulls[i])
+					okrefs = false;
+			if (okrefs)
+			{
+				MemoryContextSwitchTo(old);
+				while (st->nrefs + n > st->maxrefs)
+				{
+					st->maxrefs *= 2;
+					st->refs = repalloc_huge(st->refs, st->maxrefs * sizeof(int64));
+				}
+				r->refoff = st->nrefs;
+				r->nrefs = n;
+				for (i = 0; i < n; i++)
+					st->refs[st->nrefs++] = DatumGetInt64(elems[i]);
+				MemoryContextSwitchTo(rowcxt);
+			}
+		}
+
+		tup = ExecFetchSlotHeapTuple(slot, false, &shouldfree);
+		tv_row_content_digest(tupdesc, tup, cols, content);
+		tv_row_hash(r->seq, r->prev, content, expect);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(rowcxt);
+
+		if (memcmp(expect, r->hash, TV_HASH_LEN) != 0)
+			note_bad(st, r->seq, &r->tid,
+					 "contents do not match tv_hash (the row was changed after it was inserted)");
+		else if (r->refoff < 0)
+			note_bad(st, r->seq, &r->tid, "tv_prev_seqs is NULL or malformed");
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	MemoryContextDelete(rowcxt);
+}
+
+/*
+ * Second pass, in tv_seq order: every link must lead to an existing earlier
+ * row, and the recorded digest of the linked rows must match them.
+ */
+static void
+check_links(VState *st)
+{
+	int64		i;
+	TvHead	   *refrows = NULL;
+	int			maxref = 0;
+
+	for (i = 1; i < st->nrows; i++)
+	{
+		if (st->rows[i].seq < st->rows[i - 1].seq)
+		{
+			qsort(st->rows, st->nrows, sizeof(VRow), vrow_cmp);
+			break;
+		}
+	}
+
+	for (i = 0; i < st->nrows; i++)
+	{
+		VRow	   *r = &st->rows[i];
+		uint8		digest[TV_HASH_LEN];
+		int			j;
+		bool		broken = false;
+
+		CHECK_FOR_INTERRUPTS();
+		if (i > 0 && st->rows[i - 1].seq == r->seq)
+		{
+			note_bad(st, r->seq, &r->tid, "another row has the same tv_seq");
+			continue;
+		}
+		if (r->refoff < 0)
+			continue;
+		if (r->nrefs > maxref)
+		{
+			maxref = Max(r->nrefs, 16);
+			refrows = refrows ? repalloc(refrows, maxref * sizeof(TvHead))
+				: palloc(maxref * sizeof(TvHead));
+		}
+		for (j = 0; j < r->nrefs && !broken; j++)
+		{
+			int64		ref = st->refs[r->refoff + j];
+			VRow	   *p;
+
+			if (ref >= r->seq || (j > 0 && ref <= st->refs[r->refoff + j - 1]))
+			{
+				note_bad(st, r->seq, &r->tid,
+						 "tv_prev_seqs does not list earlier rows in ascending order");
+				broken = true;
+				break;
+			}
+			p = find_row(st, ref);
+			if (p == NULL)
+			{
+				char	   *why = psprintf("its predecessor tv_seq=%lld is missing (removed?)",
+										   (long long) ref);
+
+				note_bad(st, r->seq, &r->tid, why);
+				broken = true;
+				break;
+			}
+			p->referenced = true;
+			refrows[j].seq = ref;
+			memcpy(refrows[j].hash, p->hash, TV_HASH_LEN);
+		}
+		if (broken)
+			continue;
+		tv_prev_digest(refrows, r->nrefs, digest);
+		if (memcmp(digest, r->prev, TV_HASH_LEN) != 0)
+			note_bad(st, r->seq, &r->tid,
+					 "tv_prev_hash does not match its predecessors (a predecessor was changed or replaced)");
+	}
+}
+
+PG_FUNCTION_INFO_V1(tv_verify);
+
+/*
+ * trialvault.verify(tbl regclass)
+ *	 RETURNS (ok, rows_checked, first_bad, bad_rows, heads, head_digest, guard)
+ */
+Datum
+tv_verify(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	Relation	rel;
+	TvChainCols cols;
+	VState		st;
+	TupleDesc	rettupdesc;
+	Datum		values[7];
+	bool		nulls[7] = {false, false, false, false, false, false, false};
+	char	   *guard;
+	TvHead	   *heads;
+	int64		nheads = 0;
+	int64		i;
+	uint8		head_digest[TV_HASH_LEN];
+	bytea	   *hd;
+	AclResult	aclresult;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("table to verify must not be NULL")));
+	relid = PG_GETARG_OID(0);
+	if (get_call_result_type(fcinfo, NULL, &rettupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "trialvault: verify() must return a row");
+
+	rel = try_relation_open(relid, AccessShareLock);
+	if (rel == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	aclresult = pg_class_aclcheck(relid, GetUserId(), ACL_SELECT);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_TABLE, RelationGetRelationName(rel));
+	if (rel->rd_rel->relkind != RELKIND_RELATION ||
+		!tv_find_chain_cols(RelationGetDescr(rel), &cols))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" is not protected by trialvault",
+						RelationGetRelationName(rel)),
+				 errdetail("It has no trialvault chain columns to verify."),
+				 errhint("Protect it with trialvault.protect('%s').",
+						 RelationGetRelationName(rel))));
+
+	memset(&st, 0, sizeof(st));
+	st.maxrows = 1024;
+	st.rows = MemoryContextAllocHuge(CurrentMemoryContext, st.maxrows * sizeof(VRow));
+	st.maxrefs = 1024;
+	st.refs = MemoryContextAllocHuge(CurrentMemoryContext, st.maxrefs * sizeof(int64));
+
+	scan_rows(rel, &cols, &st);
+	check_links(&st);
+
+	heads = MemoryContextAllocHuge(CurrentMemoryContext,
+								   Max(st.nrows, 1) * sizeof(TvHead));
+	for (i = 0; i < st.nrows; i++)
+	{
+		if (st.rows[i].referenced)
+			continue;
+		heads[nheads].seq = st.rows[i].seq;
+		memcpy(heads[nheads].hash, st.rows[i].hash, TV_HASH_LEN);
+		nheads++;
+	}
+	tv_prev_digest(heads, (int) Min(nheads, PG_INT32_MAX), head_digest);
+
+	guard = tv_guard_problem(relid);
+	relation_close(rel, AccessShareLock);
+
+	values[0] = BoolGetDatum(st.bad_rows == 0 && guard == NULL);
+	values[1] = Int64GetDatum(st.nrows);
+	if (st.first_bad)
+		values[2] = CStringGetTextDatum(st.first_bad);
+	else if (guard)
+		values[2] = CStringGetTextDatum(psprintf("table guard: %s", guard));
+	else
+		nulls[2] = true;
+	values[3] = Int64GetDatum(st.bad_rows);
+	values[4] = Int64GetDatum(nheads);
+	hd = palloc(VARHDRSZ + TV_HASH_LEN);
+	SET_VARSIZE(hd, VARHDRSZ + TV_HASH_LEN);
+	memcpy(VARDATA(hd), head_digest, TV_HASH_LEN);
+	values[5] = PointerGetDatum(hd);
+	values[6] = CStringGetTextDatum(guard ? guard : "intact");
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(rettupdesc),
+													  values, nulls)));
+}

@@ -18,7 +18,7 @@ EXTENSION = trialvault
 DATA = $(wildcard extension/trialvault--*.sql)
 
 REGRESS = protect guard bad_input verify
-REGRESS_OPTS = --inputdir=. --load-extension=pgcrypto
+REGRESS_OPTS = --inputdir=. --dbname=trialvault_regression
 
 PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -I$(srcdir)/extension -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror

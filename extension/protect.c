@@ -61,6 +61,12 @@ check_protectable(Relation rel)
 					 errmsg("cannot protect \"%s\": it is not a table", name),
 					 errdetail("Only ordinary tables can be made insert-only and hash-chained.")));
 	}
+	if (rel->rd_rel->relispartition)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot protect \"%s\": it is a partition", name),
+				 errdetail("The chain columns cannot be added to a single partition, and partitioned tables are not supported."),
+				 errhint("Protect an ordinary table; use inheritance rather than partitioning to split a protected table.")));
 	if (rel->rd_rel->relpersistence == RELPERSISTENCE_TEMP)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

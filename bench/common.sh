@@ -1,0 +1,39 @@
+# bench/common.sh: helpers shared by the benchmarks.  Source from bash.
+
+# median NUMBER...: the median (mean of the middle two for an even count).
+median() {
+	printf '%s\n' "$@" | sort -g | awk '
+		{ v[NR] = $1 }
+		END {
+			if (NR == 0) { print "nan"; exit }
+			if (NR % 2) printf "%.3f\n", v[(NR + 1) / 2]
+			else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2
+		}'
+}
+
+# ratio A B: A / B with three decimals ("nan" when B is zero).
+ratio() {
+	awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "nan"; else printf "%.3f\n", a / b }'
+}
+
+# at_least X MIN: exit 0 when X >= MIN.
+at_least() {
+	awk -v x="$1" -v m="$2" 'BEGIN { exit !(x != "nan" && x + 0 >= m + 0) }'
+}
+
+# bench_context: what the figures depend on, for the top of a report.
+bench_context() {
+	local repo
+	repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+	echo "# host:       $(uname -n), $(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GB", $2 / 1048576 }' /proc/meminfo) RAM, kernel $(uname -r)"
+	echo "# load avg:   $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min, before start)"
+	echo "# postgres:   $("$PGBIN/postgres" --version)"
+	echo "# trialvault: $(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown) (installed: $(pg_config --pkglibdir)/trialvault.so)"
+	echo "# started:    $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+}
+
+# other_load: the busiest other processes right now (a hint that figures
+# were taken on a loaded machine).
+other_load() {
+	ps -eo pcpu=,comm= --sort=-pcpu | awk '$1 >= 5 { printf "#   %5s%% %s\n", $1, $2 }' | head -n 5
+}

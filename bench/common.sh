@@ -32,8 +32,21 @@ bench_context() {
 	echo "# started:    $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 }
 
-# other_load: the busiest other processes right now (a hint that figures
-# were taken on a loaded machine).
+# other_load: CPU use of the whole machine over one second and the busiest
+# processes in it; a hint that figures were taken on a loaded machine.
+# Prints nothing when the machine is (nearly) idle.
 other_load() {
-	ps -eo pcpu=,comm= --sort=-pcpu | awk '$1 >= 5 { printf "#   %5s%% %s\n", $1, $2 }' | head -n 5
+	local a b
+	a=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 }' /proc/stat)
+	sleep 1
+	b=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 }' /proc/stat)
+	awk -v a="$a" -v b="$b" -v n="$(nproc)" 'BEGIN {
+		split(a, x, " "); split(b, y, " ")
+		busy = (y[2] > x[2]) ? 100 * (y[1] - x[1]) / (y[2] - x[2]) : 0
+		if (busy >= 10) printf "#   machine %.0f%% busy (of %d cores) over 1 s\n", busy, n
+	}'
+	top -b -n 2 -d 1 -w 200 2>/dev/null | awk '
+		/^top -/ { frame++ }
+		frame == 2 && /^ *PID/ { inproc = 1; next }
+		frame == 2 && inproc && $9 + 0 >= 10 { printf "#   %5s%% cpu  %s (pid %s, user %s)\n", $9, $12, $1, $2 }' | head -n 5
 }

@@ -25,7 +25,7 @@ if [ -z "${TV_TMP:-}" ]; then
 	chown "$TV_OS_USER" "$TV_TMP"
 	TV_TMP_OWNED=1
 fi
-export TV_TMP
+
 
 # Ports only name the socket file inside the cluster's private directory, but
 # keep them distinct per cluster and away from 5432 anyway.

@@ -1,0 +1,119 @@
+# test/integration/lib/helpers.sh: helpers shared by the integration tests.
+#
+# Sourced by test/integration/NN_*.sh after test/lib/cluster.sh.  Not a test
+# itself (it lives below lib/ so that a runner globbing
+# test/integration/*.sh does not pick it up).
+#
+#   q CL DB SQL                   one query, unaligned tuples-only output
+#   sqlstate_of CL DB SQL         the SQLSTATE the statement fails with,
+#                                 or "none" when it succeeds
+#   verify_into CL DB TABLE       run trialvault.verify(TABLE) and set
+#                                 V_OK V_ROWS V_FIRST_BAD V_BAD_ROWS V_HEADS
+#                                 V_DIGEST V_GUARD
+#   wait_until DESC SECS CMD...   poll CMD until it succeeds (false on timeout)
+#   todo_is ACTUAL EXPECTED DESC REASON
+#                                 like is(), but a failure is a known bug
+#                                 reported as "not ok ... # TODO REASON"
+#                                 and does not fail the script (TAP TODO)
+#
+# Scripted concurrent sessions (each a psql reading SQL from a FIFO, tagged
+# with its own application_name, so other sessions can see its state in
+# pg_stat_activity):
+#
+#   sess_open CL DB NAME          start session NAME
+#   sess_send NAME SQL            send SQL to it (does not wait)
+#   sess_state CL NAME            its pg_stat_activity.state
+#   sess_wait_state CL NAME STATE wait until it reaches STATE (30 s at most)
+#   sess_close NAME               end it; returns psql's exit status
+
+q() {
+	local cl=$1 db=$2 sql=$3
+	tv_psql "$cl" -d "$db" -At -c "$sql"
+}
+
+sqlstate_of() {
+	local cl=$1 db=$2 sql=$3 out
+	out=$(tv_psql "$cl" -d "$db" -v VERBOSITY=verbose -c "$sql" 2>&1 || true)
+	if [[ $out =~ (ERROR|FATAL):\ +([0-9A-Z]{5}): ]]; then
+		echo "${BASH_REMATCH[2]}"
+	else
+		echo "none"
+	fi
+}
+
+verify_into() {
+	local cl=$1 db=$2 tbl=$3 line
+	line=$(tv_psql "$cl" -d "$db" -At -F $'\t' -c \
+		"SELECT ok, rows_checked, coalesce(first_bad, ''), bad_rows, heads,
+		        encode(head_digest, 'hex'), guard
+		   FROM trialvault.verify('$tbl')")
+	IFS=$'\t' read -r V_OK V_ROWS V_FIRST_BAD V_BAD_ROWS V_HEADS V_DIGEST V_GUARD <<<"$line"
+}
+
+wait_until() {
+	local desc=$1 secs=$2
+	shift 2
+	local deadline=$((SECONDS + secs))
+	while ! "$@"; do
+		if [ "$SECONDS" -ge "$deadline" ]; then
+			echo "# timed out after ${secs}s waiting for: $desc" >&2
+			return 1
+		fi
+		sleep 0.1
+	done
+}
+
+todo_is() {
+	TV_TAP_N=$((TV_TAP_N + 1))
+	if [ "$1" = "$2" ]; then
+		echo "ok $TV_TAP_N - $3 # TODO $4 (now passes: remove the TODO)"
+	else
+		echo "not ok $TV_TAP_N - $3 # TODO $4"
+		echo "#   got:      '$1'"
+		echo "#   expected: '$2'"
+	fi
+}
+
+declare -A TV_SESS_FD=()
+declare -A TV_SESS_PID=()
+
+sess_open() {
+	local cl=$1 db=$2 name=$3 dir fifo fd
+	dir=$(tv_dir "$cl")
+	fifo="$dir/sess-$name.in"
+	rm -f "$fifo"
+	mkfifo "$fifo"
+	PGAPPNAME="sess_$name" tv_psql "$cl" -d "$db" -v VERBOSITY=verbose \
+		<"$fifo" >"$dir/sess-$name.out" 2>&1 &
+	TV_SESS_PID[$name]=$!
+	exec {fd}>"$fifo"
+	TV_SESS_FD[$name]=$fd
+	sess_wait_state "$cl" "$name" idle
+}
+
+sess_send() {
+	local name=$1 sql=$2
+	printf '%s\n' "$sql" >&"${TV_SESS_FD[$name]}"
+}
+
+sess_state() {
+	local cl=$1 name=$2
+	q "$cl" postgres "SELECT coalesce(max(state), 'gone') FROM pg_stat_activity
+	                   WHERE application_name = 'sess_$name'"
+}
+
+_sess_in_state() {
+	[ "$(sess_state "$1" "$2")" = "$3" ]
+}
+
+sess_wait_state() {
+	wait_until "session $2 to be $3" 30 _sess_in_state "$1" "$2" "$3"
+}
+
+sess_close() {
+	local name=$1 rc=0
+	exec {TV_SESS_FD[$name]}>&-
+	wait "${TV_SESS_PID[$name]}" || rc=$?
+	unset "TV_SESS_FD[$name]" "TV_SESS_PID[$name]"
+	return "$rc"
+}

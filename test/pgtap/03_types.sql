@@ -1,0 +1,100 @@
+-- The canonical encoding: every kind of column verifies, under any session settings.
+BEGIN;
+SELECT plan(12);
+
+CREATE TYPE mood AS ENUM ('low', 'ok', 'high');
+CREATE TYPE dose AS (amount numeric, unit text, given timestamptz);
+CREATE DOMAIN subject_code AS text CHECK (VALUE ~ '^S-[0-9]+$');
+CREATE TABLE t_types (
+	id bigint GENERATED ALWAYS AS IDENTITY,
+	code subject_code,
+	m mood,
+	d dose,
+	ds dose[],
+	r tstzrange,
+	ir int4range,
+	n numeric,
+	f4 real,
+	f8 float8,
+	ts timestamp,
+	tz timestamptz,
+	dt date,
+	tm time,
+	iv interval,
+	j json,
+	jb jsonb,
+	x xml,
+	u uuid,
+	ip inet,
+	b bool,
+	by bytea,
+	vc varchar(20),
+	bp char(5),
+	nm name,
+	arr int[][],
+	tarr text[],
+	bits bit varying,
+	money_col money,
+	twice int GENERATED ALWAYS AS (length(code) * 2) STORED
+);
+SELECT trialvault.protect('t_types');
+INSERT INTO t_types (code, m, d, ds, r, ir, n, f4, f8, ts, tz, dt, tm, iv, j, jb, x, u, ip, b, by, vc, bp, nm, arr, tarr, bits, money_col)
+VALUES
+	('S-1', 'ok', ROW(2.50, 'mg', '2026-02-01 08:00+01'), ARRAY[ROW(1, 'mg', NULL)::dose, NULL],
+	 tstzrange('2026-01-01', '2026-02-01'), '[1,10)', 3.14159265358979323846, 0.1, 1e-300,
+	 '2026-01-01 12:34:56.789', '2026-01-01 12:34:56.789+05:30', '2026-01-31', '23:59:59', '1 year 2 mons 3 days 04:05:06',
+	 '{"b": 1, "a": [1, 2]}', '{"b": 1, "a": [1, 2], "é": "ü"}', '<doc lang="fr">été</doc>',
+	 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '10.1.2.3/16', true, '\x00ff10', 'Grüße', 'ab', 'nm',
+	 '{{1,2},{3,4}}', '{"a,b", NULL, ""}', B'10110', 12.34),
+	(NULL, NULL, NULL, NULL, 'empty', NULL, 'NaN', 'Infinity', '-0', 'infinity', '-infinity', 'epoch', NULL,
+	 '-1 day', NULL, 'null', NULL, NULL, '::1', false, '', '', '', '', '{}', '{}', B'', NULL),
+	('S-22', 'high', ROW(NULL, NULL, NULL), '{}', '(,)', '(,5]', -0.000001, -1.5, 2.5e300, '1999-12-31', '2000-01-01 00:00+00', '0001-01-01 BC',
+	 '00:00', '0', '[]', '[]', '<a/>', '00000000-0000-0000-0000-000000000000', '::ffff:1.2.3.4', NULL, '\x', 'x', 'x', 'x',
+	 '[0:1]={7,8}', '{"quote\"d"}', B'1', -1);
+
+SELECT results_eq($$SELECT ok, rows_checked, bad_rows FROM trialvault.verify('t_types')$$,
+	$$VALUES (true, 3::bigint, 0::bigint)$$, 'all types verify');
+
+SET LOCAL DateStyle = 'German, DMY';
+SELECT ok((SELECT v.ok FROM trialvault.verify('t_types') v), 'verifies under DateStyle German');
+SET LOCAL TimeZone = 'Pacific/Chatham';
+SELECT ok((SELECT v.ok FROM trialvault.verify('t_types') v), 'verifies under another TimeZone');
+SET LOCAL extra_float_digits = -15;
+SELECT ok((SELECT v.ok FROM trialvault.verify('t_types') v), 'verifies with extra_float_digits = -15');
+SET LOCAL IntervalStyle = 'iso_8601';
+SELECT ok((SELECT v.ok FROM trialvault.verify('t_types') v), 'verifies with IntervalStyle iso_8601');
+SET LOCAL bytea_output = 'escape';
+SELECT ok((SELECT v.ok FROM trialvault.verify('t_types') v), 'verifies with bytea_output escape');
+SET LOCAL lc_monetary = 'C';
+SELECT ok((SELECT v.ok FROM trialvault.verify('t_types') v), 'verifies with another lc_monetary');
+SET LOCAL client_encoding = 'LATIN1';
+SELECT ok((SELECT v.ok FROM trialvault.verify('t_types') v), 'verifies with client_encoding LATIN1');
+RESET client_encoding;
+
+-- Values that print alike but differ are hashed differently (no collisions by formatting).
+CREATE TABLE t_same (a text, b text);
+SELECT trialvault.protect('t_same');
+INSERT INTO t_same VALUES ('ab', 'c'), ('a', 'bc'), (NULL, 'abc'), ('abc', NULL), ('', 'abc');
+SELECT is((SELECT count(DISTINCT tv_prev_hash || tv_hash) FROM t_same), 5::bigint,
+	'column boundaries and NULLs are part of the encoding');
+
+-- A generated column is derived, not hashed; changing its expression is not a data change.
+SELECT is((SELECT twice FROM t_types WHERE code = 'S-22'), 8, 'generated column is filled');
+
+-- The row hash is what the documentation says: SHA-256 over tag, seq, prev hash, contents digest.
+CREATE TABLE t_doc (note text);
+SELECT trialvault.protect('t_doc');
+INSERT INTO t_doc VALUES ('hello');
+SELECT is(
+	(SELECT tv_prev_hash FROM t_doc),
+	sha256('TVPREV1'::bytea),
+	'first row: tv_prev_hash = sha256(''TVPREV1'')');
+SELECT is(
+	(SELECT tv_hash FROM t_doc),
+	(SELECT sha256('TVHASH1'::bytea || int8send(1) || tv_prev_hash ||
+		sha256('TVROW1'::bytea || int4send(4) || 'note'::bytea || 'r'::bytea || int4send(5) || 'hello'::bytea))
+	 FROM t_doc),
+	'tv_hash matches the documented formula');
+
+SELECT * FROM finish();
+ROLLBACK;

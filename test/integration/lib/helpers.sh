@@ -16,15 +16,18 @@
 #                                 reported as "not ok ... # TODO REASON"
 #                                 and does not fail the script (TAP TODO)
 #
-# Scripted concurrent sessions (each a psql reading SQL from a FIFO, tagged
-# with its own application_name, so other sessions can see its state in
-# pg_stat_activity):
+# Scripted concurrent sessions: each is a psql reading SQL from a FIFO,
+# tagged with its own application_name, so that the test can see in
+# pg_stat_activity when it has finished what it was sent.
 #
 #   sess_open CL DB NAME          start session NAME
-#   sess_send NAME SQL            send SQL to it (does not wait)
-#   sess_state CL NAME            its pg_stat_activity.state
-#   sess_wait_state CL NAME STATE wait until it reaches STATE (30 s at most)
+#   sess_run NAME SQL             send SQL and wait (30 s at most) until the
+#                                 session has run it and is idle again;
+#                                 fails if it does not get there (blocked,
+#                                 or psql exited on an error)
+#   sess_send NAME SQL            send SQL without waiting
 #   sess_close NAME               end it; returns psql's exit status
+#   sess_output NAME              what it printed so far
 
 q() {
 	local cl=$1 db=$2 sql=$3
@@ -76,6 +79,8 @@ todo_is() {
 
 declare -A TV_SESS_FD=()
 declare -A TV_SESS_PID=()
+declare -A TV_SESS_CL=()
+TV_SESS_MARK=0
 
 sess_open() {
 	local cl=$1 db=$2 name=$3 dir fifo fd
@@ -83,12 +88,14 @@ sess_open() {
 	fifo="$dir/sess-$name.in"
 	rm -f "$fifo"
 	mkfifo "$fifo"
+	chmod 644 "$fifo"
 	PGAPPNAME="sess_$name" tv_psql "$cl" -d "$db" -v VERBOSITY=verbose \
 		<"$fifo" >"$dir/sess-$name.out" 2>&1 &
 	TV_SESS_PID[$name]=$!
 	exec {fd}>"$fifo"
 	TV_SESS_FD[$name]=$fd
-	sess_wait_state "$cl" "$name" idle
+	TV_SESS_CL[$name]=$cl
+	sess_run "$name" "SELECT 'connected'"
 }
 
 sess_send() {
@@ -96,23 +103,45 @@ sess_send() {
 	printf '%s\n' "$sql" >&"${TV_SESS_FD[$name]}"
 }
 
-sess_state() {
-	local cl=$1 name=$2
-	q "$cl" postgres "SELECT coalesce(max(state), 'gone') FROM pg_stat_activity
-	                   WHERE application_name = 'sess_$name'"
+_sess_done() {
+	local name=$1 mark=$2 r
+	r=$(q "${TV_SESS_CL[$name]}" postgres \
+		"SELECT count(*) FROM pg_stat_activity
+		  WHERE application_name = 'sess_$name' AND state <> 'active'
+		    AND query LIKE 'SELECT ''$mark'' AS mark%'")
+	[ "$r" = 1 ] && return 0
+	# psql gone (an error under ON_ERROR_STOP): stop waiting at once.
+	kill -0 "${TV_SESS_PID[$name]}" 2>/dev/null || {
+		echo "# session $name exited; its output:" >&2
+		sed 's/^/#   /' "$(sess_outfile "$name")" >&2
+		TV_SESS_GONE=1
+		return 0
+	}
+	return 1
 }
 
-_sess_in_state() {
-	[ "$(sess_state "$1" "$2")" = "$3" ]
+sess_outfile() {
+	echo "$(tv_dir "${TV_SESS_CL[$1]}")/sess-$1.out"
 }
 
-sess_wait_state() {
-	wait_until "session $2 to be $3" 30 _sess_in_state "$1" "$2" "$3"
+sess_output() {
+	cat "$(sess_outfile "$1")"
+}
+
+sess_run() {
+	local name=$1 sql=$2 mark
+	TV_SESS_MARK=$((TV_SESS_MARK + 1))
+	mark="tvmark_$TV_SESS_MARK"
+	TV_SESS_GONE=0
+	sess_send "$name" "$sql"
+	sess_send "$name" "SELECT '$mark' AS mark;"
+	wait_until "session $name to run: $sql" 30 _sess_done "$name" "$mark" &&
+		[ "$TV_SESS_GONE" = 0 ]
 }
 
 sess_close() {
-	local name=$1 rc=0
-	exec {TV_SESS_FD[$name]}>&-
+	local name=$1 rc=0 fd=${TV_SESS_FD[$1]}
+	exec {fd}>&-
 	wait "${TV_SESS_PID[$name]}" || rc=$?
 	unset "TV_SESS_FD[$name]" "TV_SESS_PID[$name]"
 	return "$rc"

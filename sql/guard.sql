@@ -99,6 +99,16 @@ SELECT pg_temp.try('ALTER TABLE parent_log DROP COLUMN note');
 SELECT pg_temp.try('ALTER TABLE parent_log ALTER COLUMN note TYPE varchar');
 SELECT * FROM parent_log;
 
+-- Foreign key cascades from a parent table are refused too.
+CREATE TABLE subject (id int PRIMARY KEY);
+CREATE TABLE subject_visit (visit int, subject_id int REFERENCES subject ON DELETE CASCADE ON UPDATE CASCADE);
+INSERT INTO subject VALUES (1);
+INSERT INTO subject_visit VALUES (1, 1);
+SELECT trialvault.protect('subject_visit');
+SELECT pg_temp.try('DELETE FROM subject');
+SELECT pg_temp.try('UPDATE subject SET id = 2');
+SELECT visit, subject_id, subject.id FROM subject_visit JOIN subject ON subject.id = subject_visit.subject_id;
+
 -- A user's own BEFORE trigger must fire before the chain trigger.
 CREATE FUNCTION upcase() RETURNS trigger LANGUAGE plpgsql AS
 	'BEGIN NEW.site := upper(NEW.site); RETURN NEW; END';

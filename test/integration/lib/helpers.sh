@@ -10,6 +10,7 @@
 #   verify_into CL DB TABLE       run trialvault.verify(TABLE) and set
 #                                 V_OK V_ROWS V_FIRST_BAD V_BAD_ROWS V_HEADS
 #                                 V_DIGEST V_GUARD
+#   between LO X HI               true when LO <= X <= HI (integers)
 #   wait_until DESC SECS CMD...   poll CMD until it succeeds (false on timeout)
 #   todo_is ACTUAL EXPECTED DESC REASON
 #                                 like is(), but a failure is a known bug
@@ -21,7 +22,8 @@
 # pg_stat_activity when it has finished what it was sent.
 #
 #   sess_open CL DB NAME          start session NAME
-#   sess_run NAME SQL             send SQL and wait (30 s at most) until the
+#   sess_run NAME SQL             send SQL (complete statements, each
+#                                 ending in a semicolon) and wait (30 s at most) until the
 #                                 session has run it and is idle again;
 #                                 fails if it does not get there (blocked,
 #                                 or psql exited on an error)
@@ -46,11 +48,15 @@ sqlstate_of() {
 
 verify_into() {
 	local cl=$1 db=$2 tbl=$3 line
-	line=$(tv_psql "$cl" -d "$db" -At -F $'\t' -c \
+	line=$(tv_psql "$cl" -d "$db" -At -F $'\x1f' -c \
 		"SELECT ok, rows_checked, coalesce(first_bad, ''), bad_rows, heads,
 		        encode(head_digest, 'hex'), guard
 		   FROM trialvault.verify('$tbl')")
-	IFS=$'\t' read -r V_OK V_ROWS V_FIRST_BAD V_BAD_ROWS V_HEADS V_DIGEST V_GUARD <<<"$line"
+	IFS=$'\x1f' read -r V_OK V_ROWS V_FIRST_BAD V_BAD_ROWS V_HEADS V_DIGEST V_GUARD <<<"$line"
+}
+
+between() {
+	[[ $2 =~ ^-?[0-9]+$ ]] && [ "$1" -le "$2" ] && [ "$2" -le "$3" ]
 }
 
 wait_until() {
@@ -95,7 +101,7 @@ sess_open() {
 	exec {fd}>"$fifo"
 	TV_SESS_FD[$name]=$fd
 	TV_SESS_CL[$name]=$cl
-	sess_run "$name" "SELECT 'connected'"
+	sess_run "$name" "SELECT 'connected';"
 }
 
 sess_send() {

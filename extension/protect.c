@@ -162,7 +162,8 @@ chain_existing_rows(Relation rel, const char *qname)
 	if (n == 0)
 		return 0;
 
-	sql = psprintf("UPDATE %s SET %s = $1, %s = $2, %s = $3, %s = $4 WHERE ctid = $5",
+	sql = psprintf("UPDATE %s SET %s = $1, %s = $2, %s = $3, %s = $4 "
+				   "WHERE ctid OPERATOR(pg_catalog.=) $5",
 				   qname, TV_COL_SEQ, TV_COL_PREV_SEQS, TV_COL_PREV_HASH, TV_COL_HASH);
 	plan = SPI_prepare(sql, 5, argtypes);
 	if (plan == NULL)
@@ -309,8 +310,9 @@ tv_protect(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		spi_exec(psprintf("ALTER TABLE %s ADD COLUMN %s bigint, ADD COLUMN %s bigint[], "
-						  "ADD COLUMN %s bytea, ADD COLUMN %s bytea",
+		spi_exec(psprintf("ALTER TABLE %s ADD COLUMN %s pg_catalog.int8, "
+						  "ADD COLUMN %s pg_catalog.int8[], "
+						  "ADD COLUMN %s pg_catalog.bytea, ADD COLUMN %s pg_catalog.bytea",
 						  qname, TV_COL_SEQ, TV_COL_PREV_SEQS, TV_COL_PREV_HASH,
 						  TV_COL_HASH));
 		rel = table_open(relid, NoLock);

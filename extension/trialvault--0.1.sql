@@ -18,8 +18,12 @@ CREATE FUNCTION trialvault.guard() RETURNS trigger
 COMMENT ON FUNCTION trialvault.guard() IS
 	'Trigger function of the guard triggers of protected tables: refuses UPDATE, DELETE and TRUNCATE; chains each inserted row.';
 
+-- protect() and verify() run with a fixed search_path so that nothing planted
+-- earlier on the caller's path (types, operators) is used inside them.
 CREATE FUNCTION trialvault.protect(tbl regclass) RETURNS void
-	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_protect';
+	LANGUAGE C
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'tv_protect';
 REVOKE ALL ON FUNCTION trialvault.protect(regclass) FROM PUBLIC;
 COMMENT ON FUNCTION trialvault.protect(regclass) IS
 	'Makes a table insert-only and hash-chained (chains the rows already present). Only the table owner may call it; calling it again does nothing.';
@@ -32,7 +36,9 @@ CREATE FUNCTION trialvault.verify(tbl regclass,
 	OUT heads bigint,
 	OUT head_digest bytea,
 	OUT guard text)
-	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_verify';
+	LANGUAGE C STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'tv_verify';
 COMMENT ON FUNCTION trialvault.verify(regclass) IS
 	'Recomputes the hash chain of a protected table: ok, rows checked, the first row that does not fit and why, how many do not, the open ends of the chain and their digest, and the state of the guard triggers.';
 

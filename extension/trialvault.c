@@ -54,6 +54,15 @@ tv_shmem_startup(void)
 void
 _PG_init(void)
 {
+	/*
+	 * The guard hooks go in however the library was loaded: if it has been
+	 * taken out of shared_preload_libraries, a backend that loads it (say,
+	 * through the guard trigger) still refuses DDL on protected tables.  The
+	 * chain state needs shared memory, so INSERTs are refused then, and
+	 * verify() reports the missing preload.
+	 */
+	tv_guard_init();
+
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
@@ -73,7 +82,6 @@ _PG_init(void)
 	shmem_startup_hook = tv_shmem_startup;
 
 	tv_chain_init();
-	tv_guard_init();
 
 	tv_loaded_at_preload = true;
 }

@@ -382,6 +382,8 @@ tv_verify(PG_FUNCTION_ARGS)
 	tv_prev_digest(heads, (int) Min(nheads, PG_INT32_MAX), head_digest);
 
 	guard = tv_guard_problem(relid);
+	if (guard == NULL && !tv_loaded_at_preload)
+		guard = pstrdup("trialvault is not in shared_preload_libraries, so its DDL guards are not active in every session");
 	relation_close(rel, AccessShareLock);
 
 	values[0] = BoolGetDatum(st.bad_rows == 0 && guard == NULL);

@@ -1,6 +1,6 @@
 -- Chain behaviour inside transactions, subtransactions and multi-row statements.
 BEGIN;
-SELECT plan(20);
+SELECT plan(22);
 
 CREATE TABLE t_chain (id int, body text);
 SELECT lives_ok($$SELECT trialvault.protect('t_chain')$$, 'protect() an empty table');
@@ -70,6 +70,18 @@ SELECT results_eq($$SELECT ok, rows_checked FROM trialvault.verify('t_wide')$$,
 	$$VALUES (true, 5::bigint)$$, 'toasted values verify');
 SELECT is((SELECT count(*) FROM trialvault.protected_tables WHERE table_name::text IN ('t_chain', 't_wide')),
 	2::bigint, 'protected_tables lists both tables');
+
+-- Types and operators planted earlier on the caller's search_path are not used by protect().
+CREATE SCHEMA evil;
+CREATE DOMAIN evil.bytea AS pg_catalog.text;
+CREATE DOMAIN evil.int8 AS pg_catalog.int4;
+CREATE TABLE t_hijack (a int);
+SET LOCAL search_path = evil, pg_catalog, public;
+SELECT lives_ok($$SELECT trialvault.protect('public.t_hijack')$$, 'protect() with a hostile search_path');
+RESET search_path;
+SELECT is((SELECT string_agg(format_type(atttypid, NULL), ',' ORDER BY attnum) FROM pg_attribute
+	WHERE attrelid = 't_hijack'::regclass AND attname LIKE 'tv\_%'),
+	'bigint,bigint[],bytea,bytea', 'chain columns use the built-in types');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# bench/verify_bench.sh: time trialvault.verify() on a large protected table
+# against hashing the same rows in plain SQL.
+#
+# Loads ROWS rows (1,000,000 by default) into a protected table shaped like
+# the documents of insert_bench.sh, but with a smaller payload (256 random
+# bytes by default; the 4 KB documents would make a ~5 GB table that takes
+# long to load here).  The load goes through the chain trigger, row by row,
+# in INSERT ... SELECT generate_series batches of BATCH rows.  Then, after a
+# VACUUM (so no run pays for hint bits) and one untimed run of each, these two
+# are timed alternately, ROUNDS times each:
+#
+#   verify    SELECT ok, rows_checked FROM trialvault.verify('docs')
+#   sha256    SELECT sum(get_byte(sha256(convert_to(t::text, 'UTF8')), 0))
+#             FROM docs t          (every row's whole text form hashed)
+#
+# The report gives both medians and the ratio sha256 time / verify time.
+# Target: ratio >= 1.0 (verify at least as fast as plain SQL hashing), and
+# verify must return ok = t with rows_checked = ROWS.  The plain SQL side
+# runs single-process (max_parallel_workers_per_gather = 0), as verify does;
+# set BASELINE_PARALLEL=N to let it use N parallel workers instead.  PASS or
+# FAIL is printed; the script exits 0 unless something went wrong (verify
+# not ok counts as something going wrong).
+#
+# Usage (as root, from anywhere):
+#   bash bench/verify_bench.sh            full run (1M rows, a few minutes)
+#   bash bench/verify_bench.sh --quick    100,000 rows
+#
+# Environment (defaults; --quick ones in brackets):
+#   ROWS=1000000 [100000]  rows in the table
+#   BENCH_PAYLOAD=256      payload bytes per row (random; a pool of 1000 values)
+#   ROUNDS=3               timed runs of each side
+#   BATCH=100000           rows per INSERT during the load
+#   BASELINE_PARALLEL=0    parallel workers allowed to the plain SQL side
+#   BENCH_TARGET=1.0       minimum sha256-time / verify-time ratio
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+CMDLINE=$(printf '%q ' "$0" "$@")
+
+quick=
+for arg in "$@"; do
+	case $arg in
+	--quick) quick=1 ;;
+	-h | --help)
+		sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
+		exit 0
+		;;
+	*)
+		echo "verify_bench.sh: unknown argument: $arg (try --help)" >&2
+		exit 2
+		;;
+	esac
+done
+if [ -n "$quick" ]; then
+	: "${ROWS:=100000}"
+fi
+: "${ROWS:=1000000}" "${BENCH_PAYLOAD:=256}" "${ROUNDS:=3}" "${BATCH:=100000}"
+: "${BASELINE_PARALLEL:=0}" "${BENCH_TARGET:=1.0}"
+POOL=1000
+
+for v in ROWS BENCH_PAYLOAD ROUNDS BATCH; do
+	if ! [[ ${!v} =~ ^[0-9]+$ ]] || [ "${!v}" -lt 1 ]; then
+		echo "verify_bench.sh: $v must be a positive integer, not '${!v}'" >&2
+		exit 2
+	fi
+done
+if ! [[ $BASELINE_PARALLEL =~ ^[0-9]+$ ]]; then
+	echo "verify_bench.sh: BASELINE_PARALLEL must be a number of workers, not '$BASELINE_PARALLEL'" >&2
+	exit 2
+fi
+
+# shellcheck source=../test/lib/cluster.sh
+source "$REPO/test/lib/cluster.sh"
+# shellcheck source=common.sh
+source "$HERE/common.sh"
+
+CONF=(
+	"shared_buffers = 512MB"
+	"max_wal_size = 4GB"
+	"checkpoint_timeout = 30min"
+	"synchronous_commit = on"
+	"maintenance_work_mem = 256MB"
+	"work_mem = 64MB"
+)
+
+echo "# trialvault verify benchmark"
+echo "# command:    $CMDLINE"
+bench_context
+echo "# settings:   ROWS=$ROWS BENCH_PAYLOAD=$BENCH_PAYLOAD ROUNDS=$ROUNDS BATCH=$BATCH BASELINE_PARALLEL=$BASELINE_PARALLEL BENCH_TARGET=$BENCH_TARGET"
+echo "# server:     fresh cluster, unix socket, fsync = on, $(printf '%s, ' "${CONF[@]}" | sed 's/, $//')"
+echo "# row:        id bigint identity PK, study_id int, site_id int, subject text, meta xml (~70 bytes),"
+echo "#             payload bytea ($BENCH_PAYLOAD random bytes, one of $POOL), created timestamptz,"
+echo "#             + the chain columns tv_seq, tv_prev_seqs, tv_prev_hash, tv_hash"
+echo "# verify:     SELECT ok, rows_checked FROM trialvault.verify('docs')"
+echo "# sha256:     SELECT sum(get_byte(sha256(convert_to(t::text, 'UTF8')), 0)) FROM docs t  (max_parallel_workers_per_gather = $BASELINE_PARALLEL)"
+busy=$(other_load)
+if [ -n "$busy" ]; then
+	echo "# note: other processes were busy at start:"
+	echo "$busy"
+fi
+echo
+
+tv_cluster_start bench "${CONF[@]}"
+
+sql() {
+	tv_psql bench -d postgres "$@"
+}
+
+now() {
+	date +%s.%N
+}
+
+elapsed() {
+	awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f\n", b - a }'
+}
+
+echo "== setup: payload pool ($POOL x $BENCH_PAYLOAD random bytes), protected table docs"
+sql >/dev/null <<-SQL
+	CREATE EXTENSION trialvault CASCADE;
+	CREATE TABLE payload_pool (id int PRIMARY KEY, payload bytea NOT NULL);
+	INSERT INTO payload_pool
+		SELECT i, substring(string_agg(gen_random_bytes(1024), ''::bytea) FROM 1 FOR $BENCH_PAYLOAD)
+		FROM generate_series(1, $POOL) i, generate_series(1, ($BENCH_PAYLOAD + 1023) / 1024) k
+		GROUP BY i;
+	CREATE TABLE docs (
+		id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+		study_id int NOT NULL,
+		site_id int NOT NULL,
+		subject text NOT NULL,
+		meta xml NOT NULL,
+		payload bytea NOT NULL,
+		created timestamptz NOT NULL DEFAULT now()
+	);
+	SELECT trialvault.protect('docs');
+SQL
+
+echo "== load: $ROWS rows in batches of $BATCH (through the chain trigger)"
+t0=$(now)
+for ((lo = 1; lo <= ROWS; lo += BATCH)); do
+	hi=$((lo + BATCH - 1))
+	[ "$hi" -gt "$ROWS" ] && hi=$ROWS
+	sql >/dev/null <<-SQL
+		INSERT INTO docs (study_id, site_id, subject, meta, payload)
+		SELECT 1 + g % 20, 1 + g % 200, 'S' || (1 + g % 200) || '-' || (g % 99999),
+			('<meta><visit>' || (1 + g % 12) || '</visit><page>' || (1 + g % 60)
+			 || '</page><form>CRF-07</form></meta>')::xml,
+			p.payload
+		FROM generate_series($lo, $hi) g
+		JOIN payload_pool p ON p.id = 1 + (g::bigint * 7919) % $POOL;
+	SQL
+done
+t1=$(now)
+load_s=$(elapsed "$t0" "$t1")
+echo "   loaded in ${load_s} s ($(awk -v n="$ROWS" -v s="$load_s" 'BEGIN { printf "%.0f", n / s }') rows/s)"
+t0=$(now)
+sql -c "VACUUM (FREEZE, ANALYZE) docs" -c "CHECKPOINT" >/dev/null
+echo "   VACUUM (FREEZE, ANALYZE) + CHECKPOINT in $(elapsed "$t0" "$(now)") s"
+sql -Atc "SELECT '   table: ' || pg_size_pretty(pg_table_size('docs')) || ' heap+toast, '
+	|| pg_size_pretty(pg_total_relation_size('docs')) || ' with indexes, '
+	|| (SELECT count(*) FROM docs) || ' rows'"
+
+# timed SIDE: run one side once in its own psql session; sets MS (elapsed
+# milliseconds as psql's \timing saw them) and OUT (the query's result).
+timed() {
+	local side=$1 q out
+	case $side in
+	verify) q="SELECT ok, rows_checked, coalesce(first_bad, '-') FROM trialvault.verify('docs')" ;;
+	sha256) q="SET max_parallel_workers_per_gather = $BASELINE_PARALLEL;
+SELECT sum(get_byte(sha256(convert_to(t::text, 'UTF8')), 0)), count(*) FROM docs t" ;;
+	esac
+	out=$(printf '\\timing on\n%s;\n' "$q" | sql -AtF ' ')
+	MS=$(sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' <<<"$out" | tail -n 1)
+	OUT=$(grep -v '^Time: ' <<<"$out" | grep -v '^SET$' || true)
+	if [ -z "$MS" ]; then
+		echo "$out" >&2
+		echo "verify_bench.sh: no timing for $side" >&2
+		exit 1
+	fi
+	if [ "$side" = verify ]; then
+		local ok checked first_bad
+		read -r ok checked first_bad <<<"$OUT"
+		if [ "$ok" != t ] || [ "$checked" != "$ROWS" ]; then
+			echo "verify_bench.sh: verify('docs') returned ok=$ok rows_checked=$checked first_bad=$first_bad (expected ok=t, rows_checked=$ROWS)" >&2
+			exit 1
+		fi
+	else
+		local sum count
+		read -r sum count <<<"$OUT"
+		if [ "$count" != "$ROWS" ] || [ -z "$sum" ]; then
+			echo "verify_bench.sh: the sha256 query returned '$OUT'" >&2
+			exit 1
+		fi
+	fi
+}
+
+echo "== untimed first run of each"
+timed verify
+printf '   verify  %9.1f ms  (ok=t, rows_checked=%s)\n' "$MS" "$ROWS"
+timed sha256
+printf '   sha256  %9.1f ms\n' "$MS"
+
+echo "== $ROUNDS rounds, alternating"
+V=()
+S=()
+for ((r = 1; r <= ROUNDS; r++)); do
+	timed verify
+	V+=("$MS")
+	vms=$MS
+	timed sha256
+	S+=("$MS")
+	printf '   round %d/%d:  verify %9.1f ms   sha256 %9.1f ms\n' "$r" "$ROUNDS" "$vms" "$MS"
+done
+
+mv=$(median "${V[@]}")
+ms=$(median "${S[@]}")
+rt=$(ratio "$ms" "$mv")
+if at_least "$rt" "$BENCH_TARGET"; then verdict=PASS; else verdict=FAIL; fi
+echo
+echo "== results: median of $ROUNDS rounds, $ROWS rows ($BENCH_PAYLOAD-byte payload)"
+printf '%-10s %12s %14s\n' side "median ms" "rows/s"
+printf '%-10s %12.1f %14.0f\n' verify "$mv" "$(awk -v n="$ROWS" -v m="$mv" 'BEGIN { print n / (m / 1000) }')"
+printf '%-10s %12.1f %14.0f\n' sha256 "$ms" "$(awk -v n="$ROWS" -v m="$ms" 'BEGIN { print n / (m / 1000) }')"
+echo "ratio sha256/verify: $rt  $verdict (target >= $BENCH_TARGET; verify ok=t, rows_checked=$ROWS every run)"
+busy=$(other_load)
+if [ -n "$busy" ]; then
+	echo "# note: other processes busy at the end:"
+	echo "$busy"
+fi
+echo "# finished: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+exit 0

@@ -293,7 +293,7 @@ canon_composite(StringInfo buf, Datum value)
 }
 
 static void
-canon_range(StringInfo buf, TvTypeCanon *tc, Datum value)
+canon_range(StringInfo buf, Datum value)
 {
 	RangeType  *r = DatumGetRangeTypeP(value);
 	TypeCacheEntry *typcache = lookup_type_cache(RangeTypeGetOid(r),
@@ -356,7 +356,7 @@ canon_value(StringInfo buf, Oid typid, Datum value)
 			canon_composite(buf, value);
 			break;
 		case TV_CANON_RANGE:
-			canon_range(buf, tc, value);
+			canon_range(buf, value);
 			break;
 	}
 }

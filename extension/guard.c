@@ -289,7 +289,7 @@ tv_guard(PG_FUNCTION_ARGS)
  * given, its inheritance children and partitions.
  */
 static List *
-reached_relations(RangeVar *rv, bool missing_ok)
+reached_relations(RangeVar *rv)
 {
 	Oid			relid = RangeVarGetRelid(rv, NoLock, true);
 
@@ -338,7 +338,7 @@ check_alter_table(AlterTableStmt *stmt)
 
 	if (stmt->objtype != OBJECT_TABLE)
 		return;
-	relid = first_protected(reached_relations(stmt->relation, stmt->missing_ok));
+	relid = first_protected(reached_relations(stmt->relation));
 	if (!OidIsValid(relid))
 		return;
 
@@ -395,7 +395,7 @@ check_rename(RenameStmt *stmt)
 	switch (stmt->renameType)
 	{
 		case OBJECT_COLUMN:
-			relid = first_protected(reached_relations(stmt->relation, stmt->missing_ok));
+			relid = first_protected(reached_relations(stmt->relation));
 			if (OidIsValid(relid))
 				refuse(relid, "RENAME COLUMN",
 					   "Column names are part of each row's hash.");

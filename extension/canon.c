@@ -10,17 +10,23 @@
  * client_encoding, bytea_output) nor on OIDs that change across a restore:
  *
  *	row    := "TVROW1" { u32 len(name) name value }   non-NULL user columns,
- *													   in column order
+ *													   in byte order of name
  *	value  := 'r' u32 len bytes		string-like types: the stored bytes
  *			| 'b' u32 len bytes		built-in types: the binary send form
- *			| 't' u32 len bytes		other types: the text output form
+ *			| 'o' u32 len bytes		reg* types: the schema-qualified name
+ *			| 't' u32 len bytes		xml and other types: the text output form
  *			| 'a' u32 len array		arrays: dims, bounds, then elements
  *			| 'c' u32 len fields	composites: { u32 position value }
  *			| 'g' u32 len range		ranges: flags and bounds
  *			| 'n'					a NULL element inside an array
  *
- * NULL columns are left out, so that ALTER TABLE ... ADD COLUMN (without a
- * default) leaves every existing row's encoding unchanged.  Generated
+ * Columns are taken in the byte order of their names, not their position,
+ * because pg_dump can recreate an inheritance child with its columns in
+ * another order.  NULL columns are left out, so that ALTER TABLE ... ADD
+ * COLUMN (without a default) leaves every existing row's encoding unchanged.
+ * xml is taken in its output form because that is what a dump carries (the
+ * output drops a standard XML declaration).  reg* types are taken as
+ * schema-qualified names, not OIDs, which change across a restore.  Generated
  * columns are left out because they are computed after BEFORE triggers run
  * and are derived from the others anyway.  Column names are part of the
  * encoding, so renaming a column is refused by the guards and shows up in
@@ -37,9 +43,17 @@
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "port/pg_bswap.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_ts_config.h"
+#include "catalog/pg_ts_dict.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/regproc.h"
+#include "utils/syscache.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -54,6 +68,7 @@ typedef enum TvCanonMode
 	TV_CANON_NAME,				/* name: NUL-terminated fixed buffer */
 	TV_CANON_SEND,				/* binary send function */
 	TV_CANON_OUT,				/* text output function */
+	TV_CANON_REG,				/* reg* OID alias: qualified name */
 	TV_CANON_ARRAY,
 	TV_CANON_COMPOSITE,
 	TV_CANON_RANGE
@@ -90,6 +105,104 @@ tv_is_chain_column(const char *attname)
  * Types whose binary send form depends on client_encoding (they use
  * pq_sendtext) or on nothing stable; their text output is used instead.
  */
+static bool
+is_reg_type(Oid basetype)
+{
+	switch (basetype)
+	{
+		case REGCLASSOID:
+		case REGTYPEOID:
+		case REGPROCOID:
+		case REGPROCEDUREOID:
+		case REGOPEROID:
+		case REGOPERATOROID:
+		case REGNAMESPACEOID:
+		case REGROLEOID:
+		case REGCOLLATIONOID:
+		case REGCONFIGOID:
+		case REGDICTIONARYOID:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/*
+ * A name for a catalog object looked up through syscache, qualified with
+ * its schema; NULL if the object does not exist.
+ */
+static char *
+qualified_syscache_name(int cacheid, Oid oid, int nameoff, int nspoff)
+{
+	HeapTuple	tp = SearchSysCache1(cacheid, ObjectIdGetDatum(oid));
+	char	   *result;
+
+	if (!HeapTupleIsValid(tp))
+		return NULL;
+	result = quote_qualified_identifier(get_namespace_name(*(Oid *) ((char *) GETSTRUCT(tp) + nspoff)),
+										NameStr(*(Name) ((char *) GETSTRUCT(tp) + nameoff)));
+	ReleaseSysCache(tp);
+	return result;
+}
+
+/*
+ * The name a reg* value stands for, independent of search_path: what a
+ * restore resolves the dumped value to.  An OID that names nothing is kept
+ * as a number, as pg_dump writes it.
+ */
+static char *
+reg_name(Oid basetype, Oid oid)
+{
+	char	   *name = NULL;
+
+	if (!OidIsValid(oid))
+		return pstrdup("-");
+	switch (basetype)
+	{
+		case REGCLASSOID:
+			if (get_rel_name(oid))
+				name = quote_qualified_identifier(get_namespace_name(get_rel_namespace(oid)),
+												  get_rel_name(oid));
+			break;
+		case REGTYPEOID:
+			if (SearchSysCacheExists1(TYPEOID, ObjectIdGetDatum(oid)))
+				name = format_type_be_qualified(oid);
+			break;
+		case REGPROCOID:
+		case REGPROCEDUREOID:
+			if (SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(oid)))
+				name = format_procedure_qualified(oid);
+			break;
+		case REGOPEROID:
+		case REGOPERATOROID:
+			if (SearchSysCacheExists1(OPEROID, ObjectIdGetDatum(oid)))
+				name = format_operator_qualified(oid);
+			break;
+		case REGNAMESPACEOID:
+			name = get_namespace_name(oid);
+			break;
+		case REGROLEOID:
+			name = GetUserNameFromId(oid, true);
+			break;
+		case REGCOLLATIONOID:
+			name = qualified_syscache_name(COLLOID, oid,
+										   offsetof(FormData_pg_collation, collname),
+										   offsetof(FormData_pg_collation, collnamespace));
+			break;
+		case REGCONFIGOID:
+			name = qualified_syscache_name(TSCONFIGOID, oid,
+										   offsetof(FormData_pg_ts_config, cfgname),
+										   offsetof(FormData_pg_ts_config, cfgnamespace));
+			break;
+		case REGDICTIONARYOID:
+			name = qualified_syscache_name(TSDICTOID, oid,
+										   offsetof(FormData_pg_ts_dict, dictname),
+										   offsetof(FormData_pg_ts_dict, dictnamespace));
+			break;
+	}
+	return name ? name : psprintf("%u", oid);
+}
+
 static bool
 send_is_unstable(Oid basetype)
 {
@@ -142,9 +255,18 @@ lookup_type_canon(Oid typid)
 
 		if (base == NAMEOID)
 			t.mode = TV_CANON_NAME;
+		else if (is_reg_type(base))
+			t.mode = TV_CANON_REG;
+		else if (base == XMLOID)
+		{
+			bool		isvarlena;
+
+			getTypeOutputInfo(base, &fnoid, &isvarlena);
+			t.mode = TV_CANON_OUT;
+		}
 		else if (t.typlen == -1 &&
 				 (category == TYPCATEGORY_STRING || base == BYTEAOID ||
-				  base == XMLOID || base == JSONOID))
+				  base == JSONOID))
 			t.mode = TV_CANON_RAW;
 		else if (type_is_array(base))
 		{
@@ -349,6 +471,13 @@ canon_value(StringInfo buf, Oid typid, Datum value)
 				append_tagged(buf, 't', s, strlen(s));
 				break;
 			}
+		case TV_CANON_REG:
+			{
+				char	   *s = reg_name(tc->basetype, DatumGetObjectId(value));
+
+				append_tagged(buf, 'o', s, strlen(s));
+				break;
+			}
 		case TV_CANON_ARRAY:
 			canon_array(buf, tc, value);
 			break;
@@ -368,6 +497,13 @@ md_update(const void *data, size_t len)
 		elog(ERROR, "trialvault: SHA-256 update failed");
 }
 
+static int
+attname_cmp(const void *a, const void *b)
+{
+	return strcmp(NameStr((*(Form_pg_attribute const *) a)->attname),
+				  NameStr((*(Form_pg_attribute const *) b)->attname));
+}
+
 /*
  * tv_row_content_digest: SHA-256 of the canonical encoding of a row's user
  * columns (chain columns, dropped and generated columns excluded).
@@ -384,6 +520,8 @@ tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
 	StringInfoData buf;
 	unsigned int dlen;
 	int			i;
+	int			ncols = 0;
+	Form_pg_attribute *atts;
 
 	if (tv_md == NULL)
 	{
@@ -399,22 +537,30 @@ tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
 	md_update("TVROW1", 6);
 	initStringInfo(&buf);
 
+	atts = palloc(sizeof(Form_pg_attribute) * tupdesc->natts);
 	for (i = 0; i < tupdesc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(tupdesc, i);
-		AttrNumber	attnum = i + 1;
+
+		if (att->attisdropped || att->attgenerated)
+			continue;
+		if (att->attnum == cols->seq || att->attnum == cols->prev_seqs ||
+			att->attnum == cols->prev_hash || att->attnum == cols->hash)
+			continue;
+		atts[ncols++] = att;
+	}
+	qsort(atts, ncols, sizeof(Form_pg_attribute), attname_cmp);
+
+	for (i = 0; i < ncols; i++)
+	{
+		Form_pg_attribute att = atts[i];
 		bool		isnull;
 		Datum		value;
 		const char *name;
 		uint32		be;
 		TvTypeCanon *tc;
 
-		if (att->attisdropped || att->attgenerated)
-			continue;
-		if (attnum == cols->seq || attnum == cols->prev_seqs ||
-			attnum == cols->prev_hash || attnum == cols->hash)
-			continue;
-		value = heap_getattr(tuple, attnum, tupdesc, &isnull);
+		value = heap_getattr(tuple, att->attnum, tupdesc, &isnull);
 		if (isnull)
 			continue;
 
@@ -444,6 +590,7 @@ tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
 		}
 	}
 	pfree(buf.data);
+	pfree(atts);
 
 	if (EVP_DigestFinal_ex(tv_md, digest, &dlen) != 1 || dlen != TV_HASH_LEN)
 		elog(ERROR, "trialvault: SHA-256 final failed");

@@ -21,6 +21,10 @@
  * of a table that still holds rows: DROP TABLE, DROP SCHEMA ... CASCADE,
  * DROP EXTENSION trialvault CASCADE, DROP OWNED).
  *
+ * INSERT ... ON CONFLICT is refused at executor start: the chain trigger
+ * runs before the executor finds the conflict, so a row skipped by DO
+ * NOTHING would already have been chained to.
+ *
  * Every refusal uses SQLSTATE 55000 (object_not_in_prerequisite_state).
  * Changes made behind these guards (catalog or page edits) are found by
  * trialvault.verify().
@@ -45,7 +49,10 @@
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "commands/trigger.h"
+#include "executor/executor.h"
 #include "executor/tuptable.h"
+#include "nodes/plannodes.h"
+#include "parser/parsetree.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
@@ -61,6 +68,7 @@
 #include "trialvault.h"
 
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 static object_access_hook_type prev_object_access_hook = NULL;
 
 #define GUARD_ERRCODE ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
@@ -217,6 +225,60 @@ tv_find_chain_cols(TupleDesc tupdesc, TvChainCols *cols)
 			cols->hash = att->attnum;
 	}
 	return cols->seq && cols->prev_seqs && cols->prev_hash && cols->hash;
+}
+
+/*
+ * A BEFORE ... FOR EACH ROW trigger on INSERT or UPDATE that fires after
+ * the chain trigger (triggers fire in name order) could change a row after
+ * it was hashed.  Returns the name of the first such trigger of the
+ * relation other than the guards, or of the one named "newname" if given,
+ * or NULL.
+ */
+char *
+tv_late_before_trigger(Oid relid, const char *oldname, const char *newname)
+{
+	Relation	tgrel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	char	   *result = NULL;
+
+	tgrel = table_open(TriggerRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_trigger_tgrelid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(relid));
+	scan = systable_beginscan(tgrel, TriggerRelidNameIndexId, true, NULL, 1, &key);
+	while (result == NULL && HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_trigger tg = (Form_pg_trigger) GETSTRUCT(tup);
+		const char *name = NameStr(tg->tgname);
+
+		if (tg->tgisinternal || is_guard_function(tg->tgfoid))
+			continue;
+		if (!TRIGGER_FOR_ROW(tg->tgtype) || !TRIGGER_FOR_BEFORE(tg->tgtype) ||
+			!(TRIGGER_FOR_INSERT(tg->tgtype) || TRIGGER_FOR_UPDATE(tg->tgtype)))
+			continue;
+		if (oldname != NULL)
+		{
+			if (strcmp(name, oldname) == 0 && strcmp(newname, TV_TRIG_CHAIN) > 0)
+				result = pstrdup(newname);
+		}
+		else if (strcmp(name, TV_TRIG_CHAIN) > 0)
+			result = pstrdup(name);
+	}
+	systable_endscan(scan);
+	table_close(tgrel, AccessShareLock);
+	return result;
+}
+
+static void
+refuse_late_trigger(Oid relid, const char *tgname)
+{
+	ereport(ERROR,
+			(errcode(GUARD_ERRCODE),
+			 errmsg("BEFORE INSERT trigger \"%s\" would fire after the chain trigger of protected table \"%s\"",
+					tgname, get_rel_name(relid)),
+			 errdetail("Triggers fire in name order; a row changed after it was hashed would fail verification."),
+			 errhint("Give the trigger a name that sorts before \"%s\".", TV_TRIG_CHAIN)));
 }
 
 /* Does the relation hold at least one row visible to a fresh snapshot? */
@@ -402,10 +464,13 @@ check_rename(RenameStmt *stmt)
 			break;
 		case OBJECT_TRIGGER:
 			relid = RangeVarGetRelid(stmt->relation, NoLock, true);
-			if (OidIsValid(relid) && stmt->subname &&
-				is_guard_trigger_name(stmt->subname) &&
-				tv_relation_is_protected(relid))
+			if (!OidIsValid(relid) || stmt->subname == NULL ||
+				!tv_relation_is_protected(relid))
+				break;
+			if (is_guard_trigger_name(stmt->subname))
 				refuse(relid, "renaming a guard trigger", NULL);
+			if (tv_late_before_trigger(relid, stmt->subname, stmt->newname))
+				refuse_late_trigger(relid, stmt->newname);
 			break;
 		case OBJECT_SCHEMA:
 			if (stmt->subname && strcmp(stmt->subname, "trialvault") == 0)
@@ -480,12 +545,7 @@ check_create_trigger(CreateTrigStmt *stmt)
 	if (stmt->row && (stmt->timing & TRIGGER_TYPE_BEFORE) &&
 		(stmt->events & (TRIGGER_TYPE_INSERT | TRIGGER_TYPE_UPDATE)) &&
 		strcmp(stmt->trigname, TV_TRIG_CHAIN) > 0)
-		ereport(ERROR,
-				(errcode(GUARD_ERRCODE),
-				 errmsg("BEFORE INSERT trigger \"%s\" would fire after the chain trigger of protected table \"%s\"",
-						stmt->trigname, get_rel_name(relid)),
-				 errdetail("Triggers fire in name order; a row changed after it was hashed would fail verification."),
-				 errhint("Give the trigger a name that sorts before \"%s\".", TV_TRIG_CHAIN)));
+		refuse_late_trigger(relid, stmt->trigname);
 }
 
 static void
@@ -554,6 +614,53 @@ tv_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
 								queryEnv, dest, qc);
+}
+
+/*
+ * Refuse INSERT ... ON CONFLICT into a protected table, wherever in the
+ * statement it appears (also inside a WITH clause).  Only statements with
+ * an ON CONFLICT clause pay for the catalog lookup.
+ */
+static void
+check_on_conflict(PlannedStmt *ps, Plan *plan)
+{
+	ModifyTable *mt;
+	ListCell   *lc;
+
+	if (plan == NULL || !IsA(plan, ModifyTable))
+		return;
+	mt = (ModifyTable *) plan;
+	if (mt->operation != CMD_INSERT || mt->onConflictAction == ONCONFLICT_NONE)
+		return;
+	foreach(lc, mt->resultRelations)
+	{
+		Oid			relid = rt_fetch(lfirst_int(lc), ps->rtable)->relid;
+
+		if (tv_relation_is_protected(relid))
+			refuse(relid, "INSERT ... ON CONFLICT",
+				   "Use a plain INSERT. To load a row only once, catch unique_violation (23505) in a savepoint, or check for the row first.");
+	}
+}
+
+static void
+tv_ExecutorStart(QueryDesc *queryDesc, int eflags)
+{
+	PlannedStmt *ps = queryDesc->plannedstmt;
+
+	if (!(eflags & EXEC_FLAG_EXPLAIN_ONLY) &&
+		(ps->commandType == CMD_INSERT || ps->hasModifyingCTE))
+	{
+		ListCell   *lc;
+
+		check_on_conflict(ps, ps->planTree);
+		foreach(lc, ps->subplans)
+			check_on_conflict(ps, (Plan *) lfirst(lc));
+	}
+
+	if (prev_ExecutorStart)
+		prev_ExecutorStart(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
 }
 
 /*
@@ -631,4 +738,6 @@ tv_guard_init(void)
 	ProcessUtility_hook = tv_ProcessUtility;
 	prev_object_access_hook = object_access_hook;
 	object_access_hook = tv_object_access;
+	prev_ExecutorStart = ExecutorStart_hook;
+	ExecutorStart_hook = tv_ExecutorStart;
 }

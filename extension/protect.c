@@ -288,6 +288,18 @@ tv_protect(PG_FUNCTION_ARGS)
 						   TV_COL_SEQ, TV_COL_PREV_SEQS, TV_COL_PREV_HASH, TV_COL_HASH),
 				 errhint("Rename those columns before protecting the table.")));
 
+	{
+		char	   *late = tv_late_before_trigger(relid, NULL, NULL);
+
+		if (late)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("BEFORE trigger \"%s\" of table %s would fire after the chain trigger", late, qname),
+					 errdetail("Triggers fire in name order; a row changed after it was hashed would fail verification."),
+					 errhint("Rename the trigger so that its name sorts before \"%s\", then protect the table.",
+							 TV_TRIG_CHAIN)));
+	}
+
 	/*
 	 * ALTER TABLE refuses a relation this session holds open, so keep only
 	 * the lock while the DDL runs.

@@ -80,6 +80,8 @@ extern void tv_row_hash(int64 seq, const uint8 *prev_digest,
 extern void tv_guard_init(void);
 extern bool tv_find_chain_cols(TupleDesc tupdesc, TvChainCols *cols);
 extern char *tv_guard_problem(Oid relid);
+extern char *tv_late_before_trigger(Oid relid, const char *oldname,
+									 const char *newname);
 extern bool tv_relation_is_protected(Oid relid);
 extern void tv_require_preload(void);
 

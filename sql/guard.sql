@@ -26,6 +26,8 @@ SELECT stmt, pg_temp.try(stmt) FROM (VALUES
 	('TRUNCATE source_doc'),
 	('INSERT INTO source_doc (id, site) VALUES (1, ''x'') ON CONFLICT (id) DO UPDATE SET site = ''y'''),
 	('INSERT INTO source_doc (id, site) VALUES (100, ''x'') ON CONFLICT (id) DO UPDATE SET site = ''y'''),
+	('INSERT INTO source_doc (id, site) VALUES (1, ''x'') ON CONFLICT DO NOTHING'),
+	('WITH w AS (INSERT INTO source_doc (id, site) VALUES (101, ''x'') ON CONFLICT DO NOTHING RETURNING id) SELECT * FROM w'),
 	('MERGE INTO source_doc d USING (SELECT 1 AS id) s ON d.id = s.id WHEN MATCHED THEN DELETE'),
 	('ALTER TABLE source_doc DISABLE TRIGGER ALL'),
 	('ALTER TABLE source_doc DISABLE TRIGGER USER'),
@@ -116,6 +118,17 @@ SELECT pg_temp.try('CREATE TRIGGER zzz_upcase BEFORE INSERT ON source_doc FOR EA
 CREATE TRIGGER a_upcase BEFORE INSERT ON source_doc FOR EACH ROW EXECUTE FUNCTION upcase();
 INSERT INTO source_doc (site) VALUES ('s05');
 SELECT site FROM source_doc ORDER BY tv_seq DESC LIMIT 1;
+-- ... nor be renamed to fire after it ...
+SELECT pg_temp.try('ALTER TRIGGER a_upcase ON source_doc RENAME TO zzz_upcase');
+SELECT pg_temp.try('ALTER TRIGGER a_upcase ON source_doc RENAME TO b_upcase');
+-- ... nor exist already when the table is protected.
+CREATE TABLE late_trig (site text);
+CREATE TRIGGER zzz_upcase BEFORE INSERT ON late_trig FOR EACH ROW EXECUTE FUNCTION upcase();
+SELECT pg_temp.try('SELECT trialvault.protect(''late_trig'')');
+ALTER TRIGGER zzz_upcase ON late_trig RENAME TO a_upcase;
+SELECT trialvault.protect('late_trig');
+INSERT INTO late_trig VALUES ('s06');
+SELECT site, ok FROM late_trig, trialvault.verify('late_trig');
 
 -- The guard function cannot be attached to a table by hand without the chain columns.
 CREATE TABLE bare (a int);

@@ -29,7 +29,11 @@
 #                                 or psql exited on an error)
 #   sess_send NAME SQL            send SQL without waiting
 #   sess_close NAME               end it; returns psql's exit status
+#                                 (124 when it had to be killed)
 #   sess_output NAME              what it printed so far
+#
+# Close sessions before starting a cluster: a process started while a
+# session is open inherits the write end of its FIFO.
 
 q() {
 	local cl=$1 db=$2 sql=$3
@@ -52,6 +56,7 @@ verify_into() {
 		"SELECT ok, rows_checked, coalesce(first_bad, ''), bad_rows, heads,
 		        encode(head_digest, 'hex'), guard
 		   FROM trialvault.verify('$tbl')")
+	# shellcheck disable=SC2034 # read by the callers
 	IFS=$'\x1f' read -r V_OK V_ROWS V_FIRST_BAD V_BAD_ROWS V_HEADS V_DIGEST V_GUARD <<<"$line"
 }
 
@@ -95,8 +100,12 @@ sess_open() {
 	rm -f "$fifo"
 	mkfifo "$fifo"
 	chmod 644 "$fifo"
-	PGAPPNAME="sess_$name" tv_psql "$cl" -d "$db" -v VERBOSITY=verbose \
-		<"$fifo" >"$dir/sess-$name.out" 2>&1 &
+	(
+		# Do not hold the other sessions' FIFOs open, or they never see EOF.
+		for fd in "${TV_SESS_FD[@]}"; do exec {fd}>&-; done
+		PGAPPNAME="sess_$name" tv_psql "$cl" -d "$db" -v VERBOSITY=verbose \
+			<"$fifo" >"$dir/sess-$name.out" 2>&1
+	) &
 	TV_SESS_PID[$name]=$!
 	exec {fd}>"$fifo"
 	TV_SESS_FD[$name]=$fd
@@ -145,10 +154,21 @@ sess_run() {
 		[ "$TV_SESS_GONE" = 0 ]
 }
 
+_pid_gone() {
+	! kill -0 "$1" 2>/dev/null
+}
+
 sess_close() {
-	local name=$1 rc=0 fd=${TV_SESS_FD[$1]}
+	local name=$1 rc=0 fd=${TV_SESS_FD[$1]} pid=${TV_SESS_PID[$1]}
 	exec {fd}>&-
-	wait "${TV_SESS_PID[$name]}" || rc=$?
+	# A process started while the session was open (a postmaster, say)
+	# may hold its FIFO open too: do not wait for EOF forever.
+	if ! wait_until "session $name to end" 10 _pid_gone "$pid"; then
+		kill "$pid" 2>/dev/null || true
+		pkill -P "$pid" 2>/dev/null || true
+		rc=124
+	fi
+	wait "$pid" || rc=${rc/#0/$?}
 	unset "TV_SESS_FD[$name]" "TV_SESS_PID[$name]"
 	return "$rc"
 }

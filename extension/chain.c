@@ -231,6 +231,40 @@ tv_row_hash(int64 seq, const uint8 *prev_digest, const uint8 *content_digest,
 	small_sha256(parts, lens, 4, hash);
 }
 
+/*
+ * tv_get_prev_seqs: read a row's tv_prev_seqs into a palloc'd array; false
+ * when it is NULL, multi-dimensional or holds a NULL (which verify()
+ * reports as malformed).
+ */
+bool
+tv_get_prev_seqs(TupleTableSlot *slot, AttrNumber att, int64 **seqs, int *n)
+{
+	bool		isnull;
+	Datum		d = slot_getattr(slot, att, &isnull);
+	ArrayType  *arr;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			i;
+
+	*seqs = NULL;
+	*n = 0;
+	if (isnull)
+		return false;
+	arr = DatumGetArrayTypeP(d);
+	if (ARR_NDIM(arr) > 1)
+		return false;
+	deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+					  &elems, &nulls, n);
+	*seqs = palloc(sizeof(int64) * Max(*n, 1));
+	for (i = 0; i < *n; i++)
+	{
+		if (nulls[i])
+			return false;
+		(*seqs)[i] = DatumGetInt64(elems[i]);
+	}
+	return true;
+}
+
 static int
 head_cmp(const void *a, const void *b)
 {
@@ -289,6 +323,8 @@ rebuild_entry(Relation rel, TvChainEntry *entry, const TvChainCols *cols)
 		Datum		d;
 		int64		seq;
 		bool		found;
+		int64	   *refs;
+		int			nrefs;
 
 		CHECK_FOR_INTERRUPTS();
 		d = slot_getattr(slot, cols->seq, &isnull);
@@ -307,25 +343,13 @@ rebuild_entry(Relation rel, TvChainEntry *entry, const TvChainCols *cols)
 		else
 			memset(it->hash, 0, TV_HASH_LEN);
 
-		d = slot_getattr(slot, cols->prev_seqs, &isnull);
-		if (!isnull)
+		if (tv_get_prev_seqs(slot, cols->prev_seqs, &refs, &nrefs))
 		{
-			ArrayType  *arr = DatumGetArrayTypeP(d);
-			Datum	   *elems;
-			bool	   *nulls;
-			int			n;
 			int			i;
 
-			deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
-							  &elems, &nulls, &n);
-			for (i = 0; i < n; i++)
+			for (i = 0; i < nrefs; i++)
 			{
-				int64		r;
-
-				if (nulls[i])
-					continue;
-				r = DatumGetInt64(elems[i]);
-				it = hash_search(items, &r, HASH_ENTER, &found);
+				it = hash_search(items, &refs[i], HASH_ENTER, &found);
 				if (!found)
 				{
 					it->present = false;
@@ -334,6 +358,8 @@ rebuild_entry(Relation rel, TvChainEntry *entry, const TvChainCols *cols)
 				it->referenced = true;
 			}
 		}
+		if (refs)
+			pfree(refs);
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	table_endscan(scan);

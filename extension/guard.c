@@ -105,11 +105,11 @@ is_guard_function(Oid funcoid)
 }
 
 /*
- * Collect the guard triggers of a relation (copies of their pg_trigger
- * rows, in the caller's memory context).
+ * All triggers of a relation: copies of their pg_trigger rows, in the
+ * caller's memory context.
  */
 static List *
-guard_triggers(Oid relid)
+relation_triggers(Oid relid)
 {
 	Relation	tgrel;
 	ScanKeyData key;
@@ -122,14 +122,30 @@ guard_triggers(Oid relid)
 				F_OIDEQ, ObjectIdGetDatum(relid));
 	scan = systable_beginscan(tgrel, TriggerRelidNameIndexId, true, NULL, 1, &key);
 	while (HeapTupleIsValid(tup = systable_getnext(scan)))
-	{
-		Form_pg_trigger tg = (Form_pg_trigger) GETSTRUCT(tup);
-
-		if (is_guard_function(tg->tgfoid))
-			result = lappend(result, heap_copytuple(tup));
-	}
+		result = lappend(result, heap_copytuple(tup));
 	systable_endscan(scan);
 	table_close(tgrel, AccessShareLock);
+	return result;
+}
+
+/* The guard triggers of a relation, as relation_triggers() returns them. */
+static List *
+guard_triggers(Oid relid)
+{
+	List	   *all = relation_triggers(relid);
+	List	   *result = NIL;
+	ListCell   *lc;
+
+	foreach(lc, all)
+	{
+		HeapTuple	tup = lfirst(lc);
+
+		if (is_guard_function(((Form_pg_trigger) GETSTRUCT(tup))->tgfoid))
+			result = lappend(result, tup);
+		else
+			heap_freetuple(tup);
+	}
+	list_free(all);
 	return result;
 }
 
@@ -237,19 +253,13 @@ tv_find_chain_cols(TupleDesc tupdesc, TvChainCols *cols)
 char *
 tv_late_before_trigger(Oid relid, const char *oldname, const char *newname)
 {
-	Relation	tgrel;
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tup;
+	List	   *all = relation_triggers(relid);
+	ListCell   *lc;
 	char	   *result = NULL;
 
-	tgrel = table_open(TriggerRelationId, AccessShareLock);
-	ScanKeyInit(&key, Anum_pg_trigger_tgrelid, BTEqualStrategyNumber,
-				F_OIDEQ, ObjectIdGetDatum(relid));
-	scan = systable_beginscan(tgrel, TriggerRelidNameIndexId, true, NULL, 1, &key);
-	while (result == NULL && HeapTupleIsValid(tup = systable_getnext(scan)))
+	foreach(lc, all)
 	{
-		Form_pg_trigger tg = (Form_pg_trigger) GETSTRUCT(tup);
+		Form_pg_trigger tg = (Form_pg_trigger) GETSTRUCT((HeapTuple) lfirst(lc));
 		const char *name = NameStr(tg->tgname);
 
 		if (tg->tgisinternal || is_guard_function(tg->tgfoid))
@@ -264,9 +274,10 @@ tv_late_before_trigger(Oid relid, const char *oldname, const char *newname)
 		}
 		else if (strcmp(name, TV_TRIG_CHAIN) > 0)
 			result = pstrdup(name);
+		if (result)
+			break;
 	}
-	systable_endscan(scan);
-	table_close(tgrel, AccessShareLock);
+	list_free_deep(all);
 	return result;
 }
 

@@ -23,6 +23,7 @@
 
 #include "access/htup.h"
 #include "access/tupdesc.h"
+#include "executor/tuptable.h"
 #include "utils/relcache.h"
 
 #define TV_HASH_LEN 32
@@ -72,6 +73,8 @@ extern void tv_chain_shmem_init(void);
 extern void tv_chain_init(void);
 extern HeapTuple tv_chain_insert(Relation rel, HeapTuple tuple);
 extern void tv_chain_forget(Oid relid);
+extern bool tv_get_prev_seqs(TupleTableSlot *slot, AttrNumber att,
+							 int64 **seqs, int *n);
 extern void tv_prev_digest(const TvHead *refs, int nrefs, uint8 *digest);
 extern void tv_row_hash(int64 seq, const uint8 *prev_digest,
 						const uint8 *content_digest, uint8 *hash);

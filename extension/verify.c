@@ -186,24 +186,12 @@ scan_rows(Relation rel, const TvChainCols *cols, VState *st)
 			continue;
 		}
 
-		d = slot_getattr(slot, cols->prev_seqs, &isnull);
-		if (!isnull)
 		{
-			ArrayType  *arr = DatumGetArrayTypeP(d);
-			Datum	   *elems;
-			bool	   *nulls;
+			int64	   *refs;
 			int			n;
-			int			i;
-			bool		okrefs = ARR_NDIM(arr) <= 1;
 
-			deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
-							  &elems, &nulls, &n);
-			for (i = 0; i < n && okrefs; i++)
-				if (nulls[i])
-					okrefs = false;
-			if (okrefs)
+			if (tv_get_prev_seqs(slot, cols->prev_seqs, &refs, &n))
 			{
-				MemoryContextSwitchTo(old);
 				while (st->nrefs + n > st->maxrefs)
 				{
 					st->maxrefs *= 2;
@@ -211,9 +199,8 @@ scan_rows(Relation rel, const TvChainCols *cols, VState *st)
 				}
 				r->refoff = st->nrefs;
 				r->nrefs = n;
-				for (i = 0; i < n; i++)
-					st->refs[st->nrefs++] = DatumGetInt64(elems[i]);
-				MemoryContextSwitchTo(rowcxt);
+				memcpy(st->refs + st->nrefs, refs, n * sizeof(int64));
+				st->nrefs += n;
 			}
 		}
 

@@ -67,6 +67,7 @@ typedef enum TvCanonMode
 	TV_CANON_RAW,				/* varlena string-like: stored bytes */
 	TV_CANON_NAME,				/* name: NUL-terminated fixed buffer */
 	TV_CANON_SEND,				/* binary send function */
+	TV_CANON_FIXED,				/* by-value built-in: its send form, inline */
 	TV_CANON_OUT,				/* text output function */
 	TV_CANON_REG,				/* reg* OID alias: qualified name */
 	TV_CANON_ARRAY,
@@ -88,9 +89,16 @@ typedef struct TvTypeCanon
 } TvTypeCanon;
 
 static HTAB *tv_type_canon_cache = NULL;
-static EVP_MD_CTX *tv_md = NULL;
+
+/* The SHA-256 implementation, fetched once: OpenSSL 3 looks it up per call otherwise. */
+static EVP_MD *tv_sha256_md = NULL;
+static EVP_MD_CTX *tv_sha_ctx[TV_SHA_NCTX];
+
+/* Scratch buffer for encoding non-string values, kept across rows. */
+static StringInfoData tv_canon_buf;
 
 static void canon_value(StringInfo buf, Oid typid, Datum value);
+static void append_tagged(StringInfo buf, char tag, const char *data, uint32 len);
 
 bool
 tv_is_chain_column(const char *attname)
@@ -125,6 +133,84 @@ is_reg_type(Oid basetype)
 		default:
 			return false;
 	}
+}
+
+/*
+ * Built-in by-value types whose send function writes the value itself in
+ * network byte order (bool as one byte 0/1): encoded inline, byte for byte
+ * what the send function would produce, without its allocations.
+ */
+static bool
+is_fixed_send_type(Oid basetype)
+{
+	switch (basetype)
+	{
+		case BOOLOID:
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case OIDOID:
+		case FLOAT4OID:
+		case FLOAT8OID:
+		case DATEOID:
+		case TIMEOID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+			return true;
+		default:
+			return false;
+	}
+}
+
+static void
+canon_fixed(StringInfo buf, Oid basetype, Datum value)
+{
+	union
+	{
+		uint8		b1;
+		uint16		b2;
+		uint32		b4;
+		uint64		b8;
+		float4		f4;
+		float8		f8;
+	}			u;
+	uint32		len;
+
+	switch (basetype)
+	{
+		case BOOLOID:
+			u.b1 = DatumGetBool(value) ? 1 : 0;
+			len = 1;
+			break;
+		case INT2OID:
+			u.b2 = pg_hton16((uint16) DatumGetInt16(value));
+			len = 2;
+			break;
+		case INT4OID:
+		case DATEOID:
+			u.b4 = pg_hton32((uint32) DatumGetInt32(value));
+			len = 4;
+			break;
+		case OIDOID:
+			u.b4 = pg_hton32(DatumGetObjectId(value));
+			len = 4;
+			break;
+		case FLOAT4OID:
+			u.f4 = DatumGetFloat4(value);
+			u.b4 = pg_hton32(u.b4);
+			len = 4;
+			break;
+		case FLOAT8OID:
+			u.f8 = DatumGetFloat8(value);
+			u.b8 = pg_hton64(u.b8);
+			len = 8;
+			break;
+		default:				/* int8, time, timestamp, timestamptz */
+			u.b8 = pg_hton64((uint64) DatumGetInt64(value));
+			len = 8;
+			break;
+	}
+	append_tagged(buf, 'b', (const char *) &u, len);
 }
 
 /*
@@ -283,7 +369,9 @@ lookup_type_canon(Oid typid)
 			bool		isvarlena;
 
 			getTypeBinaryOutputInfo(base, &sendfn, &isvarlena);
-			if (base < FirstNormalObjectId && !type_is_enum(base) &&
+			if (is_fixed_send_type(base))
+				t.mode = TV_CANON_FIXED;
+			else if (base < FirstNormalObjectId && !type_is_enum(base) &&
 				!send_is_unstable(base) && OidIsValid(sendfn))
 			{
 				t.mode = TV_CANON_SEND;
@@ -471,6 +559,9 @@ canon_value(StringInfo buf, Oid typid, Datum value)
 				append_tagged(buf, 't', s, strlen(s));
 				break;
 			}
+		case TV_CANON_FIXED:
+			canon_fixed(buf, tc->basetype, value);
+			break;
 		case TV_CANON_REG:
 			{
 				char	   *s = reg_name(tc->basetype, DatumGetObjectId(value));
@@ -490,11 +581,56 @@ canon_value(StringInfo buf, Oid typid, Datum value)
 	}
 }
 
-static void
-md_update(const void *data, size_t len)
+/*
+ * tv_sha_begin/update/end: SHA-256 through OpenSSL on one of a few
+ * long-lived contexts (TV_SHA_CONTENT for row contents, TV_SHA_SMALL for
+ * the short link hashes), so that hashing a row allocates nothing.
+ */
+EVP_MD_CTX *
+tv_sha_begin(int which)
 {
-	if (EVP_DigestUpdate(tv_md, data, len) != 1)
+	EVP_MD_CTX *ctx;
+
+	if (tv_sha256_md == NULL)
+	{
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+		tv_sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+#else
+		tv_sha256_md = (EVP_MD *) EVP_sha256();
+#endif
+		if (tv_sha256_md == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_SYSTEM_ERROR),
+					 errmsg("OpenSSL provides no SHA-256 implementation")));
+	}
+	if (tv_sha_ctx[which] == NULL)
+	{
+		tv_sha_ctx[which] = EVP_MD_CTX_new();
+		if (tv_sha_ctx[which] == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory allocating a SHA-256 context")));
+	}
+	ctx = tv_sha_ctx[which];
+	if (EVP_DigestInit_ex(ctx, tv_sha256_md, NULL) != 1)
+		elog(ERROR, "trialvault: SHA-256 init failed");
+	return ctx;
+}
+
+void
+tv_sha_update(EVP_MD_CTX *ctx, const void *data, size_t len)
+{
+	if (EVP_DigestUpdate(ctx, data, len) != 1)
 		elog(ERROR, "trialvault: SHA-256 update failed");
+}
+
+void
+tv_sha_end(EVP_MD_CTX *ctx, uint8 *out)
+{
+	unsigned int dlen;
+
+	if (EVP_DigestFinal_ex(ctx, out, &dlen) != 1 || dlen != TV_HASH_LEN)
+		elog(ERROR, "trialvault: SHA-256 final failed");
 }
 
 static int
@@ -517,25 +653,21 @@ void
 tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
 					  const TvChainCols *cols, uint8 *digest)
 {
-	StringInfoData buf;
-	unsigned int dlen;
+	StringInfo	buf = &tv_canon_buf;
+	EVP_MD_CTX *md;
 	int			i;
 	int			ncols = 0;
 	Form_pg_attribute *atts;
 
-	if (tv_md == NULL)
+	if (buf->data == NULL)
 	{
-		tv_md = EVP_MD_CTX_new();
-		if (tv_md == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("out of memory allocating a SHA-256 context")));
-	}
-	if (EVP_DigestInit_ex(tv_md, EVP_sha256(), NULL) != 1)
-		elog(ERROR, "trialvault: SHA-256 init failed");
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
-	md_update("TVROW1", 6);
-	initStringInfo(&buf);
+		initStringInfo(buf);
+		MemoryContextSwitchTo(old);
+	}
+	md = tv_sha_begin(TV_SHA_CONTENT);
+	tv_sha_update(md, "TVROW1", 6);
 
 	atts = palloc(sizeof(Form_pg_attribute) * tupdesc->natts);
 	for (i = 0; i < tupdesc->natts; i++)
@@ -566,8 +698,8 @@ tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
 
 		name = NameStr(att->attname);
 		be = pg_hton32((uint32) strlen(name));
-		md_update(&be, 4);
-		md_update(name, strlen(name));
+		tv_sha_update(md, &be, 4);
+		tv_sha_update(md, name, strlen(name));
 
 		tc = lookup_type_canon(att->atttypid);
 		if (tc->mode == TV_CANON_RAW)
@@ -576,22 +708,25 @@ tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
 			char		tag = 'r';
 
 			be = pg_hton32((uint32) VARSIZE_ANY_EXHDR(v));
-			md_update(&tag, 1);
-			md_update(&be, 4);
-			md_update(VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v));
+			tv_sha_update(md, &tag, 1);
+			tv_sha_update(md, &be, 4);
+			tv_sha_update(md, VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v));
 			if ((Pointer) v != DatumGetPointer(value))
 				pfree(v);
 		}
 		else
 		{
-			resetStringInfo(&buf);
-			canon_value(&buf, att->atttypid, value);
-			md_update(buf.data, buf.len);
+			resetStringInfo(buf);
+			canon_value(buf, att->atttypid, value);
+			tv_sha_update(md, buf->data, buf->len);
 		}
 	}
-	pfree(buf.data);
 	pfree(atts);
-
-	if (EVP_DigestFinal_ex(tv_md, digest, &dlen) != 1 || dlen != TV_HASH_LEN)
-		elog(ERROR, "trialvault: SHA-256 final failed");
+	/* Do not keep a buffer that one huge nested value blew up. */
+	if (buf->maxlen > 1024 * 1024)
+	{
+		pfree(buf->data);
+		buf->data = NULL;
+	}
+	tv_sha_end(md, digest);
 }

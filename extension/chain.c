@@ -108,7 +108,8 @@ static int	tv_max_heads = 0;
 /* Tables this transaction inserted into; lives in TopTransactionContext. */
 static List *tv_local_tables = NIL;
 
-static EVP_MD_CTX *tv_small_md = NULL;
+/* Room for a copy of the heads, taken under the entry lock. */
+static TvHead *tv_refs_buf = NULL;
 
 static Size
 entry_size(void)
@@ -164,57 +165,24 @@ tv_chain_shmem_init(void)
 }
 
 /*
- * SHA-256 of a short buffer list; for the small hashes done per row.
- */
-static void
-small_sha256(const void *const *parts, const size_t *lens, int nparts,
-			 uint8 *out)
-{
-	unsigned int dlen;
-	int			i;
-
-	if (tv_small_md == NULL)
-	{
-		tv_small_md = EVP_MD_CTX_new();
-		if (tv_small_md == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("out of memory allocating a SHA-256 context")));
-	}
-	if (EVP_DigestInit_ex(tv_small_md, EVP_sha256(), NULL) != 1)
-		elog(ERROR, "trialvault: SHA-256 init failed");
-	for (i = 0; i < nparts; i++)
-		if (EVP_DigestUpdate(tv_small_md, parts[i], lens[i]) != 1)
-			elog(ERROR, "trialvault: SHA-256 update failed");
-	if (EVP_DigestFinal_ex(tv_small_md, out, &dlen) != 1 || dlen != TV_HASH_LEN)
-		elog(ERROR, "trialvault: SHA-256 final failed");
-}
-
-/*
  * tv_prev_digest: the digest a row records over the rows it is chained to.
  * refs must be in ascending seq order.
  */
 void
 tv_prev_digest(const TvHead *refs, int nrefs, uint8 *digest)
 {
-	StringInfoData buf;
+	EVP_MD_CTX *md = tv_sha_begin(TV_SHA_SMALL);
 	int			i;
-	const void *parts[1];
-	size_t		lens[1];
 
-	initStringInfo(&buf);
-	appendBinaryStringInfo(&buf, "TVPREV1", 7);
+	tv_sha_update(md, "TVPREV1", 7);
 	for (i = 0; i < nrefs; i++)
 	{
 		uint64		be = pg_hton64((uint64) refs[i].seq);
 
-		appendBinaryStringInfo(&buf, (char *) &be, 8);
-		appendBinaryStringInfo(&buf, (char *) refs[i].hash, TV_HASH_LEN);
+		tv_sha_update(md, &be, 8);
+		tv_sha_update(md, refs[i].hash, TV_HASH_LEN);
 	}
-	parts[0] = buf.data;
-	lens[0] = buf.len;
-	small_sha256(parts, lens, 1, digest);
-	pfree(buf.data);
+	tv_sha_end(md, digest);
 }
 
 /*
@@ -225,10 +193,13 @@ tv_row_hash(int64 seq, const uint8 *prev_digest, const uint8 *content_digest,
 			uint8 *hash)
 {
 	uint64		be = pg_hton64((uint64) seq);
-	const void *parts[4] = {"TVHASH1", &be, prev_digest, content_digest};
-	size_t		lens[4] = {7, 8, TV_HASH_LEN, TV_HASH_LEN};
+	EVP_MD_CTX *md = tv_sha_begin(TV_SHA_SMALL);
 
-	small_sha256(parts, lens, 4, hash);
+	tv_sha_update(md, "TVHASH1", 7);
+	tv_sha_update(md, &be, 8);
+	tv_sha_update(md, prev_digest, TV_HASH_LEN);
+	tv_sha_update(md, content_digest, TV_HASH_LEN);
+	tv_sha_end(md, hash);
 }
 
 /*
@@ -512,7 +483,10 @@ tv_chain_insert(Relation rel, HeapTuple tuple)
 	if (lt->frames != NIL)
 		top = llast(lt->frames);
 
-	refs = palloc(sizeof(TvHead) * (tv_max_heads + 1));
+	if (tv_refs_buf == NULL)
+		tv_refs_buf = MemoryContextAlloc(TopMemoryContext,
+										 sizeof(TvHead) * (tv_max_heads + 1));
+	refs = tv_refs_buf;
 	LWLockAcquire(&lt->entry->lock, LW_EXCLUSIVE);
 	/* An error in the rebuild releases the lock with the transaction. */
 	if (!lt->entry->initialized)

@@ -21,6 +21,8 @@
 
 #include "postgres.h"
 
+#include <openssl/evp.h>
+
 #include "access/htup.h"
 #include "access/tupdesc.h"
 #include "executor/tuptable.h"
@@ -63,6 +65,12 @@ extern bool tv_loaded_at_preload;
 extern int	tv_max_protected_tables;
 
 /* canon.c */
+#define TV_SHA_CONTENT	0
+#define TV_SHA_SMALL	1
+#define TV_SHA_NCTX		2
+extern EVP_MD_CTX *tv_sha_begin(int which);
+extern void tv_sha_update(EVP_MD_CTX *ctx, const void *data, size_t len);
+extern void tv_sha_end(EVP_MD_CTX *ctx, uint8 *out);
 extern void tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
 								  const TvChainCols *cols, uint8 *digest);
 extern bool tv_is_chain_column(const char *attname);

@@ -1,6 +1,6 @@
 -- The canonical encoding: every kind of column verifies, under any session settings.
 BEGIN;
-SELECT plan(12);
+SELECT plan(13);
 
 CREATE TYPE mood AS ENUM ('low', 'ok', 'high');
 CREATE TYPE dose AS (amount numeric, unit text, given timestamptz);
@@ -95,6 +95,24 @@ SELECT is(
 		sha256('TVROW1'::bytea || int4send(4) || 'note'::bytea || 'r'::bytea || int4send(5) || 'hello'::bytea))
 	 FROM t_doc),
 	'tv_hash matches the documented formula');
+
+-- Fixed-width built-in types are encoded exactly as their send functions write them,
+-- and columns are taken in the byte order of their names.
+CREATE TABLE t_fixed (k timestamp, j time, i oid, h int2, g real, f timestamptz, e date,
+	d float8, c bool, b int8, a int4);
+SELECT trialvault.protect('t_fixed');
+INSERT INTO t_fixed VALUES ('2026-05-06 07:08:09.123456', '13:14:15', 4242, -7, 1.5,
+	'2026-05-06 07:08:09+02', '2026-05-06', -2.25e-5, true, 9007199254740993, -123456);
+SELECT is(
+	(SELECT tv_hash FROM t_fixed),
+	(SELECT sha256('TVHASH1'::bytea || int8send(tv_seq) || tv_prev_hash || sha256('TVROW1'::bytea ||
+		(SELECT string_agg(int4send(length(n)) || convert_to(n, 'UTF8') || 'b'::bytea || int4send(length(v)) || v,
+			''::bytea ORDER BY n COLLATE "C")
+		 FROM (VALUES ('a', int4send(a)), ('b', int8send(b)), ('c', boolsend(c)), ('d', float8send(d)),
+			('e', date_send(e)), ('f', timestamptz_send(f)), ('g', float4send(g)), ('h', int2send(h)),
+			('i', oidsend(i)), ('j', time_send(j)), ('k', timestamp_send(k))) AS x(n, v))))
+	 FROM t_fixed),
+	'fixed-width values hash as their send form, columns in name order');
 
 SELECT * FROM finish();
 ROLLBACK;

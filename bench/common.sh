@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench/common.sh: helpers shared by the benchmarks.  Source from bash.
 
 # median NUMBER...: the median (mean of the middle two for an even count).
@@ -19,6 +20,22 @@ ratio() {
 # at_least X MIN: exit 0 when X >= MIN.
 at_least() {
 	awk -v x="$1" -v m="$2" 'BEGIN { exit !(x != "nan" && x + 0 >= m + 0) }'
+}
+
+# command_line VAR... -- ARG...: the command as typed, with those of the
+# VARs that are set in the environment in front, shell-quoted.
+command_line() {
+	local v out=""
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do
+		v=$1
+		shift
+		if [ -n "${!v+set}" ]; then
+			out+="$v=$(printf '%q' "${!v}") "
+		fi
+	done
+	shift
+	out+="bash $(printf '%q ' "$@")"
+	echo "${out% }"
 }
 
 # bench_context: what the figures depend on, for the top of a report.

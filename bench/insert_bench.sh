@@ -12,6 +12,9 @@
 #   naive      docs_naive: a plpgsql BEFORE INSERT trigger that locks a
 #              chain_tip row FOR UPDATE, hashes prev || row text and updates
 #              the tip; the tip lock is held until commit, so writers queue.
+#   control    docs_control: a second plain table (off by default; add it
+#              to BENCH_SIDES for an A/A run that shows the noise floor and
+#              any bias from the run order)
 #
 # The sides run alternately, one run each per round (plain, protected,
 # naive, plain, protected, naive, ...), each run after a CHECKPOINT, for
@@ -38,7 +41,9 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
-CMDLINE=$(printf '%q ' "$0" "$@")
+# shellcheck source=bench/common.sh
+source "$HERE/common.sh"
+CMDLINE=$(command_line BENCH_SECONDS BENCH_ROUNDS BENCH_WARMUP BENCH_CLIENTS BENCH_PAYLOAD BENCH_POOL BENCH_SIDES BENCH_PROTOCOL BENCH_TARGET -- "$0" "$@")
 
 quick=
 for arg in "$@"; do
@@ -71,8 +76,8 @@ done
 read -r -a CLIENTS <<<"$BENCH_CLIENTS"
 read -r -a SIDES <<<"$BENCH_SIDES"
 for s in "${SIDES[@]}"; do
-	case $s in plain | protected | naive) ;; *)
-		echo "insert_bench.sh: unknown side '$s' (plain, protected, naive)" >&2
+	case $s in plain | protected | naive | control) ;; *)
+		echo "insert_bench.sh: unknown side '$s' (plain, protected, naive, control)" >&2
 		exit 2
 		;;
 	esac
@@ -82,18 +87,14 @@ done
 	exit 2
 }
 
-# shellcheck source=../test/lib/cluster.sh
+# shellcheck source=test/lib/cluster.sh
 source "$REPO/test/lib/cluster.sh"
-# shellcheck source=common.sh
-source "$HERE/common.sh"
 
 CONF=(
 	"shared_buffers = 512MB"
 	"max_wal_size = 4GB"
 	"checkpoint_timeout = 30min"
 	"synchronous_commit = on"
-	"wal_compression = off"
-	"track_io_timing = off"
 )
 
 runs_per_point=$((BENCH_ROUNDS * ${#SIDES[@]}))
@@ -163,6 +164,7 @@ echo "== setup: payload pool ($BENCH_POOL x $BENCH_PAYLOAD random bytes) and tab
 		END \$\$;
 	SQL
 	doc_table docs_plain
+	doc_table docs_control
 	doc_table docs_protected
 	echo "SELECT trialvault.protect('docs_protected');"
 	doc_table docs_naive ",
@@ -197,7 +199,7 @@ echo "== setup: payload pool ($BENCH_POOL x $BENCH_PAYLOAD random bytes) and tab
 	SQL
 } | sql >/dev/null
 
-for s in plain protected naive; do
+for s in plain protected naive control; do
 	cat >"$DIR/insert_$s.sql" <<-SQL
 		\set r random(1, $BENCH_POOL)
 		\set study random(1, 20)
@@ -248,7 +250,7 @@ for s in "${SIDES[@]}"; do
 	printf '   %-10s %10.1f tps (not counted)\n' "$s" "$TPS"
 done
 
-declare -A MED=()
+declare -A MED=() ALL=()
 for c in "${CLIENTS[@]}"; do
 	echo "== $c client(s): $BENCH_ROUNDS rounds x ${BENCH_SECONDS}s per side, sides alternating"
 	declare -A RUNS=()
@@ -265,6 +267,7 @@ for c in "${CLIENTS[@]}"; do
 	for s in "${SIDES[@]}"; do
 		# shellcheck disable=SC2086
 		MED[$s,$c]=$(median ${RUNS[$s]})
+		ALL[$s,$c]=${RUNS[$s]}
 	done
 	unset RUNS
 done
@@ -285,7 +288,7 @@ if [[ " ${SIDES[*]} " == *" protected "* ]]; then
 	t1=$(date +%s.%N)
 	read -r ok checked heads first_bad <<<"$res"
 	if [ "$ok" != t ] || [ "$checked" != "${PROCESSED[protected]}" ]; then
-		echo "insert_bench.sh: verify(docs_protected) says: $res" >&2
+		echo "insert_bench.sh: verify(docs_protected): ok=$ok rows_checked=$checked (expected ${PROCESSED[protected]}) first_bad=$first_bad" >&2
 		exit 1
 	fi
 	printf '   verify(docs_protected): ok, %s rows checked, %s head(s), %.1f s\n' \
@@ -300,34 +303,54 @@ if [[ " ${SIDES[*]} " == *" naive "* ]]; then
 	echo "   docs_naive: chain_tip.seq = row count, nc_seq unique (one serial chain)"
 fi
 
+has_side() {
+	[[ " ${SIDES[*]} " == *" $1 "* ]]
+}
+
+# paired_ratio SIDE CLIENTS: median over the rounds of SIDE/plain within the
+# same round (less sensitive to drift across rounds than the ratio of medians).
+paired_ratio() {
+	local -a a b q=()
+	local i
+	read -r -a a <<<"${ALL[$1,$2]}"
+	read -r -a b <<<"${ALL[plain,$2]}"
+	for i in "${!a[@]}"; do
+		q+=("$(ratio "${a[$i]}" "${b[$i]}")")
+	done
+	median "${q[@]}"
+}
+
 echo
 echo "== results: median of $BENCH_ROUNDS rounds, rows/s (target protected/plain >= $BENCH_TARGET)"
-hdr=$(printf '%-8s %12s' clients plain)
-[[ " ${SIDES[*]} " == *" protected "* ]] && hdr+=$(printf ' %12s %8s %6s' protected ratio result)
-[[ " ${SIDES[*]} " == *" naive "* ]] && hdr+=$(printf ' %12s %8s' "naive (ref)" ratio)
+echo "   ratio = median(side) / median(plain); paired = median over rounds of side/plain in the same round"
+hdr=$(printf '%-8s %10s' clients plain)
+has_side protected && hdr+=$(printf ' | %10s %6s %6s %6s' protected ratio paired result)
+has_side naive && hdr+=$(printf ' | %10s %6s %6s' "naive(ref)" ratio paired)
+has_side control && hdr+=$(printf ' | %10s %6s %6s' "control" ratio paired)
 echo "$hdr"
 overall=PASS
 for c in "${CLIENTS[@]}"; do
 	p=${MED[plain,$c]}
-	line=$(printf '%-8s %12.1f' "$c" "$p")
-	if [[ " ${SIDES[*]} " == *" protected "* ]]; then
-		q=${MED[protected,$c]}
-		rq=$(ratio "$q" "$p")
+	line=$(printf '%-8s %10.1f' "$c" "$p")
+	if has_side protected; then
+		pq=${MED[protected,$c]}
+		rq=$(ratio "$pq" "$p")
 		if at_least "$rq" "$BENCH_TARGET"; then verdict=PASS; else verdict=FAIL overall=FAIL; fi
-		line+=$(printf ' %12.1f %8s %6s' "$q" "$rq" "$verdict")
+		line+=$(printf ' | %10.1f %6s %6.3f %6s' "$pq" "$rq" "$(paired_ratio protected "$c")" "$verdict")
 	fi
-	if [[ " ${SIDES[*]} " == *" naive "* ]]; then
-		n=${MED[naive,$c]}
-		line+=$(printf ' %12.1f %8s' "$n" "$(ratio "$n" "$p")")
-	fi
+	for s in naive control; do
+		has_side $s || continue
+		n=${MED[$s,$c]}
+		line+=$(printf ' | %10.1f %6s %6.3f' "$n" "$(ratio "$n" "$p")" "$(paired_ratio $s "$c")")
+	done
 	echo "$line"
 done
-if [[ " ${SIDES[*]} " == *" protected "* ]]; then
+if has_side protected; then
 	echo "overall: $overall (protected/plain >= $BENCH_TARGET at every client count)"
 fi
 busy=$(other_load)
 if [ -n "$busy" ]; then
-	echo "# note: other processes busy at the end (besides this benchmark's):"
+	echo "# note: other processes were busy at the end:"
 	echo "$busy"
 fi
 echo "# finished: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"

@@ -37,7 +37,9 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
-CMDLINE=$(printf '%q ' "$0" "$@")
+# shellcheck source=bench/common.sh
+source "$HERE/common.sh"
+CMDLINE=$(command_line ROWS BENCH_PAYLOAD ROUNDS BATCH BASELINE_PARALLEL BENCH_TARGET -- "$0" "$@")
 
 quick=
 for arg in "$@"; do
@@ -71,10 +73,8 @@ if ! [[ $BASELINE_PARALLEL =~ ^[0-9]+$ ]]; then
 	exit 2
 fi
 
-# shellcheck source=../test/lib/cluster.sh
+# shellcheck source=test/lib/cluster.sh
 source "$REPO/test/lib/cluster.sh"
-# shellcheck source=common.sh
-source "$HERE/common.sh"
 
 CONF=(
 	"shared_buffers = 512MB"
@@ -225,7 +225,7 @@ printf '%-10s %12.1f %14.0f\n' sha256 "$ms" "$(awk -v n="$ROWS" -v m="$ms" 'BEGI
 echo "ratio sha256/verify: $rt  $verdict (target >= $BENCH_TARGET; verify ok=t, rows_checked=$ROWS every run)"
 busy=$(other_load)
 if [ -n "$busy" ]; then
-	echo "# note: other processes busy at the end:"
+	echo "# note: other processes were busy at the end:"
 	echo "$busy"
 fi
 echo "# finished: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"

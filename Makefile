@@ -2,8 +2,8 @@
 #
 #   make && make install          build and install into the PostgreSQL found by pg_config
 #   make installcheck             pg_regress against a running server that preloads trialvault
-#   bash scripts/test.sh          everything (what CI runs)
-#   bash scripts/demo.sh          the demo
+#   bash scripts/test.sh          everything (what CI runs; also: make test-all)
+#   bash scripts/demo.sh          the demo (also: make demo); make bench runs bench/
 
 MODULE_big = trialvault
 OBJS = \
@@ -28,3 +28,13 @@ SHLIB_LINK = -lcrypto
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# Convenience targets (each runs as root, like the README's commands).
+.PHONY: demo test-all bench
+demo:
+	bash scripts/demo.sh
+test-all:
+	bash scripts/test.sh
+bench:
+	bash bench/insert_bench.sh
+	bash bench/verify_bench.sh

@@ -12,19 +12,20 @@ OBJS = \
 	extension/chain.o \
 	extension/guard.o \
 	extension/protect.o \
-	extension/verify.o
+	extension/verify.o \
+	extension/xmlmeta.o
 
 EXTENSION = trialvault
 DATA = $(wildcard extension/trialvault--*.sql)
 
-REGRESS = protect guard bad_input verify
+REGRESS = protect guard bad_input verify xml
 REGRESS_OPTS = --inputdir=. --dbname=trialvault_regression
 
 PG_CONFIG ?= pg_config
 # -Wno-unused-parameter: PostgreSQL's own headers (ilist.h, bufpage.h, fmgr.h)
 # and callback signatures trip it; everything else in -Wextra stays on.
 PG_CPPFLAGS = -I$(srcdir)/extension -Wall -Wextra -Wno-unused-parameter -Werror
-SHLIB_LINK = -lcrypto
+SHLIB_LINK = -lcrypto -lxml2
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)

@@ -74,6 +74,7 @@ _PG_init(void)
 							PGC_POSTMASTER,
 							0,
 							NULL, NULL, NULL);
+	tv_xmlmeta_init();
 	MarkGUCPrefixReserved("trialvault");
 
 	prev_shmem_request_hook = shmem_request_hook;

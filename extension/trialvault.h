@@ -87,6 +87,10 @@ extern void tv_prev_digest(const TvHead *refs, int nrefs, uint8 *digest);
 extern void tv_row_hash(int64 seq, const uint8 *prev_digest,
 						const uint8 *content_digest, uint8 *hash);
 
+/* xmlmeta.c */
+extern int	tv_max_metadata_size;
+extern void tv_xmlmeta_init(void);
+
 /* guard.c */
 extern void tv_guard_init(void);
 extern bool tv_find_chain_cols(TupleDesc tupdesc, TvChainCols *cols);

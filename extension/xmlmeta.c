@@ -1,0 +1,686 @@
+/*-------------------------------------------------------------------------
+ *
+ * xmlmeta.c
+ *		Document metadata in XML: XSD validation, the node list PHI
+ *		screening runs over, canonical form and its SHA-256, and typed
+ *		extraction by XPath, with libxml2.
+ *
+ * PostgreSQL's xml type parses and runs XPath but cannot validate against a
+ * schema or canonicalize.  Everything here parses the metadata again with
+ * libxml2 under PostgreSQL's own error context (pg_xml_init), so libxml2's
+ * messages become ereport()s and never reach stderr, and its external
+ * entity loader refuses every external entity.  On top of that a document
+ * or schema with a DOCTYPE is refused outright (metadata needs no DTD, and
+ * it is where entity bombs and external entities live), nothing is loaded
+ * from the network, and documents larger than trialvault.max_metadata_size
+ * are refused before parsing.
+ *
+ * Canonical form: Exclusive XML Canonicalization 1.0 without comments, after
+ * dropping whitespace-only text between elements.  So attribute order,
+ * quote style, whitespace inside tags, indentation, redundant or unused
+ * namespace declarations, the XML declaration and comments do not change
+ * the canonical bytes; element and attribute names, prefixes, namespace
+ * URIs and text content do.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <libxml/c14n.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <libxml/xmlschemas.h>
+#include <libxml/xpath.h>
+#include <libxml/xpathInternals.h>
+
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/date.h"
+#include "utils/datetime.h"
+#include "utils/guc.h"
+#include "utils/xml.h"
+
+#include "trialvault.h"
+
+int			tv_max_metadata_size = 1024 * 1024;
+
+/* Errors collected from libxml2 while validating or compiling a schema. */
+typedef struct XmlErrList
+{
+	int			nerrors;
+	int			maxerrors;
+	int		   *lines;
+	int		   *cols;
+	char	  **messages;
+} XmlErrList;
+
+static void
+collect_error(void *arg, xmlErrorPtr err)
+{
+	XmlErrList *el = (XmlErrList *) arg;
+	char	   *msg;
+	int			len;
+
+	if (el->nerrors >= el->maxerrors)
+		return;
+	msg = pstrdup(err->message ? err->message : "unknown error");
+	len = strlen(msg);
+	while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
+		msg[--len] = '\0';
+	el->lines[el->nerrors] = err->line;
+	el->cols[el->nerrors] = err->int2;
+	el->messages[el->nerrors] = msg;
+	el->nerrors++;
+}
+
+static void
+init_errlist(XmlErrList *el, int max)
+{
+	el->nerrors = 0;
+	el->maxerrors = max;
+	el->lines = palloc(sizeof(int) * max);
+	el->cols = palloc(sizeof(int) * max);
+	el->messages = palloc(sizeof(char *) * max);
+}
+
+static void
+check_size(const char *what, int len)
+{
+	if (len > tv_max_metadata_size)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s is too large: %d bytes", what, len),
+				 errdetail("trialvault.max_metadata_size is %d bytes.", tv_max_metadata_size),
+				 errhint("Keep large content in the document itself; metadata describes it.")));
+}
+
+/*
+ * Parse an xml datum into a libxml2 document.  Must be called inside
+ * pg_xml_init()/pg_xml_done(); the caller frees the document.
+ */
+static xmlDocPtr
+parse_doc(PgXmlErrorContext *xcxt, xmltype *x, const char *what)
+{
+	int			len = VARSIZE_ANY_EXHDR(x);
+	xmlDocPtr	doc;
+
+	check_size(what, len);
+	doc = xmlReadMemory(VARDATA_ANY(x), len, NULL, "UTF-8",
+						XML_PARSE_NONET | XML_PARSE_NOWARNING);
+	if (doc == NULL || pg_xml_error_occurred(xcxt))
+	{
+		if (doc)
+			xmlFreeDoc(doc);
+		xml_ereport(xcxt, ERROR, ERRCODE_INVALID_XML_DOCUMENT,
+					psprintf("%s is not a well-formed XML document", what));
+	}
+	if (doc->intSubset != NULL || doc->extSubset != NULL)
+	{
+		xmlFreeDoc(doc);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_XML_DOCUMENT),
+				 errmsg("%s must not contain a DOCTYPE declaration", what),
+				 errdetail("trialvault refuses DTDs in metadata: they can define entities that expand without bound or read files."),
+				 errhint("Remove the <!DOCTYPE ...> declaration; validate against a registered XSD instead.")));
+	}
+	if (xmlDocGetRootElement(doc) == NULL)
+	{
+		xmlFreeDoc(doc);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_XML_DOCUMENT),
+				 errmsg("%s has no root element", what)));
+	}
+	return doc;
+}
+
+static bool
+is_blank(const xmlChar *s)
+{
+	if (s == NULL)
+		return true;
+	for (; *s; s++)
+		if (*s != ' ' && *s != '\t' && *s != '\n' && *s != '\r')
+			return false;
+	return true;
+}
+
+/*
+ * Drop whitespace-only text nodes from elements that have element
+ * children: indentation is not content.
+ */
+static void
+strip_indentation(xmlNodePtr node)
+{
+	xmlNodePtr	child;
+	bool		has_elements = false;
+
+	for (child = node->children; child; child = child->next)
+		if (child->type == XML_ELEMENT_NODE)
+			has_elements = true;
+
+	child = node->children;
+	while (child)
+	{
+		xmlNodePtr	next = child->next;
+
+		if (child->type == XML_ELEMENT_NODE)
+			strip_indentation(child);
+		else if (has_elements && child->type == XML_TEXT_NODE &&
+				 is_blank(child->content))
+		{
+			xmlUnlinkNode(child);
+			xmlFreeNode(child);
+		}
+		child = next;
+	}
+}
+
+/*
+ * The canonical bytes of a metadata document (see the file header), as a
+ * palloc'd bytea.
+ */
+static bytea *
+canonical_bytes(xmltype *x)
+{
+	PgXmlErrorContext *xcxt = pg_xml_init(PG_XML_STRICTNESS_ALL);
+	xmlDocPtr	doc = NULL;
+	xmlChar    *out = NULL;
+	bytea	   *result = NULL;
+
+	PG_TRY();
+	{
+		int			len;
+
+		doc = parse_doc(xcxt, x, "metadata");
+		strip_indentation(xmlDocGetRootElement(doc));
+		len = xmlC14NDocDumpMemory(doc, NULL, XML_C14N_EXCLUSIVE_1_0, NULL, 0, &out);
+		if (len < 0 || out == NULL)
+			xml_ereport(xcxt, ERROR, ERRCODE_INVALID_XML_DOCUMENT,
+						"could not canonicalize metadata");
+		result = palloc(VARHDRSZ + len);
+		SET_VARSIZE(result, VARHDRSZ + len);
+		memcpy(VARDATA(result), out, len);
+	}
+	PG_CATCH();
+	{
+		if (out)
+			xmlFree(out);
+		if (doc)
+			xmlFreeDoc(doc);
+		pg_xml_done(xcxt, true);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	xmlFree(out);
+	xmlFreeDoc(doc);
+	pg_xml_done(xcxt, false);
+	return result;
+}
+
+PG_FUNCTION_INFO_V1(tv_metadata_c14n);
+
+/* trialvault.metadata_c14n(doc xml) RETURNS bytea */
+Datum
+tv_metadata_c14n(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BYTEA_P(canonical_bytes(PG_GETARG_XML_P(0)));
+}
+
+PG_FUNCTION_INFO_V1(tv_metadata_sha256);
+
+/* trialvault.metadata_sha256(doc xml) RETURNS bytea: SHA-256 of metadata_c14n */
+Datum
+tv_metadata_sha256(PG_FUNCTION_ARGS)
+{
+	bytea	   *c = canonical_bytes(PG_GETARG_XML_P(0));
+	bytea	   *result = palloc(VARHDRSZ + TV_HASH_LEN);
+	EVP_MD_CTX *md = tv_sha_begin(TV_SHA_SMALL);
+
+	tv_sha_update(md, VARDATA(c), VARSIZE(c) - VARHDRSZ);
+	SET_VARSIZE(result, VARHDRSZ + TV_HASH_LEN);
+	tv_sha_end(md, (uint8 *) VARDATA(result));
+	PG_RETURN_BYTEA_P(result);
+}
+
+/*
+ * Compile an XSD; on failure ereport with libxml2's first message.  The
+ * caller frees the returned schema.
+ */
+static xmlSchemaPtr
+compile_schema(PgXmlErrorContext *xcxt, xmltype *xsd, xmlDocPtr *xsddoc)
+{
+	xmlSchemaParserCtxtPtr pctxt;
+	xmlSchemaPtr schema;
+	XmlErrList	el;
+
+	*xsddoc = parse_doc(xcxt, xsd, "XSD");
+	init_errlist(&el, 5);
+	pctxt = xmlSchemaNewDocParserCtxt(*xsddoc);
+	if (pctxt == NULL)
+		xml_ereport(xcxt, ERROR, ERRCODE_OUT_OF_MEMORY, "could not create a schema parser");
+	xmlSchemaSetParserStructuredErrors(pctxt, collect_error, &el);
+	schema = xmlSchemaParse(pctxt);
+	xmlSchemaFreeParserCtxt(pctxt);
+	if (schema == NULL || el.nerrors > 0)
+	{
+		if (schema)
+			xmlSchemaFree(schema);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_XML_DOCUMENT),
+				 errmsg("invalid XSD: %s",
+						el.nerrors > 0 ? el.messages[0] : "libxml2 could not compile it"),
+				 el.nerrors > 0 ? errdetail("At line %d of the schema.", el.lines[0]) : 0));
+	}
+	return schema;
+}
+
+PG_FUNCTION_INFO_V1(tv_check_xsd);
+
+/* trialvault._check_xsd(xsd xml): compiles the schema or raises libxml2's error */
+Datum
+tv_check_xsd(PG_FUNCTION_ARGS)
+{
+	PgXmlErrorContext *xcxt = pg_xml_init(PG_XML_STRICTNESS_ALL);
+	xmlDocPtr	xsddoc = NULL;
+	xmlSchemaPtr schema = NULL;
+
+	PG_TRY();
+	{
+		schema = compile_schema(xcxt, PG_GETARG_XML_P(0), &xsddoc);
+	}
+	PG_CATCH();
+	{
+		if (xsddoc)
+			xmlFreeDoc(xsddoc);
+		pg_xml_done(xcxt, true);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	xmlSchemaFree(schema);
+	xmlFreeDoc(xsddoc);
+	pg_xml_done(xcxt, false);
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(tv_validate_xml);
+
+/*
+ * trialvault._validate(xsd xml, doc xml, max_errors int)
+ *	 RETURNS TABLE (line int, col int, message text)
+ * One row per validation error, at most max_errors; none when valid.
+ */
+Datum
+tv_validate_xml(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	PgXmlErrorContext *xcxt;
+	xmlDocPtr	xsddoc = NULL;
+	xmlDocPtr	doc = NULL;
+	xmlSchemaPtr schema = NULL;
+	xmlSchemaValidCtxtPtr vctxt = NULL;
+	XmlErrList	el;
+	int			maxerr = PG_GETARG_INT32(2);
+	int			i;
+
+	if (maxerr < 1 || maxerr > 1000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_errors must be between 1 and 1000")));
+	InitMaterializedSRF(fcinfo, 0);
+	init_errlist(&el, maxerr);
+
+	xcxt = pg_xml_init(PG_XML_STRICTNESS_ALL);
+	PG_TRY();
+	{
+		int			rc;
+
+		schema = compile_schema(xcxt, PG_GETARG_XML_P(0), &xsddoc);
+		doc = parse_doc(xcxt, PG_GETARG_XML_P(1), "metadata");
+		vctxt = xmlSchemaNewValidCtxt(schema);
+		if (vctxt == NULL)
+			xml_ereport(xcxt, ERROR, ERRCODE_OUT_OF_MEMORY, "could not create a schema validator");
+		xmlSchemaSetValidStructuredErrors(vctxt, collect_error, &el);
+		rc = xmlSchemaValidateDoc(vctxt, doc);
+		if (rc != 0 && el.nerrors == 0)
+		{
+			xmlError	generic;
+
+			memset(&generic, 0, sizeof(generic));
+			generic.message = "document does not conform to the schema";
+			collect_error(&el, &generic);
+		}
+	}
+	PG_CATCH();
+	{
+		if (vctxt)
+			xmlSchemaFreeValidCtxt(vctxt);
+		if (schema)
+			xmlSchemaFree(schema);
+		if (doc)
+			xmlFreeDoc(doc);
+		if (xsddoc)
+			xmlFreeDoc(xsddoc);
+		pg_xml_done(xcxt, true);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	xmlSchemaFreeValidCtxt(vctxt);
+	xmlSchemaFree(schema);
+	xmlFreeDoc(doc);
+	xmlFreeDoc(xsddoc);
+	pg_xml_done(xcxt, false);
+
+	for (i = 0; i < el.nerrors; i++)
+	{
+		Datum		values[3];
+		bool		nulls[3] = {false, false, false};
+
+		values[0] = Int32GetDatum(el.lines[i]);
+		values[1] = Int32GetDatum(el.cols[i]);
+		values[2] = CStringGetTextDatum(el.messages[i]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * The path of a node for screening reports: element names from the root,
+ * with the position among same-named siblings, e.g. /meta/subject[1]/@id.
+ */
+static void
+node_path(StringInfo buf, xmlNodePtr node)
+{
+	if (node == NULL || node->type == XML_DOCUMENT_NODE)
+		return;
+	node_path(buf, node->parent);
+	if (node->type == XML_ATTRIBUTE_NODE)
+		appendStringInfo(buf, "/@%s", (const char *) node->name);
+	else if (node->type == XML_ELEMENT_NODE)
+	{
+		int			pos = 1;
+		xmlNodePtr	sib;
+
+		for (sib = node->prev; sib; sib = sib->prev)
+			if (sib->type == XML_ELEMENT_NODE && xmlStrEqual(sib->name, node->name))
+				pos++;
+		appendStringInfo(buf, "/%s[%d]", (const char *) node->name, pos);
+	}
+}
+
+static void
+put_node(ReturnSetInfo *rsinfo, const char *kind, const xmlChar *name,
+		 xmlNodePtr node, const xmlChar *value)
+{
+	StringInfoData path;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+
+	initStringInfo(&path);
+	node_path(&path, node);
+	values[0] = CStringGetTextDatum(kind);
+	if (name)
+		values[1] = CStringGetTextDatum((const char *) name);
+	else
+		nulls[1] = true;
+	values[2] = CStringGetTextDatum(path.data);
+	if (value)
+		values[3] = CStringGetTextDatum((const char *) value);
+	else
+		nulls[3] = true;
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	pfree(path.data);
+}
+
+static void
+walk_nodes(ReturnSetInfo *rsinfo, xmlNodePtr node)
+{
+	for (; node; node = node->next)
+	{
+		if (node->type == XML_ELEMENT_NODE)
+		{
+			xmlAttrPtr	attr;
+
+			put_node(rsinfo, "element", node->name, node, NULL);
+			for (attr = node->properties; attr; attr = attr->next)
+			{
+				xmlChar    *v = xmlNodeGetContent((xmlNodePtr) attr);
+
+				put_node(rsinfo, "attribute", attr->name, (xmlNodePtr) attr, v);
+				xmlFree(v);
+			}
+			walk_nodes(rsinfo, node->children);
+		}
+		else if ((node->type == XML_TEXT_NODE || node->type == XML_CDATA_SECTION_NODE) &&
+				 !is_blank(node->content))
+			put_node(rsinfo, "text", NULL, node->parent, node->content);
+	}
+}
+
+PG_FUNCTION_INFO_V1(tv_xml_nodes);
+
+/*
+ * trialvault._xml_nodes(doc xml)
+ *	 RETURNS TABLE (kind text, name text, path text, value text)
+ * Every element, attribute and non-blank text node, for PHI screening.
+ */
+Datum
+tv_xml_nodes(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	PgXmlErrorContext *xcxt;
+	xmlDocPtr	doc = NULL;
+
+	InitMaterializedSRF(fcinfo, 0);
+	xcxt = pg_xml_init(PG_XML_STRICTNESS_ALL);
+	PG_TRY();
+	{
+		doc = parse_doc(xcxt, PG_GETARG_XML_P(0), "metadata");
+		walk_nodes(rsinfo, xmlDocGetRootElement(doc));
+	}
+	PG_CATCH();
+	{
+		if (doc)
+			xmlFreeDoc(doc);
+		pg_xml_done(xcxt, true);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	xmlFreeDoc(doc);
+	pg_xml_done(xcxt, false);
+	return (Datum) 0;
+}
+
+/*
+ * Register the prefix map given as text[][] pairs {{prefix, uri}, ...}.
+ */
+static void
+register_namespaces(xmlXPathContextPtr xpc, ArrayType *nsmap)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			i;
+
+	if (nsmap == NULL)
+		return;
+	if (ARR_NDIM(nsmap) == 0)
+		return;
+	if (ARR_NDIM(nsmap) != 2 || ARR_DIMS(nsmap)[1] != 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("namespace map must be a two-dimensional array of {prefix, uri} pairs")));
+	deconstruct_array(nsmap, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	for (i = 0; i < n; i += 2)
+	{
+		if (nulls[i] || nulls[i + 1])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("namespace map must not contain NULLs")));
+		if (xmlXPathRegisterNs(xpc, (xmlChar *) TextDatumGetCString(elems[i]),
+							   (xmlChar *) TextDatumGetCString(elems[i + 1])) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("could not register namespace prefix \"%s\"",
+							TextDatumGetCString(elems[i]))));
+	}
+}
+
+/*
+ * The string value of the first node an XPath selects (or the value of a
+ * string/number/boolean expression); NULL when it selects nothing.
+ */
+static char *
+first_match(xmltype *x, text *xpath, ArrayType *nsmap)
+{
+	PgXmlErrorContext *xcxt = pg_xml_init(PG_XML_STRICTNESS_ALL);
+	xmlDocPtr	doc = NULL;
+	xmlXPathContextPtr xpc = NULL;
+	xmlXPathObjectPtr res = NULL;
+	char	   *result = NULL;
+	char	   *expr = text_to_cstring(xpath);
+
+	if (*expr == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("XPath expression must not be empty")));
+	PG_TRY();
+	{
+		doc = parse_doc(xcxt, x, "metadata");
+		xpc = xmlXPathNewContext(doc);
+		if (xpc == NULL)
+			xml_ereport(xcxt, ERROR, ERRCODE_OUT_OF_MEMORY, "could not create an XPath context");
+		register_namespaces(xpc, nsmap);
+		res = xmlXPathEvalExpression((xmlChar *) expr, xpc);
+		if (res == NULL || pg_xml_error_occurred(xcxt))
+			xml_ereport(xcxt, ERROR, ERRCODE_INVALID_PARAMETER_VALUE,
+						psprintf("invalid XPath expression \"%s\"", expr));
+		if (res->type == XPATH_NODESET)
+		{
+			if (res->nodesetval && res->nodesetval->nodeNr > 0)
+			{
+				xmlChar    *s = xmlXPathCastNodeToString(res->nodesetval->nodeTab[0]);
+
+				result = pstrdup((const char *) s);
+				xmlFree(s);
+			}
+		}
+		else
+		{
+			xmlChar    *s = xmlXPathCastToString(res);
+
+			result = pstrdup((const char *) s);
+			xmlFree(s);
+		}
+	}
+	PG_CATCH();
+	{
+		if (res)
+			xmlXPathFreeObject(res);
+		if (xpc)
+			xmlXPathFreeContext(xpc);
+		if (doc)
+			xmlFreeDoc(doc);
+		pg_xml_done(xcxt, true);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	xmlXPathFreeObject(res);
+	xmlXPathFreeContext(xpc);
+	xmlFreeDoc(doc);
+	pg_xml_done(xcxt, false);
+	return result;
+}
+
+#define NSMAP_ARG(n) (PG_NARGS() > (n) && !PG_ARGISNULL(n) ? PG_GETARG_ARRAYTYPE_P(n) : NULL)
+
+PG_FUNCTION_INFO_V1(tv_meta_text);
+
+/* trialvault.meta_text(doc xml, xpath text [, nsmap text[]]) RETURNS text */
+Datum
+tv_meta_text(PG_FUNCTION_ARGS)
+{
+	char	   *s = first_match(PG_GETARG_XML_P(0), PG_GETARG_TEXT_PP(1), NSMAP_ARG(2));
+
+	if (s == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(s));
+}
+
+PG_FUNCTION_INFO_V1(tv_meta_int);
+
+/* trialvault.meta_int(doc xml, xpath text [, nsmap text[]]) RETURNS bigint */
+Datum
+tv_meta_int(PG_FUNCTION_ARGS)
+{
+	char	   *s = first_match(PG_GETARG_XML_P(0), PG_GETARG_TEXT_PP(1), NSMAP_ARG(2));
+	char	   *end;
+	long long	v;
+
+	if (s == NULL)
+		PG_RETURN_NULL();
+	while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
+		s++;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	while (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r')
+		end++;
+	if (end == s || *end != '\0' || errno == ERANGE)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("metadata value selected by the XPath is not an integer"),
+				 errhint("Use trialvault.meta_text() to read it as text.")));
+	PG_RETURN_INT64((int64) v);
+}
+
+PG_FUNCTION_INFO_V1(tv_meta_date);
+
+/*
+ * trialvault.meta_date(doc xml, xpath text [, nsmap text[]]) RETURNS date
+ * Accepts only xs:date's YYYY-MM-DD, so the result does not depend on
+ * DateStyle and the function can be IMMUTABLE.
+ */
+Datum
+tv_meta_date(PG_FUNCTION_ARGS)
+{
+	char	   *s = first_match(PG_GETARG_XML_P(0), PG_GETARG_TEXT_PP(1), NSMAP_ARG(2));
+	int			y,
+				m,
+				d;
+	char		extra;
+	struct pg_tm tm;
+
+	if (s == NULL)
+		PG_RETURN_NULL();
+	if (sscanf(s, " %4d-%2d-%2d %c", &y, &m, &d, &extra) != 3 ||
+		strlen(s) < 10 || s[4] != '-' || s[7] != '-')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_DATETIME_FORMAT),
+				 errmsg("metadata value selected by the XPath is not a date in YYYY-MM-DD form")));
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = y;
+	tm.tm_mon = m;
+	tm.tm_mday = d;
+	if (y < 1 || m < 1 || m > 12 || d < 1 || d > day_tab[isleap(y)][m - 1])
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_FIELD_OVERFLOW),
+				 errmsg("metadata date %04d-%02d-%02d does not exist", y, m, d)));
+	PG_RETURN_DATEADT(date2j(y, m, d) - POSTGRES_EPOCH_JDATE);
+}
+
+void
+tv_xmlmeta_init(void)
+{
+	DefineCustomIntVariable("trialvault.max_metadata_size",
+							"Largest XML metadata document, in bytes, that trialvault parses.",
+							"Larger documents are refused before parsing.",
+							&tv_max_metadata_size,
+							1024 * 1024, 1024, 64 * 1024 * 1024,
+							PGC_SUSET,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+}

@@ -1,0 +1,155 @@
+-- XML metadata: schemas, validation, PHI screening, extraction, safety.
+CREATE FUNCTION pg_temp.try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+	EXECUTE stmt;
+	RETURN 'allowed';
+EXCEPTION WHEN OTHERS THEN
+	RETURN SQLSTATE || ': ' || SQLERRM;
+END $$;
+
+SELECT extversion FROM pg_extension WHERE extname = 'trialvault';
+
+-- Registering schemas: versions, and libxml2's message for a malformed one.
+SELECT trialvault.register_metadata_schema('ONCO-7', 'visit', $x$
+<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema">
+  <xs:element name="meta">
+    <xs:complexType>
+      <xs:sequence>
+        <xs:element name="visit" type="xs:positiveInteger"/>
+        <xs:element name="form" type="xs:string"/>
+        <xs:element name="taken" type="xs:date" minOccurs="0"/>
+      </xs:sequence>
+      <xs:attribute name="kind" type="xs:string" use="required"/>
+    </xs:complexType>
+  </xs:element>
+</xs:schema>$x$);
+SELECT trialvault.register_metadata_schema('ONCO-7', 'visit', $x$
+<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema">
+  <xs:element name="meta">
+    <xs:complexType>
+      <xs:sequence>
+        <xs:element name="visit" type="xs:positiveInteger"/>
+        <xs:element name="form" type="xs:string"/>
+        <xs:element name="taken" type="xs:date" minOccurs="0"/>
+        <xs:element name="page" type="xs:int" minOccurs="0"/>
+      </xs:sequence>
+      <xs:attribute name="kind" type="xs:string" use="required"/>
+    </xs:complexType>
+  </xs:element>
+</xs:schema>$x$);
+SELECT study, name, version, length(xsd_sha256) FROM trialvault.metadata_schemas ORDER BY version;
+
+SELECT stmt, pg_temp.try(stmt) FROM (VALUES
+	('SELECT trialvault.register_metadata_schema(''ONCO-7'', ''bad'', ''<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"><xs:element name="m" type="xs:nosuch"/></xs:schema>'')'),
+	('SELECT trialvault.register_metadata_schema(''ONCO-7'', ''bad'', ''<notaschema/>'')'),
+	('SELECT trialvault.register_metadata_schema(''ONCO-7'', ''bad'', ''<xs:schema'')'),
+	('SELECT trialvault.register_metadata_schema(NULL, ''x'', ''<a/>'')'),
+	('SELECT trialvault.register_metadata_schema(''ONCO-7'', NULL, ''<a/>'')'),
+	('SELECT trialvault.register_metadata_schema(''ONCO-7'', ''x'', NULL)'),
+	('SELECT trialvault.register_metadata_schema('''', ''x'', ''<a/>'')'),
+	('SELECT trialvault.register_metadata_schema(''ONCO-7'', repeat(''n'', 100), ''<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"/>'')'),
+	('SELECT trialvault.register_metadata_schema(''ONCO-7'', ''x'', 42)'),
+	('UPDATE trialvault.metadata_schemas SET version = 9'),
+	('DELETE FROM trialvault.metadata_schemas')
+) AS t(stmt);
+
+-- Validation against the newest version, with line and message for each error.
+SELECT trialvault.validate_metadata('ONCO-7', 'visit', '<meta kind="source"><visit>3</visit><form>CRF-07</form><page>2</page></meta>');
+SELECT trialvault.validate_metadata('ONCO-7', 'visit', '<meta kind="source"><visit>0</visit><form>CRF-07</form></meta>');
+SELECT * FROM trialvault.metadata_errors('ONCO-7', 'visit', '<meta>
+<visit>zero</visit>
+<taken>2026-13-45</taken>
+</meta>');
+SELECT stmt, pg_temp.try(stmt) FROM (VALUES
+	('SELECT trialvault.validate_metadata(''ONCO-7'', ''nope'', ''<meta/>'')'),
+	('SELECT trialvault.validate_metadata(''OTHER'', ''visit'', ''<meta/>'')'),
+	('SELECT trialvault.validate_metadata(NULL, ''visit'', ''<meta/>'')'),
+	('SELECT trialvault.validate_metadata(''ONCO-7'', ''visit'', NULL)'),
+	('SELECT * FROM trialvault.metadata_errors(''ONCO-7'', NULL, ''<meta/>'')'),
+	('SELECT trialvault.validate_metadata(''ONCO-7'', ''visit'', ''<meta>'')'),
+	('SELECT trialvault.validate_metadata(''ONCO-7'', ''visit'', ''just text'')')
+) AS t(stmt);
+
+-- PHI screening: the built-in rules, case-insensitively, and DICOM-style names.
+SELECT * FROM trialvault.screen_metadata('ONCO-7', '<meta kind="source"><visit>3</visit><form>CRF-07</form></meta>');
+SELECT * FROM trialvault.screen_metadata('ONCO-7', $x$<meta>
+  <patientname>Jane Roe</patientname>
+  <Subject PatientID="12345" dob="1970-01-01"/>
+  <PatientsBirthDate>19700101</PatientsBirthDate>
+  <note>call 555-12-3456 or jane@example.org</note>
+</meta>$x$);
+-- Study rules: an XPath, a value pattern, and switching a default off for one study.
+SELECT trialvault.add_phi_rule('ONCO-7', 'initials-attr', 'xpath', '//*[@initials]') > 0 AS added;
+SELECT trialvault.add_phi_rule('ONCO-7', 'nhs-number', 'pattern', '[0-9]{3} [0-9]{3} [0-9]{4}') > 0 AS added;
+SELECT trialvault.add_phi_rule('ONCO-7', 'email', 'name', 'Email', false) > 0 AS added;
+SELECT * FROM trialvault.screen_metadata('ONCO-7', '<meta><s initials="JR"/><Email>x</Email><n>943 476 5919</n></meta>');
+SELECT * FROM trialvault.screen_metadata('OTHER', '<meta><s initials="JR"/><Email>x</Email><n>943 476 5919</n></meta>');
+SELECT stmt, pg_temp.try(stmt) FROM (VALUES
+	('SELECT trialvault.add_phi_rule(''ONCO-7'', ''bad-re'', ''pattern'', ''(unclosed'')'),
+	('SELECT trialvault.add_phi_rule(''ONCO-7'', ''bad-xp'', ''xpath'', ''//['')'),
+	('SELECT trialvault.add_phi_rule(''ONCO-7'', ''bad-kind'', ''regex'', ''x'')'),
+	('SELECT trialvault.add_phi_rule(''ONCO-7'', ''empty'', ''name'', '''')'),
+	('SELECT trialvault.add_phi_rule(NULL, ''x'', ''name'', ''x'')'),
+	('SELECT * FROM trialvault.screen_metadata(NULL, ''<a/>'')'),
+	('SELECT * FROM trialvault.screen_metadata(''ONCO-7'', NULL)')
+) AS t(stmt);
+
+-- Extraction: first match or NULL, typed, with namespaces, usable in an index.
+SELECT trialvault.meta_text('<meta><visit>3</visit><visit>4</visit></meta>', '/meta/visit') AS first,
+	trialvault.meta_text('<meta/>', '/meta/visit') AS none,
+	trialvault.meta_int('<meta><visit> 12 </visit></meta>', '/meta/visit') AS int,
+	trialvault.meta_date('<meta><taken>2026-02-28</taken></meta>', '//taken') AS date,
+	trialvault.meta_text('<meta kind="sae"/>', '/meta/@kind') AS attr,
+	trialvault.meta_text('<meta><a>x</a><a>y</a></meta>', 'count(/meta/a)') AS expr,
+	trialvault.meta_text('<o:meta xmlns:o="urn:odm"><o:visit>5</o:visit></o:meta>', '/x:meta/x:visit',
+		ARRAY[ARRAY['x', 'urn:odm']]) AS ns,
+	trialvault.meta_text(NULL, '/a') AS null_in;
+SELECT trialvault.meta_text('<m><v>Grüße – 日本語</v></m>', '/m/v') AS unicode;
+SELECT stmt, pg_temp.try(stmt) FROM (VALUES
+	('SELECT trialvault.meta_int(''<m><v>3.5</v></m>'', ''/m/v'')'),
+	('SELECT trialvault.meta_int(''<m><v>99999999999999999999</v></m>'', ''/m/v'')'),
+	('SELECT trialvault.meta_date(''<m><d>01/02/2026</d></m>'', ''/m/d'')'),
+	('SELECT trialvault.meta_date(''<m><d>2026-02-30</d></m>'', ''/m/d'')'),
+	('SELECT trialvault.meta_text(''<m/>'', '''')'),
+	('SELECT trialvault.meta_text(''<m/>'', ''///'')'),
+	('SELECT trialvault.meta_text(''<m/>'', ''/x:m'')'),
+	('SELECT trialvault.meta_text(''<m/>'', ''/m'', ARRAY[''x''])'),
+	('SELECT trialvault.meta_text(''<m/>'', ''/m'', ARRAY[ARRAY[''x'', NULL]])')
+) AS t(stmt);
+
+CREATE TABLE doc_meta (id int, meta xml);
+INSERT INTO doc_meta SELECT i, ('<meta kind="source"><visit>' || (i % 10) || '</visit><form>F' || i || '</form></meta>')::xml
+	FROM generate_series(1, 2000) i;
+CREATE INDEX doc_meta_visit ON doc_meta (trialvault.meta_int(meta, '/meta/visit'));
+ANALYZE doc_meta;
+EXPLAIN (COSTS OFF) SELECT id FROM doc_meta WHERE trialvault.meta_int(meta, '/meta/visit') = 7;
+SELECT count(*) FROM doc_meta WHERE trialvault.meta_int(meta, '/meta/visit') = 7;
+
+-- Hostile documents: no DTDs, no external entities, no entity bombs, a size limit.
+SELECT stmt, pg_temp.try(stmt) FROM (VALUES
+	('SELECT trialvault.metadata_c14n(''<?xml version="1.0"?><!DOCTYPE foo [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><foo>&xxe;</foo>'')'),
+	('SELECT trialvault.meta_text(''<!DOCTYPE m [<!ENTITY e "x">]><m>&e;</m>'', ''/m'')'),
+	('SELECT trialvault.metadata_c14n(''<!DOCTYPE l [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;"><!ENTITY e "&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;"><!ENTITY f "&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;"><!ENTITY g "&f;&f;&f;&f;&f;&f;&f;&f;&f;&f;"><!ENTITY h "&g;&g;&g;&g;&g;&g;&g;&g;&g;&g;">]><l>&h;</l>''::text::xml)'),
+	('SELECT trialvault.register_metadata_schema(''ONCO-7'', ''dtd'', ''<!DOCTYPE xs:schema SYSTEM "http://example.com/x.dtd"><xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"/>'')'),
+	('SELECT trialvault.register_metadata_schema(''ONCO-7'', ''net'', ''<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"><xs:include schemaLocation="file:///etc/passwd"/></xs:schema>'')')
+) AS t(stmt);
+SET trialvault.max_metadata_size = '4kB';
+SELECT pg_temp.try('SELECT trialvault.metadata_sha256((''<m>'' || repeat(''x'', 5000) || ''</m>'')::xml)');
+RESET trialvault.max_metadata_size;
+SELECT length(trialvault.metadata_sha256(('<m>' || repeat('x', 5000) || '</m>')::xml));
+
+-- Who may register: not PUBLIC.
+CREATE ROLE regress_tv_xml LOGIN;
+SET ROLE regress_tv_xml;
+SELECT stmt, pg_temp.try(stmt) FROM (VALUES
+	('SELECT trialvault.register_metadata_schema(''ONCO-7'', ''x'', ''<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"/>'')'),
+	('SELECT trialvault.add_phi_rule(''ONCO-7'', ''x'', ''name'', ''x'')'),
+	('INSERT INTO trialvault.phi_rules (rule_name, kind, expr) VALUES (''x'', ''name'', ''x'')'),
+	('SELECT length(trialvault.metadata_sha256(''<a/>''))')
+) AS t(stmt);
+RESET ROLE;
+
+-- The registries are protected tables and verify.
+SELECT ok, rows_checked > 0 AS has_rows FROM trialvault.verify('trialvault.metadata_schemas');
+SELECT ok, rows_checked FROM trialvault.verify('trialvault.phi_rules');
+SELECT count(*) AS default_rules FROM trialvault.default_phi_rules();

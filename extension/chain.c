@@ -108,6 +108,9 @@ static int	tv_max_heads = 0;
 /* Tables this transaction inserted into; lives in TopTransactionContext. */
 static List *tv_local_tables = NIL;
 
+/* Tables this transaction restored rows into (restore_mode); same context. */
+static List *tv_restored_tables = NIL;
+
 /* Room for a copy of the heads, taken under the entry lock. */
 static TvHead *tv_refs_buf = NULL;
 
@@ -247,10 +250,11 @@ head_cmp(const void *a, const void *b)
 
 /*
  * Rebuild an entry's heads and last_seq from the table: the heads are the
- * rows no row refers to.  Called with the entry lock held exclusively, at a
- * time no other transaction can be inserting through this entry (first use
- * after server start, or after protect() or a DROP, which hold an
- * AccessExclusiveLock).
+ * committed rows no row refers to.  Called with the entry lock held
+ * exclusively: on first use after server start, after protect() or a DROP
+ * (which hold an AccessExclusiveLock), or after a restore-mode commit.  In
+ * the last case other sessions may have rows in flight; they refer only to
+ * committed heads, which stay heads here until those sessions publish.
  */
 typedef struct RebuildItem
 {
@@ -357,7 +361,11 @@ rebuild_entry(Relation rel, TvChainEntry *entry, const TvChainCols *cols)
 		nheads++;
 	}
 	entry->nheads = nheads;
-	entry->last_seq = last_seq;
+	/*
+	 * Never go below a number already handed out: after invalidate_entry()
+	 * other sessions may still hold uncommitted rows with higher tv_seq.
+	 */
+	entry->last_seq = Max(entry->last_seq, last_seq);
 	entry->initialized = true;
 
 	MemoryContextSwitchTo(old);
@@ -444,6 +452,75 @@ frame_add_ref(TvFrame *f, int64 seq)
 }
 
 /*
+ * Restore mode: keep a row's chain columns as they come (from a dump), after
+ * checking that its tv_hash matches its contents and recorded links.  The
+ * links themselves are checked by verify(); the table's chain state is
+ * rebuilt from the table once the transaction commits.
+ */
+static HeapTuple
+restore_row(Relation rel, HeapTuple tuple, const TvChainCols *cols)
+{
+	TupleDesc	tupdesc = RelationGetDescr(rel);
+	bool		nulls[4];
+	Datum		seqd = heap_getattr(tuple, cols->seq, tupdesc, &nulls[0]);
+	Datum		prevd = heap_getattr(tuple, cols->prev_hash, tupdesc, &nulls[1]);
+	Datum		hashd = heap_getattr(tuple, cols->hash, tupdesc, &nulls[2]);
+	uint8		content[TV_HASH_LEN];
+	uint8		expect[TV_HASH_LEN];
+	bytea	   *prev;
+	bytea	   *hash;
+	MemoryContext old;
+
+	(void) heap_getattr(tuple, cols->prev_seqs, tupdesc, &nulls[3]);
+	if (nulls[0] || nulls[1] || nulls[2] || nulls[3])
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("in restore mode every row inserted into \"%s\" must carry its chain columns",
+						RelationGetRelationName(rel)),
+				 errhint("Set trialvault.restore_mode = off for ordinary inserts.")));
+	prev = DatumGetByteaPP(prevd);
+	hash = DatumGetByteaPP(hashd);
+	tv_row_content_digest(tupdesc, tuple, cols, content);
+	if (VARSIZE_ANY_EXHDR(prev) == TV_HASH_LEN && VARSIZE_ANY_EXHDR(hash) == TV_HASH_LEN)
+		tv_row_hash(DatumGetInt64(seqd), (uint8 *) VARDATA_ANY(prev), content, expect);
+	if (VARSIZE_ANY_EXHDR(prev) != TV_HASH_LEN || VARSIZE_ANY_EXHDR(hash) != TV_HASH_LEN ||
+		memcmp(expect, VARDATA_ANY(hash), TV_HASH_LEN) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("restored row of \"%s\" does not match its tv_hash",
+						RelationGetRelationName(rel)),
+				 errdetail("Row tv_seq=%lld was changed after it was hashed, or its chain columns are damaged.",
+						   (long long) DatumGetInt64(seqd))));
+
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	tv_restored_tables = list_append_unique_oid(tv_restored_tables, RelationGetRelid(rel));
+	MemoryContextSwitchTo(old);
+	return tuple;
+}
+
+/* Make the next insert rebuild a table's chain state from the table. */
+static void
+invalidate_entry(Oid relid)
+{
+	TvChainKey	key;
+	TvChainEntry *entry;
+
+	if (tv_chain_hash == NULL)
+		return;
+	key.dbid = MyDatabaseId;
+	key.relid = relid;
+	LWLockAcquire(tv_chain_hash_lock, LW_SHARED);
+	entry = hash_search(tv_chain_hash, &key, HASH_FIND, NULL);
+	if (entry)
+	{
+		LWLockAcquire(&entry->lock, LW_EXCLUSIVE);
+		entry->initialized = false;
+		LWLockRelease(&entry->lock);
+	}
+	LWLockRelease(tv_chain_hash_lock);
+}
+
+/*
  * tv_chain_insert: fill in the chain columns of a row about to be inserted
  * into a protected table and return the modified tuple.
  */
@@ -475,6 +552,9 @@ tv_chain_insert(Relation rel, HeapTuple tuple)
 				 errmsg("table \"%s\" lacks the trialvault chain columns",
 						RelationGetRelationName(rel)),
 				 errhint("Protect tables with trialvault.protect() rather than by creating its triggers by hand.")));
+
+	if (tv_restore_mode)
+		return restore_row(rel, tuple, &cols);
 
 	/* The expensive part, outside any lock. */
 	tv_row_content_digest(tupdesc, tuple, &cols, content);
@@ -611,7 +691,7 @@ tv_xact_callback(XactEvent event, void *arg)
 	switch (event)
 	{
 		case XACT_EVENT_PRE_PREPARE:
-			if (tv_local_tables != NIL)
+			if (tv_local_tables != NIL || tv_restored_tables != NIL)
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						 errmsg("cannot PREPARE a transaction that inserted into a protected table"),
@@ -619,11 +699,19 @@ tv_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_COMMIT:
 			publish_committed();
+			{
+				ListCell   *lc;
+
+				foreach(lc, tv_restored_tables)
+					invalidate_entry(lfirst_oid(lc));
+			}
 			tv_local_tables = NIL;
+			tv_restored_tables = NIL;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
 			tv_local_tables = NIL;
+			tv_restored_tables = NIL;
 			break;
 		default:
 			break;

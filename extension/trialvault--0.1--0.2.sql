@@ -138,6 +138,9 @@ COMMENT ON TABLE trialvault.phi_rules IS
 	'A study''s own PHI screening rules, insert-only and hash-chained. kind: element/attribute/name (a name, case-insensitive; name = either), xpath (an XPath that must select nothing), pattern (a POSIX regex no text or attribute value may match).';
 SELECT trialvault.protect('trialvault.phi_rules');
 SELECT pg_catalog.pg_extension_config_dump('trialvault.phi_rules', '');
+-- The identity sequence too, or rule_id would restart at 1 after a restore.
+SELECT pg_catalog.pg_extension_config_dump(
+	pg_catalog.pg_get_serial_sequence('trialvault.phi_rules', 'rule_id'), '');
 
 -- The rules in force for a study: the defaults and its own, the latest row
 -- of each (rule_name, kind, expr) deciding whether it is enabled.

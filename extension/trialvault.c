@@ -29,6 +29,7 @@ PG_MODULE_MAGIC;
 void		_PG_init(void);
 
 bool		tv_loaded_at_preload = false;
+bool		tv_restore_mode = false;
 int			tv_max_protected_tables = 1000;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -74,6 +75,14 @@ _PG_init(void)
 							PGC_POSTMASTER,
 							0,
 							NULL, NULL, NULL);
+	DefineCustomBoolVariable("trialvault.restore_mode",
+							 "Keep the chain columns of rows inserted into protected tables, for restoring a dump.",
+							 "Each row must carry all four chain columns and its tv_hash must match its contents; trialvault.verify() checks the links afterwards.",
+							 &tv_restore_mode,
+							 false,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
 	tv_xmlmeta_init();
 	MarkGUCPrefixReserved("trialvault");
 

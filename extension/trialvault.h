@@ -62,6 +62,7 @@ typedef struct TvHead
 
 /* trialvault.c */
 extern bool tv_loaded_at_preload;
+extern bool tv_restore_mode;
 extern int	tv_max_protected_tables;
 
 /* canon.c */

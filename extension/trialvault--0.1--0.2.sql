@@ -316,3 +316,79 @@ END
 $$;
 COMMENT ON FUNCTION trialvault.validate_metadata(text, text, xml) IS
 	'True when the metadata is valid against the newest version of the registered schema.';
+
+-- Per-study default schema: insert-only, the latest row of a study wins.
+CREATE TABLE trialvault.metadata_defaults (
+	study text NOT NULL CHECK (study ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'),
+	name text NOT NULL,
+	set_by name NOT NULL DEFAULT session_user,
+	set_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE trialvault.metadata_defaults IS
+	'Default metadata schema of each study (the latest row of a study wins); insert-only and hash-chained.';
+SELECT trialvault.protect('trialvault.metadata_defaults');
+SELECT pg_catalog.pg_extension_config_dump('trialvault.metadata_defaults', '');
+
+CREATE FUNCTION trialvault.set_default_metadata_schema(study text, name text) RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	PERFORM trialvault._require_args('set_default_metadata_schema', study, name);
+	PERFORM trialvault._current_schema(study, name);
+	INSERT INTO trialvault.metadata_defaults (study, name)
+		VALUES (set_default_metadata_schema.study, set_default_metadata_schema.name);
+END
+$$;
+COMMENT ON FUNCTION trialvault.set_default_metadata_schema(text, text) IS
+	'Makes a registered schema the default that trialvault.check_metadata() validates a study''s metadata against.';
+REVOKE ALL ON FUNCTION trialvault.set_default_metadata_schema(text, text) FROM PUBLIC;
+
+-- What document loading calls: validate, then screen; refuse with a clear error.
+CREATE FUNCTION trialvault.check_metadata(study text, doc xml, schema_name text DEFAULT NULL)
+	RETURNS integer
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	sname text := schema_name;
+	s record;
+	checked_version integer;
+	errs text;
+	nerr integer;
+	phi record;
+BEGIN
+	PERFORM trialvault._require_args('check_metadata', study, doc::text);
+	IF sname IS NULL THEN
+		SELECT d.name INTO sname FROM trialvault.metadata_defaults d
+			WHERE d.study = check_metadata.study ORDER BY d.tv_seq DESC LIMIT 1;
+	END IF;
+	IF sname IS NOT NULL THEN
+		SELECT * INTO s FROM trialvault._current_schema(study, sname);
+		checked_version := s.version;
+		SELECT count(*), string_agg(format('line %s: %s', v.line, v.message), E'\n')
+			FILTER (WHERE v.n <= 3)
+			INTO nerr, errs
+			FROM (SELECT e.*, row_number() OVER () AS n
+				  FROM trialvault._validate(s.xsd, doc, 100) e) v;
+		IF nerr > 0 THEN
+			RAISE EXCEPTION 'metadata is not valid against schema "%" version % of study "%"',
+				sname, s.version, study
+				USING ERRCODE = 'invalid_xml_document',
+					  DETAIL = format(E'%s error(s), the first:\n%s', nerr, errs),
+					  HINT = 'trialvault.metadata_errors() lists them all.';
+		END IF;
+	END IF;
+	SELECT * INTO phi FROM trialvault.screen_metadata(study, doc) LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'metadata matches PHI screening rule "%"', phi.rule_name
+			USING ERRCODE = 'data_exception',
+				  DETAIL = format('Rule %s (%s) matched at %s. The value is not shown.',
+								  phi.rule_name, phi.kind, coalesce(phi.path, 'the document')),
+				  HINT = 'Metadata must not carry PHI; keep identifying data in the encrypted document. trialvault.screen_metadata() lists every match.';
+	END IF;
+	RETURN checked_version;
+END
+$$;
+COMMENT ON FUNCTION trialvault.check_metadata(text, xml, text) IS
+	'Checks metadata as document loading does: validates it against the named schema or the study''s default (2200M with the first errors), then screens it for PHI (22000 naming the rule, never the value). Returns the schema version checked against, or NULL when no schema applies.';

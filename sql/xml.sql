@@ -153,3 +153,22 @@ RESET ROLE;
 SELECT ok, rows_checked > 0 AS has_rows FROM trialvault.verify('trialvault.metadata_schemas');
 SELECT ok, rows_checked FROM trialvault.verify('trialvault.phi_rules');
 SELECT count(*) AS default_rules FROM trialvault.default_phi_rules();
+
+-- check_metadata: what document loading will call.
+SELECT trialvault.check_metadata('ONCO-7', '<meta kind="source"><visit>3</visit><form>F</form></meta>', 'visit') AS version;
+SELECT trialvault.check_metadata('ONCO-7', '<meta kind="source"><visit>3</visit><form>F</form></meta>') AS no_default_yet;
+SELECT trialvault.set_default_metadata_schema('ONCO-7', 'visit');
+SELECT trialvault.check_metadata('ONCO-7', '<meta kind="source"><visit>3</visit><form>F</form></meta>') AS with_default;
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+SELECT trialvault.check_metadata('ONCO-7', '<meta><visit>0</visit><extra/></meta>');
+SELECT trialvault.check_metadata('ONCO-7', '<meta kind="source"><visit>3</visit><form>Patient J. Roe, jroe@example.org</form></meta>');
+SELECT trialvault.check_metadata('OTHER', '<meta><PatientName>Roe</PatientName></meta>') AS screened_only;
+SELECT stmt, pg_temp.try(stmt) FROM (VALUES
+	('SELECT trialvault.check_metadata(NULL, ''<a/>'')'),
+	('SELECT trialvault.check_metadata(''ONCO-7'', NULL)'),
+	('SELECT trialvault.check_metadata(''ONCO-7'', ''<a/>'', ''nope'')'),
+	('SELECT trialvault.set_default_metadata_schema(''ONCO-7'', ''nope'')'),
+	('SELECT trialvault.set_default_metadata_schema(NULL, ''visit'')')
+) AS t(stmt);
+SELECT ok, rows_checked FROM trialvault.verify('trialvault.metadata_defaults');

@@ -29,7 +29,7 @@ ORDER BY attnum;
 
 -- The guard triggers fire ALWAYS, also under session_replication_role = replica.
 SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'crf'::regclass ORDER BY tgname;
-SELECT table_name, guards_enabled, guard_triggers FROM trialvault.protected_tables;
+SELECT table_name, guards_enabled, guard_triggers FROM trialvault.protected_tables ORDER BY table_name::text;
 
 -- New rows are chained by the trigger, whatever the client puts in the chain columns.
 INSERT INTO crf (subject, visit, weight_kg, taken, tv_seq, tv_hash)

@@ -392,3 +392,45 @@ END
 $$;
 COMMENT ON FUNCTION trialvault.check_metadata(text, xml, text) IS
 	'Checks metadata as document loading does: validates it against the named schema or the study''s default (2200M with the first errors), then screens it for PHI (22000 naming the rule, never the value). Returns the schema version checked against, or NULL when no schema applies.';
+
+-- Namespace prefixes per study, for XPath in meta_text/meta_int/meta_date:
+-- pass trialvault.study_nsmap(study) as the nsmap argument.
+CREATE TABLE trialvault.metadata_namespaces (
+	study text NOT NULL CHECK (study ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'),
+	prefix text NOT NULL CHECK (prefix ~ '^[A-Za-z_][A-Za-z0-9_.-]{0,63}$'),
+	uri text NOT NULL CHECK (uri <> '' AND length(uri) <= 1000),
+	registered_by name NOT NULL DEFAULT session_user,
+	registered_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE trialvault.metadata_namespaces IS
+	'XPath namespace prefixes registered per study (the latest row of a prefix wins); insert-only and hash-chained.';
+SELECT trialvault.protect('trialvault.metadata_namespaces');
+SELECT pg_catalog.pg_extension_config_dump('trialvault.metadata_namespaces', '');
+
+CREATE FUNCTION trialvault.register_metadata_namespace(study text, prefix text, uri text) RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	PERFORM trialvault._require_args('register_metadata_namespace', study, prefix, uri);
+	INSERT INTO trialvault.metadata_namespaces (study, prefix, uri)
+		VALUES (register_metadata_namespace.study, register_metadata_namespace.prefix,
+				register_metadata_namespace.uri);
+END
+$$;
+COMMENT ON FUNCTION trialvault.register_metadata_namespace(text, text, text) IS
+	'Registers (or re-points) an XPath namespace prefix for a study''s metadata.';
+REVOKE ALL ON FUNCTION trialvault.register_metadata_namespace(text, text, text) FROM PUBLIC;
+
+CREATE FUNCTION trialvault.study_nsmap(study text) RETURNS text[]
+	LANGUAGE sql STABLE STRICT
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT coalesce(array_agg(ARRAY[n.prefix, n.uri] ORDER BY n.prefix), '{}'::text[])
+	FROM (SELECT DISTINCT ON (m.prefix) m.prefix, m.uri
+		  FROM trialvault.metadata_namespaces m
+		  WHERE m.study = $1
+		  ORDER BY m.prefix, m.tv_seq DESC) n
+$$;
+COMMENT ON FUNCTION trialvault.study_nsmap(text) IS
+	'The namespace map {{prefix, uri}, ...} registered for a study, to pass to meta_text/meta_int/meta_date.';

@@ -172,3 +172,15 @@ SELECT stmt, pg_temp.try(stmt) FROM (VALUES
 	('SELECT trialvault.set_default_metadata_schema(NULL, ''visit'')')
 ) AS t(stmt);
 SELECT ok, rows_checked FROM trialvault.verify('trialvault.metadata_defaults');
+
+-- Namespace prefixes registered per study.
+SELECT trialvault.register_metadata_namespace('ONCO-7', 'odm', 'urn:cdisc:odm:1.3');
+SELECT trialvault.register_metadata_namespace('ONCO-7', 'x', 'urn:old');
+SELECT trialvault.register_metadata_namespace('ONCO-7', 'x', 'urn:new');
+SELECT trialvault.study_nsmap('ONCO-7'), trialvault.study_nsmap('NONE');
+SELECT trialvault.meta_text('<o:meta xmlns:o="urn:cdisc:odm:1.3" xmlns:n="urn:new"><o:v>odm</o:v><n:v>new</n:v></o:meta>',
+	'concat(/odm:meta/odm:v, "+", /odm:meta/x:v)', trialvault.study_nsmap('ONCO-7')) AS both;
+SELECT trialvault.meta_text('<o:meta xmlns:o="urn:cdisc:odm:1.3" xmlns:n="urn:new"><n:v>new</n:v></o:meta>',
+	'/odm:meta/x:v', trialvault.study_nsmap('ONCO-7')) AS latest_prefix_wins;
+SELECT pg_temp.try('SELECT trialvault.register_metadata_namespace(''ONCO-7'', ''1bad'', ''urn:x'')');
+SELECT pg_temp.try('SELECT trialvault.register_metadata_namespace(''ONCO-7'', ''p'', NULL)');

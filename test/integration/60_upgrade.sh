@@ -31,7 +31,7 @@ like "$(tv_psql up -d old -v VERBOSITY=verbose -c "UPDATE ecrf SET visit = 9" 2>
 	"guards still refuse UPDATE after the update"
 is "$(q old "INSERT INTO ecrf VALUES ('U-1', 2, 80); SELECT ok || ':' || rows_checked FROM trialvault.verify('ecrf')")" \
 	"true:76" "new rows chain onto the old ones"
-is "$(q old "SELECT count(*) FROM trialvault.protected_tables WHERE schema_name = 'trialvault'")" 3 \
+is "$(q old "SELECT count(*) FROM trialvault.protected_tables WHERE schema_name = 'trialvault'")" 4 \
 	"the 0.2 registries are protected tables"
 is "$(q old "SELECT trialvault.meta_int('<m><v>7</v></m>', '/m/v')")" 7 "0.2 functions work after the update"
 

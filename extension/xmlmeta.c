@@ -188,9 +188,15 @@ static bytea *
 canonical_bytes(xmltype *x)
 {
 	PgXmlErrorContext *xcxt = pg_xml_init(PG_XML_STRICTNESS_ALL);
-	xmlDocPtr	doc = NULL;
-	xmlChar    *out = NULL;
-	bytea	   *result = NULL;
+
+	/*
+	 * Everything assigned inside PG_TRY and freed in PG_CATCH is volatile:
+	 * without it the catch block can see the value from before the assignment
+	 * and leak the libxml2 object.
+	 */
+	xmlDocPtr volatile doc = NULL;
+	xmlChar    *volatile out = NULL;
+	bytea	   *volatile result = NULL;
 
 	PG_TRY();
 	{
@@ -198,7 +204,8 @@ canonical_bytes(xmltype *x)
 
 		doc = parse_doc(xcxt, x, "metadata");
 		strip_indentation(xmlDocGetRootElement(doc));
-		len = xmlC14NDocDumpMemory(doc, NULL, XML_C14N_EXCLUSIVE_1_0, NULL, 0, &out);
+		len = xmlC14NDocDumpMemory(doc, NULL, XML_C14N_EXCLUSIVE_1_0, NULL, 0,
+								   (xmlChar **) &out);
 		if (len < 0 || out == NULL)
 			xml_ereport(xcxt, ERROR, ERRCODE_INVALID_XML_DOCUMENT,
 						"could not canonicalize metadata");
@@ -287,7 +294,7 @@ tv_check_xsd(PG_FUNCTION_ARGS)
 {
 	PgXmlErrorContext *xcxt = pg_xml_init(PG_XML_STRICTNESS_ALL);
 	xmlDocPtr	xsddoc = NULL;
-	xmlSchemaPtr schema = NULL;
+	xmlSchemaPtr volatile schema = NULL;
 
 	PG_TRY();
 	{
@@ -320,9 +327,9 @@ tv_validate_xml(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	PgXmlErrorContext *xcxt;
 	xmlDocPtr	xsddoc = NULL;
-	xmlDocPtr	doc = NULL;
-	xmlSchemaPtr schema = NULL;
-	xmlSchemaValidCtxtPtr vctxt = NULL;
+	xmlDocPtr volatile doc = NULL;
+	xmlSchemaPtr volatile schema = NULL;
+	xmlSchemaValidCtxtPtr volatile vctxt = NULL;
 	XmlErrList	el;
 	int			maxerr = PG_GETARG_INT32(2);
 	int			i;
@@ -473,7 +480,7 @@ tv_xml_nodes(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	PgXmlErrorContext *xcxt;
-	xmlDocPtr	doc = NULL;
+	xmlDocPtr volatile doc = NULL;
 
 	InitMaterializedSRF(fcinfo, 0);
 	xcxt = pg_xml_init(PG_XML_STRICTNESS_ALL);
@@ -537,17 +544,19 @@ register_namespaces(xmlXPathContextPtr xpc, ArrayType *nsmap)
 static char *
 first_match(xmltype *x, text *xpath, ArrayType *nsmap)
 {
-	PgXmlErrorContext *xcxt = pg_xml_init(PG_XML_STRICTNESS_ALL);
-	xmlDocPtr	doc = NULL;
-	xmlXPathContextPtr xpc = NULL;
-	xmlXPathObjectPtr res = NULL;
-	char	   *result = NULL;
+	PgXmlErrorContext *xcxt;
+	xmlDocPtr volatile doc = NULL;
+	xmlXPathContextPtr volatile xpc = NULL;
+	xmlXPathCompExprPtr volatile comp = NULL;
+	xmlXPathObjectPtr volatile res = NULL;
+	char	   *volatile result = NULL;
 	char	   *expr = text_to_cstring(xpath);
 
 	if (*expr == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("XPath expression must not be empty")));
+	xcxt = pg_xml_init(PG_XML_STRICTNESS_ALL);
 	PG_TRY();
 	{
 		doc = parse_doc(xcxt, x, "metadata");
@@ -555,7 +564,11 @@ first_match(xmltype *x, text *xpath, ArrayType *nsmap)
 		if (xpc == NULL)
 			xml_ereport(xcxt, ERROR, ERRCODE_OUT_OF_MEMORY, "could not create an XPath context");
 		register_namespaces(xpc, nsmap);
-		res = xmlXPathEvalExpression((xmlChar *) expr, xpc);
+		comp = xmlXPathCtxtCompile(xpc, (xmlChar *) expr);
+		if (comp == NULL || pg_xml_error_occurred(xcxt))
+			xml_ereport(xcxt, ERROR, ERRCODE_INVALID_PARAMETER_VALUE,
+						psprintf("invalid XPath expression \"%s\"", expr));
+		res = xmlXPathCompiledEval(comp, xpc);
 		if (res == NULL || pg_xml_error_occurred(xcxt))
 			xml_ereport(xcxt, ERROR, ERRCODE_INVALID_PARAMETER_VALUE,
 						psprintf("invalid XPath expression \"%s\"", expr));
@@ -581,6 +594,8 @@ first_match(xmltype *x, text *xpath, ArrayType *nsmap)
 	{
 		if (res)
 			xmlXPathFreeObject(res);
+		if (comp)
+			xmlXPathFreeCompExpr(comp);
 		if (xpc)
 			xmlXPathFreeContext(xpc);
 		if (doc)
@@ -590,6 +605,7 @@ first_match(xmltype *x, text *xpath, ArrayType *nsmap)
 	}
 	PG_END_TRY();
 	xmlXPathFreeObject(res);
+	xmlXPathFreeCompExpr(comp);
 	xmlXPathFreeContext(xpc);
 	xmlFreeDoc(doc);
 	pg_xml_done(xcxt, false);

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# libxml2 objects are freed on every error path: a backend that keeps
+# hitting errors in the XML functions (inside exception blocks) must not
+# grow.  Each case runs 3000 failing calls twice in one session; after the
+# first round has warmed caches up, the second may grow the backend's RSS
+# by at most 2 MB (a leak of 1 KB a call would be 3 MB).
+set -euo pipefail
+source "$(dirname "$0")/../lib/cluster.sh"
+
+tv_cluster_start mem >/dev/null
+tv_psql mem >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION trialvault CASCADE;
+SELECT trialvault.register_metadata_schema('S', 'm',
+	'<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"><xs:element name="m" type="xs:int"/></xs:schema>');
+SQL
+
+rss_growth() {
+	local stmt=$1 out
+	out=$(tv_psql mem -At <<SQL
+SELECT pg_backend_pid() AS pid \gset
+\setenv P :pid
+DO \$\$ DECLARE t text; BEGIN FOR i IN 1..3000 LOOP BEGIN $stmt; EXCEPTION WHEN OTHERS THEN NULL; END; END LOOP; END \$\$;
+\! awk '/VmRSS/ {print \$2}' /proc/\$P/status
+DO \$\$ DECLARE t text; BEGIN FOR i IN 1..3000 LOOP BEGIN $stmt; EXCEPTION WHEN OTHERS THEN NULL; END; END LOOP; END \$\$;
+\! awk '/VmRSS/ {print \$2}' /proc/\$P/status
+SQL
+)
+	echo $(($(echo "$out" | tail -n 1) - $(echo "$out" | head -n 1)))
+}
+
+while IFS='|' read -r name stmt; do
+	g=$(rss_growth "$stmt")
+	check "$name: backend grows ${g} kB over 3000 failing calls (at most 2048)" [ "$g" -le 2048 ]
+done <<'CASES'
+meta_text with an invalid XPath|t := trialvault.meta_text('<m/>', '///')
+meta_text with a namespace map and an unknown prefix|t := trialvault.meta_text('<m/>', '/q:m', ARRAY[ARRAY['p', 'urn:p']])
+meta_int of a non-integer|t := trialvault.meta_int('<m>x</m>', '/m')
+validate_metadata of a DOCTYPE document|t := trialvault.validate_metadata('S', 'm', '<!DOCTYPE m [<!ENTITY e "1">]><m>&e;</m>')
+metadata_errors of a non-document|SELECT count(*) INTO t FROM trialvault.metadata_errors('S', 'm', 'text only')
+register_metadata_schema of a bad XSD|t := trialvault.register_metadata_schema('S', 'bad', '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"><xs:element name="m" type="xs:nosuch"/></xs:schema>')
+metadata_c14n of a DOCTYPE document|t := trialvault.metadata_c14n('<!DOCTYPE m [<!ENTITY e "1">]><m>&e;</m>')
+screen_metadata of a DOCTYPE document|SELECT count(*) INTO t FROM trialvault.screen_metadata('S', '<!DOCTYPE m [<!ENTITY e "1">]><m>&e;</m>')
+CASES
+
+done_testing

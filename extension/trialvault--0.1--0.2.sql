@@ -2,12 +2,18 @@
 \echo Use "ALTER EXTENSION trialvault UPDATE TO '0.2'" to load this file. \quit
 
 -- C functions over libxml2 (extension/xmlmeta.c).
+--
+-- Privileges: registering schemas, rules, defaults and namespaces is for the
+-- DBA (EXECUTE revoked from PUBLIC).  Validating, screening and checking are
+-- for everyone: those wrappers are SECURITY DEFINER with a fixed search_path,
+-- read only the registries (which hold no PHI), and return no stored value
+-- but the caller's own document's errors and match locations.
 
 CREATE FUNCTION trialvault.metadata_c14n(doc xml) RETURNS bytea
 	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
 	AS 'MODULE_PATHNAME', 'tv_metadata_c14n';
 COMMENT ON FUNCTION trialvault.metadata_c14n(xml) IS
-	'Canonical form of metadata: Exclusive XML Canonicalization 1.0 without comments, after dropping whitespace-only text between elements.';
+	'Canonical form of metadata: W3C Exclusive XML Canonicalization 1.0 without comments.';
 
 CREATE FUNCTION trialvault.metadata_sha256(doc xml) RETURNS bytea
 	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
@@ -147,6 +153,7 @@ SELECT pg_catalog.pg_extension_config_dump(
 CREATE FUNCTION trialvault.phi_rules_for(study text)
 	RETURNS TABLE (rule_name text, kind text, expr text)
 	LANGUAGE sql STABLE
+	SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 	SELECT r.rule_name, r.kind, r.expr
@@ -217,6 +224,7 @@ COMMENT ON FUNCTION trialvault._require_args(text, text[]) IS
 CREATE FUNCTION trialvault.screen_metadata(study text, doc xml)
 	RETURNS TABLE (rule_name text, kind text, path text)
 	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 BEGIN
@@ -291,6 +299,7 @@ COMMENT ON FUNCTION trialvault._current_schema(text, text) IS
 CREATE FUNCTION trialvault.metadata_errors(study text, name text, doc xml)
 	RETURNS TABLE (line integer, col integer, message text)
 	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 BEGIN
@@ -307,6 +316,7 @@ COMMENT ON FUNCTION trialvault.metadata_errors(text, text, xml) IS
 CREATE FUNCTION trialvault.validate_metadata(study text, name text, doc xml)
 	RETURNS boolean
 	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 BEGIN
@@ -348,6 +358,7 @@ REVOKE ALL ON FUNCTION trialvault.set_default_metadata_schema(text, text) FROM P
 CREATE FUNCTION trialvault.check_metadata(study text, doc xml, schema_name text DEFAULT NULL)
 	RETURNS integer
 	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 DECLARE
@@ -424,6 +435,7 @@ REVOKE ALL ON FUNCTION trialvault.register_metadata_namespace(text, text, text) 
 
 CREATE FUNCTION trialvault.study_nsmap(study text) RETURNS text[]
 	LANGUAGE sql STABLE STRICT
+	SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 	SELECT coalesce(array_agg(ARRAY[n.prefix, n.uri] ORDER BY n.prefix), '{}'::text[])

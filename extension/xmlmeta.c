@@ -15,12 +15,13 @@
  * from the network, and documents larger than trialvault.max_metadata_size
  * are refused before parsing.
  *
- * Canonical form: Exclusive XML Canonicalization 1.0 without comments, after
- * dropping whitespace-only text between elements.  So attribute order,
- * quote style, whitespace inside tags, indentation, redundant or unused
- * namespace declarations, the XML declaration and comments do not change
- * the canonical bytes; element and attribute names, prefixes, namespace
- * URIs and text content do.
+ * Canonical form: standard Exclusive XML Canonicalization 1.0 without
+ * comments, unmodified, so that any other implementation (an inspector's
+ * xmlsec, a signature verifier) computes the same bytes.  Attribute order,
+ * quote style, whitespace inside tags, redundant or unused namespace
+ * declarations, the XML declaration and comments do not change them; text
+ * (including whitespace between elements), names, prefixes and namespace
+ * URIs do.
  *
  *-------------------------------------------------------------------------
  */
@@ -43,6 +44,7 @@
 #include "utils/date.h"
 #include "utils/datetime.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/xml.h"
 
 #include "trialvault.h"
@@ -150,37 +152,6 @@ is_blank(const xmlChar *s)
 }
 
 /*
- * Drop whitespace-only text nodes from elements that have element
- * children: indentation is not content.
- */
-static void
-strip_indentation(xmlNodePtr node)
-{
-	xmlNodePtr	child;
-	bool		has_elements = false;
-
-	for (child = node->children; child; child = child->next)
-		if (child->type == XML_ELEMENT_NODE)
-			has_elements = true;
-
-	child = node->children;
-	while (child)
-	{
-		xmlNodePtr	next = child->next;
-
-		if (child->type == XML_ELEMENT_NODE)
-			strip_indentation(child);
-		else if (has_elements && child->type == XML_TEXT_NODE &&
-				 is_blank(child->content))
-		{
-			xmlUnlinkNode(child);
-			xmlFreeNode(child);
-		}
-		child = next;
-	}
-}
-
-/*
  * The canonical bytes of a metadata document (see the file header), as a
  * palloc'd bytea.
  */
@@ -203,7 +174,6 @@ canonical_bytes(xmltype *x)
 		int			len;
 
 		doc = parse_doc(xcxt, x, "metadata");
-		strip_indentation(xmlDocGetRootElement(doc));
 		len = xmlC14NDocDumpMemory(doc, NULL, XML_C14N_EXCLUSIVE_1_0, NULL, 0,
 								   (xmlChar **) &out);
 		if (len < 0 || out == NULL)
@@ -395,77 +365,134 @@ tv_validate_xml(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-/*
- * The path of a node for screening reports: element names from the root,
- * with the position among same-named siblings, e.g. /meta/subject[1]/@id.
- */
-static void
-node_path(StringInfo buf, xmlNodePtr node)
-{
-	if (node == NULL || node->type == XML_DOCUMENT_NODE)
-		return;
-	node_path(buf, node->parent);
-	if (node->type == XML_ATTRIBUTE_NODE)
-		appendStringInfo(buf, "/@%s", (const char *) node->name);
-	else if (node->type == XML_ELEMENT_NODE)
-	{
-		int			pos = 1;
-		xmlNodePtr	sib;
-
-		for (sib = node->prev; sib; sib = sib->prev)
-			if (sib->type == XML_ELEMENT_NODE && xmlStrEqual(sib->name, node->name))
-				pos++;
-		appendStringInfo(buf, "/%s[%d]", (const char *) node->name, pos);
-	}
-}
-
 static void
 put_node(ReturnSetInfo *rsinfo, const char *kind, const xmlChar *name,
-		 xmlNodePtr node, const xmlChar *value)
+		 const char *path, const xmlChar *value)
 {
-	StringInfoData path;
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
 
-	initStringInfo(&path);
-	node_path(&path, node);
 	values[0] = CStringGetTextDatum(kind);
 	if (name)
 		values[1] = CStringGetTextDatum((const char *) name);
 	else
 		nulls[1] = true;
-	values[2] = CStringGetTextDatum(path.data);
+	values[2] = CStringGetTextDatum(path);
 	if (value)
 		values[3] = CStringGetTextDatum((const char *) value);
 	else
 		nulls[3] = true;
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	pfree(path.data);
 }
 
-static void
-walk_nodes(ReturnSetInfo *rsinfo, xmlNodePtr node)
+/*
+ * Position counters of element names among one list of siblings.  libxml2
+ * interns names in the document's dictionary, so equal names are equal
+ * pointers.  A short list is scanned; past SMALL_NAMES distinct names a hash
+ * table takes over, so a document with many siblings stays linear.
+ */
+#define SMALL_NAMES 16
+
+typedef struct NameCount
 {
+	const xmlChar *name;		/* hash key */
+	int			count;
+} NameCount;
+
+typedef struct SiblingCounts
+{
+	NameCount	small[SMALL_NAMES];
+	int			nsmall;
+	HTAB	   *hash;
+} SiblingCounts;
+
+static int
+next_position(SiblingCounts *sc, const xmlChar *name)
+{
+	int			i;
+	NameCount  *nc;
+	bool		found;
+
+	if (sc->hash == NULL)
+	{
+		for (i = 0; i < sc->nsmall; i++)
+			if (sc->small[i].name == name)
+				return ++sc->small[i].count;
+		if (sc->nsmall < SMALL_NAMES)
+		{
+			sc->small[sc->nsmall].name = name;
+			sc->small[sc->nsmall].count = 1;
+			sc->nsmall++;
+			return 1;
+		}
+		else
+		{
+			HASHCTL		ctl;
+
+			ctl.keysize = sizeof(const xmlChar *);
+			ctl.entrysize = sizeof(NameCount);
+			ctl.hcxt = CurrentMemoryContext;
+			sc->hash = hash_create("trialvault sibling names", 256, &ctl,
+								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+			for (i = 0; i < sc->nsmall; i++)
+			{
+				nc = hash_search(sc->hash, &sc->small[i].name, HASH_ENTER, NULL);
+				nc->count = sc->small[i].count;
+			}
+		}
+	}
+	nc = hash_search(sc->hash, &name, HASH_ENTER, &found);
+	if (!found)
+		nc->count = 0;
+	return ++nc->count;
+}
+
+/*
+ * Emit every element, attribute and non-blank text node below a list of
+ * siblings.  path holds the parent's path (/meta[1]/subject[1]) on entry
+ * and again on return; each node's path is built once, so the walk is
+ * linear in the size of the document.
+ */
+static void
+walk_nodes(ReturnSetInfo *rsinfo, xmlNodePtr node, StringInfo path)
+{
+	int			parentlen = path->len;
+	SiblingCounts sc;
+
+	check_stack_depth();
+	sc.nsmall = 0;
+	sc.hash = NULL;
 	for (; node; node = node->next)
 	{
+		CHECK_FOR_INTERRUPTS();
 		if (node->type == XML_ELEMENT_NODE)
 		{
 			xmlAttrPtr	attr;
 
-			put_node(rsinfo, "element", node->name, node, NULL);
+			appendStringInfo(path, "/%s[%d]", (const char *) node->name,
+							 next_position(&sc, node->name));
+			put_node(rsinfo, "element", node->name, path->data, NULL);
 			for (attr = node->properties; attr; attr = attr->next)
 			{
+				int			elemlen = path->len;
 				xmlChar    *v = xmlNodeGetContent((xmlNodePtr) attr);
 
-				put_node(rsinfo, "attribute", attr->name, (xmlNodePtr) attr, v);
+				appendStringInfo(path, "/@%s", (const char *) attr->name);
+				put_node(rsinfo, "attribute", attr->name, path->data, v);
 				xmlFree(v);
+				path->len = elemlen;
+				path->data[elemlen] = '\0';
 			}
-			walk_nodes(rsinfo, node->children);
+			walk_nodes(rsinfo, node->children, path);
+			path->len = parentlen;
+			path->data[parentlen] = '\0';
 		}
 		else if ((node->type == XML_TEXT_NODE || node->type == XML_CDATA_SECTION_NODE) &&
 				 !is_blank(node->content))
-			put_node(rsinfo, "text", NULL, node->parent, node->content);
+			put_node(rsinfo, "text", NULL, path->data, node->content);
 	}
+	if (sc.hash)
+		hash_destroy(sc.hash);
 }
 
 PG_FUNCTION_INFO_V1(tv_xml_nodes);
@@ -486,8 +513,11 @@ tv_xml_nodes(PG_FUNCTION_ARGS)
 	xcxt = pg_xml_init(PG_XML_STRICTNESS_ALL);
 	PG_TRY();
 	{
+		StringInfoData path;
+
 		doc = parse_doc(xcxt, PG_GETARG_XML_P(0), "metadata");
-		walk_nodes(rsinfo, xmlDocGetRootElement(doc));
+		initStringInfo(&path);
+		walk_nodes(rsinfo, xmlDocGetRootElement(doc), &path);
 	}
 	PG_CATCH();
 	{

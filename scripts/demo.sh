@@ -148,13 +148,10 @@ SELECT * FROM trialvault.metadata_errors('ONCO-7', 'scan-meta', '<meta><visit>fi
 \echo '   Metadata that carries PHI is caught, naming the rule and where, never the value:'
 SELECT * FROM trialvault.screen_metadata('ONCO-7',
 	'<meta><visit>2</visit><form>CRF-07</form><PatientName>J. Roe</PatientName><note>ssn 123-45-6789</note></meta>');
-\echo '   Formatting does not change the canonical hash (attribute order, quotes, indentation, comments):'
+\echo '   Formatting does not change the canonical hash (declaration, attribute order, quotes, comments):'
 SELECT trialvault.metadata_sha256('<meta kind="scan" site="02"><visit>2</visit></meta>')
 	= trialvault.metadata_sha256($x$<?xml version="1.0"?>
-<meta site='02'   kind='scan'>
-   <!-- checked -->
-   <visit>2</visit>
-</meta>$x$) AS same_hash;
+<meta site='02'   kind='scan'><!-- checked --><visit   >2</visit></meta>$x$) AS same_hash;
 \echo '   Values come out typed, and can be indexed:'
 SELECT trialvault.meta_int(metadata, '/meta/visit') AS visit, count(*) AS documents
 FROM source_documents GROUP BY 1 ORDER BY 1 LIMIT 3;

@@ -145,7 +145,14 @@ SELECT stmt, pg_temp.try(stmt) FROM (VALUES
 	('SELECT trialvault.register_metadata_schema(''ONCO-7'', ''x'', ''<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"/>'')'),
 	('SELECT trialvault.add_phi_rule(''ONCO-7'', ''x'', ''name'', ''x'')'),
 	('INSERT INTO trialvault.phi_rules (rule_name, kind, expr) VALUES (''x'', ''name'', ''x'')'),
-	('SELECT length(trialvault.metadata_sha256(''<a/>''))')
+	('SELECT length(trialvault.metadata_sha256(''<a/>''))'),
+	('SELECT trialvault.validate_metadata(''ONCO-7'', ''visit'', ''<meta kind="k"><visit>1</visit><form>f</form></meta>'')'),
+	('SELECT count(*) FROM trialvault.metadata_errors(''ONCO-7'', ''visit'', ''<meta/>'')'),
+	('SELECT count(*) FROM trialvault.screen_metadata(''ONCO-7'', ''<meta><DOB>x</DOB></meta>'')'),
+	('SELECT trialvault.check_metadata(''ONCO-7'', ''<meta kind="k"><visit>1</visit><form>f</form></meta>'', ''visit'')'),
+	('SELECT count(*) FROM trialvault.phi_rules_for(''ONCO-7'')'),
+	('SELECT count(*) FROM trialvault._xml_nodes(''<a/>'')'),
+	('SELECT * FROM trialvault.metadata_schemas')
 ) AS t(stmt);
 RESET ROLE;
 

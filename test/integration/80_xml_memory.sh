@@ -43,4 +43,37 @@ metadata_c14n of a DOCTYPE document|t := trialvault.metadata_c14n('<!DOCTYPE m [
 screen_metadata of a DOCTYPE document|SELECT count(*) INTO t FROM trialvault.screen_metadata('S', '<!DOCTYPE m [<!ENTITY e "1">]><m>&e;</m>')
 CASES
 
+# Screening walks a document in linear time: 16 times the siblings must
+# cost far less than 64 times the time (a quadratic walk costs ~256 times).
+# Relative, measured in one session, so machine speed does not matter.
+ratio=$(tv_psql mem -At 2>&1 <<'SQL'
+SET client_min_messages = notice;
+DO $$
+DECLARE
+	t0 timestamptz;
+	small float8;
+	big float8;
+	n bigint;
+BEGIN
+	-- warm up
+	SELECT count(*) INTO n FROM trialvault._xml_nodes(('<m>' || repeat('<v/>', 10000) || '</m>')::xml);
+	t0 := clock_timestamp();
+	SELECT count(*) INTO n FROM trialvault._xml_nodes(('<m>' || repeat('<v/>', 10000) || '</m>')::xml);
+	small := extract(epoch FROM clock_timestamp() - t0);
+	t0 := clock_timestamp();
+	SELECT count(*) INTO n FROM trialvault._xml_nodes(('<m>' || repeat('<v/>', 160000) || '</m>')::xml);
+	big := extract(epoch FROM clock_timestamp() - t0);
+	RAISE NOTICE 'RATIO %', round((big / greatest(small, 0.0001))::numeric, 1);
+END $$;
+SQL
+)
+ratio=$(echo "$ratio" | sed -n 's/.*RATIO \([0-9.]*\).*/\1/p')
+check "node walk is linear: 16x the siblings took ${ratio}x the time (must be < 64)" \
+	awk -v r="$ratio" 'BEGIN { exit !(r != "" && r < 64) }'
+
+# A long screening can be cancelled.
+out=$(tv_psql mem -v VERBOSITY=verbose -c "SET statement_timeout = '300ms'" \
+	-c "SELECT count(*) FROM trialvault.screen_metadata('S', ('<m>' || repeat('<v>123-45-6789</v>', 50000) || '</m>')::xml)" 2>&1 || true)
+like "$out" "57014" "screen_metadata honours statement_timeout (57014)"
+
 done_testing

@@ -67,3 +67,25 @@ other_load() {
 		frame == 2 && /^ *PID/ { inproc = 1; next }
 		frame == 2 && inproc && $9 + 0 >= 10 { printf "#   %5s%% cpu  %s (pid %s, user %s)\n", $9, $12, $1, $2 }' | head -n 5
 }
+
+# parse_common_args NAME ARGS...: the arguments every benchmark takes.
+# Sets quick=1 for --quick, prints the script's header comment for --help,
+# refuses anything else.
+parse_common_args() {
+	local name=$1 arg
+	shift
+	quick=
+	for arg in "$@"; do
+		case $arg in
+		--quick) quick=1 ;;
+		-h | --help)
+			sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
+			exit 0
+			;;
+		*)
+			echo "$name: unknown argument: $arg (try --help)" >&2
+			exit 2
+			;;
+		esac
+	done
+}

@@ -47,20 +47,7 @@ REPO=$(cd "$HERE/.." && pwd)
 source "$HERE/common.sh"
 CMDLINE=$(command_line BENCH_SECONDS BENCH_ROUNDS BENCH_INFO BENCH_TARGET -- "$0" "$@")
 
-quick=
-for arg in "$@"; do
-	case $arg in
-	--quick) quick=1 ;;
-	-h | --help)
-		sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
-		exit 0
-		;;
-	*)
-		echo "xml_bench.sh: unknown argument: $arg (try --help)" >&2
-		exit 2
-		;;
-	esac
-done
+parse_common_args "$(basename "$0")" "$@"
 if [ -n "$quick" ]; then
 	: "${BENCH_SECONDS:=1}" "${BENCH_ROUNDS:=3}"
 fi

@@ -370,6 +370,15 @@ DECLARE
 	phi record;
 BEGIN
 	PERFORM trialvault._require_args('check_metadata', study, doc::text);
+	-- Screen first: PHI must be refused by rule before any message could quote it.
+	SELECT * INTO phi FROM trialvault.screen_metadata(study, doc) LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'metadata matches PHI screening rule "%"', phi.rule_name
+			USING ERRCODE = 'data_exception',
+				  DETAIL = format('Rule %s (%s) matched at %s. The value is not shown.',
+								  phi.rule_name, phi.kind, coalesce(phi.path, 'the document')),
+				  HINT = 'Metadata must not carry PHI; keep identifying data in the encrypted document. trialvault.screen_metadata() lists every match.';
+	END IF;
 	IF sname IS NULL THEN
 		SELECT d.name INTO sname FROM trialvault.metadata_defaults d
 			WHERE d.study = check_metadata.study ORDER BY d.tv_seq DESC LIMIT 1;
@@ -377,7 +386,12 @@ BEGIN
 	IF sname IS NOT NULL THEN
 		SELECT * INTO s FROM trialvault._current_schema(study, sname);
 		checked_version := s.version;
-		SELECT count(*), string_agg(format('line %s: %s', v.line, v.message), E'\n')
+		-- The error goes to the server log: libxml2 quotes offending values
+		-- ('...' is not a valid value, The value '...'), so mask them.
+		SELECT count(*), string_agg(format('line %s: %s', v.line,
+				regexp_replace(regexp_replace(v.message,
+					'''[^'']*''( is not| has a length| does not)', '(value not shown)\1', 'g'),
+					'The value ''[^'']*''', 'The value (not shown)', 'g')), E'\n')
 			FILTER (WHERE v.n <= 3)
 			INTO nerr, errs
 			FROM (SELECT e.*, row_number() OVER () AS n
@@ -387,22 +401,14 @@ BEGIN
 				sname, s.version, study
 				USING ERRCODE = 'invalid_xml_document',
 					  DETAIL = format(E'%s error(s), the first:\n%s', nerr, errs),
-					  HINT = 'trialvault.metadata_errors() lists them all.';
+					  HINT = 'trialvault.metadata_errors() lists them all, with values.';
 		END IF;
-	END IF;
-	SELECT * INTO phi FROM trialvault.screen_metadata(study, doc) LIMIT 1;
-	IF FOUND THEN
-		RAISE EXCEPTION 'metadata matches PHI screening rule "%"', phi.rule_name
-			USING ERRCODE = 'data_exception',
-				  DETAIL = format('Rule %s (%s) matched at %s. The value is not shown.',
-								  phi.rule_name, phi.kind, coalesce(phi.path, 'the document')),
-				  HINT = 'Metadata must not carry PHI; keep identifying data in the encrypted document. trialvault.screen_metadata() lists every match.';
 	END IF;
 	RETURN checked_version;
 END
 $$;
 COMMENT ON FUNCTION trialvault.check_metadata(text, xml, text) IS
-	'Checks metadata as document loading does: validates it against the named schema or the study''s default (2200M with the first errors), then screens it for PHI (22000 naming the rule, never the value). Returns the schema version checked against, or NULL when no schema applies.';
+	'Checks metadata as document loading does: screens it for PHI (22000 naming the rule, never the value), then validates it against the named schema or the study''s default (2200M with the first errors, values masked). Returns the schema version checked against, or NULL when no schema applies.';
 
 -- Namespace prefixes per study, for XPath in meta_text/meta_int/meta_date:
 -- pass trialvault.study_nsmap(study) as the nsmap argument.

@@ -714,7 +714,8 @@ tv_meta_date(PG_FUNCTION_ARGS)
 	if (y < 1 || m < 1 || m > 12 || d < 1 || d > day_tab[isleap(y)][m - 1])
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_FIELD_OVERFLOW),
-				 errmsg("metadata date %04d-%02d-%02d does not exist", y, m, d)));
+				 errmsg("metadata value selected by the XPath is not a date that exists"),
+				 errdetail("It has the form YYYY-MM-DD but names no calendar day.")));
 	PG_RETURN_DATEADT(date2j(y, m, d) - POSTGRES_EPOCH_JDATE);
 }
 

@@ -169,6 +169,8 @@ SELECT trialvault.check_metadata('ONCO-7', '<meta kind="source"><visit>3</visit>
 \set VERBOSITY default
 \set SHOW_CONTEXT never
 SELECT trialvault.check_metadata('ONCO-7', '<meta><visit>0</visit><extra/></meta>');
+-- Values quoted by libxml2 never reach the error (or the server log).
+SELECT trialvault.check_metadata('ONCO-7', '<meta kind="k"><visit>John Smith</visit><form>f</form></meta>');
 SELECT trialvault.check_metadata('ONCO-7', '<meta kind="source"><visit>3</visit><form>Patient J. Roe, jroe@example.org</form></meta>');
 SELECT trialvault.check_metadata('OTHER', '<meta><PatientName>Roe</PatientName></meta>') AS screened_only;
 SELECT stmt, pg_temp.try(stmt) FROM (VALUES

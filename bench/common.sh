@@ -89,3 +89,14 @@ parse_common_args() {
 		esac
 	done
 }
+
+# note_other_load [WHEN]: say so in the report when other processes were
+# using the CPU (WHEN: "start", the default, or "the end").
+note_other_load() {
+	local busy
+	busy=$(other_load)
+	if [ -n "$busy" ]; then
+		echo "# note: other processes were busy at ${1:-start}:"
+		echo "$busy"
+	fi
+}

@@ -99,11 +99,7 @@ echo "# row:        id bigint identity PK, study_id int, site_id int, subject te
 echo "#             meta xml (~70 bytes), payload bytea ($BENCH_PAYLOAD random bytes, one of $BENCH_POOL), created timestamptz default now()"
 echo "# workload:   pgbench -n -M $BENCH_PROTOCOL, one INSERT per transaction (tps = rows/s), CHECKPOINT before every run"
 echo "# estimated:  ~$((est / 60)) min $((est % 60)) s"
-busy=$(other_load)
-if [ -n "$busy" ]; then
-	echo "# note: other processes were busy at start:"
-	echo "$busy"
-fi
+note_other_load
 echo
 
 tv_cluster_start bench "${CONF[@]}"
@@ -335,10 +331,6 @@ done
 if has_side protected; then
 	echo "overall: $overall (protected/plain >= $BENCH_TARGET at every client count)"
 fi
-busy=$(other_load)
-if [ -n "$busy" ]; then
-	echo "# note: other processes were busy at the end:"
-	echo "$busy"
-fi
+note_other_load "the end"
 echo "# finished: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 exit 0

@@ -82,11 +82,7 @@ echo "#             payload bytea ($BENCH_PAYLOAD random bytes, one of $POOL), c
 echo "#             + the chain columns tv_seq, tv_prev_seqs, tv_prev_hash, tv_hash"
 echo "# verify:     SELECT ok, rows_checked FROM trialvault.verify('docs')"
 echo "# sha256:     SELECT sum(get_byte(sha256(convert_to(t::text, 'UTF8')), 0)) FROM docs t  (max_parallel_workers_per_gather = $BASELINE_PARALLEL)"
-busy=$(other_load)
-if [ -n "$busy" ]; then
-	echo "# note: other processes were busy at start:"
-	echo "$busy"
-fi
+note_other_load
 echo
 
 tv_cluster_start bench "${CONF[@]}"
@@ -210,10 +206,6 @@ printf '%-10s %12s %14s\n' side "median ms" "rows/s"
 printf '%-10s %12.1f %14.0f\n' verify "$mv" "$(awk -v n="$ROWS" -v m="$mv" 'BEGIN { print n / (m / 1000) }')"
 printf '%-10s %12.1f %14.0f\n' sha256 "$ms" "$(awk -v n="$ROWS" -v m="$ms" 'BEGIN { print n / (m / 1000) }')"
 echo "ratio sha256/verify: $rt  $verdict (target >= $BENCH_TARGET; verify ok=t, rows_checked=$ROWS every run)"
-busy=$(other_load)
-if [ -n "$busy" ]; then
-	echo "# note: other processes were busy at the end:"
-	echo "$busy"
-fi
+note_other_load "the end"
 echo "# finished: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 exit 0

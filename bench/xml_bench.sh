@@ -242,11 +242,7 @@ echo "# A parse:    SELECT count(xmlparse(document d)) FROM bench_doc, generate_
 echo "# B trialvault: per row x := d::xml (once, LATERAL ... OFFSET 0), then validate_metadata('BENCH', 'meta', x),"
 echo "#             (SELECT count(*) FROM screen_metadata('BENCH', x)), metadata_sha256(x); every row must be"
 echo "#             valid, clean (0 rows) and have the expected hash"
-busy=$(other_load)
-if [ -n "$busy" ]; then
-	echo "# note: other processes were busy at start:"
-	echo "$busy"
-fi
+note_other_load
 echo
 
 tv_cluster_start bench "${CONF[@]}"
@@ -418,10 +414,6 @@ if [ "$BENCH_INFO" = 1 ]; then
 	info_line xml_nodes "  _xml_nodes(x): the node list screen_metadata joins the rules to"
 fi
 
-busy=$(other_load)
-if [ -n "$busy" ]; then
-	echo "# note: other processes were busy at the end:"
-	echo "$busy"
-fi
+note_other_load "the end"
 echo "# finished: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 exit 0

@@ -13,10 +13,14 @@ OBJS = \
 	extension/guard.o \
 	extension/protect.o \
 	extension/verify.o \
-	extension/xmlmeta.o
+	extension/xmlmeta.o \
+	extension/crypto.o \
+	extension/access.o \
+	worker/logwriter.o
 
 EXTENSION = trialvault
 DATA = $(wildcard extension/trialvault--*.sql)
+SCRIPTS = scripts/trialvault-getkey
 
 REGRESS = protect guard bad_input verify xml
 REGRESS_OPTS = --inputdir=. --dbname=trialvault_regression

@@ -41,7 +41,9 @@ tv_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(tv_chain_shmem_size());
+	RequestAddinShmemSpace(tv_log_shmem_size());
 	RequestNamedLWLockTranche("trialvault", 1);
+	RequestNamedLWLockTranche("trialvault_log", 1);
 }
 
 static void
@@ -50,6 +52,7 @@ tv_shmem_startup(void)
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 	tv_chain_shmem_init();
+	tv_log_shmem_init();
 }
 
 void
@@ -84,6 +87,8 @@ _PG_init(void)
 							 0,
 							 NULL, NULL, NULL);
 	tv_xmlmeta_init();
+	tv_crypto_init();
+	tv_log_init();
 	MarkGUCPrefixReserved("trialvault");
 
 	prev_shmem_request_hook = shmem_request_hook;

@@ -13,6 +13,11 @@
  *					that refuse anything that would change stored rows
  *	protect.c		trialvault.protect(): turning a table into a protected one
  *	verify.c		trialvault.verify(): recomputing and checking a chain
+ *	xmlmeta.c		XML metadata: validation, PHI screening, C14N, extraction
+ *	crypto.c		master key, per-study data keys, field encryption
+ *	access.c		management functions that know their caller;
+ *					open_document and emergency_open
+ *	../worker/logwriter.c	the log writer background worker and its queue
  *
  *-------------------------------------------------------------------------
  */
@@ -27,6 +32,7 @@
 #include "access/tupdesc.h"
 #include "executor/tuptable.h"
 #include "utils/relcache.h"
+#include "utils/timestamp.h"
 
 #define TV_HASH_LEN 32
 
@@ -91,6 +97,48 @@ extern void tv_row_hash(int64 seq, const uint8 *prev_digest,
 /* xmlmeta.c */
 extern int	tv_max_metadata_size;
 extern void tv_xmlmeta_init(void);
+
+/* crypto.c */
+extern void tv_crypto_init(void);
+extern bool tv_master_key_ok(void);
+extern bytea *tv_encrypt_field(int32 study_id, const char *study, int64 doc_id,
+							   const char *field, const uint8 *data, Size len);
+extern bytea *tv_decrypt_field(int32 study_id, const char *study, int64 doc_id,
+							   const char *field, bytea *ct,
+							   const char **reason, const char **problem);
+
+/* worker/logwriter.c: records the log writer makes durable */
+#define TV_LOG_DECRYPTION	1
+#define TV_LOG_AUDIT		2
+#define TV_LOG_TEXT			64
+#define TV_LOG_DETAIL		512
+
+typedef struct TvLogRecord
+{
+	int			kind;
+	Oid			dboid;
+	int32		pid;
+	TimestampTz at;
+	int64		doc_id;
+	bool		has_doc;
+	bool		granted;
+	bool		emergency;
+	char		study[TV_LOG_TEXT];
+	char		site[TV_LOG_TEXT];
+	char		reason[TV_LOG_TEXT];	/* reason code, or audit event name */
+	char		requester[NAMEDATALEN];
+	char		session_user[NAMEDATALEN];
+	char		application_name[NAMEDATALEN];
+	char		client_addr[TV_LOG_TEXT];
+	char		detail[TV_LOG_DETAIL];	/* emergency reason, audit detail */
+} TvLogRecord;
+
+extern Size tv_log_shmem_size(void);
+extern void tv_log_shmem_init(void);
+extern void tv_log_init(void);
+extern void tv_log_context(TvLogRecord *rec);
+extern void tv_log_require_writer(void);
+extern void tv_log_submit(const TvLogRecord *rec);
 
 /* guard.c */
 extern void tv_guard_init(void);

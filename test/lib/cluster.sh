@@ -58,6 +58,9 @@ tv_cluster_start() {
 		cat "$dir/initdb.log" >&2
 		return 1
 	}
+	# Every cluster gets its own master key, outside its data directory.
+	(umask 077 && openssl rand -hex 32 >"$dir/master.key")
+	chown "$TV_OS_USER" "$dir/master.key"
 	{
 		echo "port = $port"
 		echo "listen_addresses = ''"
@@ -66,6 +69,7 @@ tv_cluster_start() {
 		echo "fsync = on"
 		echo "max_connections = 40"
 		echo "logging_collector = off"
+		echo "trialvault.master_key_command = '$PGBIN/trialvault-getkey $dir/master.key'"
 		for line in "$@"; do
 			echo "$line"
 		done

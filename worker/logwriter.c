@@ -1,0 +1,640 @@
+/*-------------------------------------------------------------------------
+ *
+ * logwriter.c
+ *		The log writer: a background worker that makes decryption-log and
+ *		audit records durable on behalf of backends, in batches.
+ *
+ * A backend that must have a record on disk before it goes on (open_document
+ * before it returns plaintext) puts the record into a ring of slots in shared
+ * memory, wakes the writer and sleeps on its own latch.  The writer takes
+ * every queued record, inserts them all in one transaction of its own with
+ * synchronous_commit = on, and after the commit marks each slot done (or
+ * failed, with the error) and wakes its owner.  So the record survives the
+ * caller's ROLLBACK and a crash right after the call, and one WAL flush
+ * covers every caller waiting at that moment (group commit).
+ *
+ * Failing closed: a backend that finds no writer, or no free slot within
+ * trialvault.log_timeout, or no acknowledgement within it, gets an error.
+ * When the writer exits (SIGTERM, error), its exit callback fails every
+ * record it had not committed, so no waiter is left believing otherwise.
+ *
+ * Slots are used in ring order; a slot is reused only after its owner has
+ * read the outcome (or abandoned it, on cancel or timeout, in which case the
+ * writer frees it).  One LWLock covers the queue; it is held only to move
+ * slot states and copy one record.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "trialvault.h"
+
+PGDLLEXPORT void tv_logwriter_main(Datum arg);
+
+char	   *tv_log_database = NULL;
+int			tv_log_queue_size = 1024;
+int			tv_log_timeout = 5000;
+
+typedef enum TvSlotState
+{
+	TV_SLOT_FREE = 0,
+	TV_SLOT_QUEUED,
+	TV_SLOT_WRITING,
+	TV_SLOT_DONE,
+	TV_SLOT_FAILED
+} TvSlotState;
+
+typedef struct TvLogSlot
+{
+	TvSlotState state;
+	bool		abandoned;		/* owner gave up; writer frees it */
+	Latch	   *owner;
+	char		error[256];
+	TvLogRecord rec;
+} TvLogSlot;
+
+typedef struct TvLogQueue
+{
+	LWLock	   *lock;
+	pid_t		writer_pid;
+	Oid			writer_db;
+	Latch	   *writer_latch;
+	uint64		head;			/* next position to fill */
+	uint64		tail;			/* next position the writer takes */
+	uint64		written;
+	uint64		failed;
+	uint64		batches;
+	char		last_error[256];
+	int			nslots;
+	TvLogSlot	slots[FLEXIBLE_ARRAY_MEMBER];
+} TvLogQueue;
+
+static TvLogQueue *tv_queue = NULL;
+
+#define TV_BATCH_MAX 256
+
+Size
+tv_log_shmem_size(void)
+{
+	return add_size(offsetof(TvLogQueue, slots),
+					mul_size(sizeof(TvLogSlot), tv_log_queue_size));
+}
+
+void
+tv_log_shmem_init(void)
+{
+	bool		found;
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	tv_queue = ShmemInitStruct("trialvault log queue", tv_log_shmem_size(), &found);
+	if (!found)
+	{
+		memset(tv_queue, 0, tv_log_shmem_size());
+		tv_queue->lock = &(GetNamedLWLockTranche("trialvault_log"))->lock;
+		tv_queue->nslots = tv_log_queue_size;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * tv_log_init: GUCs and the worker's registration, at preload.
+ */
+void
+tv_log_init(void)
+{
+	BackgroundWorker worker;
+
+	DefineCustomStringVariable("trialvault.database",
+							   "Database whose decryption log and audit trail the log writer writes.",
+							   "trialvault's decryption functions work only in this database.",
+							   &tv_log_database,
+							   "postgres",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+	DefineCustomIntVariable("trialvault.log_queue_size",
+							"Number of log records that can wait for the log writer.",
+							NULL,
+							&tv_log_queue_size,
+							1024, 16, 65536,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("trialvault.log_timeout",
+							"How long a backend waits for the log writer to make a record durable before refusing.",
+							"Decryption fails closed when the record is not acknowledged within this time.",
+							&tv_log_timeout,
+							5000, 10, 600000,
+							PGC_SUSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 5;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "trialvault");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "tv_logwriter_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "trialvault log writer");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "trialvault log writer");
+	RegisterBackgroundWorker(&worker);
+}
+
+static void
+tv_copy_str(char *dst, size_t size, const char *src)
+{
+	strlcpy(dst, src ? src : "", size);
+}
+
+/*
+ * tv_log_context: fill in who is asking, from where, and when.
+ */
+void
+tv_log_context(TvLogRecord *rec)
+{
+	char	   *user = GetUserNameFromId(GetUserId(), false);
+	char	   *suser = GetUserNameFromId(GetSessionUserId(), false);
+
+	rec->dboid = MyDatabaseId;
+	rec->pid = MyProcPid;
+	rec->at = GetCurrentTimestamp();
+	tv_copy_str(rec->requester, sizeof(rec->requester), user);
+	tv_copy_str(rec->session_user, sizeof(rec->session_user), suser);
+	tv_copy_str(rec->application_name, sizeof(rec->application_name),
+				application_name);
+	rec->client_addr[0] = '\0';
+	{
+		/* inet_client_addr() is NULL for unix sockets, so call it by hand. */
+		LOCAL_FCINFO(fc, 0);
+		Datum		addr;
+
+		InitFunctionCallInfoData(*fc, NULL, 0, InvalidOid, NULL, NULL);
+		addr = inet_client_addr(fc);
+		if (!fc->isnull)
+			tv_copy_str(rec->client_addr, sizeof(rec->client_addr),
+						DatumGetCString(DirectFunctionCall1(inet_out, addr)));
+	}
+}
+
+/*
+ * Refuse before doing any work when the writer cannot take records for this
+ * database.
+ */
+void
+tv_log_require_writer(void)
+{
+	pid_t		pid;
+	Oid			db;
+
+	if (tv_queue == NULL)
+		tv_require_preload();
+	LWLockAcquire(tv_queue->lock, LW_SHARED);
+	pid = tv_queue->writer_pid;
+	db = tv_queue->writer_db;
+	LWLockRelease(tv_queue->lock);
+	if (pid == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the trialvault log writer is not running"),
+				 errdetail("Nothing is decrypted unless the attempt can be put on record first."),
+				 errhint("Check the server log for the \"trialvault log writer\" process; the postmaster restarts it within seconds.")));
+	if (db != MyDatabaseId)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the trialvault log writer serves database \"%s\", not this one",
+						tv_log_database),
+				 errdetail("Nothing is decrypted unless the attempt can be put on record first."),
+				 errhint("Set trialvault.database to the database that holds the documents and restart the server.")));
+}
+
+/* Owner side: give up on a slot (timeout or cancel). */
+static void
+tv_slot_abandon(TvLogSlot *slot)
+{
+	LWLockAcquire(tv_queue->lock, LW_EXCLUSIVE);
+	if (slot->state == TV_SLOT_DONE || slot->state == TV_SLOT_FAILED)
+		slot->state = TV_SLOT_FREE;
+	else
+		slot->abandoned = true;
+	LWLockRelease(tv_queue->lock);
+}
+
+/*
+ * tv_log_submit: make one record durable, or raise an error.  Returns only
+ * after the writer has committed the record.
+ */
+void
+tv_log_submit(const TvLogRecord *rec)
+{
+	TimestampTz deadline;
+	TvLogSlot  *slot = NULL;
+	TvSlotState outcome;
+	char		error[256];
+
+	tv_log_require_writer();
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), tv_log_timeout);
+
+	/* Take the next slot in ring order, waiting while the ring is full. */
+	for (;;)
+	{
+		Latch	   *writer = NULL;
+		long		left;
+
+		LWLockAcquire(tv_queue->lock, LW_EXCLUSIVE);
+		if (tv_queue->writer_pid == 0)
+		{
+			LWLockRelease(tv_queue->lock);
+			tv_log_require_writer();
+		}
+		slot = &tv_queue->slots[tv_queue->head % tv_queue->nslots];
+		if (slot->state == TV_SLOT_FREE)
+		{
+			slot->rec = *rec;
+			slot->abandoned = false;
+			slot->owner = MyLatch;
+			slot->error[0] = '\0';
+			slot->state = TV_SLOT_QUEUED;
+			tv_queue->head++;
+			writer = tv_queue->writer_latch;
+		}
+		else
+			slot = NULL;
+		LWLockRelease(tv_queue->lock);
+		if (slot)
+		{
+			if (writer)
+				SetLatch(writer);
+			break;
+		}
+		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		if (left <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("the trialvault log queue stayed full for %d ms", tv_log_timeout),
+					 errdetail("Nothing is decrypted unless the attempt can be put on record first."),
+					 errhint("Raise trialvault.log_queue_size or trialvault.log_timeout, or find out why the log writer is slow.")));
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Min(left, 10), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+
+	/* Wait for the outcome. */
+	for (;;)
+	{
+		long		left;
+
+		LWLockAcquire(tv_queue->lock, LW_EXCLUSIVE);
+		outcome = slot->state;
+		if (outcome == TV_SLOT_DONE || outcome == TV_SLOT_FAILED)
+		{
+			strlcpy(error, slot->error, sizeof(error));
+			slot->state = TV_SLOT_FREE;
+		}
+		LWLockRelease(tv_queue->lock);
+		if (outcome == TV_SLOT_DONE)
+			return;
+		if (outcome == TV_SLOT_FAILED)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the trialvault log writer could not record this attempt"),
+					 errdetail("%s", error),
+					 errhint("Nothing was decrypted. The server log of the log writer has more.")));
+
+		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		if (left <= 0)
+		{
+			tv_slot_abandon(slot);
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the trialvault log writer did not confirm the record within %d ms",
+							tv_log_timeout),
+					 errdetail("Nothing was decrypted. The record may still be written."),
+					 errhint("Raise trialvault.log_timeout, or find out why the log writer is slow.")));
+		}
+		if (INTERRUPTS_PENDING_CONDITION())
+		{
+			/* A cancel must not leave the slot owned by nobody. */
+			tv_slot_abandon(slot);
+			CHECK_FOR_INTERRUPTS();
+			/* Not an interrupt that throws: the slot is no longer ours. */
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("gave up waiting for the trialvault log writer")));
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 left, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * The writer
+ * ---------------------------------------------------------------------
+ */
+
+/* Writer side: settle slots [from, to) and wake their owners. */
+static void
+tv_settle(uint64 from, uint64 to, bool ok, const char *error)
+{
+	uint64		pos;
+
+	for (pos = from; pos < to; pos++)
+	{
+		TvLogSlot  *slot = &tv_queue->slots[pos % tv_queue->nslots];
+
+		if (slot->state != TV_SLOT_QUEUED && slot->state != TV_SLOT_WRITING)
+			continue;
+		if (slot->abandoned)
+			slot->state = TV_SLOT_FREE;
+		else
+		{
+			slot->state = ok ? TV_SLOT_DONE : TV_SLOT_FAILED;
+			if (!ok)
+				strlcpy(slot->error, error, sizeof(slot->error));
+			SetLatch(slot->owner);
+		}
+	}
+	if (ok)
+		tv_queue->written += to - from;
+	else
+		tv_queue->failed += to - from;
+}
+
+static void
+tv_logwriter_exit(int code, Datum arg)
+{
+	LWLockAcquire(tv_queue->lock, LW_EXCLUSIVE);
+	tv_queue->writer_pid = 0;
+	tv_queue->writer_latch = NULL;
+	tv_settle(tv_queue->tail, tv_queue->head, false,
+			  "The log writer stopped before the record was committed.");
+	tv_queue->tail = tv_queue->head;
+	LWLockRelease(tv_queue->lock);
+}
+
+static const char *tv_decryption_insert =
+"INSERT INTO trialvault.decryption_log "
+"(doc_id, study, site, requester, session_user_name, requested_at, granted, "
+" reason, emergency, emergency_reason, client_addr, application_name, backend_pid) "
+"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::pg_catalog.inet, $12, $13)";
+
+static const char *tv_audit_insert =
+"INSERT INTO trialvault.audit_trail "
+"(event, actor, session_user_name, occurred_at, study, site, doc_id, detail, "
+" client_addr, application_name, backend_pid) "
+"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::pg_catalog.inet, $10, $11)";
+
+static Datum
+tv_text_or_null(const char *s, char *isnull)
+{
+	if (s[0] == '\0')
+	{
+		*isnull = 'n';
+		return (Datum) 0;
+	}
+	*isnull = ' ';
+	return CStringGetTextDatum(s);
+}
+
+static void
+tv_write_record(const TvLogRecord *r, SPIPlanPtr dplan, SPIPlanPtr aplan)
+{
+	Datum		v[13];
+	char		n[14];
+	int			ret;
+
+	memset(n, ' ', sizeof(n));
+	n[13] = '\0';
+	if (r->kind == TV_LOG_DECRYPTION)
+	{
+		v[0] = Int64GetDatum(r->doc_id);
+		n[0] = r->has_doc ? ' ' : 'n';
+		v[1] = tv_text_or_null(r->study, &n[1]);
+		v[2] = tv_text_or_null(r->site, &n[2]);
+		v[3] = CStringGetDatum(r->requester);
+		v[4] = CStringGetDatum(r->session_user);
+		v[5] = TimestampTzGetDatum(r->at);
+		v[6] = BoolGetDatum(r->granted);
+		v[7] = tv_text_or_null(r->reason, &n[7]);
+		v[8] = BoolGetDatum(r->emergency);
+		v[9] = tv_text_or_null(r->detail, &n[9]);
+		v[10] = tv_text_or_null(r->client_addr, &n[10]);
+		v[11] = tv_text_or_null(r->application_name, &n[11]);
+		v[12] = Int32GetDatum(r->pid);
+		ret = SPI_execute_plan(dplan, v, n, false, 0);
+	}
+	else
+	{
+		v[0] = tv_text_or_null(r->reason, &n[0]);
+		v[1] = CStringGetDatum(r->requester);
+		v[2] = CStringGetDatum(r->session_user);
+		v[3] = TimestampTzGetDatum(r->at);
+		v[4] = tv_text_or_null(r->study, &n[4]);
+		v[5] = tv_text_or_null(r->site, &n[5]);
+		v[6] = Int64GetDatum(r->doc_id);
+		n[6] = r->has_doc ? ' ' : 'n';
+		v[7] = tv_text_or_null(r->detail, &n[7]);
+		v[8] = tv_text_or_null(r->client_addr, &n[8]);
+		v[9] = tv_text_or_null(r->application_name, &n[9]);
+		v[10] = Int32GetDatum(r->pid);
+		ret = SPI_execute_plan(aplan, v, n, false, 0);
+	}
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "log writer insert failed: %s", SPI_result_code_string(ret));
+}
+
+/* Write one batch in one transaction; true when committed. */
+static bool
+tv_write_batch(TvLogRecord *recs, int n, MemoryContext cxt, char *error, size_t errlen)
+{
+	volatile bool ok = false;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PG_TRY();
+	{
+		Oid			dtypes[13] = {INT8OID, TEXTOID, TEXTOID, NAMEOID, NAMEOID,
+			TIMESTAMPTZOID, BOOLOID, TEXTOID, BOOLOID, TEXTOID, TEXTOID,
+		TEXTOID, INT4OID};
+		Oid			atypes[11] = {TEXTOID, NAMEOID, NAMEOID, TIMESTAMPTZOID,
+			TEXTOID, TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, INT4OID};
+		SPIPlanPtr	dplan = NULL;
+		SPIPlanPtr	aplan = NULL;
+		int			i;
+
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "writing trialvault log records");
+		for (i = 0; i < n; i++)
+		{
+			if (recs[i].kind == TV_LOG_DECRYPTION && dplan == NULL)
+				dplan = SPI_prepare(tv_decryption_insert, 13, dtypes);
+			else if (recs[i].kind != TV_LOG_DECRYPTION && aplan == NULL)
+				aplan = SPI_prepare(tv_audit_insert, 11, atypes);
+			if ((recs[i].kind == TV_LOG_DECRYPTION && dplan == NULL) ||
+				(recs[i].kind != TV_LOG_DECRYPTION && aplan == NULL))
+				elog(ERROR, "could not prepare the log insert: %s",
+					 SPI_result_code_string(SPI_result));
+			tv_write_record(&recs[i], dplan, aplan);
+		}
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		ok = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		strlcpy(error, edata->message, errlen);
+		ereport(WARNING,
+				(errmsg("trialvault log writer could not write %d record(s): %s",
+						n, edata->message)));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return ok;
+}
+
+void
+tv_logwriter_main(Datum arg)
+{
+	MemoryContext cxt;
+	TvLogRecord *recs;
+
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(tv_log_database, NULL, 0);
+
+	/* The records must be flushed whatever postgresql.conf says. */
+	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("application_name", "trialvault log writer", PGC_SUSET, PGC_S_OVERRIDE);
+
+	cxt = AllocSetContextCreate(TopMemoryContext, "trialvault log writer",
+								ALLOCSET_DEFAULT_SIZES);
+	recs = MemoryContextAlloc(TopMemoryContext, sizeof(TvLogRecord) * TV_BATCH_MAX);
+
+	before_shmem_exit(tv_logwriter_exit, (Datum) 0);
+	LWLockAcquire(tv_queue->lock, LW_EXCLUSIVE);
+	tv_queue->writer_pid = MyProcPid;
+	tv_queue->writer_db = MyDatabaseId;
+	tv_queue->writer_latch = MyLatch;
+	tv_queue->tail = tv_queue->head;
+	LWLockRelease(tv_queue->lock);
+	ereport(LOG,
+			(errmsg("trialvault log writer started for database \"%s\"",
+					tv_log_database)));
+
+	for (;;)
+	{
+		uint64		from;
+		uint64		to;
+		int			n = 0;
+		char		error[256];
+		bool		ok;
+
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		LWLockAcquire(tv_queue->lock, LW_EXCLUSIVE);
+		from = tv_queue->tail;
+		to = from;
+		while (to < tv_queue->head && n < TV_BATCH_MAX)
+		{
+			TvLogSlot  *slot = &tv_queue->slots[to % tv_queue->nslots];
+
+			if (slot->state != TV_SLOT_QUEUED)
+				break;
+			slot->state = TV_SLOT_WRITING;
+			recs[n++] = slot->rec;
+			to++;
+		}
+		tv_queue->tail = to;
+		LWLockRelease(tv_queue->lock);
+
+		if (n == 0)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 1000L, PG_WAIT_EXTENSION);
+			continue;
+		}
+
+		MemoryContextReset(cxt);
+		ok = tv_write_batch(recs, n, cxt, error, sizeof(error));
+
+		/*
+		 * No CHECK_FOR_INTERRUPTS between the commit and here: a writer that
+		 * dies in between fails records that are in fact written, which errs
+		 * on the safe side (the caller gets no plaintext).
+		 */
+		LWLockAcquire(tv_queue->lock, LW_EXCLUSIVE);
+		tv_settle(from, to, ok, ok ? "" : error);
+		tv_queue->batches++;
+		LWLockRelease(tv_queue->lock);
+	}
+}
+
+PG_FUNCTION_INFO_V1(tv_log_writer_status);
+
+/*
+ * trialvault.log_writer_status(): pid, database, queue depth and counters.
+ */
+Datum
+tv_log_writer_status(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[7];
+	bool		nulls[7] = {false, false, false, false, false, false, false};
+	pid_t		pid;
+
+	if (tv_queue == NULL)
+		tv_require_preload();
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	LWLockAcquire(tv_queue->lock, LW_SHARED);
+	pid = tv_queue->writer_pid;
+	values[0] = Int32GetDatum(pid);
+	nulls[0] = (pid == 0);
+	values[1] = CStringGetTextDatum(tv_log_database);
+	values[2] = Int64GetDatum((int64) (tv_queue->head - tv_queue->tail));
+	values[3] = Int64GetDatum((int64) tv_queue->written);
+	values[4] = Int64GetDatum((int64) tv_queue->failed);
+	values[5] = Int64GetDatum((int64) tv_queue->batches);
+	values[6] = Int32GetDatum(tv_queue->nslots);
+	LWLockRelease(tv_queue->lock);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}

@@ -793,3 +793,32 @@ tv_key_status(PG_FUNCTION_ARGS)
 		nulls[4] = true;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
+
+PG_FUNCTION_INFO_V1(tv_ciphertext_ok);
+
+/*
+ * trialvault._ciphertext_ok(study_id, study, doc_id, field, ciphertext):
+ * decrypts in full and says only whether the value authenticates; the
+ * plaintext is wiped, never returned.  Internal: for integrity checks and
+ * for measuring the decryption path without the decryption log.
+ */
+Datum
+tv_ciphertext_ok(PG_FUNCTION_ARGS)
+{
+	const char *reason = NULL;
+	const char *problem = NULL;
+	bytea	   *pt;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) ||
+		PG_ARGISNULL(3) || PG_ARGISNULL(4))
+		PG_RETURN_NULL();
+	tv_require_master_key();
+	pt = tv_decrypt_field(PG_GETARG_INT32(0), text_to_cstring(PG_GETARG_TEXT_PP(1)),
+						  PG_GETARG_INT64(2), text_to_cstring(PG_GETARG_TEXT_PP(3)),
+						  PG_GETARG_BYTEA_PP(4), &reason, &problem);
+	if (pt == NULL)
+		PG_RETURN_BOOL(false);
+	OPENSSL_cleanse(VARDATA(pt), VARSIZE(pt) - VARHDRSZ);
+	pfree(pt);
+	PG_RETURN_BOOL(true);
+}

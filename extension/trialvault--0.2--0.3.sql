@@ -190,6 +190,12 @@ CREATE FUNCTION trialvault._encrypt(study_id integer, study text, doc_id bigint,
 COMMENT ON FUNCTION trialvault._encrypt(integer, text, bigint, text, bytea) IS
 	'Internal: AES-256-GCM encryption of one field under the study''s newest data key, bound to study, document id and field name.';
 
+CREATE FUNCTION trialvault._ciphertext_ok(study_id integer, study text, doc_id bigint,
+	field text, ciphertext bytea) RETURNS boolean
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_ciphertext_ok';
+COMMENT ON FUNCTION trialvault._ciphertext_ok(integer, text, bigint, text, bytea) IS
+	'Internal: whether a stored ciphertext decrypts and authenticates for that study, document and field (the plaintext is wiped, never returned).';
+
 CREATE FUNCTION trialvault._new_study_key(study_id integer, study text) RETURNS integer
 	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_new_study_key';
 COMMENT ON FUNCTION trialvault._new_study_key(integer, text) IS
@@ -549,7 +555,14 @@ BEGIN
 		GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
 		IF state = '22000' THEN
 			-- A PHI refusal: on record even though this transaction fails.
-			PERFORM trialvault._audit_durable('metadata_phi_refused', requester, study, site, NULL, msg);
+			-- If that cannot be done, the load is refused all the same.
+			BEGIN
+				PERFORM trialvault._audit_durable('metadata_phi_refused', requester, study, site, NULL, msg);
+			EXCEPTION WHEN OTHERS THEN
+				GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = PG_EXCEPTION_DETAIL;
+				RAISE WARNING 'the refusal below could not be put on record: %', msg
+					USING DETAIL = state;
+			END;
 		END IF;
 		RAISE;
 	END;
@@ -666,7 +679,7 @@ DECLARE
 BEGIN
 	FOR f IN SELECT p.oid FROM pg_catalog.pg_proc p
 			 WHERE p.pronamespace = 'trialvault'::regnamespace
-			   AND p.proname IN ('_encrypt', '_new_study_key', '_rewrap_keys', '_audit_durable',
+			   AND p.proname IN ('_encrypt', '_ciphertext_ok', '_new_study_key', '_rewrap_keys', '_audit_durable',
 								 '_audit', '_require_admin', '_require_study', '_require_site',
 								 '_current_roles', '_monitor_state', '_create_study', '_add_site',
 								 '_check_role_args', '_grant_role', '_revoke_role',

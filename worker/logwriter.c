@@ -401,7 +401,7 @@ static const char *tv_decryption_insert =
 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::pg_catalog.inet, $12, $13)";
 
 static const char *tv_audit_insert =
-"INSERT INTO trialvault.audit_trail "
+"INSERT INTO trialvault.audit_events "
 "(event, actor, session_user_name, occurred_at, study, site, doc_id, detail, "
 " client_addr, application_name, backend_pid) "
 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::pg_catalog.inet, $10, $11)";

@@ -217,6 +217,9 @@ tv_spi_text(int col, bool *isnull)
 	return *isnull ? NULL : TextDatumGetCString(d);
 }
 
+/* The decision query, planned once per backend. */
+static SPIPlanPtr decision_plan = NULL;
+
 /*
  * Decide, decrypt, record, and only then return (or refuse).
  */
@@ -241,37 +244,41 @@ tv_open(FunctionCallInfo fcinfo, bool emergency)
 	const char *problem = NULL;
 	MemoryContext outer = CurrentMemoryContext;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("document id must not be NULL")));
-	doc_id = PG_GETARG_INT64(0);
-	if (emergency)
-	{
-		if (PG_ARGISNULL(1))
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("emergency access needs a reason"),
-					 errhint("Say in a few words why the document must be opened now; the reason goes into the decryption log.")));
-		why = text_to_cstring(PG_GETARG_TEXT_PP(1));
-		if (strlen(why) >= TV_LOG_DETAIL)
-			ereport(ERROR,
-					(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
-					 errmsg("emergency reason is too long"),
-					 errdetail("At most %d bytes are kept.", TV_LOG_DETAIL - 1)));
-	}
-
 	/* Fail closed before any work if nothing could be put on record. */
 	tv_log_require_writer();
 
 	memset(&rec, 0, sizeof(rec));
 	rec.kind = TV_LOG_DECRYPTION;
 	tv_log_context(&rec);
-	rec.doc_id = doc_id;
-	rec.has_doc = true;
 	rec.emergency = emergency;
-	if (why)
+	rec.has_doc = !PG_ARGISNULL(0);
+	doc_id = rec.has_doc ? PG_GETARG_INT64(0) : 0;
+	rec.doc_id = doc_id;
+	if (emergency && !PG_ARGISNULL(1))
+	{
+		why = text_to_cstring(PG_GETARG_TEXT_PP(1));
 		strlcpy(rec.detail, why, sizeof(rec.detail));
+	}
+
+	/*
+	 * Malformed requests are attempts too: on record, then refused.  (A NULL
+	 * reason goes through the decision and is refused there.)
+	 */
+	if (!rec.has_doc || (why && strlen(why) >= TV_LOG_DETAIL))
+	{
+		strlcpy(rec.reason, "invalid_request", sizeof(rec.reason));
+		tv_log_submit(&rec);
+		if (!rec.has_doc)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("document id must not be NULL"),
+					 errdetail("The attempt is recorded in the decryption log.")));
+		ereport(ERROR,
+				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+				 errmsg("emergency reason is too long"),
+				 errdetail("At most %d bytes are kept. The attempt is recorded in the decryption log.",
+						   TV_LOG_DETAIL - 1)));
+	}
 
 	values[0] = Int64GetDatum(doc_id);
 	values[1] = CStringGetDatum(rec.requester);
@@ -281,10 +288,19 @@ tv_open(FunctionCallInfo fcinfo, bool emergency)
 
 	tv_become_owner(&as);
 	SPI_connect();
-	if (SPI_execute_with_args("SELECT granted, reason, study, site, study_id, "
-							  "contains_phi, content, content_enc "
-							  "FROM trialvault._open_decision($1, $2, $3, $4)",
-							  4, types, values, nulls, true, 1) != SPI_OK_SELECT ||
+	if (decision_plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare("SELECT granted, reason, study, site, study_id, "
+									   "contains_phi, content, content_enc "
+									   "FROM trialvault._open_decision($1, $2, $3, $4)",
+									   4, types);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		decision_plan = plan;
+	}
+	if (SPI_execute_plan(decision_plan, values, nulls, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "trialvault._open_decision returned no row");
 

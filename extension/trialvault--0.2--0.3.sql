@@ -282,20 +282,21 @@ $$;
 COMMENT ON FUNCTION trialvault._current_roles(text, name) IS
 	'Internal: the roles a member holds now in a study (site NULL for study-wide roles).';
 
-CREATE FUNCTION trialvault._monitor_state(study text, site text, monitor name) RETURNS text
+CREATE FUNCTION trialvault._monitor_state(study text, site text, monitor name,
+	since timestamptz DEFAULT '-infinity') RETURNS text
 	LANGUAGE sql AS $$
-	SELECT CASE WHEN a.event_id IS NULL THEN 'none'
+	SELECT CASE WHEN a.event_id IS NULL OR a.changed_at < $4 THEN 'none'
 				WHEN NOT a.granted THEN 'revoked'
 				WHEN a.valid_until <= clock_timestamp() THEN 'expired'
 				ELSE 'valid' END
 	FROM (SELECT 1) one
-	LEFT JOIN LATERAL (SELECT m.event_id, m.granted, m.valid_until
+	LEFT JOIN LATERAL (SELECT m.event_id, m.granted, m.valid_until, m.changed_at
 					   FROM trialvault.monitor_authorizations m
 					   WHERE m.study = $1 AND m.site = $2 AND m.monitor = $3
 					   ORDER BY m.event_id DESC LIMIT 1) a ON true
 $$;
-COMMENT ON FUNCTION trialvault._monitor_state(text, text, name) IS
-	'Internal: a monitor''s authorization for a site right now: valid, expired, revoked or none.';
+COMMENT ON FUNCTION trialvault._monitor_state(text, text, name, timestamptz) IS
+	'Internal: a monitor''s authorization for a site right now: valid, expired, revoked or none. Authorizations given before "since" (the monitor''s current role grant) count as none: revoking the monitor role ends them for good.';
 
 -- ---------------------------------------------------------------------
 -- Management.  The public functions are C entry points (tv_call_as_owner)
@@ -473,7 +474,10 @@ CREATE FUNCTION trialvault._revoke_monitor(requester name, monitor name, study t
 BEGIN
 	PERFORM trialvault._require_args('revoke_monitor', monitor, study, site);
 	PERFORM trialvault._require_investigator(requester, 'revoke a monitor', study, site);
-	IF trialvault._monitor_state(study, site, monitor) <> 'valid' THEN
+	IF trialvault._monitor_state(study, site, monitor,
+		(SELECT max(m.changed_at) FROM trialvault.memberships m
+		 WHERE m.study = _revoke_monitor.study AND m.member = _revoke_monitor.monitor
+		   AND m.study_role = 'monitor' AND m.granted)) <> 'valid' THEN
 		RAISE NOTICE '% holds no valid monitor authorization for site % of study %; nothing to revoke',
 			monitor, site, study;
 		RETURN;
@@ -626,7 +630,10 @@ BEGIN
 		SELECT coalesce(array_agg(coalesce(c.site, '*') || ':' || c.study_role), '{}')
 			INTO roles FROM trialvault._current_roles(d.study, p_requester) c;
 		IF '*:monitor' = ANY (roles) THEN
-			mon := trialvault._monitor_state(d.study, d.site, p_requester);
+			mon := trialvault._monitor_state(d.study, d.site, p_requester,
+				(SELECT max(m.changed_at) FROM trialvault.memberships m
+				 WHERE m.study = d.study AND m.member = p_requester
+				   AND m.study_role = 'monitor' AND m.granted));
 		END IF;
 		IF roles = '{}' THEN
 			reason := CASE WHEN EXISTS (SELECT 1 FROM trialvault.memberships m

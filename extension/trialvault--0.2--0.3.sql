@@ -54,7 +54,7 @@ CREATE TABLE trialvault.memberships (
 		CHECK (study_role IN ('investigator', 'site_staff', 'monitor', 'safety', 'sponsor', 'auditor')),
 	granted boolean NOT NULL,
 	changed_by name NOT NULL,
-	changed_at timestamptz NOT NULL DEFAULT now(),
+	changed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
 	FOREIGN KEY (study, site) REFERENCES trialvault.sites (study, site),
 	CHECK ((site IS NULL) = (study_role IN ('monitor', 'safety', 'sponsor', 'auditor')))
 );
@@ -70,7 +70,7 @@ CREATE TABLE trialvault.monitor_authorizations (
 	valid_until timestamptz,
 	granted boolean NOT NULL,
 	changed_by name NOT NULL,
-	changed_at timestamptz NOT NULL DEFAULT now(),
+	changed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
 	FOREIGN KEY (study, site) REFERENCES trialvault.sites (study, site),
 	CHECK (granted = (valid_until IS NOT NULL))
 );

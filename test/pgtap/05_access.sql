@@ -11,7 +11,7 @@
 -- SQLSTATE 42501, the message, the detail that says why, and the hint that
 -- names the logged reason code.
 BEGIN;
-SELECT plan(123);
+SELECT plan(127);
 
 -- ---------------------------------------------------------------------
 -- Helpers (rolled back with everything else)
@@ -318,6 +318,20 @@ RESET ROLE;
 SELECT is(tv05.logged('src', 'tv05_mon2'), 'refused monitor_not_authorized tv05_mon2 S/A',
 	'logged: refused at site A, monitor_not_authorized');
 SELECT is(tv05.logged('b', 'tv05_mon2'), 'granted monitor tv05_mon2 S/B', 'logged: granted at site B, monitor');
+
+-- Revoking the monitor role ends its authorizations: granting the role
+-- again does not bring them back.
+SET ROLE tv05_admin;
+SELECT lives_ok($$SELECT trialvault.revoke_role('tv05_mon2', tv05.study(), NULL, 'monitor')$$,
+	'the monitor role of tv05_mon2 is revoked');
+SELECT lives_ok($$SELECT trialvault.grant_role('tv05_mon2', tv05.study(), NULL, 'monitor')$$,
+	'and granted again');
+SET ROLE tv05_mon2;
+SELECT is(tv05.err($$SELECT trialvault.open_document(tv05.doc('b'))$$), tv05.refusal('b', 'monitor_not_authorized'),
+	'the authorization for site B given before the revocation does not come back');
+RESET ROLE;
+SELECT is(tv05.logged('b', 'tv05_mon2'), 'refused monitor_not_authorized tv05_mon2 S/B',
+	'logged: refused at site B, monitor_not_authorized');
 
 -- An authorization that expires.
 SET ROLE tv05_inv_a;

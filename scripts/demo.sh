@@ -159,6 +159,80 @@ FROM source_documents GROUP BY 1 ORDER BY 1 LIMIT 3;
 SELECT demo_try($q$SELECT trialvault.metadata_c14n('<!DOCTYPE m [<!ENTITY x SYSTEM "file:///etc/passwd">]><m>&x;</m>')$q$) AS result;
 SQL
 
+say "8. Studies, roles and PHI: encrypted under per-study keys, and every look at it on record."
+sql <<'SQL'
+\pset footer off
+SET client_min_messages = warning;
+\echo '   The master key comes from a command in postgresql.conf; the database only knows its id:'
+SELECT master_key_loaded, master_key_id FROM trialvault.key_status();
+\echo '   A study with two sites, and people in their study roles (login roles, one per person):'
+CREATE ROLE ana LOGIN;      -- site staff, site 01
+CREATE ROLE ben LOGIN;      -- site staff, site 02
+CREATE ROLE ines LOGIN;     -- investigator, site 01
+CREATE ROLE mo LOGIN;       -- monitor
+CREATE ROLE spon LOGIN;     -- sponsor
+CREATE ROLE erin LOGIN IN ROLE trialvault_emergency;  -- on-call physician
+SELECT trialvault.create_study('CARDIO-3', 'Cardiology study 3') AS study_id;
+SELECT count(trialvault.add_site('CARDIO-3', s, 'Hospital ' || s)::text) AS sites_added FROM (VALUES ('01'), ('02')) v(s);
+SELECT count(trialvault.grant_role(m, 'CARDIO-3', s, r)::text) AS roles_granted FROM (VALUES ('ana', '01', 'site_staff'),
+	('ben', '02', 'site_staff'), ('ines', '01', 'investigator'), ('mo', NULL, 'monitor'),
+	('spon', NULL, 'sponsor')) v(m, s, r);
+SELECT study, site, member, study_role FROM trialvault.current_memberships ORDER BY site NULLS LAST, member;
+\echo '   Ana loads a signed scan with PHI; it is stored only as AES-256-GCM ciphertext:'
+SET ROLE ana;
+SELECT trialvault.load_document('CARDIO-3', '01', 'source', true,
+	'<meta><visit>3</visit><form>ECG</form></meta>', convert_to('ECG of patient Jane Roe, born 1961-04-02', 'UTF8')) AS doc_id;
+RESET ROLE;
+SELECT doc_id, doc_type, content IS NOT NULL AS plaintext_stored, length(content_enc) AS ciphertext_bytes,
+	encode(substr(content_enc, 1, 11), 'hex') AS header_magic_format_study_keyversion
+	FROM trialvault.documents;
+\echo '   Who may read it: Ana (loader), yes; Ben (other site) and the sponsor, no; the monitor only once authorized.'
+SET ROLE ana;
+SELECT convert_from(trialvault.open_document(1), 'UTF8') AS ana_reads;
+SET ROLE ben;
+SELECT demo_try('SELECT trialvault.open_document(1)') AS ben_tries;
+SET ROLE spon;
+SELECT demo_try('SELECT trialvault.open_document(1)') AS sponsor_tries;
+SET ROLE mo;
+SELECT demo_try('SELECT trialvault.open_document(1)') AS monitor_tries;
+SET ROLE ines;
+SELECT trialvault.authorize_monitor('mo', 'CARDIO-3', '01', now() + interval '30 days') IS NULL AS ines_authorizes_mo_for_30_days;
+SET ROLE mo;
+SELECT length(trialvault.open_document(1)) AS monitor_reads_bytes;
+\echo '   A read inside a transaction that is rolled back is still on record:'
+BEGIN;
+SELECT length(trialvault.open_document(1)) AS read_then_rollback;
+ROLLBACK;
+\echo '   Break-glass access needs the emergency role and a reason; it is marked in the log:'
+SET ROLE erin;
+SELECT demo_try('SELECT trialvault.emergency_open(1, ''urgent'')') AS too_short_a_reason;
+SELECT length(trialvault.emergency_open(1, 'patient in ER, needs ECG history now')) AS emergency_read_bytes;
+RESET ROLE;
+\echo '   The decryption log: every attempt, granted or not, committed by the log writer before the call returned:'
+SELECT log_id, requester, granted, reason, emergency, to_char(requested_at, 'HH24:MI:SS.MS') AS at
+	FROM trialvault.decryption_log ORDER BY log_id;
+\echo '   A superuser copies the ciphertext onto a new row of the other site: it does not decrypt there.'
+INSERT INTO trialvault.documents (study, site, doc_type, contains_phi, metadata, metadata_sha256,
+	content_enc, content_length, content_sha256, loaded_by)
+SELECT study, '02', doc_type, contains_phi, metadata, metadata_sha256, content_enc, content_length,
+	content_sha256, 'ben' FROM trialvault.documents WHERE doc_id = 1 RETURNING doc_id AS copied_doc;
+SET ROLE ben;
+SELECT demo_try('SELECT trialvault.open_document(2)') AS ben_opens_the_copy;
+RESET ROLE;
+SELECT log_id, requester, granted, reason FROM trialvault.decryption_log ORDER BY log_id DESC LIMIT 1;
+\echo '   The log writer (a background worker) and the chain of the log:'
+SELECT pid IS NOT NULL AS running, written, batches FROM trialvault.log_writer_status();
+SELECT ok, rows_checked FROM trialvault.verify('trialvault.decryption_log');
+SQL
+sql -c "SELECT pg_terminate_backend(pid) FROM trialvault.log_writer_status()" >/dev/null
+sleep 0.5
+say "   The log writer is stopped: nothing is decrypted while nothing can be put on record."
+sql <<'SQL'
+\pset footer off
+SET ROLE ana;
+SELECT demo_try('SELECT trialvault.open_document(1)') AS ana_tries_while_the_writer_is_down;
+SQL
+
 say "Done. What you saw:"
 cat <<'EOF2'
   - trialvault.protect(table) makes a table insert-only and hash-chained, rows already there included.
@@ -170,6 +244,13 @@ cat <<'EOF2'
     the guards' back is found and the row named.
   - XML metadata is validated against registered XSDs, screened for PHI by built-in and per-study
     rules, hashed in canonical form, and read out typed by XPath; DTDs and entity tricks are refused.
+  - Studies, sites and study roles are insert-only event tables; PHI is AES-256-GCM ciphertext
+    under per-study keys wrapped by a master key that never enters the database, bound to its
+    study, document and field.
+  - open_document decides who may read (loader, site staff, investigator, authorized monitor,
+    safety for SAEs, anyone in the study for documents without PHI; break-glass with a reason),
+    and every attempt is committed to the chained decryption log before anything is returned,
+    even if the caller rolls back; with the log writer down, nothing is decrypted.
 EOF2
 
 if [ -n "$KEEP" ]; then

@@ -320,7 +320,7 @@ tv_log_submit(const TvLogRecord *rec)
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("the trialvault log writer could not record this attempt"),
 					 errdetail("%s", error),
-					 errhint("Nothing was decrypted. The server log of the log writer has more.")));
+					 errhint("Nothing was decrypted or returned. The log writer's messages in the server log say more.")));
 
 		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
 		if (left <= 0)
@@ -559,6 +559,7 @@ tv_logwriter_main(Datum arg)
 		uint64		from;
 		uint64		to;
 		int			n = 0;
+		int			i;
 		char		error[256];
 		bool		ok;
 
@@ -601,10 +602,28 @@ tv_logwriter_main(Datum arg)
 		 * dies in between fails records that are in fact written, which errs
 		 * on the safe side (the caller gets no plaintext).
 		 */
-		LWLockAcquire(tv_queue->lock, LW_EXCLUSIVE);
-		tv_settle(from, to, ok, ok ? "" : error);
-		tv_queue->batches++;
-		LWLockRelease(tv_queue->lock);
+		if (ok || n == 1)
+		{
+			LWLockAcquire(tv_queue->lock, LW_EXCLUSIVE);
+			tv_settle(from, to, ok, ok ? "" : error);
+			tv_queue->batches++;
+			LWLockRelease(tv_queue->lock);
+			continue;
+		}
+
+		/*
+		 * One record the table refuses must not fail the others of its
+		 * batch: write them one by one.
+		 */
+		for (i = 0; i < n; i++)
+		{
+			MemoryContextReset(cxt);
+			ok = tv_write_batch(&recs[i], 1, cxt, error, sizeof(error));
+			LWLockAcquire(tv_queue->lock, LW_EXCLUSIVE);
+			tv_settle(from + i, from + i + 1, ok, ok ? "" : error);
+			tv_queue->batches++;
+			LWLockRelease(tv_queue->lock);
+		}
 	}
 }
 

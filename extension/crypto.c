@@ -416,6 +416,10 @@ tv_cache_add(int32 study_id, int32 version, const uint8 *key)
 	return k;
 }
 
+/* Problem texts tv_data_key() reports; tv_unknown_version is data corruption. */
+static const char tv_unknown_version[] =
+"the ciphertext names a data key version the study does not have";
+
 /*
  * Find a study's data key (a given version, or the newest when version is
  * 0) wrapped under the current master key.  Returns NULL, with *problem set,
@@ -428,7 +432,10 @@ tv_data_key(int32 study_id, const char *study, int32 version, const char **probl
 	TvDataKey  *k = NULL;
 	Oid			types[3] = {INT4OID, INT4OID, TEXTOID};
 	Datum		values[3];
-	int			ret;
+	bool		isnull;
+	bool		known;
+	int32		v;
+	Datum		wrapped;
 
 	if (version > 0 && (k = tv_cache_lookup(study_id, version)) != NULL)
 		return k;
@@ -437,37 +444,36 @@ tv_data_key(int32 study_id, const char *study, int32 version, const char **probl
 	values[1] = Int32GetDatum(version);
 	values[2] = CStringGetTextDatum(tv_master.id);
 	SPI_connect();
-	ret = SPI_execute_with_args(
-								"SELECT k.version, k.wrapped, "
-								"  (SELECT max(a.version) FROM trialvault.study_keys a WHERE a.study_id = $1) "
-								"FROM trialvault.study_keys k "
-								"WHERE k.study_id = $1 AND k.master_key_id = $3 "
-								"  AND k.version = CASE WHEN $2 > 0 THEN $2 ELSE "
-								"    (SELECT max(a.version) FROM trialvault.study_keys a WHERE a.study_id = $1) END",
-								3, types, values, NULL, true, 1);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute_with_args failed: %d", ret);
-	if (SPI_processed == 0)
+	if (SPI_execute_with_args(
+							  "SELECT v.version, k.wrapped, EXISTS ("
+							  "    SELECT 1 FROM trialvault.study_keys a "
+							  "    WHERE a.study_id = $1 AND a.version = v.version) "
+							  "FROM (SELECT CASE WHEN $2 > 0 THEN $2 ELSE ("
+							  "        SELECT max(a.version) FROM trialvault.study_keys a "
+							  "        WHERE a.study_id = $1) END AS version) v "
+							  "LEFT JOIN trialvault.study_keys k ON k.study_id = $1 "
+							  "  AND k.version = v.version AND k.master_key_id = $3",
+							  3, types, values, NULL, true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "could not read trialvault.study_keys");
+	v = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	wrapped = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	known = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	if (!known)
+		*problem = version > 0 ? tv_unknown_version : "the study has no data key";
+	else if (DatumGetPointer(wrapped) == NULL)
 		*problem = version > 0 ?
 			"the data key version named in the ciphertext is not wrapped under the current master key" :
 			"the study's newest data key is not wrapped under the current master key";
-	else
+	else if ((k = tv_cache_lookup(study_id, v)) == NULL)
 	{
-		bool		isnull;
-		int32		v = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
-													SPI_tuptable->tupdesc, 1, &isnull));
-		bytea	   *wrapped = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0],
-															SPI_tuptable->tupdesc, 2, &isnull));
 		uint8		key[TV_KEY_LEN];
 
-		if ((k = tv_cache_lookup(study_id, v)) == NULL)
-		{
-			if (tv_unwrap_key(&tv_master, study_id, study, v, wrapped, key))
-				k = tv_cache_add(study_id, v, key);
-			else
-				*problem = "the wrapped data key does not unwrap with the current master key";
-			OPENSSL_cleanse(key, sizeof(key));
-		}
+		if (tv_unwrap_key(&tv_master, study_id, study, v, DatumGetByteaPP(wrapped), key))
+			k = tv_cache_add(study_id, v, key);
+		else
+			*problem = "the wrapped data key does not unwrap with the current master key";
+		OPENSSL_cleanse(key, sizeof(key));
 	}
 	SPI_finish();
 	return k;
@@ -577,7 +583,7 @@ tv_decrypt_field(int32 study_id, const char *study, int64 doc_id,
 	k = tv_data_key(study_id, study, (int32) tv_get_u32(p + 7), problem);
 	if (k == NULL)
 	{
-		*reason = "key_unavailable";
+		*reason = (*problem == tv_unknown_version) ? "ciphertext_invalid" : "key_unavailable";
 		return NULL;
 	}
 
@@ -709,6 +715,7 @@ tv_rewrap_keys(PG_FUNCTION_ARGS)
 	Datum		values[2];
 	SPITupleTable *tt;
 	uint64		i;
+	uint64		nkeys;
 	int32		done = 0;
 
 	tv_require_master_key();
@@ -738,7 +745,8 @@ tv_rewrap_keys(PG_FUNCTION_ARGS)
 							  2, types, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read trialvault.study_keys");
 	tt = SPI_tuptable;
-	for (i = 0; i < SPI_processed; i++)
+	nkeys = SPI_processed;		/* the INSERTs below overwrite SPI_processed */
+	for (i = 0; i < nkeys; i++)
 	{
 		bool		isnull;
 		int32		study_id = DatumGetInt32(SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull));

@@ -29,7 +29,10 @@
 #      transactions processed) and fewer commits than records (group
 #      commit);
 #   6. open_document in a database other than trialvault.database fails
-#      with 55000 naming the database the log writer serves.
+#      with 55000 naming the database the log writer serves;
+#   7. a hung log writer (SIGSTOP): open_document gives up after
+#      trialvault.log_timeout with 55000 and no plaintext; the attempt is
+#      written once the writer resumes, and opening works again.
 set -euo pipefail
 source "$(dirname "$0")/../lib/cluster.sh"
 source "$(dirname "$0")/lib/helpers.sh"
@@ -363,6 +366,38 @@ like "$out" 'ERROR: +55000: the trialvault log writer serves database "postgres"
 check "6: no plaintext" no_plain "$out"
 is "$(q $CL other "SELECT count(*) FROM trialvault.decryption_log")" 0 "6: nothing in other's decryption log"
 is "$(logcount)" "$rows_before" "6: nothing in postgres's decryption log either"
+
+# --- 7. a log writer that hangs -------------------------------------------------------
+
+wpid=$(writer_pid)
+like "$(sqlstate_of $CL postgres "SET trialvault.log_timeout = 0")" 22023 \
+	"7: trialvault.log_timeout cannot be 0 (no waiting forever)"
+like "$(tv_psql $CL -d postgres -U alice -c "SET trialvault.log_timeout = 600000" 2>&1 || true)" \
+	'permission denied to set parameter "trialvault.log_timeout"' "7: users cannot change trialvault.log_timeout"
+kill -STOP "$wpid"
+start=$(date +%s%N)
+out=$(tv_psql $CL -d postgres -v VERBOSITY=verbose -At -v ON_ERROR_STOP=0 2>&1 <<SQL || true
+SET trialvault.log_timeout = 700;
+SET ROLE alice;
+SET application_name = 's7_hung';
+SELECT convert_from(trialvault.open_document($PHI), 'UTF8');
+SQL
+)
+ms=$((($(date +%s%N) - start) / 1000000))
+like "$out" "ERROR: +55000: the trialvault log writer did not confirm the record within 700 ms" \
+	"7: with the writer stopped (SIGSTOP), open_document gives up after trialvault.log_timeout"
+check "7: no plaintext" no_plain "$out"
+check "7: it gave up in time (${ms} ms, at most 5000)" [ "$ms" -lt 5000 ]
+kill -CONT "$wpid"
+out=$(run s7_resumed alice <<SQL
+SELECT convert_from(trialvault.open_document($PHI), 'UTF8');
+SQL
+)
+like "$out" "$PLAIN" "7: once the writer runs again, opening works"
+is "$(logrows s7_resumed)" "true:site_staff:alice:$PHI" "7: and is logged"
+is "$(logrows s7_hung)" "true:site_staff:alice:$PHI" \
+	"7: the attempt that timed out is on record too (written once the writer resumed)"
+is "$(q $CL postgres "SELECT queued FROM trialvault.log_writer_status()")" 0 "7: the queue is empty again"
 
 check "the whole server log has no crash lines" \
 	[ "$(grep -cE 'terminated by signal|was terminated by exception' "$LOG" || true)" = 0 ]

@@ -16,6 +16,7 @@ OBJS = \
 	extension/xmlmeta.o \
 	extension/crypto.o \
 	extension/access.o \
+	extension/session.o \
 	worker/logwriter.o
 
 EXTENSION = trialvault

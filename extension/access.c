@@ -40,14 +40,6 @@
 
 #define TV_MAX_ARGS 8
 
-/* Saved state while running as the extension's owner. */
-typedef struct TvAsOwner
-{
-	Oid			save_userid;
-	int			save_sec;
-	int			save_nestlevel;
-} TvAsOwner;
-
 static Oid
 tv_owner(void)
 {
@@ -62,7 +54,7 @@ tv_owner(void)
 	return owner;
 }
 
-static void
+void
 tv_become_owner(TvAsOwner *s)
 {
 	GetUserIdAndSecContext(&s->save_userid, &s->save_sec);
@@ -73,7 +65,7 @@ tv_become_owner(TvAsOwner *s)
 							 true, 0, false);
 }
 
-static void
+void
 tv_restore_user(TvAsOwner *s)
 {
 	AtEOXact_GUC(true, s->save_nestlevel);
@@ -176,6 +168,13 @@ tv_refuse(int64 doc_id, const char *reason, const char *study,
 				 errmsg("document %lld cannot be decrypted: no usable key", (long long) doc_id),
 				 errdetail("%s.", problem),
 				 errhint("trialvault.key_status() shows the master keys this server holds.")));
+	if (strcmp(reason, "study_not_open") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to open document %lld", (long long) doc_id),
+				 errdetail("%s", problem),
+				 errhint("Call trialvault.open_study('%s') first. The attempt is recorded in the decryption log (reason \"%s\").",
+						 study, reason)));
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 			 errmsg("permission denied to open document %lld", (long long) doc_id),
@@ -204,6 +203,8 @@ tv_refusal_text(const char *reason, const char *study, const char *site)
 		return psprintf("The document belongs to site \"%s\", where you hold no role.", site);
 	if (strcmp(reason, "emergency_not_authorized") == 0)
 		return "Emergency access needs membership in role trialvault_emergency.";
+	if (strcmp(reason, "study_not_open") == 0)
+		return psprintf("Document is in study \"%s\", which this session has not opened.", study);
 	if (strcmp(reason, "emergency_reason_missing") == 0)
 		return "Emergency access needs a reason of at least three words.";
 	return psprintf("Your roles in study \"%s\" do not entitle you to this document.", study);
@@ -217,8 +218,24 @@ tv_spi_text(int col, bool *isnull)
 	return *isnull ? NULL : TextDatumGetCString(d);
 }
 
-/* The decision query, planned once per backend. */
+/* The decision queries, planned once per backend. */
+static SPIPlanPtr grant_plan = NULL;
 static SPIPlanPtr decision_plan = NULL;
+
+SPIPlanPtr
+tv_kept_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
+{
+	if (*slot == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		*slot = plan;
+	}
+	return *slot;
+}
 
 /*
  * Decide, decrypt, record, and only then return (or refuse).
@@ -288,22 +305,42 @@ tv_open(FunctionCallInfo fcinfo, bool emergency)
 
 	tv_become_owner(&as);
 	SPI_connect();
-	if (decision_plan == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare("SELECT granted, reason, study, site, study_id, "
-									   "contains_phi, content, content_enc "
-									   "FROM trialvault._open_decision($1, $2, $3, $4)",
-									   4, types);
 
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		decision_plan = plan;
+	/*
+	 * The everyday rules first (a small plan); the full decision only when
+	 * they do not grant access, or in an emergency.
+	 */
+	if (!emergency)
+	{
+		Oid			gtypes[2] = {INT8OID, NAMEOID};
+		bool		found;
+		bool		reason_null;
+
+		if (SPI_execute_plan(tv_kept_plan(&grant_plan,
+										  "SELECT true, reason, study, site, study_id, "
+										  "contains_phi, content, content_enc, found "
+										  "FROM trialvault._open_grant($1, $2)",
+										  2, gtypes),
+							 values, nulls, false, 1) != SPI_OK_SELECT ||
+			SPI_processed != 1)
+			elog(ERROR, "trialvault._open_grant returned no row");
+		found = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 9, &isnull));
+		(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &reason_null);
+		if (!found || reason_null)
+			SPI_freetuptable(SPI_tuptable);
+		else
+			goto decided;
 	}
-	if (SPI_execute_plan(decision_plan, values, nulls, false, 1) != SPI_OK_SELECT ||
+	if (SPI_execute_plan(tv_kept_plan(&decision_plan,
+									  "SELECT granted, reason, study, site, study_id, "
+									  "contains_phi, content, content_enc "
+									  "FROM trialvault._open_decision($1, $2, $3, $4)",
+									  4, types),
+						 values, nulls, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "trialvault._open_decision returned no row");
 
+decided:
 	granted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	reason = tv_spi_text(2, &isnull);
 	study = tv_spi_text(3, &isnull);
@@ -352,6 +389,20 @@ tv_open(FunctionCallInfo fcinfo, bool emergency)
 				MemoryContextSwitchTo(old);
 			}
 		}
+	}
+	/*
+	 * One study at a time: outside emergencies, a document opens only in the
+	 * study the session has opened (checked after the decision, so that
+	 * non-members are still told they are not members).
+	 */
+	if (granted && !emergency &&
+		(tv_session_study_raw() == NULL || strcmp(tv_session_study_raw(), study) != 0))
+	{
+		granted = false;
+		reason = "study_not_open";
+		if (content)
+			pfree(content);
+		content = NULL;
 	}
 	rec.granted = granted;
 	strlcpy(rec.reason, reason ? reason : "", sizeof(rec.reason));

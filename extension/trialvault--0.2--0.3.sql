@@ -591,93 +591,78 @@ END
 $$;
 
 -- What open_document and emergency_open decide, for the C entry points.
+-- Plain SQL (not plpgsql), STABLE and set-returning, so that the planner
+-- inlines them into the caller's kept plans: the decision runs on every
+-- decryption, and a procedural version cost more than everything else on
+-- that path together.  _open_grant() is the common case (the document, the
+-- caller's roles, and the reason when one of the everyday rules grants
+-- access); _open_decision() builds on it and decides every case.
+CREATE FUNCTION trialvault._open_grant(p_doc bigint, p_requester name)
+	RETURNS TABLE (found boolean, study text, site text, doc_type text,
+				   contains_phi boolean, loaded_by name, study_id integer,
+				   content bytea, content_enc bytea, roles text[], reason text)
+	LANGUAGE sql STABLE AS $$
+SELECT d.doc_id IS NOT NULL, d.study, d.site, d.doc_type, d.contains_phi, d.loaded_by,
+	   d.study_id, d.content, d.content_enc, r.roles,
+	   CASE WHEN d.doc_id IS NULL OR r.roles = '{}' THEN NULL
+			WHEN d.loaded_by = p_requester THEN 'loader'
+			WHEN NOT d.contains_phi THEN 'no_phi'
+			WHEN d.site || ':site_staff' = ANY (r.roles) THEN 'site_staff'
+			WHEN d.site || ':investigator' = ANY (r.roles) THEN 'investigator'
+			WHEN d.doc_type = 'sae' AND '*:safety' = ANY (r.roles) THEN 'safety' END
+FROM (SELECT 1) one
+LEFT JOIN (SELECT doc.doc_id, doc.study, doc.site, doc.doc_type, doc.contains_phi,
+				  doc.loaded_by, doc.content, doc.content_enc, s.study_id
+		   FROM trialvault.documents doc
+		   JOIN trialvault.studies s ON s.code = doc.study
+		   WHERE doc.doc_id = p_doc) d ON true
+CROSS JOIN LATERAL (
+	SELECT coalesce(array_agg(coalesce(c.site, '*') || ':' || c.study_role), '{}') AS roles
+	FROM trialvault._current_roles(d.study, p_requester) c) r
+$$;
+
 CREATE FUNCTION trialvault._open_decision(p_doc bigint, p_requester name,
-	p_emergency boolean, p_reason text,
-	OUT granted boolean, OUT reason text, OUT study text, OUT site text,
-	OUT study_id integer, OUT contains_phi boolean, OUT content bytea,
-	OUT content_enc bytea)
-	LANGUAGE plpgsql AS $$
-DECLARE
-	d record;
-	roles text[];
-	mon text;
-BEGIN
-	granted := false;
-	SELECT doc.study, doc.site, doc.doc_type, doc.contains_phi, doc.loaded_by, s.study_id
-		INTO d
-		FROM trialvault.documents doc JOIN trialvault.studies s ON s.code = doc.study
-		WHERE doc.doc_id = p_doc;
-	IF NOT FOUND THEN
-		reason := 'no_such_document';
-		RETURN;
-	END IF;
-	study := d.study;
-	site := d.site;
-	study_id := d.study_id;
-	contains_phi := d.contains_phi;
-
-	IF p_emergency THEN
-		IF NOT pg_has_role(p_requester, 'trialvault_emergency', 'MEMBER') THEN
-			reason := 'emergency_not_authorized';
-		ELSIF array_length(regexp_split_to_array(btrim(coalesce(p_reason, '')), '\s+'), 1) < 3
-			  OR length(btrim(p_reason)) < 12 THEN
-			reason := 'emergency_reason_missing';
-		ELSE
-			granted := true;
-			reason := 'emergency';
-		END IF;
-	ELSE
-		SELECT coalesce(array_agg(coalesce(c.site, '*') || ':' || c.study_role), '{}')
-			INTO roles FROM trialvault._current_roles(d.study, p_requester) c;
-		IF '*:monitor' = ANY (roles) THEN
-			mon := trialvault._monitor_state(d.study, d.site, p_requester,
+	p_emergency boolean, p_reason text)
+	RETURNS TABLE (granted boolean, reason text, study text, site text,
+				   study_id integer, contains_phi boolean, content bytea,
+				   content_enc bytea)
+	LANGUAGE sql STABLE AS $$
+SELECT x.reason IN ('loader', 'no_phi', 'site_staff', 'investigator', 'safety', 'monitor', 'emergency'),
+	   x.reason, g.study, g.site, g.study_id, g.contains_phi,
+	   CASE WHEN x.reason IN ('loader', 'no_phi', 'site_staff', 'investigator', 'safety', 'monitor', 'emergency')
+			THEN g.content END,
+	   CASE WHEN x.reason IN ('loader', 'no_phi', 'site_staff', 'investigator', 'safety', 'monitor', 'emergency')
+			THEN g.content_enc END
+FROM trialvault._open_grant(p_doc, p_requester) g
+CROSS JOIN LATERAL (
+	SELECT CASE
+	WHEN NOT g.found THEN 'no_such_document'
+	WHEN p_emergency THEN
+		CASE WHEN NOT pg_has_role(p_requester, 'trialvault_emergency', 'MEMBER')
+				THEN 'emergency_not_authorized'
+			 WHEN coalesce(array_length(regexp_split_to_array(btrim(coalesce(p_reason, '')), '\s+'), 1), 0) < 3
+				  OR length(btrim(coalesce(p_reason, ''))) < 12
+				THEN 'emergency_reason_missing'
+			 ELSE 'emergency' END
+	WHEN g.roles = '{}' THEN
+		CASE WHEN EXISTS (SELECT 1 FROM trialvault.memberships m
+						  WHERE m.study = g.study AND m.member = p_requester)
+			 THEN 'membership_revoked' ELSE 'not_a_member' END
+	WHEN g.reason IS NOT NULL THEN g.reason
+	WHEN '*:monitor' = ANY (g.roles) THEN
+		(SELECT CASE mon.state WHEN 'valid' THEN 'monitor'
+							   WHEN 'expired' THEN 'monitor_authorization_expired'
+							   WHEN 'revoked' THEN 'monitor_authorization_revoked'
+							   ELSE 'monitor_not_authorized' END
+		 FROM trialvault._monitor_state(g.study, g.site, p_requester,
 				(SELECT max(m.changed_at) FROM trialvault.memberships m
-				 WHERE m.study = d.study AND m.member = p_requester
-				   AND m.study_role = 'monitor' AND m.granted));
-		END IF;
-		IF roles = '{}' THEN
-			reason := CASE WHEN EXISTS (SELECT 1 FROM trialvault.memberships m
-										WHERE m.study = d.study AND m.member = p_requester)
-						   THEN 'membership_revoked' ELSE 'not_a_member' END;
-		ELSIF d.loaded_by = p_requester THEN
-			granted := true;
-			reason := 'loader';
-		ELSIF NOT d.contains_phi THEN
-			granted := true;
-			reason := 'no_phi';
-		ELSIF d.site || ':site_staff' = ANY (roles) THEN
-			granted := true;
-			reason := 'site_staff';
-		ELSIF d.site || ':investigator' = ANY (roles) THEN
-			granted := true;
-			reason := 'investigator';
-		ELSIF d.doc_type = 'sae' AND '*:safety' = ANY (roles) THEN
-			granted := true;
-			reason := 'safety';
-		ELSIF mon = 'valid' THEN
-			granted := true;
-			reason := 'monitor';
-		ELSIF mon IN ('expired', 'revoked') THEN
-			reason := 'monitor_authorization_' || mon;
-		ELSIF mon = 'none' THEN
-			reason := 'monitor_not_authorized';
-		ELSIF '*:sponsor' = ANY (roles) AND roles <@ ARRAY['*:sponsor', '*:auditor'] THEN
-			reason := 'sponsor_no_phi';
-		ELSIF roles <@ ARRAY['*:auditor'] THEN
-			reason := 'auditor_no_phi';
-		ELSIF EXISTS (SELECT 1 FROM unnest(roles) r
-					  WHERE r LIKE '%:site_staff' OR r LIKE '%:investigator') THEN
-			reason := 'other_site';
-		ELSE
-			reason := 'not_entitled';
-		END IF;
-	END IF;
-
-	IF granted THEN
-		SELECT doc.content, doc.content_enc INTO content, content_enc
-			FROM trialvault.documents doc WHERE doc.doc_id = p_doc;
-	END IF;
-END
+				 WHERE m.study = g.study AND m.member = p_requester
+				   AND m.study_role = 'monitor' AND m.granted)) mon(state))
+	WHEN '*:sponsor' = ANY (g.roles) AND g.roles <@ ARRAY['*:sponsor', '*:auditor'] THEN 'sponsor_no_phi'
+	WHEN g.roles <@ ARRAY['*:auditor'] THEN 'auditor_no_phi'
+	WHEN EXISTS (SELECT 1 FROM unnest(g.roles) e
+				 WHERE e LIKE '%:site_staff' OR e LIKE '%:investigator') THEN 'other_site'
+	ELSE 'not_entitled' END AS reason) x
 $$;
 
 DO $$
@@ -692,7 +677,7 @@ BEGIN
 								 '_check_role_args', '_grant_role', '_revoke_role',
 								 '_require_investigator', '_authorize_monitor', '_revoke_monitor',
 								 '_rotate_study_key', '_rewrap_data_keys', '_load_document',
-								 '_open_decision')
+								 '_open_grant', '_open_decision')
 	LOOP
 		EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
 		IF obj_description(f, 'pg_proc') IS NULL THEN

@@ -17,6 +17,7 @@
  *	crypto.c		master key, per-study data keys, field encryption
  *	access.c		management functions that know their caller;
  *					open_document and emergency_open
+ *	session.c		the session's open study and the scope the views filter by
  *	../worker/logwriter.c	the log writer background worker and its queue
  *
  *-------------------------------------------------------------------------
@@ -30,6 +31,7 @@
 
 #include "access/htup.h"
 #include "access/tupdesc.h"
+#include "fmgr.h"
 #include "executor/tuptable.h"
 #include "utils/relcache.h"
 #include "utils/timestamp.h"
@@ -139,6 +141,23 @@ extern void tv_log_init(void);
 extern void tv_log_context(TvLogRecord *rec);
 extern void tv_log_require_writer(void);
 extern void tv_log_submit(const TvLogRecord *rec);
+
+/* access.c: running as the extension's owner, for the real caller */
+typedef struct TvAsOwner
+{
+	Oid			save_userid;
+	int			save_sec;
+	int			save_nestlevel;
+} TvAsOwner;
+
+extern void tv_become_owner(TvAsOwner *s);
+extern void tv_restore_user(TvAsOwner *s);
+extern Datum tv_call_as_owner(PG_FUNCTION_ARGS);
+extern struct _SPI_plan *tv_kept_plan(struct _SPI_plan **slot, const char *sql,
+									  int nargs, Oid *types);
+
+/* session.c */
+extern const char *tv_session_study_raw(void);
 
 /* guard.c */
 extern void tv_guard_init(void);

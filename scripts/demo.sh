@@ -186,8 +186,11 @@ RESET ROLE;
 SELECT doc_id, doc_type, content IS NOT NULL AS plaintext_stored, length(content_enc) AS ciphertext_bytes,
 	encode(substr(content_enc, 1, 11), 'hex') AS header_magic_format_study_keyversion
 	FROM trialvault.documents;
-\echo '   Who may read it: Ana (loader), yes; Ben (other site) and the sponsor, no; the monitor only once authorized.'
+\echo '   Applications work in one study at a time: nothing opens until the session opens the study.'
 SET ROLE ana;
+SELECT demo_try('SELECT trialvault.open_document(1)') AS before_open_study;
+SELECT trialvault.current_study() AS open_study FROM (SELECT trialvault.open_study('CARDIO-3')) opened;
+\echo '   Who may read it: Ana (loader), yes; Ben (other site) and the sponsor, no; the monitor only once authorized.'
 SELECT convert_from(trialvault.open_document(1), 'UTF8') AS ana_reads;
 SET ROLE ben;
 SELECT demo_try('SELECT trialvault.open_document(1)') AS ben_tries;

@@ -150,8 +150,10 @@ SELECT doc_id, contains_phi, content IS NULL AS no_plain_content,
 	   content_sha256 = sha256(convert_to('scan with PHI', 'UTF8')) AS fingerprint_of_plaintext
 	FROM trialvault.documents ORDER BY doc_id;
 
--- open_document / emergency_open
+-- open_document / emergency_open: only in the session's open study.
 SET ROLE regress_tv_staff;
+SELECT pg_temp.try(format('SELECT trialvault.open_document(%s)', :phi_doc));
+SELECT trialvault.open_study('REG-1');
 SELECT convert_from(trialvault.open_document(:phi_doc), 'UTF8') AS opened;
 SELECT stmt, pg_temp.try(stmt) FROM (VALUES
 	('SELECT trialvault.open_document(NULL)'),

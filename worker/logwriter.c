@@ -41,7 +41,9 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "tcop/tcopprot.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -394,11 +396,24 @@ tv_logwriter_exit(int code, Datum arg)
 	LWLockRelease(tv_queue->lock);
 }
 
+/*
+ * Decryption records arrive in bursts: a run of them is inserted by one
+ * statement over arrays, so the executor starts once per batch, not once
+ * per record.  unnest() keeps the order, so log_id follows the queue (it is
+ * written unqualified because only the parser's special form takes several
+ * arrays; the writer's search_path is pg_catalog).
+ */
 static const char *tv_decryption_insert =
 "INSERT INTO trialvault.decryption_log "
 "(doc_id, study, site, requester, session_user_name, requested_at, granted, "
 " reason, emergency, emergency_reason, client_addr, application_name, backend_pid) "
-"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::pg_catalog.inet, $12, $13)";
+"SELECT d, st, si, rq, su, ra, g, re, em, er, ca::pg_catalog.inet, an, bp "
+"FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
+"  AS u(d, st, si, rq, su, ra, g, re, em, er, ca, an, bp)";
+
+#define TV_DCOLS 13
+static const Oid tv_dtypes[TV_DCOLS] = {INT8OID, TEXTOID, TEXTOID, NAMEOID, NAMEOID,
+	TIMESTAMPTZOID, BOOLOID, TEXTOID, BOOLOID, TEXTOID, TEXTOID, TEXTOID, INT4OID};
 
 static const char *tv_audit_insert =
 "INSERT INTO trialvault.audit_events "
@@ -418,86 +433,208 @@ tv_text_or_null(const char *s, char *isnull)
 	return CStringGetTextDatum(s);
 }
 
-static void
-tv_write_record(const TvLogRecord *r, SPIPlanPtr dplan, SPIPlanPtr aplan)
+/* Column c of a decryption record, as the decryption_log insert takes it. */
+static Datum
+tv_decryption_column(const TvLogRecord *r, int c, bool *isnull)
 {
-	Datum		v[13];
-	char		n[14];
+	char		n = ' ';
+	Datum		d = (Datum) 0;
+
+	switch (c)
+	{
+		case 0:
+			d = Int64GetDatum(r->doc_id);
+			n = r->has_doc ? ' ' : 'n';
+			break;
+		case 1:
+			d = tv_text_or_null(r->study, &n);
+			break;
+		case 2:
+			d = tv_text_or_null(r->site, &n);
+			break;
+		case 3:
+			d = PointerGetDatum(r->requester);	/* NAMEDATALEN, zero-filled */
+			break;
+		case 4:
+			d = PointerGetDatum(r->session_user);
+			break;
+		case 5:
+			d = TimestampTzGetDatum(r->at);
+			break;
+		case 6:
+			d = BoolGetDatum(r->granted);
+			break;
+		case 7:
+			d = tv_text_or_null(r->reason, &n);
+			break;
+		case 8:
+			d = BoolGetDatum(r->emergency);
+			break;
+		case 9:
+			d = tv_text_or_null(r->detail, &n);
+			break;
+		case 10:
+			d = tv_text_or_null(r->client_addr, &n);
+			break;
+		case 11:
+			d = tv_text_or_null(r->application_name, &n);
+			break;
+		case 12:
+			d = Int32GetDatum(r->pid);
+			break;
+	}
+	*isnull = (n == 'n');
+	return d;
+}
+
+/* Insert a run of decryption records with one statement. */
+static void
+tv_write_decryptions(const TvLogRecord *recs, int n, SPIPlanPtr plan)
+{
+	Datum		args[TV_DCOLS];
+	Datum	   *elems = palloc(sizeof(Datum) * n);
+	bool	   *nulls = palloc(sizeof(bool) * n);
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	int			c;
+	int			i;
+	int			ret;
+
+	for (c = 0; c < TV_DCOLS; c++)
+	{
+		int16		typlen;
+		bool		byval;
+		char		align;
+
+		for (i = 0; i < n; i++)
+			elems[i] = tv_decryption_column(&recs[i], c, &nulls[i]);
+		get_typlenbyvalalign(tv_dtypes[c], &typlen, &byval, &align);
+		args[c] = PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs,
+													 tv_dtypes[c], typlen, byval, align));
+	}
+	ret = SPI_execute_plan(plan, args, NULL, false, 0);
+	if (ret != SPI_OK_INSERT || SPI_processed != (uint64) n)
+		elog(ERROR, "log writer insert failed: %s", SPI_result_code_string(ret));
+}
+
+static void
+tv_write_audit(const TvLogRecord *r, SPIPlanPtr plan)
+{
+	Datum		v[11];
+	char		n[12];
 	int			ret;
 
 	memset(n, ' ', sizeof(n));
-	n[13] = '\0';
-	if (r->kind == TV_LOG_DECRYPTION)
-	{
-		v[0] = Int64GetDatum(r->doc_id);
-		n[0] = r->has_doc ? ' ' : 'n';
-		v[1] = tv_text_or_null(r->study, &n[1]);
-		v[2] = tv_text_or_null(r->site, &n[2]);
-		v[3] = CStringGetDatum(r->requester);
-		v[4] = CStringGetDatum(r->session_user);
-		v[5] = TimestampTzGetDatum(r->at);
-		v[6] = BoolGetDatum(r->granted);
-		v[7] = tv_text_or_null(r->reason, &n[7]);
-		v[8] = BoolGetDatum(r->emergency);
-		v[9] = tv_text_or_null(r->detail, &n[9]);
-		v[10] = tv_text_or_null(r->client_addr, &n[10]);
-		v[11] = tv_text_or_null(r->application_name, &n[11]);
-		v[12] = Int32GetDatum(r->pid);
-		ret = SPI_execute_plan(dplan, v, n, false, 0);
-	}
-	else
-	{
-		v[0] = tv_text_or_null(r->reason, &n[0]);
-		v[1] = CStringGetDatum(r->requester);
-		v[2] = CStringGetDatum(r->session_user);
-		v[3] = TimestampTzGetDatum(r->at);
-		v[4] = tv_text_or_null(r->study, &n[4]);
-		v[5] = tv_text_or_null(r->site, &n[5]);
-		v[6] = Int64GetDatum(r->doc_id);
-		n[6] = r->has_doc ? ' ' : 'n';
-		v[7] = tv_text_or_null(r->detail, &n[7]);
-		v[8] = tv_text_or_null(r->client_addr, &n[8]);
-		v[9] = tv_text_or_null(r->application_name, &n[9]);
-		v[10] = Int32GetDatum(r->pid);
-		ret = SPI_execute_plan(aplan, v, n, false, 0);
-	}
+	n[11] = '\0';
+	v[0] = tv_text_or_null(r->reason, &n[0]);
+	v[1] = PointerGetDatum(r->requester);
+	v[2] = PointerGetDatum(r->session_user);
+	v[3] = TimestampTzGetDatum(r->at);
+	v[4] = tv_text_or_null(r->study, &n[4]);
+	v[5] = tv_text_or_null(r->site, &n[5]);
+	v[6] = Int64GetDatum(r->doc_id);
+	n[6] = r->has_doc ? ' ' : 'n';
+	v[7] = tv_text_or_null(r->detail, &n[7]);
+	v[8] = tv_text_or_null(r->client_addr, &n[8]);
+	v[9] = tv_text_or_null(r->application_name, &n[9]);
+	v[10] = Int32GetDatum(r->pid);
+	ret = SPI_execute_plan(plan, v, n, false, 0);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "log writer insert failed: %s", SPI_result_code_string(ret));
 }
 
-/* Write one batch in one transaction; true when committed. */
+static SPIPlanPtr dplan = NULL;
+static SPIPlanPtr aplan = NULL;
+
+static SPIPlanPtr
+tv_writer_plan(const char *sql, int nargs, Oid *types)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+	if (plan == NULL)
+		elog(ERROR, "could not prepare the log insert: %s",
+			 SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
+
+/*
+ * Take queued records, in queue order, into recs[n..]; returns the new count.
+ * They must be contiguous with those already taken (the writer is the only
+ * taker, so they are).
+ */
+static int
+tv_take(TvLogRecord *recs, int n)
+{
+	LWLockAcquire(tv_queue->lock, LW_EXCLUSIVE);
+	while (tv_queue->tail < tv_queue->head && n < TV_BATCH_MAX)
+	{
+		TvLogSlot  *slot = &tv_queue->slots[tv_queue->tail % tv_queue->nslots];
+
+		if (slot->state != TV_SLOT_QUEUED)
+			break;
+		slot->state = TV_SLOT_WRITING;
+		recs[n++] = slot->rec;
+		tv_queue->tail++;
+	}
+	LWLockRelease(tv_queue->lock);
+	return n;
+}
+
+/*
+ * Write a batch in one transaction; true when committed.  With "more", the
+ * records that arrived while the batch was being inserted join it before
+ * the commit (*n grows): one WAL flush then covers them too.
+ */
 static bool
-tv_write_batch(TvLogRecord *recs, int n, MemoryContext cxt, char *error, size_t errlen)
+tv_write_batch(TvLogRecord *recs, int *np, bool more, MemoryContext cxt,
+			   char *error, size_t errlen)
 {
 	volatile bool ok = false;
+	volatile int n = *np;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PG_TRY();
 	{
-		Oid			dtypes[13] = {INT8OID, TEXTOID, TEXTOID, NAMEOID, NAMEOID,
-			TIMESTAMPTZOID, BOOLOID, TEXTOID, BOOLOID, TEXTOID, TEXTOID,
-		TEXTOID, INT4OID};
 		Oid			atypes[11] = {TEXTOID, NAMEOID, NAMEOID, TIMESTAMPTZOID,
 			TEXTOID, TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, INT4OID};
-		SPIPlanPtr	dplan = NULL;
-		SPIPlanPtr	aplan = NULL;
 		int			i;
+		int			run;
 
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "writing trialvault log records");
-		for (i = 0; i < n; i++)
+
+		/*
+		 * Plans are kept for the writer's life (the plan cache replans them
+		 * if the tables change); preparing them for every batch cost as
+		 * much as the inserts.
+		 */
+		for (i = 0; i < n || (more && (n = tv_take(recs, n)) > i); i += run)
 		{
-			if (recs[i].kind == TV_LOG_DECRYPTION && dplan == NULL)
-				dplan = SPI_prepare(tv_decryption_insert, 13, dtypes);
-			else if (recs[i].kind != TV_LOG_DECRYPTION && aplan == NULL)
-				aplan = SPI_prepare(tv_audit_insert, 11, atypes);
-			if ((recs[i].kind == TV_LOG_DECRYPTION && dplan == NULL) ||
-				(recs[i].kind != TV_LOG_DECRYPTION && aplan == NULL))
-				elog(ERROR, "could not prepare the log insert: %s",
-					 SPI_result_code_string(SPI_result));
-			tv_write_record(&recs[i], dplan, aplan);
+			if (recs[i].kind == TV_LOG_DECRYPTION)
+			{
+				if (dplan == NULL)
+				{
+					Oid			types[TV_DCOLS];
+					int			c;
+
+					for (c = 0; c < TV_DCOLS; c++)
+						types[c] = get_array_type(tv_dtypes[c]);
+					dplan = tv_writer_plan(tv_decryption_insert, TV_DCOLS, types);
+				}
+				for (run = 1; i + run < n && recs[i + run].kind == TV_LOG_DECRYPTION; run++)
+					;
+				tv_write_decryptions(&recs[i], run, dplan);
+			}
+			else
+			{
+				if (aplan == NULL)
+					aplan = tv_writer_plan(tv_audit_insert, 11, atypes);
+				tv_write_audit(&recs[i], aplan);
+				run = 1;
+			}
 		}
 		SPI_finish();
 		PopActiveSnapshot();
@@ -519,6 +656,7 @@ tv_write_batch(TvLogRecord *recs, int n, MemoryContext cxt, char *error, size_t 
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
+	*np = n;
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return ok;
 }
@@ -571,21 +709,10 @@ tv_logwriter_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 
-		LWLockAcquire(tv_queue->lock, LW_EXCLUSIVE);
+		LWLockAcquire(tv_queue->lock, LW_SHARED);
 		from = tv_queue->tail;
-		to = from;
-		while (to < tv_queue->head && n < TV_BATCH_MAX)
-		{
-			TvLogSlot  *slot = &tv_queue->slots[to % tv_queue->nslots];
-
-			if (slot->state != TV_SLOT_QUEUED)
-				break;
-			slot->state = TV_SLOT_WRITING;
-			recs[n++] = slot->rec;
-			to++;
-		}
-		tv_queue->tail = to;
 		LWLockRelease(tv_queue->lock);
+		n = tv_take(recs, 0);
 
 		if (n == 0)
 		{
@@ -595,7 +722,8 @@ tv_logwriter_main(Datum arg)
 		}
 
 		MemoryContextReset(cxt);
-		ok = tv_write_batch(recs, n, cxt, error, sizeof(error));
+		ok = tv_write_batch(recs, &n, true, cxt, error, sizeof(error));
+		to = from + n;
 
 		/*
 		 * No CHECK_FOR_INTERRUPTS between the commit and here: a writer that
@@ -617,8 +745,10 @@ tv_logwriter_main(Datum arg)
 		 */
 		for (i = 0; i < n; i++)
 		{
+			int			one = 1;
+
 			MemoryContextReset(cxt);
-			ok = tv_write_batch(&recs[i], 1, cxt, error, sizeof(error));
+			ok = tv_write_batch(&recs[i], &one, false, cxt, error, sizeof(error));
 			LWLockAcquire(tv_queue->lock, LW_EXCLUSIVE);
 			tv_settle(from + i, from + i + 1, ok, ok ? "" : error);
 			tv_queue->batches++;

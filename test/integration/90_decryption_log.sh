@@ -72,9 +72,14 @@ is "$(q $CL postgres "SELECT convert_from(content, 'UTF8') FROM trialvault.docum
 
 # run APP USER SQL...: psql as USER with application_name APP, statements
 # from stdin, going on after errors; prints everything (stdout and stderr).
+# Each session first opens study S1 (open_document works only in the
+# session's open study).
 run() {
 	local app=$1 user=$2
-	PGAPPNAME=$app tv_psql $CL -d postgres -U "$user" -At -v ON_ERROR_STOP=0 \
+	{
+		printf '\\o /dev/null\nSELECT trialvault.open_study(%s);\n\\o\n' "'${OPEN_STUDY:-S1}'"
+		cat
+	} | PGAPPNAME=$app tv_psql $CL -d postgres -U "$user" -At -v ON_ERROR_STOP=0 \
 		-v VERBOSITY=verbose 2>&1 || true
 }
 
@@ -138,7 +143,7 @@ is "$(logrows s1_savepoint)" "true:no_phi:alice:$NOPHI" "1: a no-PHI open rolled
 # another session sees it while the caller's transaction is still open.
 sess_open $CL postgres holder
 check "1: a session opens the document in a transaction it keeps open" sess_run holder \
-	"SET ROLE alice; BEGIN; SELECT length(trialvault.open_document($PHI));"
+	"SET ROLE alice; SELECT trialvault.open_study('S1'); BEGIN; SELECT length(trialvault.open_document($PHI));"
 is "$(logrows sess_holder)" "true:site_staff:alice:$PHI" \
 	"1: the row is visible to others while the caller's transaction is open"
 is "$(q $CL postgres "SELECT session_user_name || ':' || backend_pid FROM trialvault.decryption_log
@@ -195,8 +200,11 @@ check "2: the server log shows the writer restarted" \
 # --- 3. crash right after a call returned ----------------------------------------
 
 set +e
-out=$(PGAPPNAME=s3_crash tv_psql $CL -d postgres -U alice -At -c \
-	"SELECT convert_from(trialvault.open_document($PHI), 'UTF8')" 2>&1)
+out=$(PGAPPNAME=s3_crash tv_psql $CL -d postgres -U alice -At 2>&1 <<SQL
+SELECT trialvault.open_study('S1') \\gset
+SELECT convert_from(trialvault.open_document($PHI), 'UTF8');
+SQL
+)
 rc=$?
 set -e
 tv_cluster_crash $CL
@@ -317,10 +325,16 @@ check "4: the plaintext is not in the server log" \
 
 work=$(tv_dir $CL)/pgbench
 mkdir -p "$work"
-echo "SELECT trialvault.open_document($PHI);" >"$work/open.sql"
+cat >"$work/open.sql" <<SQL
+\\if :opened = 0
+SELECT trialvault.open_study('S1');
+\\set opened 1
+\\endif
+SELECT trialvault.open_document($PHI);
+SQL
 read -r written0 batches0 <<<"$(q $CL postgres "SELECT written, batches FROM trialvault.log_writer_status()" | tr '|' ' ')"
 rows0=$(logcount "application_name = 'pgbench'")
-"$PGBIN/pgbench" -h "$(tv_dir $CL)" -p "$(tv_port $CL)" -U alice -n -c 8 -j 4 -t 250 \
+"$PGBIN/pgbench" -h "$(tv_dir $CL)" -p "$(tv_port $CL)" -U alice -n -D opened=0 -c 8 -j 4 -t 250 \
 	-f "$work/open.sql" postgres >"$work/pgbench.out" 2>&1 || {
 	sed 's/^/# /' "$work/pgbench.out"
 	not_ok "5: pgbench failed"
@@ -380,6 +394,7 @@ out=$(tv_psql $CL -d postgres -v VERBOSITY=verbose -At -v ON_ERROR_STOP=0 2>&1 <
 SET trialvault.log_timeout = 700;
 SET ROLE alice;
 SET application_name = 's7_hung';
+SELECT trialvault.open_study('S1') \\gset
 SELECT convert_from(trialvault.open_document($PHI), 'UTF8');
 SQL
 )

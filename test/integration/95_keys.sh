@@ -57,8 +57,19 @@ conf() {
 }
 
 # psql_out CL USER APP SQL: output and errors of one statement (verbose).
+# (open_document needs the document's study open in the session: psql_out
+# opens it first, looked up as the superuser.)
 psql_out() {
-	PGAPPNAME=$3 tv_psql "$1" -d postgres -U "$2" -At -v VERBOSITY=verbose -c "$4" 2>&1 || true
+	local study=""
+	if [[ $4 =~ open_document\(([0-9]+)\) ]]; then
+		study=$(q "$1" postgres "SELECT study FROM trialvault.documents WHERE doc_id = ${BASH_REMATCH[1]}" 2>/dev/null || true)
+	fi
+	if [ -n "$study" ]; then
+		printf '\\o /dev/null\nSELECT trialvault.open_study(%s);\n\\o\n%s;\n' "'$study'" "$4" |
+			PGAPPNAME=$3 tv_psql "$1" -d postgres -U "$2" -At -v VERBOSITY=verbose 2>&1 || true
+	else
+		PGAPPNAME=$3 tv_psql "$1" -d postgres -U "$2" -At -v VERBOSITY=verbose -c "$4" 2>&1 || true
+	fi
 }
 
 # absent_in FILE STRING: FILE does not contain STRING in any letter case.

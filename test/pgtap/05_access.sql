@@ -11,7 +11,7 @@
 -- SQLSTATE 42501, the message, the detail that says why, and the hint that
 -- names the logged reason code.
 BEGIN;
-SELECT plan(127);
+SELECT plan(130);
 
 -- ---------------------------------------------------------------------
 -- Helpers (rolled back with everything else)
@@ -219,6 +219,20 @@ SELECT is((SELECT count(*) FROM trialvault.documents WHERE study = tv05.study())
 	'exactly the five allowed loads are stored');
 SELECT is((SELECT d.content FROM trialvault.documents d WHERE d.doc_id = tv05.doc('proto') AND d.content_enc IS NULL),
 	tv05.body('proto'), 'a document without PHI is stored as it is');
+
+-- ---------------------------------------------------------------------
+-- One study at a time: nothing opens before the session opens the study
+-- (it stays open for the session, whichever member it acts as).
+-- ---------------------------------------------------------------------
+SET ROLE tv05_staff_a;
+SELECT throws_ok(format('SELECT trialvault.open_document(%s)', tv05.doc('src')),
+	'42501', format('permission denied to open document %s', tv05.doc('src')),
+	'open_document refuses before open_study, even the loader');
+RESET ROLE;
+SELECT is(tv05.logged('src', 'tv05_staff_a'), 'refused study_not_open tv05_staff_a S/A',
+	'logged: refused, study_not_open');
+SET ROLE tv05_staff_a;
+SELECT lives_ok(format('SELECT trialvault.open_study(%L)', tv05.study()), 'the loader opens the study');
 
 -- ---------------------------------------------------------------------
 -- Loader, site staff and investigator of the document's site; other site

@@ -23,7 +23,7 @@ EXTENSION = trialvault
 DATA = $(wildcard extension/trialvault--*.sql)
 SCRIPTS = scripts/trialvault-getkey
 
-REGRESS = protect guard bad_input verify xml access
+REGRESS = protect guard bad_input verify xml access views
 REGRESS_OPTS = --inputdir=.
 
 PG_CONFIG ?= pg_config

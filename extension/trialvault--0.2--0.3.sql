@@ -244,7 +244,7 @@ DECLARE
 BEGIN
 	SELECT s.study_id INTO id FROM trialvault.studies s WHERE s.code = _require_study.code;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'study "%" does not exist', code
+		RAISE EXCEPTION 'study "%" does not exist', left(code, 100)
 			USING ERRCODE = 'undefined_object',
 				  HINT = 'trialvault.create_study() creates studies.';
 	END IF;
@@ -260,7 +260,7 @@ BEGIN
 	PERFORM trialvault._require_study(study);
 	IF NOT EXISTS (SELECT 1 FROM trialvault.sites s
 				   WHERE s.study = _require_site.study AND s.site = _require_site.site) THEN
-		RAISE EXCEPTION 'site "%" of study "%" does not exist', site, study
+		RAISE EXCEPTION 'site "%" of study "%" does not exist', left(site, 100), left(study, 100)
 			USING ERRCODE = 'undefined_object',
 				  HINT = 'trialvault.add_site() adds sites.';
 	END IF;

@@ -227,6 +227,47 @@ SELECT log_id, requester, granted, reason FROM trialvault.decryption_log ORDER B
 SELECT pid IS NOT NULL AS running, written, batches FROM trialvault.log_writer_status();
 SELECT ok, rows_checked FROM trialvault.verify('trialvault.decryption_log');
 SQL
+say "9. Applications see one study at a time, through views that depend on who is asking."
+sql <<'SQL'
+\pset footer off
+SET client_min_messages = warning;
+CREATE ROLE aud LOGIN;      -- auditor
+SELECT trialvault.create_study('NEURO-1', 'Neurology study 1') AS other_study;
+SELECT count(trialvault.add_site('NEURO-1', '01', 'City Hospital')::text) AS sites_added;
+SELECT count(trialvault.grant_role(m, s, si, r)::text) AS roles_granted
+	FROM (VALUES ('ana', 'NEURO-1', '01', 'site_staff'), ('aud', 'CARDIO-3', NULL, 'auditor')) v(m, s, si, r);
+SET ROLE ana;
+\echo '   Ana has no rights on the tables themselves:'
+SELECT demo_try('SELECT count(*) FROM trialvault.documents') AS ana_reads_the_table;
+\echo '   With no study open the views are empty, and setting a parameter cannot open one:'
+SELECT trialvault.close_study();
+SELECT count(*) AS my_documents_with_no_study_open FROM trialvault.my_documents;
+SELECT demo_try('SET trialvault.study = ''CARDIO-3''') AS forged_setting;
+\echo '   Ana opens CARDIO-3: her site, her roles, and its documents (never their content):'
+SELECT trialvault.open_study('CARDIO-3');
+SELECT site, name, my_roles, may_load, may_open FROM trialvault.my_sites;
+SELECT doc_id, site, doc_type, contains_phi, loaded_by, content_length FROM trialvault.my_documents;
+\echo '   Opening NEURO-1 instead closes CARDIO-3:'
+SELECT trialvault.open_study('NEURO-1');
+SELECT trialvault.current_study(), (SELECT count(*) FROM trialvault.my_documents) AS documents;
+\echo '   The investigator reads who opened her site''s documents; the auditor reads the audit trail:'
+SET ROLE ines;
+SELECT trialvault.open_study('CARDIO-3');
+SELECT log_id, requester, granted, reason, emergency FROM trialvault.my_decryption_log ORDER BY log_id;
+SET ROLE aud;
+SELECT event, actor, site, detail FROM trialvault.audit_trail ORDER BY event_id DESC LIMIT 5;
+\echo '   Ana works in CARDIO-3; then her role there is revoked: her very next query sees nothing.'
+SET ROLE ana;
+SELECT trialvault.open_study('CARDIO-3');
+SELECT trialvault.current_study() AS ana_current_study, count(*) AS ana_documents FROM trialvault.my_documents;
+RESET ROLE;
+SELECT trialvault.revoke_role('ana', 'CARDIO-3', '01', 'site_staff');
+SET ROLE ana;
+SELECT trialvault.current_study() AS ana_current_study, count(*) AS ana_documents FROM trialvault.my_documents;
+SELECT demo_try('SELECT trialvault.open_study(''CARDIO-3'')') AS ana_reopens_cardio;
+RESET ROLE;
+SQL
+
 sql -c "SELECT pg_terminate_backend(pid) FROM trialvault.log_writer_status()" >/dev/null
 sleep 0.5
 say "   The log writer is stopped: nothing is decrypted while nothing can be put on record."
@@ -254,6 +295,9 @@ cat <<'EOF2'
     safety for SAEs, anyone in the study for documents without PHI; break-glass with a reason),
     and every attempt is committed to the chained decryption log before anything is returned,
     even if the caller rolls back; with the log writer down, nothing is decrypted.
+  - Users have no rights on any table: they open one study at a time (not forgeable by a
+    setting) and see it through views that show what their role entitles them to, never
+    document content; a revocation takes effect on the next query.
 EOF2
 
 if [ -n "$KEEP" ]; then

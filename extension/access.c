@@ -259,6 +259,7 @@ tv_open(FunctionCallInfo fcinfo, bool emergency)
 	bool		contains_phi;
 	bytea	   *content = NULL;
 	const char *problem = NULL;
+	bool		decided = false;
 	MemoryContext outer = CurrentMemoryContext;
 
 	/* Fail closed before any work if nothing could be put on record. */
@@ -326,21 +327,20 @@ tv_open(FunctionCallInfo fcinfo, bool emergency)
 			elog(ERROR, "trialvault._open_grant returned no row");
 		found = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 9, &isnull));
 		(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &reason_null);
-		if (!found || reason_null)
+		decided = found && !reason_null;
+		if (!decided)
 			SPI_freetuptable(SPI_tuptable);
-		else
-			goto decided;
 	}
-	if (SPI_execute_plan(tv_kept_plan(&decision_plan,
-									  "SELECT granted, reason, study, site, study_id, "
-									  "contains_phi, content, content_enc "
-									  "FROM trialvault._open_decision($1, $2, $3, $4)",
-									  4, types),
-						 values, nulls, false, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
+	if (!decided &&
+		(SPI_execute_plan(tv_kept_plan(&decision_plan,
+									   "SELECT granted, reason, study, site, study_id, "
+									   "contains_phi, content, content_enc "
+									   "FROM trialvault._open_decision($1, $2, $3, $4)",
+									   4, types),
+						  values, nulls, false, 1) != SPI_OK_SELECT ||
+		 SPI_processed != 1))
 		elog(ERROR, "trialvault._open_decision returned no row");
 
-decided:
 	granted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	reason = tv_spi_text(2, &isnull);
 	study = tv_spi_text(3, &isnull);

@@ -300,6 +300,16 @@ BEGIN
 		RAISE EXCEPTION 'secured views of user tables cannot go into schema trialvault'
 			USING ERRCODE = 'invalid_schema_name';
 	END IF;
+	-- The view is created by the extension's owner, so check the caller's
+	-- own rights: CREATE on the schema ...
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = nsp) THEN
+		RAISE EXCEPTION 'schema "%" does not exist', nsp USING ERRCODE = 'invalid_schema_name';
+	END IF;
+	IF NOT has_schema_privilege(requester, nsp, 'CREATE') THEN
+		RAISE EXCEPTION 'permission denied to create a view in schema %', nsp
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('Role %s has no CREATE privilege on schema %s.', requester, nsp);
+	END IF;
 	SELECT c.oid INTO existing FROM pg_catalog.pg_class c
 		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 		WHERE n.nspname = nsp AND c.relname = vname;
@@ -309,6 +319,18 @@ BEGIN
 			RAISE EXCEPTION 'relation %.% exists and is not a secured view', nsp, vname
 				USING ERRCODE = 'duplicate_table',
 					  HINT = 'Choose another name; only views made by create_secured_view() are replaced.';
+		END IF;
+		-- ... and, to replace a secured view, ownership of the table it shows.
+		IF EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r
+				   JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
+					AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass
+				   JOIN pg_catalog.pg_class t ON t.oid = d.refobjid
+				   WHERE r.ev_class = existing AND t.oid <> existing
+					 AND t.relkind IN ('r', 'p')
+					 AND NOT pg_has_role(requester, t.relowner, 'USAGE')) THEN
+			RAISE EXCEPTION 'permission denied to replace secured view %.%', nsp, vname
+				USING ERRCODE = 'insufficient_privilege',
+					  DETAIL = 'It shows a table the caller does not own.';
 		END IF;
 		EXECUTE format('DROP VIEW %I.%I', nsp, vname);
 	END IF;
@@ -326,6 +348,10 @@ BEGIN
 				   format('Secured view of %s (trialvault.create_secured_view): rows of the open study the current user may see%s.',
 						  source, CASE WHEN hidden_columns IS NULL OR hidden_columns = '{}' THEN ''
 									   ELSE ', without ' || array_to_string(hidden_columns, ', ') END));
+	IF NOT has_schema_privilege('trialvault_user', nsp, 'USAGE') THEN
+		RAISE NOTICE 'members cannot reach %.% yet: trialvault_user has no USAGE on schema %', nsp, vname, nsp
+			USING HINT = format('GRANT USAGE ON SCHEMA %I TO trialvault_user;', nsp);
+	END IF;
 	PERFORM trialvault._audit('secured_view_created', requester, NULL, NULL, NULL,
 							  format('%I.%I of %s', nsp, vname, source));
 END

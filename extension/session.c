@@ -26,7 +26,7 @@
 
 #include "trialvault.h"
 
-static char *tv_session_study = NULL;
+static char *tv_opened_study = NULL;
 
 /* Kept plans, prepared on first use. */
 static SPIPlanPtr member_plan = NULL;
@@ -61,7 +61,7 @@ tv_still_member(const char *study, const char *requester)
 const char *
 tv_session_study_raw(void)
 {
-	return tv_session_study;
+	return tv_opened_study;
 }
 
 PG_FUNCTION_INFO_V1(tv_open_study);
@@ -78,9 +78,9 @@ tv_open_study(PG_FUNCTION_ARGS)
 
 	(void) tv_call_as_owner(fcinfo);
 	code = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	if (tv_session_study)
-		pfree(tv_session_study);
-	tv_session_study = MemoryContextStrdup(TopMemoryContext, code);
+	if (tv_opened_study)
+		pfree(tv_opened_study);
+	tv_opened_study = MemoryContextStrdup(TopMemoryContext, code);
 	PG_RETURN_VOID();
 }
 
@@ -90,9 +90,9 @@ PG_FUNCTION_INFO_V1(tv_close_study);
 Datum
 tv_close_study(PG_FUNCTION_ARGS)
 {
-	if (tv_session_study)
-		pfree(tv_session_study);
-	tv_session_study = NULL;
+	if (tv_opened_study)
+		pfree(tv_opened_study);
+	tv_opened_study = NULL;
 	PG_RETURN_VOID();
 }
 
@@ -109,17 +109,32 @@ tv_current_study(PG_FUNCTION_ARGS)
 	bool		ok;
 	char	   *requester;
 
-	if (tv_session_study == NULL)
+	if (tv_opened_study == NULL)
 		PG_RETURN_NULL();
 	requester = GetUserNameFromId(GetUserId(), false);
 	tv_become_owner(&as);
 	SPI_connect();
-	ok = tv_still_member(tv_session_study, requester);
+	ok = tv_still_member(tv_opened_study, requester);
 	SPI_finish();
 	tv_restore_user(&as);
 	if (!ok)
 		PG_RETURN_NULL();
-	PG_RETURN_TEXT_P(cstring_to_text(tv_session_study));
+	PG_RETURN_TEXT_P(cstring_to_text(tv_opened_study));
+}
+
+PG_FUNCTION_INFO_V1(tv_session_study);
+
+/*
+ * trialvault._session_study(): the opened study without the membership
+ * check.  Only for the views, which also filter by _session_scope(): that is
+ * empty for non-members, and checking once per query is enough.
+ */
+Datum
+tv_session_study(PG_FUNCTION_ARGS)
+{
+	if (tv_opened_study == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(tv_opened_study));
 }
 
 PG_FUNCTION_INFO_V1(tv_session_scope);
@@ -146,12 +161,12 @@ tv_session_scope(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("scope must not be NULL")));
-	if (tv_session_study == NULL)
+	if (tv_opened_study == NULL)
 		PG_RETURN_ARRAYTYPE_P(construct_empty_array(TEXTOID));
 
 	requester = GetUserNameFromId(GetUserId(), false);
 	values[0] = CStringGetDatum(requester);
-	values[1] = CStringGetTextDatum(tv_session_study);
+	values[1] = CStringGetTextDatum(tv_opened_study);
 	values[2] = PG_GETARG_DATUM(0);
 
 	tv_become_owner(&as);

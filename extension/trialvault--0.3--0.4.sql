@@ -116,17 +116,14 @@ BEGIN
 		IF roles && ARRAY['*:safety', '*:sponsor', '*:auditor'] THEN
 			RETURN ARRAY(SELECT s.site FROM trialvault.sites s WHERE s.study = _scope.study);
 		END IF;
-		IF '*:monitor' = ANY (roles) THEN
-			SELECT max(m.changed_at) INTO mon_since FROM trialvault.memberships m
-				WHERE m.study = _scope.study AND m.member = requester
-				  AND m.study_role = 'monitor' AND m.granted;
-		END IF;
-		RETURN ARRAY(SELECT s.site FROM trialvault.sites s
-					 WHERE s.study = _scope.study
-					   AND (s.site || ':site_staff' = ANY (roles)
-							OR s.site || ':investigator' = ANY (roles)
-							OR (mon_since IS NOT NULL
-								AND trialvault._monitor_state(_scope.study, s.site, requester, mon_since) = 'valid')));
+		-- Sites of the caller's own site roles, plus those a monitor is
+		-- authorized for (a statement of its own, so that the common case
+		-- keeps a generic plan).
+		RETURN ARRAY(SELECT split_part(r, ':', 1) FROM unnest(roles) r
+					 WHERE split_part(r, ':', 2) IN ('site_staff', 'investigator'))
+			|| CASE WHEN '*:monitor' = ANY (roles)
+					THEN trialvault._scope(requester, study, 'monitor_sites')
+					ELSE '{}'::text[] END;
 	WHEN 'monitor_sites' THEN
 		IF NOT '*:monitor' = ANY (roles) THEN
 			RETURN '{}';
@@ -157,6 +154,16 @@ COMMENT ON FUNCTION trialvault._scope(name, text, text) IS
 COMMENT ON FUNCTION trialvault._open_study(name, text) IS
 	'Internal: body of open_study(); checks the membership and records the event.';
 
+-- What the views filter by.  Written in the views as scalar subqueries, so
+-- that they run once per query whatever plan is chosen (as plain calls in a
+-- filter they would run once per row).
+CREATE FUNCTION trialvault._session_study() RETURNS text
+	LANGUAGE C STABLE AS 'MODULE_PATHNAME', 'tv_session_study';
+REVOKE ALL ON FUNCTION trialvault._session_study() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION trialvault._session_study() TO trialvault_user;
+COMMENT ON FUNCTION trialvault._session_study() IS
+	'Internal: the study open_study() opened, without the membership check; the views pair it with _session_scope(), which is empty for non-members.';
+
 CREATE FUNCTION trialvault._session_scope(what text) RETURNS text[]
 	LANGUAGE C STABLE AS 'MODULE_PATHNAME', 'tv_session_scope';
 REVOKE ALL ON FUNCTION trialvault._session_scope(text) FROM PUBLIC;
@@ -175,8 +182,8 @@ CREATE VIEW trialvault.my_documents WITH (security_barrier) AS
 		   d.metadata_schema, d.metadata_schema_version, d.metadata_sha256,
 		   d.loaded_by, d.loaded_at, d.content_length, d.content_sha256
 	FROM trialvault.documents d
-	WHERE d.study = trialvault.current_study()
-	  AND d.site = ANY (trialvault._session_scope('documents'));
+	WHERE d.study = (SELECT trialvault._session_study())
+	  AND d.site = ANY ((SELECT trialvault._session_scope('documents'))::text[]);
 COMMENT ON VIEW trialvault.my_documents IS
 	'Documents of the open study the current user may see (site staff and investigators: their sites; monitors: sites they are authorized for now; safety, sponsor, auditor: all sites). Metadata and fingerprints only, never content.';
 
@@ -195,7 +202,7 @@ CREATE VIEW trialvault.my_sites WITH (security_barrier) AS
 		 (SELECT trialvault._session_scope('role_entries') AS entries,
 				 trialvault._session_scope('documents') AS doc_sites,
 				 trialvault._session_scope('monitor_sites') AS monitor_sites) x
-	WHERE s.study = trialvault.current_study()
+	WHERE s.study = (SELECT trialvault._session_study())
 	  AND s.site = ANY (x.doc_sites);
 COMMENT ON VIEW trialvault.my_sites IS
 	'Sites of the open study whose documents the current user may list, with their roles there, whether they may load documents, and what they may open.';
@@ -215,7 +222,7 @@ CREATE VIEW trialvault.my_decryption_log WITH (security_barrier) AS
 	FROM trialvault.decryption_log l,
 		 (SELECT trialvault._session_scope('log_sites') AS log_sites,
 				 trialvault._session_scope('roles') AS roles) x
-	WHERE l.study = trialvault.current_study()
+	WHERE l.study = (SELECT trialvault._session_study())
 	  AND (l.site = ANY (x.log_sites)
 		   OR (l.requester = current_user AND 'monitor' = ANY (x.roles)));
 COMMENT ON VIEW trialvault.my_decryption_log IS
@@ -226,8 +233,8 @@ CREATE VIEW trialvault.audit_trail WITH (security_barrier) AS
 		   e.study, e.site, e.doc_id, e.detail, e.client_addr, e.application_name,
 		   e.backend_pid, e.logged_at
 	FROM trialvault.audit_events e
-	WHERE e.study = trialvault.current_study()
-	  AND 'auditor' = ANY (trialvault._session_scope('roles'));
+	WHERE e.study = (SELECT trialvault._session_study())
+	  AND 'auditor' = ANY ((SELECT trialvault._session_scope('roles'))::text[]);
 COMMENT ON VIEW trialvault.audit_trail IS
 	'The audit trail of the open study, for its auditors: study, site, role, authorization, key, document and refusal events.';
 
@@ -339,8 +346,8 @@ BEGIN
 		WHERE a.attrelid = source AND a.attnum > 0 AND NOT a.attisdropped
 		  AND NOT (a.attname = ANY (coalesce(hidden_columns, '{}')));
 	EXECUTE format('CREATE VIEW %I.%I WITH (security_barrier) AS SELECT %s FROM %s t '
-				   'WHERE t.%I = trialvault.current_study() '
-				   'AND t.%I = ANY (trialvault._session_scope(''documents''))',
+				   'WHERE t.%I = (SELECT trialvault._session_study()) '
+				   'AND t.%I = ANY ((SELECT trialvault._session_scope(''documents''))::text[])',
 				   nsp, vname, cols, source, study_column, site_column);
 	EXECUTE format('REVOKE ALL ON %I.%I FROM PUBLIC', nsp, vname);
 	EXECUTE format('GRANT SELECT ON %I.%I TO trialvault_user', nsp, vname);

@@ -48,3 +48,7 @@ test-all:
 bench:
 	bash bench/insert_bench.sh
 	bash bench/verify_bench.sh
+	bash bench/xml_bench.sh
+	bash bench/crypto_bench.sh
+	bash bench/open_bench.sh
+	bash bench/views_bench.sh

@@ -32,7 +32,10 @@
 #      with 55000 naming the database the log writer serves;
 #   7. a hung log writer (SIGSTOP): open_document gives up after
 #      trialvault.log_timeout with 55000 and no plaintext; the attempt is
-#      written once the writer resumes, and opening works again.
+#      written once the writer resumes, and opening works again;
+#   8. a full queue (16 slots, writer stopped, 20 callers): 16 time out
+#      waiting for the writer, 4 are refused for a full queue (53400), none
+#      gets plaintext; after the writer resumes the queue drains.
 set -euo pipefail
 source "$(dirname "$0")/../lib/cluster.sh"
 source "$(dirname "$0")/lib/helpers.sh"
@@ -413,6 +416,42 @@ is "$(logrows s7_resumed)" "true:site_staff:alice:$PHI" "7: and is logged"
 is "$(logrows s7_hung)" "true:site_staff:alice:$PHI" \
 	"7: the attempt that timed out is on record too (written once the writer resumed)"
 is "$(q $CL postgres "SELECT queued FROM trialvault.log_writer_status()")" 0 "7: the queue is empty again"
+
+# --- 8. a full queue ------------------------------------------------------------------
+
+tv_cluster_stop $CL
+echo "trialvault.log_queue_size = 16" >>"$(tv_dir $CL)/data/postgresql.conf"
+tv_cluster_restart $CL
+check "8: the writer is back after the restart with 16 queue slots" wait_until "writer" 30 writer_up
+is "$(q $CL postgres "SELECT queue_size FROM trialvault.log_writer_status()")" 16 "8: log_writer_status shows 16 slots"
+wpid=$(writer_pid)
+rows_before=$(logcount)
+kill -STOP "$wpid"
+qdir=$(tv_dir $CL)/queue
+mkdir -p "$qdir"
+for i in $(seq 1 20); do
+	tv_psql $CL -d postgres -v VERBOSITY=verbose -At -v ON_ERROR_STOP=0 >"$qdir/$i.out" 2>&1 <<SQL &
+SET trialvault.log_timeout = 1500;
+SET application_name = 's8_full';
+SET ROLE alice;
+SELECT trialvault.open_study('S1') \\gset
+SELECT convert_from(trialvault.open_document($PHI), 'UTF8');
+SQL
+done
+wait
+unconfirmed=$(grep -l "did not confirm the record within 1500 ms" "$qdir"/*.out | wc -l)
+full=$(grep -l "53400: the trialvault log queue stayed full for 1500 ms" "$qdir"/*.out | wc -l)
+is "$unconfirmed:$full" "16:4" "8: with the writer stopped, 16 callers fill the queue and time out, 4 find it full (53400)"
+check "8: none of the 20 got plaintext" bash -c "! grep -qF '$PLAIN' $qdir/*.out"
+kill -CONT "$wpid"
+check "8: once the writer runs again the queue drains" wait_until "queue to drain" 30 \
+	bash -c "[ \"\$(PGHOST=$(tv_dir $CL) PGPORT=$(tv_port $CL) $PGBIN/psql -X -U postgres -d postgres -At -c 'SELECT queued FROM trialvault.log_writer_status()')\" = 0 ]"
+is "$(logcount "application_name = 's8_full'")" 16 "8: the 16 queued attempts are on record, the 4 refused for a full queue are not"
+out=$(run s8_after alice <<SQL
+SELECT convert_from(trialvault.open_document($PHI), 'UTF8');
+SQL
+)
+like "$out" "$PLAIN" "8: and opening works again"
 
 check "the whole server log has no crash lines" \
 	[ "$(grep -cE 'terminated by signal|was terminated by exception' "$LOG" || true)" = 0 ]

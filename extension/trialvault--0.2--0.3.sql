@@ -272,12 +272,17 @@ COMMENT ON FUNCTION trialvault._require_site(text, text) IS
 CREATE FUNCTION trialvault._current_roles(study text, member name)
 	RETURNS TABLE (site text, study_role text)
 	LANGUAGE sql STABLE AS $$
-	SELECT e.site, e.study_role
-	FROM (SELECT DISTINCT ON (m.site, m.study_role) m.site, m.study_role, m.granted
-		  FROM trialvault.memberships m
-		  WHERE m.study = $1 AND m.member = $2
-		  ORDER BY m.site, m.study_role, m.event_id DESC) e
-	WHERE e.granted
+	-- A grant no later event of the same (site, role) has overridden.  An
+	-- anti-join rather than DISTINCT ON: it runs on every decryption and
+	-- every view query, and needs no sort.
+	SELECT m.site, m.study_role
+	FROM trialvault.memberships m
+	WHERE m.study = $1 AND m.member = $2 AND m.granted
+	  AND NOT EXISTS (SELECT 1 FROM trialvault.memberships l
+					  WHERE l.study = m.study AND l.member = m.member
+						AND l.study_role = m.study_role
+						AND l.site IS NOT DISTINCT FROM m.site
+						AND l.event_id > m.event_id)
 $$;
 COMMENT ON FUNCTION trialvault._current_roles(text, name) IS
 	'Internal: the roles a member holds now in a study (site NULL for study-wide roles).';

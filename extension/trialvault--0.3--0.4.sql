@@ -373,3 +373,46 @@ CREATE FUNCTION trialvault.create_secured_view(view_name text, source regclass,
 	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_call_as_owner';
 COMMENT ON FUNCTION trialvault.create_secured_view(text, regclass, name, name, name[]) IS
 	'Creates (or recreates, after the table gained columns) a security_barrier view of a protected table with the entitlements of my_documents, without the hidden columns, owned by the extension owner and granted to trialvault_user. Only the table''s owner may call it.';
+
+-- ---------------------------------------------------------------------
+-- XML metadata: PHI screening in one pass in C (element, attribute, name
+-- and pattern rules); XPath rules stay with xpath_exists.  Same results as
+-- 0.2's join of every node with every rule, at a fraction of the cost.
+-- ---------------------------------------------------------------------
+
+CREATE FUNCTION trialvault._screen_nodes(doc xml, rule_names text[], kinds text[],
+	exprs text[])
+	RETURNS TABLE (rule_name text, kind text, path text)
+	LANGUAGE C STABLE
+	AS 'MODULE_PATHNAME', 'tv_screen_nodes';
+REVOKE ALL ON FUNCTION trialvault._screen_nodes(xml, text[], text[], text[]) FROM PUBLIC;
+COMMENT ON FUNCTION trialvault._screen_nodes(xml, text[], text[], text[]) IS
+	'Internal: the element, attribute, name and pattern rules (given as parallel arrays) that match the metadata, with where.';
+
+CREATE OR REPLACE FUNCTION trialvault.screen_metadata(study text, doc xml)
+	RETURNS TABLE (rule_name text, kind text, path text)
+	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	names text[];
+	kinds text[];
+	exprs text[];
+BEGIN
+	PERFORM trialvault._require_args('screen_metadata', study, doc::text);
+	SELECT coalesce(array_agg(r.rule_name), '{}'), coalesce(array_agg(r.kind), '{}'),
+		   coalesce(array_agg(r.expr), '{}')
+		INTO names, kinds, exprs
+		FROM trialvault.phi_rules_for(screen_metadata.study) r;
+	RETURN QUERY
+	SELECT DISTINCT s.rule_name, s.kind, s.path
+	FROM trialvault._screen_nodes(screen_metadata.doc, names, kinds, exprs) s
+	UNION
+	SELECT u.n, u.k, NULL
+	FROM unnest(names, kinds, exprs) AS u(n, k, e)
+	-- CASE, not AND: the regexes of pattern rules are no XPath and must never reach xpath_exists.
+	WHERE CASE WHEN u.k = 'xpath' THEN xpath_exists(u.e, screen_metadata.doc) ELSE false END
+	ORDER BY 1, 3;
+END
+$$;

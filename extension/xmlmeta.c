@@ -34,6 +34,7 @@
 #include <libxml/xpath.h>
 #include <libxml/xpathInternals.h>
 
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -43,6 +44,7 @@
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/datetime.h"
+#include "utils/formatting.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/xml.h"
@@ -256,6 +258,67 @@ compile_schema(PgXmlErrorContext *xcxt, xmltype *xsd, xmlDocPtr *xsddoc)
 	return schema;
 }
 
+/*
+ * Compiled schemas, kept per backend by the SHA-256 of the XSD text:
+ * compiling took longer than validating a typical document.  A registered
+ * XSD never changes (metadata_schemas is insert-only), and a different text
+ * is a different key, so entries never go stale; the oldest is dropped when
+ * the cache is full.
+ */
+#define SCHEMA_CACHE 8
+
+typedef struct CachedSchema
+{
+	uint8		hash[TV_HASH_LEN];
+	xmlSchemaPtr schema;
+	xmlDocPtr	xsddoc;
+} CachedSchema;
+
+static CachedSchema schema_cache[SCHEMA_CACHE];
+static int	schema_cache_next = 0;
+
+static xmlSchemaPtr
+cached_schema(PgXmlErrorContext *xcxt, xmltype *xsd)
+{
+	uint8		hash[TV_HASH_LEN];
+	EVP_MD_CTX *ctx = tv_sha_begin(TV_SHA_SMALL);
+	CachedSchema *slot;
+	xmlDocPtr	xsddoc = NULL;
+	xmlSchemaPtr schema;
+	int			i;
+
+	tv_sha_update(ctx, VARDATA_ANY(xsd), VARSIZE_ANY_EXHDR(xsd));
+	tv_sha_end(ctx, hash);
+	for (i = 0; i < SCHEMA_CACHE; i++)
+		if (schema_cache[i].schema &&
+			memcmp(schema_cache[i].hash, hash, TV_HASH_LEN) == 0)
+			return schema_cache[i].schema;
+
+	PG_TRY();
+	{
+		schema = compile_schema(xcxt, xsd, &xsddoc);
+	}
+	PG_CATCH();
+	{
+		if (xsddoc)
+			xmlFreeDoc(xsddoc);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	slot = &schema_cache[schema_cache_next];
+	schema_cache_next = (schema_cache_next + 1) % SCHEMA_CACHE;
+	if (slot->schema)
+	{
+		xmlSchemaFree(slot->schema);
+		xmlFreeDoc(slot->xsddoc);
+	}
+	memcpy(slot->hash, hash, TV_HASH_LEN);
+	slot->schema = schema;
+	slot->xsddoc = xsddoc;
+	return schema;
+}
+
 PG_FUNCTION_INFO_V1(tv_check_xsd);
 
 /* trialvault._check_xsd(xsd xml): compiles the schema or raises libxml2's error */
@@ -296,9 +359,8 @@ tv_validate_xml(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	PgXmlErrorContext *xcxt;
-	xmlDocPtr	xsddoc = NULL;
 	xmlDocPtr volatile doc = NULL;
-	xmlSchemaPtr volatile schema = NULL;
+	xmlSchemaPtr schema;
 	xmlSchemaValidCtxtPtr volatile vctxt = NULL;
 	XmlErrList	el;
 	int			maxerr = PG_GETARG_INT32(2);
@@ -316,7 +378,7 @@ tv_validate_xml(PG_FUNCTION_ARGS)
 	{
 		int			rc;
 
-		schema = compile_schema(xcxt, PG_GETARG_XML_P(0), &xsddoc);
+		schema = cached_schema(xcxt, PG_GETARG_XML_P(0));
 		doc = parse_doc(xcxt, PG_GETARG_XML_P(1), "metadata");
 		vctxt = xmlSchemaNewValidCtxt(schema);
 		if (vctxt == NULL)
@@ -336,20 +398,14 @@ tv_validate_xml(PG_FUNCTION_ARGS)
 	{
 		if (vctxt)
 			xmlSchemaFreeValidCtxt(vctxt);
-		if (schema)
-			xmlSchemaFree(schema);
 		if (doc)
 			xmlFreeDoc(doc);
-		if (xsddoc)
-			xmlFreeDoc(xsddoc);
 		pg_xml_done(xcxt, true);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 	xmlSchemaFreeValidCtxt(vctxt);
-	xmlSchemaFree(schema);
 	xmlFreeDoc(doc);
-	xmlFreeDoc(xsddoc);
 	pg_xml_done(xcxt, false);
 
 	for (i = 0; i < el.nerrors; i++)
@@ -365,10 +421,15 @@ tv_validate_xml(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
+/* What walk_nodes() calls for every element, attribute and text node. */
+typedef void (*NodeVisitor) (void *arg, const char *kind, const xmlChar *name,
+							 const char *path, const xmlChar *value);
+
 static void
-put_node(ReturnSetInfo *rsinfo, const char *kind, const xmlChar *name,
+put_node(void *arg, const char *kind, const xmlChar *name,
 		 const char *path, const xmlChar *value)
 {
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) arg;
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
 
@@ -454,7 +515,7 @@ next_position(SiblingCounts *sc, const xmlChar *name)
  * linear in the size of the document.
  */
 static void
-walk_nodes(ReturnSetInfo *rsinfo, xmlNodePtr node, StringInfo path)
+walk_nodes(NodeVisitor visit, void *arg, xmlNodePtr node, StringInfo path)
 {
 	int			parentlen = path->len;
 	SiblingCounts sc;
@@ -471,25 +532,25 @@ walk_nodes(ReturnSetInfo *rsinfo, xmlNodePtr node, StringInfo path)
 
 			appendStringInfo(path, "/%s[%d]", (const char *) node->name,
 							 next_position(&sc, node->name));
-			put_node(rsinfo, "element", node->name, path->data, NULL);
+			visit(arg, "element", node->name, path->data, NULL);
 			for (attr = node->properties; attr; attr = attr->next)
 			{
 				int			elemlen = path->len;
 				xmlChar    *v = xmlNodeGetContent((xmlNodePtr) attr);
 
 				appendStringInfo(path, "/@%s", (const char *) attr->name);
-				put_node(rsinfo, "attribute", attr->name, path->data, v);
+				visit(arg, "attribute", attr->name, path->data, v);
 				xmlFree(v);
 				path->len = elemlen;
 				path->data[elemlen] = '\0';
 			}
-			walk_nodes(rsinfo, node->children, path);
+			walk_nodes(visit, arg, node->children, path);
 			path->len = parentlen;
 			path->data[parentlen] = '\0';
 		}
 		else if ((node->type == XML_TEXT_NODE || node->type == XML_CDATA_SECTION_NODE) &&
 				 !is_blank(node->content))
-			put_node(rsinfo, "text", NULL, path->data, node->content);
+			visit(arg, "text", NULL, path->data, node->content);
 	}
 	if (sc.hash)
 		hash_destroy(sc.hash);
@@ -517,7 +578,172 @@ tv_xml_nodes(PG_FUNCTION_ARGS)
 
 		doc = parse_doc(xcxt, PG_GETARG_XML_P(0), "metadata");
 		initStringInfo(&path);
-		walk_nodes(rsinfo, xmlDocGetRootElement(doc), &path);
+		walk_nodes(put_node, rsinfo, xmlDocGetRootElement(doc), &path);
+	}
+	PG_CATCH();
+	{
+		if (doc)
+			xmlFreeDoc(doc);
+		pg_xml_done(xcxt, true);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	xmlFreeDoc(doc);
+	pg_xml_done(xcxt, false);
+	return (Datum) 0;
+}
+
+/*
+ * PHI screening in one pass over the document, for screen_metadata():
+ * element, attribute and name rules compare names case-insensitively (as
+ * lower() does), pattern rules run the regex on attribute values and text.
+ * XPath rules stay in SQL (xpath_exists), where their semantics live.
+ */
+typedef struct ScreenRule
+{
+	text	   *rule_name;
+	char		kind;			/* 'e'lement, 'a'ttribute, 'n'ame, 'p'attern */
+	char	   *lowered;		/* name rules: the name, lowercased */
+	text	   *pattern;		/* pattern rules */
+} ScreenRule;
+
+typedef struct ScreenState
+{
+	ReturnSetInfo *rsinfo;
+	int			nrules;
+	ScreenRule *rules;
+	bool		any_names;
+} ScreenState;
+
+static void
+screen_emit(ScreenState *st, ScreenRule *r, const char *path)
+{
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+	const char *kind = r->kind == 'e' ? "element" : r->kind == 'a' ? "attribute" :
+	r->kind == 'n' ? "name" : "pattern";
+
+	values[0] = PointerGetDatum(r->rule_name);
+	values[1] = CStringGetTextDatum(kind);
+	values[2] = CStringGetTextDatum(path);
+	tuplestore_putvalues(st->rsinfo->setResult, st->rsinfo->setDesc, values, nulls);
+}
+
+static void
+screen_node(void *arg, const char *kind, const xmlChar *name,
+			const char *path, const xmlChar *value)
+{
+	ScreenState *st = (ScreenState *) arg;
+	char	   *lname = NULL;
+	text	   *tvalue = NULL;
+	int			i;
+
+	if (name && st->any_names)
+		lname = str_tolower((const char *) name, strlen((const char *) name),
+							DEFAULT_COLLATION_OID);
+	for (i = 0; i < st->nrules; i++)
+	{
+		ScreenRule *r = &st->rules[i];
+
+		if (r->kind == 'p')
+		{
+			if (value == NULL || kind[0] == 'e')
+				continue;
+			if (tvalue == NULL)
+				tvalue = cstring_to_text((const char *) value);
+			if (DatumGetBool(DirectFunctionCall2Coll(textregexeq, DEFAULT_COLLATION_OID,
+													 PointerGetDatum(tvalue),
+													 PointerGetDatum(r->pattern))))
+				screen_emit(st, r, path);
+		}
+		else if (lname &&
+				 (r->kind == 'n' || r->kind == kind[0]) &&
+				 strcmp(lname, r->lowered) == 0)
+			screen_emit(st, r, path);
+	}
+	if (lname)
+		pfree(lname);
+	if (tvalue)
+		pfree(tvalue);
+}
+
+PG_FUNCTION_INFO_V1(tv_screen_nodes);
+
+/*
+ * trialvault._screen_nodes(doc xml, rule_names text[], kinds text[],
+ *							exprs text[])
+ *	 RETURNS TABLE (rule_name text, kind text, path text)
+ */
+Datum
+tv_screen_nodes(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	PgXmlErrorContext *xcxt;
+	xmlDocPtr volatile doc = NULL;
+	ScreenState st;
+	Datum	   *names;
+	Datum	   *kinds;
+	Datum	   *exprs;
+	bool	   *nnull;
+	bool	   *knull;
+	bool	   *enull;
+	int			nn;
+	int			nk;
+	int			ne;
+	int			i;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("trialvault._screen_nodes: arguments must not be NULL")));
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(1), TEXTOID, -1, false, TYPALIGN_INT, &names, &nnull, &nn);
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(2), TEXTOID, -1, false, TYPALIGN_INT, &kinds, &knull, &nk);
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(3), TEXTOID, -1, false, TYPALIGN_INT, &exprs, &enull, &ne);
+	if (nn != nk || nn != ne)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("trialvault._screen_nodes: rule arrays differ in length")));
+
+	st.rsinfo = rsinfo;
+	st.nrules = 0;
+	st.any_names = false;
+	st.rules = palloc0(sizeof(ScreenRule) * Max(nn, 1));
+	for (i = 0; i < nn; i++)
+	{
+		ScreenRule *r = &st.rules[st.nrules];
+		char	   *k;
+		char	   *e;
+
+		if (nnull[i] || knull[i] || enull[i])
+			continue;
+		k = TextDatumGetCString(kinds[i]);
+		e = TextDatumGetCString(exprs[i]);
+		r->rule_name = DatumGetTextPP(names[i]);
+		if (strcmp(k, "element") == 0 || strcmp(k, "attribute") == 0 || strcmp(k, "name") == 0)
+		{
+			r->kind = k[0];
+			r->lowered = str_tolower(e, strlen(e), DEFAULT_COLLATION_OID);
+			st.any_names = true;
+		}
+		else if (strcmp(k, "pattern") == 0)
+		{
+			r->kind = 'p';
+			r->pattern = cstring_to_text(e);
+		}
+		else
+			continue;			/* xpath and unknown kinds: not here */
+		st.nrules++;
+	}
+
+	InitMaterializedSRF(fcinfo, 0);
+	xcxt = pg_xml_init(PG_XML_STRICTNESS_ALL);
+	PG_TRY();
+	{
+		StringInfoData path;
+
+		doc = parse_doc(xcxt, PG_GETARG_XML_P(0), "metadata");
+		initStringInfo(&path);
+		walk_nodes(screen_node, &st, xmlDocGetRootElement(doc), &path);
 	}
 	PG_CATCH();
 	{

@@ -556,29 +556,20 @@ walk_nodes(NodeVisitor visit, void *arg, xmlNodePtr node, StringInfo path)
 		hash_destroy(sc.hash);
 }
 
-PG_FUNCTION_INFO_V1(tv_xml_nodes);
-
-/*
- * trialvault._xml_nodes(doc xml)
- *	 RETURNS TABLE (kind text, name text, path text, value text)
- * Every element, attribute and non-blank text node, for PHI screening.
- */
-Datum
-tv_xml_nodes(PG_FUNCTION_ARGS)
+/* Parse metadata and walk it, freeing libxml2's objects on every path. */
+static void
+walk_document(xmltype *x, NodeVisitor visit, void *arg)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	PgXmlErrorContext *xcxt;
+	PgXmlErrorContext *xcxt = pg_xml_init(PG_XML_STRICTNESS_ALL);
 	xmlDocPtr volatile doc = NULL;
 
-	InitMaterializedSRF(fcinfo, 0);
-	xcxt = pg_xml_init(PG_XML_STRICTNESS_ALL);
 	PG_TRY();
 	{
 		StringInfoData path;
 
-		doc = parse_doc(xcxt, PG_GETARG_XML_P(0), "metadata");
+		doc = parse_doc(xcxt, x, "metadata");
 		initStringInfo(&path);
-		walk_nodes(put_node, rsinfo, xmlDocGetRootElement(doc), &path);
+		walk_nodes(visit, arg, xmlDocGetRootElement(doc), &path);
 	}
 	PG_CATCH();
 	{
@@ -590,6 +581,20 @@ tv_xml_nodes(PG_FUNCTION_ARGS)
 	PG_END_TRY();
 	xmlFreeDoc(doc);
 	pg_xml_done(xcxt, false);
+}
+
+PG_FUNCTION_INFO_V1(tv_xml_nodes);
+
+/*
+ * trialvault._xml_nodes(doc xml)
+ *	 RETURNS TABLE (kind text, name text, path text, value text)
+ * Every element, attribute and non-blank text node, for PHI screening.
+ */
+Datum
+tv_xml_nodes(PG_FUNCTION_ARGS)
+{
+	InitMaterializedSRF(fcinfo, 0);
+	walk_document(PG_GETARG_XML_P(0), put_node, fcinfo->resultinfo);
 	return (Datum) 0;
 }
 
@@ -677,9 +682,6 @@ PG_FUNCTION_INFO_V1(tv_screen_nodes);
 Datum
 tv_screen_nodes(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	PgXmlErrorContext *xcxt;
-	xmlDocPtr volatile doc = NULL;
 	ScreenState st;
 	Datum	   *names;
 	Datum	   *kinds;
@@ -704,7 +706,7 @@ tv_screen_nodes(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
 				 errmsg("trialvault._screen_nodes: rule arrays differ in length")));
 
-	st.rsinfo = rsinfo;
+	st.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	st.nrules = 0;
 	st.any_names = false;
 	st.rules = palloc0(sizeof(ScreenRule) * Max(nn, 1));
@@ -736,25 +738,7 @@ tv_screen_nodes(PG_FUNCTION_ARGS)
 	}
 
 	InitMaterializedSRF(fcinfo, 0);
-	xcxt = pg_xml_init(PG_XML_STRICTNESS_ALL);
-	PG_TRY();
-	{
-		StringInfoData path;
-
-		doc = parse_doc(xcxt, PG_GETARG_XML_P(0), "metadata");
-		initStringInfo(&path);
-		walk_nodes(screen_node, &st, xmlDocGetRootElement(doc), &path);
-	}
-	PG_CATCH();
-	{
-		if (doc)
-			xmlFreeDoc(doc);
-		pg_xml_done(xcxt, true);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	xmlFreeDoc(doc);
-	pg_xml_done(xcxt, false);
+	walk_document(PG_GETARG_XML_P(0), screen_node, &st);
 	return (Datum) 0;
 }
 

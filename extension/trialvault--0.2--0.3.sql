@@ -12,10 +12,15 @@ BEGIN
 	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'trialvault_emergency') THEN
 		CREATE ROLE trialvault_emergency NOLOGIN;
 	END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'trialvault_user') THEN
+		CREATE ROLE trialvault_user NOLOGIN;
+	END IF;
 END
 $$;
 COMMENT ON ROLE trialvault_admin IS
 	'trialvault: members create studies and sites, grant and revoke study roles, and rotate data keys.';
+COMMENT ON ROLE trialvault_user IS
+	'trialvault: every study member is put in this role; it may read the secured views (my_documents, my_sites, my_roles, my_decryption_log, audit_trail) and nothing else.';
 COMMENT ON ROLE trialvault_emergency IS
 	'trialvault: members may open any document with trialvault.emergency_open(), giving a reason; each use is logged as an emergency.';
 
@@ -403,6 +408,9 @@ BEGIN
 		RAISE EXCEPTION 'role "%" cannot log in', member
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Study roles are granted to login roles, one per person.';
+	END IF;
+	IF NOT pg_has_role(member, 'trialvault_user', 'MEMBER') THEN
+		EXECUTE format('GRANT trialvault_user TO %I', member);
 	END IF;
 	IF EXISTS (SELECT 1 FROM trialvault._current_roles(study, member) c
 			   WHERE c.study_role = _grant_role.study_role

@@ -17,6 +17,36 @@ ratio() {
 	awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "nan"; else printf "%.3f\n", a / b }'
 }
 
+# paired_ratio "A1 A2 ..." "B1 B2 ...": the median over the rounds of Ai/Bi,
+# the ratio within each round (less sensitive to drift across rounds than
+# the ratio of the medians).
+paired_ratio() {
+	local -a a b q=()
+	local i
+	read -r -a a <<<"$1"
+	read -r -a b <<<"$2"
+	for i in "${!a[@]}"; do
+		q+=("$(ratio "${a[$i]}" "${b[$i]}")")
+	done
+	median "${q[@]}"
+}
+
+# has_side SIDE: SIDE is one of the sides this run measures ($SIDES).
+has_side() {
+	[[ " ${SIDES[*]} " == *" $1 "* ]]
+}
+
+# sql [psql args]: psql against database postgres of the benchmark's cluster.
+sql() {
+	tv_psql bench -d postgres "$@"
+}
+
+# die MESSAGE: say what went wrong, naming the benchmark, and stop.
+die() {
+	echo "${0##*/}: $*" >&2
+	exit 1
+}
+
 # at_least X MIN: exit 0 when X >= MIN.
 at_least() {
 	awk -v x="$1" -v m="$2" 'BEGIN { exit !(x != "nan" && x + 0 >= m + 0) }'

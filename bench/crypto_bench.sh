@@ -125,14 +125,7 @@ echo
 
 tv_cluster_start bench "${CONF[@]}"
 
-sql() {
-	tv_psql bench -d postgres "$@"
-}
 
-die() {
-	echo "crypto_bench.sh: $*" >&2
-	exit 1
-}
 
 echo "== setup: study BENCH, $BENCH_VALUES x $BENCH_SIZE random bytes and their ciphertexts"
 t0=$(date +%s.%N)
@@ -402,17 +395,6 @@ for s in "${SIDES[@]}"; do
 	MED[$s]=$(median ${RUNS[$s]})
 done
 
-# paired A B: median over rounds of A/B within the same round.
-paired() {
-	local -a a b q=()
-	local i
-	read -r -a a <<<"${RUNS[$1]}"
-	read -r -a b <<<"${RUNS[$2]}"
-	for i in "${!a[@]}"; do
-		q+=("$(ratio "${a[$i]}" "${b[$i]}")")
-	done
-	median "${q[@]}"
-}
 
 echo
 echo "== results: median of $BENCH_ROUNDS rounds, MB/s of plaintext ($BENCH_SIZE-byte values; openssl: 16384-byte blocks)"
@@ -430,7 +412,7 @@ for op in enc dec; do
 	RES[$op]="$vc $vo"
 	printf '%-8s %10.1f %10.1f %10.1f %10.1f | %-22s %-22s %-16s\n' \
 		"$([ $op = enc ] && echo encrypt || echo decrypt)" "$e" "${MED[cbc_$op]}" "${MED[pgp_$op]}" "${MED[ossl_$op]}" \
-		"$rc ($(paired ext_$op cbc_$op)) $vc" "$ro ($(paired ext_$op ossl_$op)) $vo" "$rp"
+		"$rc ($(paired_ratio "${RUNS[ext_$op]}" "${RUNS[cbc_$op]}")) $vc" "$ro ($(paired_ratio "${RUNS[ext_$op]}" "${RUNS[ossl_$op]}")) $vo" "$rp"
 done
 if [ "$BENCH_INFO" = 1 ]; then
 	echo

@@ -106,9 +106,6 @@ tv_cluster_start bench "${CONF[@]}"
 tv_use bench
 DIR=$(tv_dir bench)
 
-sql() {
-	tv_psql bench -d postgres "$@"
-}
 
 doc_table() {
 	local name=$1 extra=${2:-}
@@ -286,22 +283,7 @@ if [[ " ${SIDES[*]} " == *" naive "* ]]; then
 	echo "   docs_naive: chain_tip.seq = row count, nc_seq unique (one serial chain)"
 fi
 
-has_side() {
-	[[ " ${SIDES[*]} " == *" $1 "* ]]
-}
 
-# paired_ratio SIDE CLIENTS: median over the rounds of SIDE/plain within the
-# same round (less sensitive to drift across rounds than the ratio of medians).
-paired_ratio() {
-	local -a a b q=()
-	local i
-	read -r -a a <<<"${ALL[$1,$2]}"
-	read -r -a b <<<"${ALL[plain,$2]}"
-	for i in "${!a[@]}"; do
-		q+=("$(ratio "${a[$i]}" "${b[$i]}")")
-	done
-	median "${q[@]}"
-}
 
 echo
 echo "== results: median of $BENCH_ROUNDS rounds, rows/s (target protected/plain >= $BENCH_TARGET)"
@@ -319,12 +301,12 @@ for c in "${CLIENTS[@]}"; do
 		pq=${MED[protected,$c]}
 		rq=$(ratio "$pq" "$p")
 		if at_least "$rq" "$BENCH_TARGET"; then verdict=PASS; else verdict=FAIL overall=FAIL; fi
-		line+=$(printf ' | %10.1f %6s %6.3f %6s' "$pq" "$rq" "$(paired_ratio protected "$c")" "$verdict")
+		line+=$(printf ' | %10.1f %6s %6.3f %6s' "$pq" "$rq" "$(paired_ratio "${ALL[protected,$c]}" "${ALL[plain,$c]}")" "$verdict")
 	fi
 	for s in naive control; do
 		has_side $s || continue
 		n=${MED[$s,$c]}
-		line+=$(printf ' | %10.1f %6s %6.3f' "$n" "$(ratio "$n" "$p")" "$(paired_ratio $s "$c")")
+		line+=$(printf ' | %10.1f %6s %6.3f' "$n" "$(ratio "$n" "$p")" "$(paired_ratio "${ALL[$s,$c]}" "${ALL[plain,$c]}")")
 	done
 	echo "$line"
 done

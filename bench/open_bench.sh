@@ -137,14 +137,7 @@ tv_use bench
 DIR=$(tv_dir bench)
 PORT=$(tv_port bench)
 
-sql() {
-	tv_psql bench -d postgres "$@"
-}
 
-die() {
-	echo "open_bench.sh: $*" >&2
-	exit 1
-}
 
 echo "== setup: study, site, staff, $BENCH_DOCS documents, baselines"
 sql -v payload="$BENCH_PAYLOAD" -v ndocs="$BENCH_DOCS" -v loop="dbname=postgres user=postgres host=$DIR port=$PORT" >/dev/null <<-'SQL'
@@ -426,21 +419,7 @@ read -r ok checked first_bad <<<"$res"
 printf '   verify(trialvault.decryption_log): ok, %s rows checked, %.1f s; log writer: 0 failed, %s queued\n' \
 	"$checked" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$queued"
 
-has_side() {
-	[[ " ${SIDES[*]} " == *" $1 "* ]]
-}
 
-# paired_ratio SIDE BASE CLIENTS: median over rounds of SIDE/BASE in the same round.
-paired_ratio() {
-	local -a x y q=()
-	local i
-	read -r -a x <<<"${ALL[$1,$3]}"
-	read -r -a y <<<"${ALL[$2,$3]}"
-	for i in "${!x[@]}"; do
-		q+=("$(ratio "${x[$i]}" "${y[$i]}")")
-	done
-	median "${q[@]}"
-}
 
 echo
 echo "== results: median of $BENCH_ROUNDS rounds, calls/s"
@@ -465,7 +444,7 @@ for c in "${CLIENTS[@]}"; do
 		if [ $s = b ] && [ "$c" = "$minc" ]; then
 			if at_least "$rt" "$BENCH_TARGET_B"; then verdict=PASS; else verdict=FAIL overall=FAIL; fi
 		fi
-		line+=$(printf ' | %10.1f %6s %6.3f %6s' "$m" "$rt" "$(paired_ratio ext $s "$c")" "$verdict")
+		line+=$(printf ' | %10.1f %6s %6.3f %6s' "$m" "$rt" "$(paired_ratio "${ALL[ext,$c]}" "${ALL[$s,$c]}")" "$verdict")
 	done
 	echo "$line"
 done

@@ -87,9 +87,6 @@ echo
 
 tv_cluster_start bench "${CONF[@]}"
 
-sql() {
-	tv_psql bench -d postgres "$@"
-}
 
 now() {
 	date +%s.%N

@@ -174,14 +174,7 @@ tv_cluster_start bench "${CONF[@]}"
 tv_use bench
 DIR=$(tv_dir bench)
 
-sql() {
-	tv_psql bench -d postgres "$@"
-}
 
-die() {
-	echo "views_bench.sh: $*" >&2
-	exit 1
-}
 
 # elapsed T0: seconds since T0 (from date +%s.%N), one decimal.
 elapsed() {
@@ -287,10 +280,10 @@ echo "   $STAFF cannot read trialvault.documents: $(head -n 1 <<<"$err")"
 
 for s in view base filter select1; do
 	case $s in
-	view) q=$Q_VIEW ;;
-	base) q=$Q_BASE ;;
-	filter) q=$Q_FILTER ;;
-	select1) q=$Q_SELECT1 ;;
+	view) query=$Q_VIEW ;;
+	base) query=$Q_BASE ;;
+	filter) query=$Q_FILTER ;;
+	select1) query=$Q_SELECT1 ;;
 	esac
 	{
 		# The application opens the study once per session (pgbench keeps
@@ -299,7 +292,7 @@ for s in view base filter select1; do
 		if [ $s = view ] || [ $s = filter ]; then
 			printf '%s\n' '\if :opened = 0' "SELECT trialvault.open_study('$STUDY');" '\set opened 1' '\endif'
 		fi
-		echo "$q;"
+		echo "$query;"
 	} >"$DIR/views_$s.sql"
 done
 
@@ -396,22 +389,13 @@ for s in "${SIDES[@]}"; do
 done
 
 # paired: median over the rounds of tps(base) / tps(view) in the same round.
-read -r -a tv <<<"${RUNS[view]}"
-read -r -a tb <<<"${RUNS[base]}"
-q=()
-for i in "${!tv[@]}"; do
-	q+=("$(ratio "${tb[$i]}" "${tv[$i]}")")
-done
-PAIRED=$(median "${q[@]}")
+PAIRED=$(paired_ratio "${RUNS[base]}" "${RUNS[view]}")
 RATIO=$(ratio "${MED[base]}" "${MED[view]}")
 
 ms() {
 	awk -v t="$1" 'BEGIN { if (t + 0 == 0) print "nan"; else printf "%.3f\n", 1000 / t }'
 }
 
-has_side() {
-	[[ " ${SIDES[*]} " == *" $1 "* ]]
-}
 
 echo
 echo "== results: median of $BENCH_ROUNDS rounds, 1 client; ms = 1000 / tps (pgbench round trip included)"

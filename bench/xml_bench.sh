@@ -247,14 +247,7 @@ echo
 
 tv_cluster_start bench "${CONF[@]}"
 
-sql() {
-	tv_psql bench -d postgres "$@"
-}
 
-die() {
-	echo "xml_bench.sh: $*" >&2
-	exit 1
-}
 
 echo "== setup: extension, schema BENCH/meta, bench_doc"
 sql -v doc="$DOC" -v xsd="$XSD" >/dev/null <<-'SQL'

@@ -53,6 +53,19 @@ SELECT pg_temp.try('SELECT trialvault.create_study(''NOPE'', ''t'')');
 SELECT pg_temp.try('SELECT trialvault.rotate_study_key(''REG-1'')');
 SELECT pg_temp.try('SELECT trialvault.rewrap_data_keys()');
 RESET ROLE;
+SET ROLE regress_tv_admin;
+SELECT stmt, pg_temp.try(stmt) FROM (VALUES
+	('SELECT trialvault.rotate_study_key(NULL)'),
+	('SELECT trialvault.rotate_study_key('''')'),
+	('SELECT trialvault.rotate_study_key(repeat(''x'', 100000))'),
+	('SELECT trialvault.rotate_study_key(''REG-1'', ''extra'')')
+) t(stmt);
+RESET ROLE;
+-- Status functions are open to everyone and show key ids, never keys.
+SET ROLE regress_tv_outsider;
+SELECT master_key_loaded, length(master_key_id) AS id_length, problem FROM trialvault.key_status();
+SELECT pid IS NOT NULL AS writer_running, queue_size FROM trialvault.log_writer_status();
+RESET ROLE;
 
 -- add_site
 SET ROLE regress_tv_admin;
@@ -89,6 +102,12 @@ SELECT stmt, pg_temp.try(stmt) FROM (VALUES
 	('SELECT trialvault.grant_role(''regress_tv_staff'', ''NO-SUCH'', ''A'', ''site_staff'')')
 ) t(stmt);
 SELECT trialvault.revoke_role('regress_tv_staff', 'REG-1', NULL, 'auditor');  -- not held: a notice
+SELECT stmt, pg_temp.try(stmt) FROM (VALUES
+	('SELECT trialvault.revoke_role(NULL, ''REG-1'', ''A'', ''site_staff'')'),
+	('SELECT trialvault.revoke_role(''regress_tv_staff'', '''', ''A'', ''site_staff'')'),
+	('SELECT trialvault.revoke_role(''regress_tv_staff'', ''REG-1'', repeat(''s'', 100000), ''site_staff'')'),
+	('SELECT trialvault.revoke_role(''regress_tv_staff'', ''REG-1'', ''A'', ''boss'')')
+) t(stmt);
 RESET ROLE;
 SET ROLE regress_tv_outsider;
 SELECT pg_temp.try('SELECT trialvault.grant_role(''regress_tv_outsider'', ''REG-1'', ''A'', ''investigator'')');

@@ -17,6 +17,8 @@ PACKAGES=(
 	libxml2-dev
 	libpq-dev
 	gnupg
+	openssl
+	procps
 	perl
 )
 

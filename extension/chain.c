@@ -42,6 +42,7 @@
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
+#include "port/atomics.h"
 #include "port/pg_bswap.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
@@ -68,6 +69,7 @@ typedef struct TvChainEntry
 	TvChainKey	key;
 	LWLock		lock;			/* protects everything below */
 	bool		initialized;	/* heads and last_seq loaded from the table */
+	pg_atomic_uint64 generation;	/* see tv_chain_generation() */
 	int64		last_seq;
 	int			nheads;
 	TvHead		heads[FLEXIBLE_ARRAY_MEMBER];	/* tv_max_heads of them */
@@ -76,6 +78,7 @@ typedef struct TvChainEntry
 typedef struct TvChainShared
 {
 	int			tranche_id;
+	pg_atomic_uint64 next_generation;	/* never reused until restart */
 } TvChainShared;
 
 /*
@@ -153,7 +156,10 @@ tv_chain_shmem_init(void)
 	tv_chain_shared = ShmemInitStruct("trialvault chain control",
 									  sizeof(TvChainShared), &found);
 	if (!found)
+	{
 		tv_chain_shared->tranche_id = LWLockNewTrancheId();
+		pg_atomic_init_u64(&tv_chain_shared->next_generation, 1);
+	}
 
 	info.keysize = sizeof(TvChainKey);
 	info.entrysize = entry_size();
@@ -372,6 +378,18 @@ rebuild_entry(Relation rel, TvChainEntry *entry, const TvChainCols *cols)
 	MemoryContextDelete(cxt);
 }
 
+/*
+ * Give a table's committed contents a new generation number.  Numbers come
+ * from one shared counter, so a table dropped and protected again, or an
+ * entry rebuilt, never shows a number it showed before.
+ */
+static void
+bump_generation(TvChainEntry *entry)
+{
+	pg_atomic_write_u64(&entry->generation,
+						pg_atomic_fetch_add_u64(&tv_chain_shared->next_generation, 1));
+}
+
 static TvChainEntry *
 get_entry(Oid relid)
 {
@@ -409,6 +427,8 @@ get_entry(Oid relid)
 		entry->initialized = false;
 		entry->last_seq = 0;
 		entry->nheads = 0;
+		pg_atomic_init_u64(&entry->generation, 0);
+		bump_generation(entry);
 	}
 	LWLockRelease(tv_chain_hash_lock);
 	return entry;
@@ -515,6 +535,7 @@ invalidate_entry(Oid relid)
 	{
 		LWLockAcquire(&entry->lock, LW_EXCLUSIVE);
 		entry->initialized = false;
+		bump_generation(entry);
 		LWLockRelease(&entry->lock);
 	}
 	LWLockRelease(tv_chain_hash_lock);
@@ -681,6 +702,7 @@ publish_committed(void)
 			/* Cannot happen (see compute_max_heads); rebuild from the table. */
 			e->initialized = false;
 		}
+		bump_generation(e);
 		LWLockRelease(&e->lock);
 	}
 }
@@ -792,6 +814,46 @@ tv_chain_forget(Oid relid)
 	LWLockAcquire(tv_chain_hash_lock, LW_EXCLUSIVE);
 	hash_search(tv_chain_hash, &key, HASH_REMOVE, NULL);
 	LWLockRelease(tv_chain_hash_lock);
+}
+
+/*
+ * tv_chain_generation: a number that changes whenever rows committed to a
+ * protected table may have changed, for per-backend caches of what is
+ * derived from those rows (PHI rules, schemas, memberships).
+ *
+ * It changes at XACT_EVENT_COMMIT of every transaction that inserted into
+ * the table, which runs after the rows became visible and before the client
+ * hears of the commit.  So a reader that takes this number and then a new
+ * snapshot sees everything committed up to that number, and a cache filled
+ * that way and tagged with it is stale exactly when the number moved.  Rows
+ * this transaction inserted itself are not covered (they are not committed):
+ * see tv_chain_inserted_here().
+ */
+uint64
+tv_chain_generation(Oid relid)
+{
+	TvChainEntry *entry = get_entry(relid);
+	uint64		gen = pg_atomic_read_u64(&entry->generation);
+
+	/* The caller's snapshot must be taken after this read, not before. */
+	pg_read_barrier();
+	return gen;
+}
+
+/* Did this transaction insert or restore rows into relid, not yet committed? */
+bool
+tv_chain_inserted_here(Oid relid)
+{
+	ListCell   *lc;
+
+	foreach(lc, tv_local_tables)
+	{
+		TvLocalTable *lt = lfirst(lc);
+
+		if (lt->relid == relid && lt->frames != NIL)
+			return true;
+	}
+	return list_member_oid(tv_restored_tables, relid);
 }
 
 void

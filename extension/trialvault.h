@@ -13,7 +13,8 @@
  *					that refuse anything that would change stored rows
  *	protect.c		trialvault.protect(): turning a table into a protected one
  *	verify.c		trialvault.verify(): recomputing and checking a chain
- *	xmlmeta.c		XML metadata: validation, PHI screening, C14N, extraction
+ *	xmlmeta.c		XML metadata: validation, PHI screening, C14N, extraction,
+ *					and inspect_metadata(), all three in one pass
  *	crypto.c		master key, per-study data keys, field encryption
  *	access.c		management functions that know their caller;
  *					open_document and emergency_open
@@ -90,6 +91,8 @@ extern void tv_chain_shmem_init(void);
 extern void tv_chain_init(void);
 extern HeapTuple tv_chain_insert(Relation rel, HeapTuple tuple);
 extern void tv_chain_forget(Oid relid);
+extern uint64 tv_chain_generation(Oid relid);
+extern bool tv_chain_inserted_here(Oid relid);
 extern bool tv_get_prev_seqs(TupleTableSlot *slot, AttrNumber att,
 							 int64 **seqs, int *n);
 extern void tv_prev_digest(const TvHead *refs, int nrefs, uint8 *digest);

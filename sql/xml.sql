@@ -193,3 +193,29 @@ SELECT trialvault.meta_text('<o:meta xmlns:o="urn:cdisc:odm:1.3" xmlns:n="urn:ne
 	'/odm:meta/x:v', trialvault.study_nsmap('ONCO-7')) AS latest_prefix_wins;
 SELECT pg_temp.try('SELECT trialvault.register_metadata_namespace(''ONCO-7'', ''1bad'', ''urn:x'')');
 SELECT pg_temp.try('SELECT trialvault.register_metadata_namespace(''ONCO-7'', ''p'', NULL)');
+
+-- inspect_metadata: the one-pass check loading uses, with bad input.
+SELECT checked_schema, checked_version, metadata_sha256 = trialvault.metadata_sha256(
+		'<meta kind="source"><visit>3</visit><form>F</form></meta>') AS same_hash
+FROM trialvault.inspect_metadata('ONCO-7', '<meta kind="source"><visit>3</visit><form>F</form></meta>');
+SELECT checked_schema IS NULL AS no_schema, metadata_sha256 = trialvault.metadata_sha256('<m/>') AS same_hash
+FROM trialvault.inspect_metadata('NO-SUCH-STUDY', '<m/>');
+SELECT stmt, pg_temp.try(stmt) FROM (VALUES
+	('SELECT trialvault.inspect_metadata(NULL, ''<a/>'')'),
+	('SELECT trialvault.inspect_metadata(''ONCO-7'', NULL)'),
+	('SELECT trialvault.inspect_metadata('''', ''<a/>'', '''')'),
+	('SELECT trialvault.inspect_metadata(''ONCO-7'', ''<a/>'', ''nope'')'),
+	('SELECT trialvault.inspect_metadata(''ONCO-7'', ''<a/>'', repeat(''n'', 65))'),
+	('SELECT trialvault.inspect_metadata(repeat(''S'', 65), ''<a/>'')'),
+	('SELECT trialvault.inspect_metadata(''ONCO-7'', ''not xml'')'),
+	('SELECT trialvault.inspect_metadata(''ONCO-7'', 42)'),
+	('SELECT trialvault.inspect_metadata(''ONCO-7'', ''<a>'')'),
+	('SELECT trialvault.inspect_metadata(''ONCO-7'', ''<a/><b/>''::xml)'),
+	('SELECT trialvault.inspect_metadata(''ONCO-7'', ''<?xml version="1.0"?><!DOCTYPE foo [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><foo>&xxe;</foo>'')'),
+	('SELECT trialvault.inspect_metadata(''ONCO-7'', ''<!DOCTYPE l [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]><l>&c;</l>'')'),
+	('SELECT trialvault.inspect_metadata(''OTHER'', ''<meta><PatientName>Roe</PatientName></meta>'')'),
+	('SELECT trialvault.inspect_metadata(''OTHER'', ''<meta><x>call 555-12-3456 now</x></meta>'')')
+) AS t(stmt);
+SET trialvault.max_metadata_size = '4kB';
+SELECT pg_temp.try('SELECT trialvault.inspect_metadata(''ONCO-7'', (''<m>'' || repeat(''x'', 5000) || ''</m>'')::xml)');
+RESET trialvault.max_metadata_size;

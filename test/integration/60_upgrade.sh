@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ALTER EXTENSION trialvault UPDATE from 0.1 (through 0.2 and 0.3 to 0.4) on a database that already holds
+# ALTER EXTENSION trialvault UPDATE from 0.1 (through 0.2, 0.3 and 0.4 to 0.5) on a database that already holds
 # protected rows: the rows still verify, the new objects arrive, and an
 # upgraded database has exactly the objects of a fresh install.
 set -euo pipefail
@@ -22,7 +22,7 @@ is "$(q old "SELECT extversion FROM pg_extension WHERE extname = 'trialvault'")"
 digest_before=$(q old "SELECT encode(head_digest, 'hex') FROM trialvault.verify('ecrf')")
 
 tv_psql up -d old -c "ALTER EXTENSION trialvault UPDATE" >/dev/null
-is "$(q old "SELECT extversion FROM pg_extension WHERE extname = 'trialvault'")" 0.4 "updated to 0.4"
+is "$(q old "SELECT extversion FROM pg_extension WHERE extname = 'trialvault'")" 0.5 "updated to 0.5"
 is "$(q old "SELECT ok || ':' || rows_checked FROM trialvault.verify('ecrf')")" "true:75" \
 	"protected rows from 0.1 still verify after the update"
 is "$(q old "SELECT encode(head_digest, 'hex') FROM trialvault.verify('ecrf')")" "$digest_before" \

@@ -41,6 +41,12 @@ metadata_errors of a non-document|SELECT count(*) INTO t FROM trialvault.metadat
 register_metadata_schema of a bad XSD|t := trialvault.register_metadata_schema('S', 'bad', '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"><xs:element name="m" type="xs:nosuch"/></xs:schema>')
 metadata_c14n of a DOCTYPE document|t := trialvault.metadata_c14n('<!DOCTYPE m [<!ENTITY e "1">]><m>&e;</m>')
 screen_metadata of a DOCTYPE document|SELECT count(*) INTO t FROM trialvault.screen_metadata('S', '<!DOCTYPE m [<!ENTITY e "1">]><m>&e;</m>')
+inspect_metadata of a valid document (no error: the streaming path)|SELECT i.checked_schema INTO t FROM trialvault.inspect_metadata('S', '<m>1</m>', 'm') i
+inspect_metadata of a document with a PI (no error: the tree path)|SELECT i.checked_schema INTO t FROM trialvault.inspect_metadata('S', '<?pi x?><m>1</m>', 'm') i
+inspect_metadata of a DOCTYPE document|SELECT i.checked_schema INTO t FROM trialvault.inspect_metadata('S', '<!DOCTYPE m [<!ENTITY e "1">]><m>&e;</m>', 'm') i
+inspect_metadata of a malformed namespace|SELECT i.checked_schema INTO t FROM trialvault.inspect_metadata('S', '<p:m>1</p:m>', 'm') i
+inspect_metadata of an invalid document|SELECT i.checked_schema INTO t FROM trialvault.inspect_metadata('S', '<m>x</m>', 'm') i
+inspect_metadata of PHI|SELECT i.checked_schema INTO t FROM trialvault.inspect_metadata('S', '<m PatientID="1">1</m>', 'm') i
 CASES
 
 # Screening walks a document in linear time: 16 times the siblings must

@@ -264,6 +264,7 @@ tv_open(FunctionCallInfo fcinfo, bool emergency)
 
 	/* Fail closed before any work if nothing could be put on record. */
 	tv_log_require_writer();
+	tv_log_coming();
 
 	memset(&rec, 0, sizeof(rec));
 	rec.kind = TV_LOG_DECRYPTION;

@@ -154,3 +154,22 @@ BEGIN
 	RETURN id;
 END
 $$;
+
+-- ---------------------------------------------------------------------
+-- The log writer waits briefly for announced records before a commit
+-- ---------------------------------------------------------------------
+
+-- log_writer_status() gains a column; OUT columns cannot be added in place.
+DROP FUNCTION trialvault.log_writer_status();
+CREATE FUNCTION trialvault.log_writer_status(
+	OUT pid integer,
+	OUT database text,
+	OUT queued bigint,
+	OUT written bigint,
+	OUT failed bigint,
+	OUT batches bigint,
+	OUT queue_size integer,
+	OUT announced integer)
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_log_writer_status';
+COMMENT ON FUNCTION trialvault.log_writer_status() IS
+	'The log writer: its pid (NULL when not running), database, records waiting, records written and failed, commits (batches) since server start, the queue''s size, and the backends deciding a decryption right now (whose records the writer briefly waits for before a commit).';

@@ -144,6 +144,7 @@ extern void tv_log_init(void);
 extern void tv_log_context(TvLogRecord *rec);
 extern void tv_log_require_writer(void);
 extern void tv_log_submit(const TvLogRecord *rec);
+extern void tv_log_coming(void);
 
 /* access.c: running as the extension's owner, for the real caller */
 typedef struct TvAsOwner

@@ -453,6 +453,51 @@ SQL
 )
 like "$out" "$PLAIN" "8: and opening works again"
 
+# 9. Announcements: a backend deciding a decryption is counted in
+# log_writer_status().announced until its record is queued; a failure before
+# that (an error in a savepoint, a refused call, a wrong study, a lost
+# session) must not leave it counted, or the writer would wait on every batch.
+out=$(run s9_announce alice <<SQL
+DO \$\$ BEGIN PERFORM trialvault.open_document(NULL); EXCEPTION WHEN OTHERS THEN NULL; END \$\$;
+DO \$\$ BEGIN PERFORM trialvault.open_document(-1); EXCEPTION WHEN OTHERS THEN NULL; END \$\$;
+BEGIN;
+SAVEPOINT s;
+SELECT trialvault.emergency_open($PHI, 'x');
+ROLLBACK TO SAVEPOINT s;
+SELECT announced FROM trialvault.log_writer_status();
+COMMIT;
+SELECT trialvault.close_study();
+SELECT trialvault.open_document($PHI);
+SELECT 'announced now ' || announced FROM trialvault.log_writer_status();
+SQL
+)
+like "$out" "announced now 0" "9: after refusals, errors in savepoints and a call outside the open study nothing stays announced"
+check "9: and within the transaction the savepoint's rollback already cleared it" \
+	bash -c "grep -qx '0' <<<\"\$1\"" _ "$out"
+out=$(run s9_ok alice <<SQL
+SELECT length(trialvault.open_document($PHI)) > 0;
+SELECT 'announced now ' || announced FROM trialvault.log_writer_status();
+SQL
+)
+like "$out" "announced now 0" "9: after a granted call nothing stays announced"
+out=$( { echo "SET statement_timeout = '1ms';"
+		 for i in $(seq 1 300); do echo "SELECT length(trialvault.open_document($PHI));"; done
+		 echo "RESET statement_timeout;"
+		 echo "SELECT 'announced now ' || announced FROM trialvault.log_writer_status();"; } | run s9_cancel alice)
+like "$out" "canceling statement due to statement timeout" "9: with statement_timeout = 1ms some of 300 calls are cancelled part-way"
+like "$out" "announced now 0" "9: and none stays announced"
+# Many sessions at once, some of them cut off mid-call.
+for i in $(seq 1 6); do
+	run s9_many alice >/dev/null <<SQL &
+SELECT length(trialvault.open_document($PHI)) FROM generate_series(1, 50);
+SQL
+done
+sleep 0.3
+q $CL postgres "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 's9_many'" >/dev/null
+wait
+check "9: after 6 concurrent sessions, some terminated mid-call, nothing stays announced" wait_until "announced to return to 0" 10 \
+	bash -c "[ \"\$(PGHOST=$(tv_dir $CL) PGPORT=$(tv_port $CL) $PGBIN/psql -X -U postgres -d postgres -At -c 'SELECT announced FROM trialvault.log_writer_status()')\" = 0 ]"
+
 check "the whole server log has no crash lines" \
 	[ "$(grep -cE 'terminated by signal|was terminated by exception' "$LOG" || true)" = 0 ]
 

@@ -33,12 +33,12 @@
 # something went wrong (a wrong result counts as something going wrong).
 #
 # Usage (as root, from anywhere):
-#   bash bench/xml_bench.sh            full run (about 1.5 minutes)
+#   bash bench/xml_bench.sh            full run (about 2 minutes)
 #   bash bench/xml_bench.sh --quick    about 30 seconds
 #
 # Environment (defaults; --quick ones in brackets):
 #   BENCH_SECONDS=4 [1]    target length of each timed run, per side
-#   BENCH_ROUNDS=5 [3]     rounds; each round runs A once and B once
+#   BENCH_ROUNDS=7 [3]     rounds; each round runs A once and B once
 #   BENCH_INFO=1           0 skips the per-function information runs
 #   BENCH_TARGET=0.5       minimum B/A ratio
 set -euo pipefail
@@ -53,7 +53,7 @@ parse_common_args "$(basename "$0")" "$@"
 if [ -n "$quick" ]; then
 	: "${BENCH_SECONDS:=1}" "${BENCH_ROUNDS:=3}"
 fi
-: "${BENCH_SECONDS:=4}" "${BENCH_ROUNDS:=5}" "${BENCH_INFO:=1}" "${BENCH_TARGET:=0.5}"
+: "${BENCH_SECONDS:=4}" "${BENCH_ROUNDS:=7}" "${BENCH_INFO:=1}" "${BENCH_TARGET:=0.5}"
 
 if ! [[ $BENCH_SECONDS =~ ^[0-9]+([.][0-9]+)?$ ]] || at_least 0 "$BENCH_SECONDS"; then
 	echo "xml_bench.sh: BENCH_SECONDS must be a positive number, not '$BENCH_SECONDS'" >&2

@@ -3,7 +3,7 @@
 -- screen_metadata, validate_metadata) computes, so most tests here are
 -- differential: many generated documents, both ways, no difference allowed.
 BEGIN;
-SELECT plan(29);
+SELECT plan(33);
 
 SELECT setseed(0.4242);
 
@@ -203,6 +203,16 @@ SELECT is((SELECT i.checked_schema || ' ' || i.checked_version FROM trialvault.i
 	'm 1', 'the schema and version checked against are returned');
 SELECT throws_like($$SELECT trialvault.inspect_metadata('VAL', '<m><v>one</v></m>', 'm')$$,
 	'metadata is not valid against schema "m" version 1 of study "VAL"', 'an invalid document is refused with the report''s message');
+
+-- A study with an XPath rule takes the tree path, with the same results.
+SELECT trialvault.add_phi_rule('XP', 'secret-attr', 'xpath', '//v[@secret]');
+SELECT is(pg_temp.refused('XP', '<m><v/></m>'), 'accepted', 'tree path: a document the XPath rule does not select passes');
+SELECT is(pg_temp.refused('XP', '<m><v secret="1"/></m>'), '22000', 'tree path: one it selects is refused');
+SELECT is(pg_temp.refused('XP', '<m><v>123-45-6789</v></m>'), '22000', 'tree path: the default rules apply too');
+SELECT is((SELECT count(*) FROM results r WHERE r.stream NOT LIKE 'error%'
+		   AND CASE WHEN EXISTS (SELECT 1 FROM trialvault.screen_metadata('XP', r.doc::xml)) THEN false
+					ELSE (SELECT encode(i.metadata_sha256, 'hex') FROM trialvault.inspect_metadata('XP', r.doc::xml) i) <> r.tree END),
+	0::bigint, 'tree path: the same hashes for the generated documents');
 
 -- Rights: anyone may check metadata (the rules are read as the extension
 -- owner); nobody but the extension calls the report.

@@ -827,7 +827,9 @@ tv_chain_forget(Oid relid)
  * snapshot sees everything committed up to that number, and a cache filled
  * that way and tagged with it is stale exactly when the number moved.  Rows
  * this transaction inserted itself are not covered (they are not committed):
- * see tv_chain_inserted_here().
+ * see tv_chain_inserted_here().  Nor are rows a standby receives by WAL
+ * replay, which runs no commit callbacks: on a standby the number does not
+ * move, and callers must not cache.
  */
 uint64
 tv_chain_generation(Oid relid)

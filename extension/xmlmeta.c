@@ -40,6 +40,7 @@
 #include <libxml/xpathInternals.h>
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
@@ -996,7 +997,7 @@ tv_meta_date(PG_FUNCTION_ARGS)
  * metadata_schemas and metadata_defaults and is reloaded when any moved.
  * It is bypassed while this transaction has inserted into one of them, and
  * not filled under a transaction snapshot (which may be older than the
- * generation read).
+ * generation read) or on a standby (where replay moves no generation).
  *
  * The fast path only decides that the metadata is clean and valid.  When
  * it finds anything (a rule that may match, a validation error), the
@@ -1370,7 +1371,11 @@ study_config(const char *study, bool *transient)
 {
 	Oid			nsp = get_namespace_oid("trialvault", false);
 	uint64		gens[CONFIG_TABLES];
-	bool		cacheable = !IsolationUsesXactSnapshot();
+	/*
+	 * On a standby, rows arrive by WAL replay, which runs no commit callbacks:
+	 * the generations never move there, so nothing may be kept.
+	 */
+	bool		cacheable = !IsolationUsesXactSnapshot() && !RecoveryInProgress();
 	StudyConfig *c;
 	int			i;
 

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# inspect_metadata() on a hot standby.  Rows reach a standby by WAL replay,
+# which runs none of the commit callbacks that move the generation numbers
+# the per-backend cache relies on; so on a standby nothing is cached, and a
+# PHI rule added on the primary applies to a standby session's next call.
+set -euo pipefail
+source "$(dirname "$0")/../lib/cluster.sh"
+
+tv_cluster_start primary "wal_level = replica" >/dev/null
+tv_psql primary >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION trialvault CASCADE;
+SQL
+
+# The standby: a base backup of the primary with its own port, socket and
+# key file (the same master key: it is a copy of the primary).
+sdir=$(tv_dir standby)
+mkdir -p "$sdir"
+chown "$TV_OS_USER" "$sdir"
+sport=$TV_NEXT_PORT
+TV_NEXT_PORT=$((TV_NEXT_PORT + 1))
+echo "$sport" >"$sdir/port"
+tv_as_pg "$PGBIN/pg_basebackup" -h "$(tv_dir primary)" -p "$(tv_port primary)" -U postgres \
+	-D "$sdir/data" -R -X stream -c fast >/dev/null 2>&1
+cp "$(tv_dir primary)/master.key" "$sdir/master.key"
+chown "$TV_OS_USER" "$sdir/master.key"
+{
+	echo "port = $sport"
+	echo "unix_socket_directories = '$sdir'"
+	echo "trialvault.master_key_command = '$PGBIN/trialvault-getkey $sdir/master.key'"
+	echo "hot_standby = on"
+} >>"$sdir/data/postgresql.conf"
+TV_CLUSTERS+=(standby)
+tv_cluster_restart standby
+is "$(tv_psql standby -At -c 'SELECT pg_is_in_recovery()')" t "the standby is in recovery"
+
+# One standby session kept open across the steps.
+mkfifo "$sdir/s.in"
+: >"$sdir/s.out"
+tv_psql standby -qAt -v ON_ERROR_STOP=0 <"$sdir/s.in" >"$sdir/s.out" 2>&1 &
+s_pid=$!
+exec 7>"$sdir/s.in"
+trap 'exec 7>&-; wait $s_pid 2>/dev/null || true; tv_cleanup' EXIT
+
+s() {
+	local mark="--step-$RANDOM$RANDOM--" start
+	start=$(wc -l <"$sdir/s.out")
+	printf '%s\n\\echo %s\n' "$1" "$mark" >&7
+	for _ in $(seq 1 400); do
+		grep -q -- "^$mark\$" "$sdir/s.out" && break
+		sleep 0.05
+	done
+	tail -n +$((start + 1)) "$sdir/s.out" | sed "/^$mark\$/,\$d"
+}
+
+# wait_replayed: until the standby has replayed everything the primary wrote.
+wait_replayed() {
+	local lsn
+	lsn=$(tv_psql primary -At -c "SELECT pg_current_wal_lsn()")
+	for _ in $(seq 1 200); do
+		[ "$(tv_psql standby -At -c "SELECT pg_last_wal_replay_lsn() >= '$lsn'")" = t ] && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+INSPECT="SELECT coalesce(i.checked_version::text, '-') FROM trialvault.inspect_metadata('S', '<m>ward 7</m>') i;"
+like "$(s "$INSPECT")" '^-$' "standby: clean before the rule exists"
+like "$(s "$INSPECT")" '^-$' "standby: clean again (a cache, if there were one, is now filled)"
+tv_psql primary -c "SELECT trialvault.add_phi_rule('S', 'ward', 'pattern', 'ward [0-9]')" >/dev/null
+check "the rule reaches the standby" wait_replayed
+like "$(s "$INSPECT")" 'PHI screening rule "ward"' "standby: the same session refuses once the primary's rule is replayed"
+tv_psql primary -c "SELECT trialvault.add_phi_rule('S', 'ward', 'pattern', 'ward [0-9]', false)" >/dev/null
+check "switching it off reaches the standby" wait_replayed
+like "$(s "$INSPECT")" '^-$' "standby: and passes again once the rule is switched off"
+
+done_testing

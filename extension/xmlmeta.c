@@ -990,7 +990,9 @@ tv_meta_date(PG_FUNCTION_ARGS)
  * functions that each parsed the document again, with the study's rules
  * and schema looked up in SQL on every call.  Here the document is parsed
  * once, the study's rules and schema come from a per-backend cache, and
- * screening, validation and C14N run on the same tree.
+ * screening, validation and C14N run on that one parse: as SAX events (the
+ * streaming path below), or on a tree when an XPath rule needs one or the
+ * stream cannot canonicalize the document itself.
  *
  * The cache is kept right by the chain's generation numbers
  * (tv_chain_generation): an entry remembers those of phi_rules,

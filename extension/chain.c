@@ -39,6 +39,7 @@
 #include "access/htup_details.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
@@ -816,35 +817,9 @@ tv_chain_forget(Oid relid)
 	LWLockRelease(tv_chain_hash_lock);
 }
 
-/*
- * tv_chain_generation: a number that changes whenever rows committed to a
- * protected table may have changed, for per-backend caches of what is
- * derived from those rows (PHI rules, schemas, memberships).
- *
- * It changes at XACT_EVENT_COMMIT of every transaction that inserted into
- * the table, which runs after the rows became visible and before the client
- * hears of the commit.  So a reader that takes this number and then a new
- * snapshot sees everything committed up to that number, and a cache filled
- * that way and tagged with it is stale exactly when the number moved.  Rows
- * this transaction inserted itself are not covered (they are not committed):
- * see tv_chain_inserted_here().  Nor are rows a standby receives by WAL
- * replay, which runs no commit callbacks: on a standby the number does not
- * move, and callers must not cache.
- */
-uint64
-tv_chain_generation(Oid relid)
-{
-	TvChainEntry *entry = get_entry(relid);
-	uint64		gen = pg_atomic_read_u64(&entry->generation);
-
-	/* The caller's snapshot must be taken after this read, not before. */
-	pg_read_barrier();
-	return gen;
-}
-
 /* Did this transaction insert or restore rows into relid, not yet committed? */
-bool
-tv_chain_inserted_here(Oid relid)
+static bool
+inserted_here(Oid relid)
 {
 	ListCell   *lc;
 
@@ -856,6 +831,36 @@ tv_chain_inserted_here(Oid relid)
 			return true;
 	}
 	return list_member_oid(tv_restored_tables, relid);
+}
+
+/*
+ * tv_chain_generation: a number that changes whenever rows committed to a
+ * protected table may have changed, for per-backend caches of what is
+ * derived from those rows (PHI rules, schemas, memberships).  Returns false
+ * when the caller must neither use nor fill such a cache now.
+ *
+ * The number changes at XACT_EVENT_COMMIT of every transaction that
+ * inserted into the table, which runs after the rows became visible and
+ * before the client hears of the commit.  So a reader that takes this
+ * number and then a new snapshot sees everything committed up to that
+ * number, and a cache filled that way and tagged with it is stale exactly
+ * when the number moved.  That reasoning fails, and false is returned:
+ *
+ *	- for rows this transaction inserted itself (not committed yet);
+ *	- under a transaction snapshot, which may be older than the number;
+ *	- on a standby, where rows arrive by WAL replay, which runs no commit
+ *	  callbacks: the number never moves there.
+ */
+bool
+tv_chain_generation(Oid relid, uint64 *gen)
+{
+	TvChainEntry *entry = get_entry(relid);
+
+	*gen = pg_atomic_read_u64(&entry->generation);
+	/* The caller's snapshot must be taken after this read, not before. */
+	pg_read_barrier();
+	return !inserted_here(relid) && !IsolationUsesXactSnapshot() &&
+		!RecoveryInProgress();
 }
 
 void

@@ -91,8 +91,7 @@ extern void tv_chain_shmem_init(void);
 extern void tv_chain_init(void);
 extern HeapTuple tv_chain_insert(Relation rel, HeapTuple tuple);
 extern void tv_chain_forget(Oid relid);
-extern uint64 tv_chain_generation(Oid relid);
-extern bool tv_chain_inserted_here(Oid relid);
+extern bool tv_chain_generation(Oid relid, uint64 *gen);
 extern bool tv_get_prev_seqs(TupleTableSlot *slot, AttrNumber att,
 							 int64 **seqs, int *n);
 extern void tv_prev_digest(const TvHead *refs, int nrefs, uint8 *digest);

@@ -39,8 +39,6 @@
 #include <libxml/xpath.h>
 #include <libxml/xpathInternals.h>
 
-#include "access/xact.h"
-#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
@@ -997,9 +995,9 @@ tv_meta_date(PG_FUNCTION_ARGS)
  * The cache is kept right by the chain's generation numbers
  * (tv_chain_generation): an entry remembers those of phi_rules,
  * metadata_schemas and metadata_defaults and is reloaded when any moved.
- * It is bypassed while this transaction has inserted into one of them, and
- * not filled under a transaction snapshot (which may be older than the
- * generation read) or on a standby (where replay moves no generation).
+ * It is bypassed when tv_chain_generation says a cache cannot be trusted
+ * (this transaction inserted into one of them, a transaction snapshot, a
+ * standby).
  *
  * The fast path only decides that the metadata is clean and valid.  When
  * it finds anything (a rule that may match, a validation error), the
@@ -1373,11 +1371,7 @@ study_config(const char *study, bool *transient)
 {
 	Oid			nsp = get_namespace_oid("trialvault", false);
 	uint64		gens[CONFIG_TABLES];
-	/*
-	 * On a standby, rows arrive by WAL replay, which runs no commit callbacks:
-	 * the generations never move there, so nothing may be kept.
-	 */
-	bool		cacheable = !IsolationUsesXactSnapshot() && !RecoveryInProgress();
+	bool		cacheable = true;
 	StudyConfig *c;
 	int			i;
 
@@ -1387,8 +1381,7 @@ study_config(const char *study, bool *transient)
 
 		if (!OidIsValid(relid))
 			elog(ERROR, "table trialvault.%s is missing", config_tables[i]);
-		gens[i] = tv_chain_generation(relid);
-		if (tv_chain_inserted_here(relid))
+		if (!tv_chain_generation(relid, &gens[i]))
 			cacheable = false;
 	}
 

@@ -145,6 +145,17 @@ check_size(const char *what, int len)
 				 errhint("Keep large content in the document itself; metadata describes it.")));
 }
 
+/* Metadata and schemas never have a DTD: where entity bombs and file reads live. */
+static void
+refuse_doctype(const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_XML_DOCUMENT),
+			 errmsg("%s must not contain a DOCTYPE declaration", what),
+			 errdetail("trialvault refuses DTDs in metadata: they can define entities that expand without bound or read files."),
+			 errhint("Remove the <!DOCTYPE ...> declaration; validate against a registered XSD instead.")));
+}
+
 /*
  * Parse an xml datum into a libxml2 document.  Must be called inside
  * pg_xml_init()/pg_xml_done(); the caller frees the document.
@@ -168,11 +179,7 @@ parse_doc(PgXmlErrorContext *xcxt, xmltype *x, const char *what)
 	if (doc->intSubset != NULL || doc->extSubset != NULL)
 	{
 		xmlFreeDoc(doc);
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_XML_DOCUMENT),
-				 errmsg("%s must not contain a DOCTYPE declaration", what),
-				 errdetail("trialvault refuses DTDs in metadata: they can define entities that expand without bound or read files."),
-				 errhint("Remove the <!DOCTYPE ...> declaration; validate against a registered XSD instead.")));
+		refuse_doctype(what);
 	}
 	if (xmlDocGetRootElement(doc) == NULL)
 	{
@@ -252,19 +259,28 @@ tv_metadata_c14n(PG_FUNCTION_ARGS)
 	PG_RETURN_BYTEA_P(canonical_bytes(PG_GETARG_XML_P(0)));
 }
 
+/* The SHA-256 of a metadata document's canonical bytes, into hash. */
+static void
+canonical_sha256(xmltype *x, uint8 *hash)
+{
+	bytea	   *c = canonical_bytes(x);
+	EVP_MD_CTX *md = tv_sha_begin(TV_SHA_SMALL);
+
+	tv_sha_update(md, VARDATA(c), VARSIZE(c) - VARHDRSZ);
+	tv_sha_end(md, hash);
+	pfree(c);
+}
+
 PG_FUNCTION_INFO_V1(tv_metadata_sha256);
 
 /* trialvault.metadata_sha256(doc xml) RETURNS bytea: SHA-256 of metadata_c14n */
 Datum
 tv_metadata_sha256(PG_FUNCTION_ARGS)
 {
-	bytea	   *c = canonical_bytes(PG_GETARG_XML_P(0));
 	bytea	   *result = palloc(VARHDRSZ + TV_HASH_LEN);
-	EVP_MD_CTX *md = tv_sha_begin(TV_SHA_SMALL);
 
-	tv_sha_update(md, VARDATA(c), VARSIZE(c) - VARHDRSZ);
 	SET_VARSIZE(result, VARHDRSZ + TV_HASH_LEN);
-	tv_sha_end(md, (uint8 *) VARDATA(result));
+	canonical_sha256(PG_GETARG_XML_P(0), (uint8 *) VARDATA(result));
 	PG_RETURN_BYTEA_P(result);
 }
 
@@ -658,6 +674,7 @@ typedef struct ScreenRule
 	char		kind;			/* 'e'lement, 'a'ttribute, 'n'ame, 'p'attern */
 	char	   *lowered;		/* name rules: the name, lowercased */
 	char	   *ascii;			/* the same by ASCII folding, if it is ASCII */
+	uint32		ascii_hash;		/* ascii_lower_hash() of it */
 	text	   *pattern;		/* pattern rules */
 	bool		joinable;		/* may run once over all values (joined_ok) */
 	bool		in_combined;	/* part of StudyConfig.combined */
@@ -1067,8 +1084,9 @@ free_config(StudyConfig *c)
 }
 
 /*
- * ascii_lower_copy() that also hashes the result (FNV-1a), for the table of
- * ASCII name rules.
+ * A name folded to lower case ASCII into out, and its hash (FNV-1a) for the
+ * table of ASCII name rules; false when the name is not plain ASCII (or too
+ * long for out).
  */
 static bool
 ascii_lower_hash(const char *s, char *out, int outlen, uint32 *hash)
@@ -1098,22 +1116,6 @@ config_current(StudyConfig *c, const uint64 *gens)
 	return memcmp(c->gens, gens, sizeof(c->gens)) == 0;
 }
 
-/* A name rule's name in the form the fast comparison uses. */
-static bool
-ascii_lower_copy(const char *s, char *out, int outlen)
-{
-	int			i;
-
-	for (i = 0; s[i]; i++)
-	{
-		if (IS_HIGHBIT_SET(s[i]) || i >= outlen - 1)
-			return false;
-		out[i] = pg_ascii_tolower((unsigned char) s[i]);
-	}
-	out[i] = '\0';
-	return true;
-}
-
 /* The table fast_screen_name() probes, in the config's memory context. */
 static void
 build_name_table(StudyConfig *c)
@@ -1133,8 +1135,7 @@ build_name_table(StudyConfig *c)
 	for (i = 0; i < c->nrules; i++)
 	{
 		ScreenRule *r = &c->rules[i];
-		char		buf[256];
-		uint32		h = 0;
+		uint32		h = r->ascii_hash;
 		int			kinds;
 		int			j;
 
@@ -1142,7 +1143,6 @@ build_name_table(StudyConfig *c)
 			continue;
 		kinds = r->kind == 'e' ? NAME_ELEMENT : r->kind == 'a' ? NAME_ATTRIBUTE :
 			NAME_ELEMENT | NAME_ATTRIBUTE;
-		(void) ascii_lower_hash(r->ascii, buf, sizeof(buf), &h);
 		for (j = h & (c->nameslots - 1); c->names[j].name != NULL &&
 			 !(c->names[j].hash == h && strcmp(c->names[j].name, r->ascii) == 0);
 			 j = (j + 1) & (c->nameslots - 1))
@@ -1274,11 +1274,15 @@ load_config(const char *study, const uint64 *gens, bool keep)
 				 strcmp(kind, "name") == 0)
 		{
 			char		buf[256];
+			uint32		h;
 
 			r->kind = kind[0];
 			r->lowered = str_tolower(expr, strlen(expr), DEFAULT_COLLATION_OID);
-			if (ascii_lower_copy(expr, buf, sizeof(buf)))
+			if (ascii_lower_hash(expr, buf, sizeof(buf), &h))
+			{
 				r->ascii = pstrdup(buf);
+				r->ascii_hash = h;
+			}
 			else
 				c->nonascii_names = true;
 		}
@@ -2084,16 +2088,6 @@ typedef enum Verdict
 	VERDICT_FALLBACK			/* the stream cannot tell: use the tree */
 } Verdict;
 
-static void
-refuse_doctype(void)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_XML_DOCUMENT),
-			 errmsg("%s must not contain a DOCTYPE declaration", "metadata"),
-			 errdetail("trialvault refuses DTDs in metadata: they can define entities that expand without bound or read files."),
-			 errhint("Remove the <!DOCTYPE ...> declaration; validate against a registered XSD instead.")));
-}
-
 static Verdict
 inspect_stream(PgXmlErrorContext *xcxt, xmltype *x, StudyConfig *c,
 			   xmlSchemaPtr schema, uint8 *hash)
@@ -2170,7 +2164,7 @@ inspect_stream(PgXmlErrorContext *xcxt, xmltype *x, StudyConfig *c,
 			valid = xmlSchemaIsValid(vctxt) == 1;
 		}
 		if (st.doctype)
-			refuse_doctype();
+			refuse_doctype("metadata");
 		if (!wellformed)
 			xml_ereport(xcxt, ERROR, ERRCODE_INVALID_XML_DOCUMENT,
 						"metadata is not a well-formed XML document");
@@ -2361,19 +2355,13 @@ tv_inspect_metadata(PG_FUNCTION_ARGS)
 	}
 	if (verdict == VERDICT_PHI)
 	{
-		bytea	   *cb;
-		EVP_MD_CTX *md;
-
 		/*
 		 * The report screens and validates as the SQL functions do and raises
 		 * what it finds.  When it finds nothing, the fast name comparison
 		 * matched more than lower() does: the metadata is clean and valid.
 		 */
 		report_problem(study_t, x, schema_t);
-		cb = canonical_bytes(x);
-		md = tv_sha_begin(TV_SHA_SMALL);
-		tv_sha_update(md, VARDATA(cb), VARSIZE(cb) - VARHDRSZ);
-		tv_sha_end(md, hash);
+		canonical_sha256(x, hash);
 	}
 
 	if (ms)

@@ -14,27 +14,10 @@ SELECT trialvault.register_metadata_schema('S', 'm',
 	'<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"><xs:element name="m" type="xs:int"/></xs:schema>');
 SQL
 
-# One long-lived session (A) in the background, fed through a FIFO, so its
-# caches survive between the steps; B is a fresh psql each time.
-dir=$(tv_dir cache)
-mkfifo "$dir/a.in"
-: >"$dir/a.out"
-tv_psql cache -qAt -v ON_ERROR_STOP=0 <"$dir/a.in" >"$dir/a.out" 2>&1 &
-exec 7>"$dir/a.in"
-a_pid=$!
-trap 'exec 7>&-; wait $a_pid 2>/dev/null || true; tv_cleanup' EXIT
-
-# a SQL: run SQL in session A and print what it printed for it.
-a() {
-	local mark="--step-$RANDOM$RANDOM--" start
-	start=$(wc -l <"$dir/a.out")
-	printf '%s\n\\echo %s\n' "$1" "$mark" >&7
-	for _ in $(seq 1 400); do
-		grep -q -- "^$mark\$" "$dir/a.out" && break
-		sleep 0.05
-	done
-	tail -n +$((start + 1)) "$dir/a.out" | sed "/^$mark\$/,\$d"
-}
+# One long-lived session (A), so its caches survive between the steps; B is
+# a fresh psql each time.
+tv_session_start cache A
+a() { tv_session A "$1"; }
 b() { tv_psql cache -At -c "$1"; }
 
 INSPECT="SELECT coalesce(i.checked_version::text, '-') FROM trialvault.inspect_metadata('S', '<m>42</m>') i;"

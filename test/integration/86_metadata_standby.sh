@@ -35,23 +35,8 @@ tv_cluster_restart standby
 is "$(tv_psql standby -At -c 'SELECT pg_is_in_recovery()')" t "the standby is in recovery"
 
 # One standby session kept open across the steps.
-mkfifo "$sdir/s.in"
-: >"$sdir/s.out"
-tv_psql standby -qAt -v ON_ERROR_STOP=0 <"$sdir/s.in" >"$sdir/s.out" 2>&1 &
-s_pid=$!
-exec 7>"$sdir/s.in"
-trap 'exec 7>&-; wait $s_pid 2>/dev/null || true; tv_cleanup' EXIT
-
-s() {
-	local mark="--step-$RANDOM$RANDOM--" start
-	start=$(wc -l <"$sdir/s.out")
-	printf '%s\n\\echo %s\n' "$1" "$mark" >&7
-	for _ in $(seq 1 400); do
-		grep -q -- "^$mark\$" "$sdir/s.out" && break
-		sleep 0.05
-	done
-	tail -n +$((start + 1)) "$sdir/s.out" | sed "/^$mark\$/,\$d"
-}
+tv_session_start standby S
+s() { tv_session S "$1"; }
 
 # wait_replayed: until the standby has replayed everything the primary wrote.
 wait_replayed() {

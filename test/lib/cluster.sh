@@ -14,6 +14,10 @@
 #   tv_cluster_stop NAME [mode]             pg_ctl stop (fast by default)
 #   tv_cluster_restart NAME                 start a stopped cluster again
 #   tv_cluster_crash NAME                   pg_ctl stop -m immediate (a crash)
+#   tv_session_start NAME SESSION           a psql session on NAME kept open in
+#                                           the background (per-backend state
+#                                           survives between steps)
+#   tv_session SESSION SQL                  run SQL in it, print what it printed
 
 PGBIN=${PGBIN:-$(pg_config --bindir)}
 TV_OS_USER=${TV_OS_USER:-postgres}
@@ -121,8 +125,41 @@ tv_psql() {
 		"$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"
 }
 
+# Sessions: psql reads from a FIFO held open on a file descriptor; its
+# output goes to a file that tv_session reads up to a marker it echoes.
+declare -A TV_SESSION_FD=()
+declare -A TV_SESSION_OUT=()
+
+tv_session_start() {
+	local name=$1 session=$2 dir fd
+	dir=$(tv_dir "$name")
+	mkfifo "$dir/$session.in"
+	: >"$dir/$session.out"
+	tv_psql "$name" -qAt -v ON_ERROR_STOP=0 <"$dir/$session.in" >"$dir/$session.out" 2>&1 &
+	exec {fd}>"$dir/$session.in"
+	TV_SESSION_FD[$session]=$fd
+	TV_SESSION_OUT[$session]=$dir/$session.out
+}
+
+tv_session() {
+	local session=$1 sql=$2 out mark start
+	out=${TV_SESSION_OUT[$session]}
+	mark="--step-$RANDOM$RANDOM--"
+	start=$(wc -l <"$out")
+	printf '%s\n\\echo %s\n' "$sql" "$mark" >&"${TV_SESSION_FD[$session]}"
+	for _ in $(seq 1 400); do
+		grep -q -- "^$mark\$" "$out" && break
+		sleep 0.05
+	done
+	tail -n +$((start + 1)) "$out" | sed "/^$mark\$/,\$d"
+}
+
 tv_cleanup() {
-	local name
+	local name session fd
+	for session in "${!TV_SESSION_FD[@]}"; do
+		fd=${TV_SESSION_FD[$session]}
+		exec {fd}>&-
+	done
 	for name in "${TV_CLUSTERS[@]}"; do
 		tv_cluster_stop "$name" immediate
 	done

@@ -658,6 +658,17 @@ tv_wait_for_coming(volatile int *waited)
 	return true;
 }
 
+/* tv_take(), waiting a little (as above) while nothing has come yet. */
+static int
+tv_take_more(TvLogRecord *recs, int n, volatile int *waited)
+{
+	int			got;
+
+	while ((got = tv_take(recs, n)) == n && n < TV_BATCH_MAX && tv_wait_for_coming(waited))
+		;
+	return got;
+}
+
 /*
  * Write a batch in one transaction; true when committed.  With "more", the
  * records that arrived while the batch was being inserted join it before
@@ -689,9 +700,7 @@ tv_write_batch(TvLogRecord *recs, int *np, bool more, MemoryContext cxt,
 		 * if the tables change); preparing them for every batch cost as
 		 * much as the inserts.
 		 */
-		i = 0;
-again:
-		for (; i < n || (more && (n = tv_take(recs, n)) > i); i += run)
+		for (i = 0; i < n || (more && (n = tv_take_more(recs, n, &waited)) > i); i += run)
 		{
 			if (recs[i].kind == TV_LOG_DECRYPTION)
 			{
@@ -716,8 +725,6 @@ again:
 				run = 1;
 			}
 		}
-		if (more && n < TV_BATCH_MAX && tv_wait_for_coming(&waited))
-			goto again;
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();

@@ -805,8 +805,19 @@ tv_logwriter_main(Datum arg)
 
 		if (n == 0)
 		{
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 1000L, PG_WAIT_EXTENSION);
+			/*
+			 * Idle: report this process's statistics (rows inserted, for
+			 * autovacuum; WAL written) as a backend does between queries.
+			 * pgstat_report_stat(false) flushes at most once a second and
+			 * holds back the rest; a second later, still idle, force it.
+			 */
+			bool		held_back = pgstat_report_stat(false) > 0;
+			int			rc;
+
+			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						   1000L, PG_WAIT_EXTENSION);
+			if ((rc & WL_TIMEOUT) && held_back)
+				pgstat_report_stat(true);
 			continue;
 		}
 
@@ -825,6 +836,8 @@ tv_logwriter_main(Datum arg)
 			tv_settle(from, to, ok, ok ? "" : error);
 			tv_queue->batches++;
 			LWLockRelease(tv_queue->lock);
+			/* Under steady load the writer is never idle. */
+			(void) pgstat_report_stat(false);
 			continue;
 		}
 

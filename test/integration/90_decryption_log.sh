@@ -35,7 +35,9 @@
 #      written once the writer resumes, and opening works again;
 #   8. a full queue (16 slots, writer stopped, 20 callers): 16 time out
 #      waiting for the writer, 4 are refused for a full queue (53400), none
-#      gets plaintext; after the writer resumes the queue drains.
+#      gets plaintext; after the writer resumes the queue drains;
+#   9. announcements (log_writer_status().announced) never outlive a call;
+#  10. the writer's inserts show in pg_stat_user_tables while it runs.
 set -euo pipefail
 source "$(dirname "$0")/../lib/cluster.sh"
 source "$(dirname "$0")/lib/helpers.sh"
@@ -497,6 +499,19 @@ q $CL postgres "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WH
 wait
 check "9: after 6 concurrent sessions, some terminated mid-call, nothing stays announced" wait_until "announced to return to 0" 10 \
 	bash -c "[ \"\$(PGHOST=$(tv_dir $CL) PGPORT=$(tv_port $CL) $PGBIN/psql -X -U postgres -d postgres -At -c 'SELECT announced FROM trialvault.log_writer_status()')\" = 0 ]"
+
+# 10. The log writer reports its statistics like a backend does, so that
+# autovacuum and pg_stat_user_tables know about the log rows it inserts.
+ins() { q $CL postgres "SELECT n_tup_ins FROM pg_stat_user_tables WHERE relid = 'trialvault.decryption_log'::regclass"; }
+ins_at_least() { [ "$(ins)" -ge "$1" ]; }
+before=$(ins)
+out=$(run s10 alice <<SQL
+SELECT count(*) FROM generate_series(1, 25) WHERE length(trialvault.open_document($PHI)) > 0;
+SQL
+)
+is "$out" 25 "10: 25 calls granted"
+check "10: the writer's 25 inserts reach pg_stat_user_tables within seconds (from $before)" \
+	wait_until "n_tup_ins to grow by 25" 10 ins_at_least $((before + 25))
 
 check "the whole server log has no crash lines" \
 	[ "$(grep -cE 'terminated by signal|was terminated by exception' "$LOG" || true)" = 0 ]

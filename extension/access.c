@@ -14,24 +14,35 @@
  * internal SQL function of the same name with an underscore, passing the
  * caller's role name first.  The internal functions are revoked from PUBLIC.
  *
- * open_document and emergency_open do more: the access decision (SQL), the
- * decryption (crypto.c), and the record of the attempt, which the log writer
- * must have committed before the plaintext is returned (logwriter.c).
+ * open_document and emergency_open do more: the access decision (the
+ * everyday grants in C, from a per-backend roles cache; everything else in
+ * SQL), the decryption (crypto.c), and the record of the attempt, which the
+ * log writer must have committed before the plaintext is returned
+ * (logwriter.c).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
+#include "access/stratnum.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
@@ -219,8 +230,8 @@ tv_spi_text(int col, bool *isnull)
 }
 
 /* The decision queries, planned once per backend. */
-static SPIPlanPtr grant_plan = NULL;
 static SPIPlanPtr decision_plan = NULL;
+static SPIPlanPtr roles_plan = NULL;
 
 SPIPlanPtr
 tv_kept_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
@@ -238,6 +249,324 @@ tv_kept_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
 }
 
 /*
+ * What the decision found out about one call: the verdict, and the
+ * document's study, site and stored content.  The content (ciphertext when
+ * contains_phi) lives in the SPI context on the SQL path and in the
+ * caller's context on the everyday path; either way it is gone after
+ * SPI_finish, by which time it has been decrypted or copied.
+ */
+typedef struct TvOpenRow
+{
+	bool		granted;
+	char	   *reason;
+	char	   *study;
+	char	   *site;
+	int32		study_id;
+	bool		contains_phi;
+	bytea	   *stored;			/* content, or content_enc with PHI; NULL if none */
+} TvOpenRow;
+
+/* ---------------------------------------------------------------------
+ * The everyday grant, without SQL
+ *
+ * Nearly every call is a member opening a document that one of the
+ * everyday rules grants: the loader, a document without PHI, site staff or
+ * the investigator of its site, safety for an SAE.  Deciding that in SQL
+ * (_open_grant) started a join and an aggregate on every call, which cost
+ * about as much as the rest of open_document together.  Here the document
+ * is read through its primary key, and the caller's roles in its study
+ * (with the study's id) come from a small per-backend cache that stays
+ * valid while the generation numbers of trialvault.memberships and
+ * trialvault.studies have not moved (tv_chain_generation).
+ *
+ * This path can only grant, and only what _open_grant grants: anything
+ * else (no such document, no rule that applies, monitors, emergencies)
+ * goes to the SQL decision, which stays the one authority on refusals.
+ * The rules below must follow the CASE of _open_grant exactly.
+ * ---------------------------------------------------------------------
+ */
+#define TV_ROLES_CACHE 8
+
+typedef struct TvRoles
+{
+	char		study[TV_LOG_TEXT];
+	NameData	member;
+	uint64		gens[2];		/* of memberships and studies */
+	int32		study_id;
+	int			nroles;
+	char	  **roles;			/* "site:role", "*:role" for study-wide */
+} TvRoles;
+
+static TvRoles *roles_cache[TV_ROLES_CACHE];
+static int	roles_cache_next = 0;
+static MemoryContext roles_cxt = NULL;
+
+static void
+tv_roles_free(TvRoles *r)
+{
+	int			i;
+
+	for (i = 0; i < r->nroles; i++)
+		pfree(r->roles[i]);
+	if (r->roles)
+		pfree(r->roles);
+	pfree(r);
+}
+
+/*
+ * The caller's current roles in a study, and the study's id, from the
+ * cache or from SQL (_current_roles, the same function _open_grant uses).
+ * NULL when there is no such study.  A result that could not be cached is
+ * allocated in CurrentMemoryContext.
+ */
+static TvRoles *
+tv_study_roles(const char *study, const char *member, bool cacheable,
+			   const uint64 *gens)
+{
+	Oid			types[2] = {TEXTOID, NAMEOID};
+	Datum		values[2];
+	NameData	mname;
+	TvRoles    *r;
+	MemoryContext old;
+	Datum	   *elems;
+	bool	   *enulls;
+	int			nelems;
+	bool		isnull;
+	int			i;
+
+	for (i = 0; i < TV_ROLES_CACHE; i++)
+	{
+		r = roles_cache[i];
+		if (r && strcmp(r->study, study) == 0 && strcmp(NameStr(r->member), member) == 0)
+		{
+			if (cacheable && r->gens[0] == gens[0] && r->gens[1] == gens[1])
+				return r;
+			break;
+		}
+	}
+
+	namestrcpy(&mname, member);
+	values[0] = CStringGetTextDatum(study);
+	values[1] = NameGetDatum(&mname);
+	if (SPI_execute_plan(tv_kept_plan(&roles_plan,
+									  "SELECT s.study_id, coalesce((SELECT array_agg(coalesce(c.site, '*') || ':' || c.study_role) "
+									  "FROM trialvault._current_roles($1, $2) c), '{}') "
+									  "FROM trialvault.studies s WHERE s.code = $1",
+									  2, types),
+						 values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the roles of %s in study %s", member, study);
+	if (SPI_processed != 1)
+		return NULL;
+
+	if (cacheable && roles_cxt == NULL)
+		roles_cxt = AllocSetContextCreate(TopMemoryContext, "trialvault roles cache",
+										  ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(cacheable ? roles_cxt : CurrentMemoryContext);
+	r = palloc0(sizeof(TvRoles));
+	strlcpy(r->study, study, sizeof(r->study));
+	namestrcpy(&r->member, member);
+	r->gens[0] = gens[0];
+	r->gens[1] = gens[1];
+	r->study_id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)),
+					  TEXTOID, -1, false, TYPALIGN_INT, &elems, &enulls, &nelems);
+	r->nroles = nelems;
+	r->roles = nelems > 0 ? palloc(sizeof(char *) * nelems) : NULL;
+	for (i = 0; i < nelems; i++)
+		r->roles[i] = TextDatumGetCString(elems[i]);
+	MemoryContextSwitchTo(old);
+	SPI_freetuptable(SPI_tuptable);
+
+	if (cacheable)
+	{
+		for (i = 0; i < TV_ROLES_CACHE; i++)
+		{
+			TvRoles    *c = roles_cache[i];
+
+			if (c && strcmp(c->study, study) == 0 && strcmp(NameStr(c->member), member) == 0)
+				break;
+		}
+		if (i == TV_ROLES_CACHE)
+			i = roles_cache_next++ % TV_ROLES_CACHE;
+		if (roles_cache[i])
+			tv_roles_free(roles_cache[i]);
+		roles_cache[i] = r;
+	}
+	return r;
+}
+
+/* Does the caller hold <site>:<role>, as _open_grant writes it? */
+static bool
+tv_has_role(const TvRoles *r, const char *site, const char *role)
+{
+	size_t		sl = strlen(site);
+	int			i;
+
+	for (i = 0; i < r->nroles; i++)
+	{
+		const char *e = r->roles[i];
+
+		if (strncmp(e, site, sl) == 0 && e[sl] == ':' && strcmp(e + sl + 1, role) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* One text column of the document row, as a C string. */
+static char *
+tv_doc_text(HeapTuple tup, TupleDesc desc, AttrNumber att)
+{
+	bool		isnull;
+	Datum		d = heap_getattr(tup, att, desc, &isnull);
+
+	if (isnull)
+		elog(ERROR, "trialvault.documents has a NULL in a NOT NULL column");
+	return TextDatumGetCString(d);
+}
+
+static AttrNumber
+tv_doc_att(TupleDesc desc, const char *name)
+{
+	int			i;
+
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(desc, i);
+
+		if (!a->attisdropped && strcmp(NameStr(a->attname), name) == 0)
+			return a->attnum;
+	}
+	elog(ERROR, "trialvault.documents has no column %s", name);
+	return InvalidAttrNumber;	/* keep compiler quiet */
+}
+
+/*
+ * The everyday decision: true, with *row filled in (stored content in
+ * CurrentMemoryContext), when one of the everyday rules grants the
+ * requester this document; false when the SQL decision must decide.
+ */
+static bool
+tv_open_everyday(int64 doc_id, const char *requester, TvOpenRow *row)
+{
+	Oid			nsp = get_namespace_oid("trialvault", false);
+	Oid			relids[2];
+	uint64		gens[2];
+	bool		cacheable = true;
+	Relation	rel;
+	Oid			pkey;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		found = false;
+	bool		isnull;
+	char	   *loaded_by = NULL;
+	char	   *doc_type = NULL;
+	TvRoles    *roles;
+	const char *reason = NULL;
+	int			i;
+
+	relids[0] = get_relname_relid("memberships", nsp);
+	relids[1] = get_relname_relid("studies", nsp);
+	for (i = 0; i < 2; i++)
+	{
+		if (!OidIsValid(relids[i]))
+			return false;
+		/* Read before the snapshot below is taken (see tv_chain_generation). */
+		if (!tv_chain_generation(relids[i], &gens[i]))
+			cacheable = false;
+	}
+
+	/* What a non-read-only SPI query would see: our own earlier commands too. */
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+
+	rel = table_open(get_relname_relid("documents", nsp), AccessShareLock);
+	pkey = RelationGetPrimaryKeyIndex(rel);
+	if (!OidIsValid(pkey))
+		elog(ERROR, "trialvault.documents has no primary key");
+	desc = RelationGetDescr(rel);
+	ScanKeyInit(&key, tv_doc_att(desc, "doc_id"), BTEqualStrategyNumber, F_INT8EQ,
+				Int64GetDatum(doc_id));
+	scan = systable_beginscan(rel, pkey, true, GetActiveSnapshot(), 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		Datum		d;
+
+		found = true;
+		row->study = tv_doc_text(tup, desc, tv_doc_att(desc, "study"));
+		row->site = tv_doc_text(tup, desc, tv_doc_att(desc, "site"));
+		doc_type = tv_doc_text(tup, desc, tv_doc_att(desc, "doc_type"));
+		row->contains_phi = DatumGetBool(heap_getattr(tup, tv_doc_att(desc, "contains_phi"),
+													  desc, &isnull));
+		loaded_by = pstrdup(NameStr(*DatumGetName(heap_getattr(tup, tv_doc_att(desc, "loaded_by"),
+																  desc, &isnull))));
+		/* Detoasted now, while the snapshot that found the row is active. */
+		d = heap_getattr(tup, tv_doc_att(desc, row->contains_phi ? "content_enc" : "content"),
+						 desc, &isnull);
+		row->stored = isnull ? NULL : DatumGetByteaPCopy(d);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	PopActiveSnapshot();
+	if (!found)
+		return false;
+
+	roles = tv_study_roles(row->study, requester, cacheable, gens);
+	if (roles == NULL || roles->nroles == 0)
+		return false;
+
+	/* The CASE of _open_grant, in its order. */
+	if (strcmp(loaded_by, requester) == 0)
+		reason = "loader";
+	else if (!row->contains_phi)
+		reason = "no_phi";
+	else if (tv_has_role(roles, row->site, "site_staff"))
+		reason = "site_staff";
+	else if (tv_has_role(roles, row->site, "investigator"))
+		reason = "investigator";
+	else if (strcmp(doc_type, "sae") == 0 && tv_has_role(roles, "*", "safety"))
+		reason = "safety";
+	if (reason == NULL)
+		return false;
+
+	row->granted = true;
+	row->reason = (char *) reason;
+	row->study_id = roles->study_id;
+	return true;
+}
+
+/* The SQL decision: every case, refusals included. */
+static void
+tv_open_decision(Datum *values, char *nulls, TvOpenRow *row)
+{
+	Oid			types[4] = {INT8OID, NAMEOID, BOOLOID, TEXTOID};
+	bool		isnull;
+	Datum		d;
+
+	if (SPI_execute_plan(tv_kept_plan(&decision_plan,
+									  "SELECT granted, reason, study, site, study_id, "
+									  "contains_phi, content, content_enc "
+									  "FROM trialvault._open_decision($1, $2, $3, $4)",
+									  4, types),
+						 values, nulls, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "trialvault._open_decision returned no row");
+
+	row->granted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	row->reason = tv_spi_text(2, &isnull);
+	row->study = tv_spi_text(3, &isnull);
+	row->site = tv_spi_text(4, &isnull);
+	if (row->study)
+		row->study_id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull));
+	row->contains_phi = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull));
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+					  row->contains_phi ? 8 : 7, &isnull);
+	row->stored = isnull ? NULL : DatumGetByteaPP(d);
+}
+
+/*
  * Decide, decrypt, record, and only then return (or refuse).
  */
 static Datum
@@ -247,19 +576,11 @@ tv_open(FunctionCallInfo fcinfo, bool emergency)
 	char	   *why = NULL;
 	TvLogRecord rec;
 	TvAsOwner	as;
-	Oid			types[4] = {INT8OID, NAMEOID, BOOLOID, TEXTOID};
 	Datum		values[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
-	bool		isnull;
-	bool		granted;
-	char	   *reason;
-	char	   *study;
-	char	   *site;
-	int32		study_id = 0;
-	bool		contains_phi;
+	TvOpenRow	row;
 	bytea	   *content = NULL;
 	const char *problem = NULL;
-	bool		decided = false;
 	MemoryContext outer = CurrentMemoryContext;
 
 	/* Fail closed before any work if nothing could be put on record. */
@@ -305,111 +626,61 @@ tv_open(FunctionCallInfo fcinfo, bool emergency)
 	values[3] = why ? CStringGetTextDatum(why) : (Datum) 0;
 	nulls[3] = why ? ' ' : 'n';
 
+	memset(&row, 0, sizeof(row));
 	tv_become_owner(&as);
 	SPI_connect();
-
-	/*
-	 * The everyday rules first (a small plan); the full decision only when
-	 * they do not grant access, or in an emergency.
-	 */
-	if (!emergency)
+	if (emergency || !tv_open_everyday(doc_id, rec.requester, &row))
 	{
-		Oid			gtypes[2] = {INT8OID, NAMEOID};
-		bool		found;
-		bool		reason_null;
-
-		if (SPI_execute_plan(tv_kept_plan(&grant_plan,
-										  "SELECT true, reason, study, site, study_id, "
-										  "contains_phi, content, content_enc, found "
-										  "FROM trialvault._open_grant($1, $2)",
-										  2, gtypes),
-							 values, nulls, false, 1) != SPI_OK_SELECT ||
-			SPI_processed != 1)
-			elog(ERROR, "trialvault._open_grant returned no row");
-		found = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 9, &isnull));
-		(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &reason_null);
-		decided = found && !reason_null;
-		if (!decided)
-			SPI_freetuptable(SPI_tuptable);
+		memset(&row, 0, sizeof(row));
+		tv_open_decision(values, nulls, &row);
 	}
-	if (!decided &&
-		(SPI_execute_plan(tv_kept_plan(&decision_plan,
-									   "SELECT granted, reason, study, site, study_id, "
-									   "contains_phi, content, content_enc "
-									   "FROM trialvault._open_decision($1, $2, $3, $4)",
-									   4, types),
-						  values, nulls, false, 1) != SPI_OK_SELECT ||
-		 SPI_processed != 1))
-		elog(ERROR, "trialvault._open_decision returned no row");
 
-	granted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	reason = tv_spi_text(2, &isnull);
-	study = tv_spi_text(3, &isnull);
-	site = tv_spi_text(4, &isnull);
-	if (study)
-		study_id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull));
-	contains_phi = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull));
-	if (granted)
+	if (row.granted && row.contains_phi && row.stored == NULL)
 	{
-		Datum		d;
-		MemoryContext old;
+		row.granted = false;
+		row.reason = "ciphertext_invalid";
+		problem = "the document has no ciphertext";
+	}
+	else if (row.granted && row.stored != NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(outer);
 
-		if (contains_phi)
+		if (row.contains_phi)
 		{
-			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 8, &isnull);
-			if (isnull)
-			{
-				granted = false;
-				reason = "ciphertext_invalid";
-				problem = "the document has no ciphertext";
-			}
-			else
-			{
-				const char *r = NULL;
+			const char *r = NULL;
 
-				old = MemoryContextSwitchTo(outer);
-				content = tv_decrypt_field(study_id, study, doc_id, "content",
-										   DatumGetByteaPP(d), &r, &problem);
-				MemoryContextSwitchTo(old);
-				if (content == NULL)
-				{
-					granted = false;
-					reason = (char *) r;
-				}
+			content = tv_decrypt_field(row.study_id, row.study, doc_id, "content",
+									   row.stored, &r, &problem);
+			if (content == NULL)
+			{
+				row.granted = false;
+				row.reason = (char *) r;
 			}
 		}
 		else
-		{
-			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7, &isnull);
-			if (isnull)
-				content = NULL;
-			else
-			{
-				old = MemoryContextSwitchTo(outer);
-				content = DatumGetByteaPCopy(d);
-				MemoryContextSwitchTo(old);
-			}
-		}
+			content = DatumGetByteaPCopy(PointerGetDatum(row.stored));
+		MemoryContextSwitchTo(old);
 	}
+
 	/*
 	 * One study at a time: outside emergencies, a document opens only in the
 	 * study the session has opened (checked after the decision, so that
 	 * non-members are still told they are not members).
 	 */
-	if (granted && !emergency &&
-		(tv_session_study_raw() == NULL || strcmp(tv_session_study_raw(), study) != 0))
+	if (row.granted && !emergency &&
+		(tv_session_study_raw() == NULL || strcmp(tv_session_study_raw(), row.study) != 0))
 	{
-		granted = false;
-		reason = "study_not_open";
+		row.granted = false;
+		row.reason = "study_not_open";
 		if (content)
 			pfree(content);
 		content = NULL;
 	}
-	rec.granted = granted;
-	strlcpy(rec.reason, reason ? reason : "", sizeof(rec.reason));
-	strlcpy(rec.study, study ? study : "", sizeof(rec.study));
-	strlcpy(rec.site, site ? site : "", sizeof(rec.site));
-	if (!granted && problem == NULL)
+	rec.granted = row.granted;
+	strlcpy(rec.reason, row.reason ? row.reason : "", sizeof(rec.reason));
+	strlcpy(rec.study, row.study ? row.study : "", sizeof(rec.study));
+	strlcpy(rec.site, row.site ? row.site : "", sizeof(rec.site));
+	if (!row.granted && problem == NULL)
 		problem = tv_refusal_text(rec.reason, rec.study, rec.site);
 	if (problem)
 		problem = MemoryContextStrdup(outer, problem);
@@ -419,7 +690,7 @@ tv_open(FunctionCallInfo fcinfo, bool emergency)
 	/* The record must be durable before anything is returned. */
 	tv_log_submit(&rec);
 
-	if (!granted)
+	if (!row.granted)
 		tv_refuse(doc_id, rec.reason, rec.study, rec.site, problem);
 	if (content == NULL)
 		PG_RETURN_NULL();

@@ -1,0 +1,201 @@
+-- open_document decides the everyday grants (loader, no PHI, site staff,
+-- investigator, safety for SAE) in C, and everything else through the SQL
+-- decision trialvault._open_decision().  This suite checks that the two
+-- agree: for every role of a fixture that covers each rule, its corners
+-- and the refusals next to them, on every document, open_document's outcome
+-- (its decryption_log row and its error or plaintext) must be exactly what
+-- _open_decision() says.  Then it runs the same matrix again after roles
+-- change in this transaction, which the C path's roles cache must not hide.
+--
+-- Log rows are written by the log writer and outlive the ROLLBACK; each run
+-- uses a study code of its own.
+BEGIN;
+SELECT plan(12);
+\o /dev/null
+
+CREATE SCHEMA tv08;
+CREATE TABLE tv08.cfg (study text NOT NULL);
+INSERT INTO tv08.cfg VALUES ('PATH08-' || substr(md5(random()::text || clock_timestamp()::text), 1, 12));
+CREATE FUNCTION tv08.study() RETURNS text LANGUAGE sql STABLE AS $$ SELECT study FROM tv08.cfg $$;
+CREATE TABLE tv08.docs (name text PRIMARY KEY, doc_id bigint NOT NULL, body bytea NOT NULL);
+CREATE TABLE tv08.users (u name PRIMARY KEY);
+GRANT USAGE ON SCHEMA tv08 TO PUBLIC;
+GRANT SELECT ON tv08.cfg TO PUBLIC;
+GRANT SELECT, INSERT ON tv08.docs TO PUBLIC;
+
+CREATE FUNCTION tv08.load(p_name text, p_site text, p_type text, p_phi boolean)
+	RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+	id bigint;
+	body bytea := convert_to(format('%s at %s (%s): patient Jane Roe, MRN %s', p_type, p_site, p_name,
+		md5(p_name)), 'UTF8');
+BEGIN
+	id := trialvault.load_document(tv08.study(), p_site, p_type, p_phi,
+		'<doc><visit>2</visit><form>F-08</form></doc>'::xml, body);
+	INSERT INTO tv08.docs VALUES (p_name, id, body);
+	RETURN id;
+END
+$$;
+
+-- One call of open_document as role p_user: 'granted|refused REASON', from
+-- the newest log row of that call, followed by ' ok' when the plaintext
+-- returned is the loaded one, or by the SQLSTATE of the error.
+CREATE FUNCTION tv08.try(p_user name, p_doc bigint) RETURNS text
+	LANGUAGE plpgsql AS $$
+DECLARE
+	got bytea;
+	st text := 'ok';
+	r record;
+	before bigint := (SELECT coalesce(max(log_id), 0) FROM trialvault.decryption_log);
+BEGIN
+	BEGIN
+		EXECUTE format('SET LOCAL ROLE %I', p_user);
+		got := trialvault.open_document(p_doc);
+		IF got IS DISTINCT FROM (SELECT body FROM tv08.docs WHERE doc_id = p_doc) THEN
+			st := 'wrong plaintext';
+		END IF;
+		RESET ROLE;
+	EXCEPTION WHEN OTHERS THEN
+		st := SQLSTATE;
+	END;
+	RESET ROLE;
+	SELECT count(*) AS n, max(l.granted::int) AS g, max(l.reason) AS reason INTO r
+		FROM trialvault.decryption_log l
+		WHERE l.log_id > before AND l.doc_id = p_doc AND l.requester = p_user;
+	IF r.n <> 1 THEN
+		RETURN format('%s log rows', r.n);
+	END IF;
+	RETURN format('%s %s %s', CASE WHEN r.g = 1 THEN 'granted' ELSE 'refused' END, r.reason, st);
+END
+$$;
+
+-- What the SQL decision says for the same call.
+CREATE FUNCTION tv08.expect(p_user name, p_doc bigint) RETURNS text
+	LANGUAGE sql AS $$
+	SELECT format('%s %s %s', CASE WHEN d.granted THEN 'granted' ELSE 'refused' END, d.reason,
+		CASE WHEN d.granted THEN 'ok'
+			 WHEN d.reason = 'no_such_document' THEN '42704'
+			 ELSE '42501' END)
+	FROM trialvault._open_decision(p_doc, p_user, false, NULL) d
+$$;
+
+-- Every user on every document: the calls where the two disagree.
+CREATE FUNCTION tv08.mismatches() RETURNS text LANGUAGE sql AS $$
+	SELECT coalesce(string_agg(format('%s on %s: open_document %s, _open_decision %s', x.u, x.name, x.got, x.want),
+		'; ' ORDER BY x.u, x.name), 'none')
+	FROM (SELECT u.u, d.name, tv08.try(u.u, d.doc_id) AS got, tv08.expect(u.u, d.doc_id) AS want
+		  FROM tv08.users u CROSS JOIN tv08.docs d) x
+	WHERE x.got IS DISTINCT FROM x.want
+$$;
+CREATE FUNCTION tv08.granted_count() RETURNS bigint LANGUAGE sql AS $$
+	SELECT count(*) FROM tv08.users u CROSS JOIN tv08.docs d
+	WHERE (SELECT g.granted FROM trialvault._open_decision(d.doc_id, u.u, false, NULL) g)
+$$;
+
+CREATE ROLE tv08_staff_a LOGIN;
+CREATE ROLE tv08_inv_a LOGIN;
+CREATE ROLE tv08_staff_b LOGIN;
+CREATE ROLE tv08_inv_b LOGIN;
+CREATE ROLE tv08_safety LOGIN;
+CREATE ROLE tv08_safety_b LOGIN;		-- safety and site staff of B
+CREATE ROLE tv08_sponsor LOGIN;
+CREATE ROLE tv08_auditor LOGIN;
+CREATE ROLE tv08_mon LOGIN;
+CREATE ROLE tv08_revoked LOGIN;		-- site staff of A, revoked
+CREATE ROLE tv08_ex_loader LOGIN;		-- loaded at A, now sponsor only
+CREATE ROLE tv08_outsider LOGIN;
+INSERT INTO tv08.users SELECT rolname FROM pg_roles WHERE rolname LIKE 'tv08\_%';
+
+SELECT trialvault.create_study(tv08.study(), 'Decision paths');
+SELECT trialvault.add_site(tv08.study(), s, 'Site ' || s) FROM (VALUES ('A'), ('B'), ('AB')) v(s);
+SELECT trialvault.grant_role(m, tv08.study(), s, r) FROM (VALUES
+	('tv08_staff_a', 'A', 'site_staff'), ('tv08_inv_a', 'A', 'investigator'),
+	('tv08_staff_b', 'B', 'site_staff'), ('tv08_inv_b', 'B', 'investigator'),
+	('tv08_safety', NULL, 'safety'), ('tv08_safety_b', NULL, 'safety'),
+	('tv08_safety_b', 'B', 'site_staff'), ('tv08_sponsor', NULL, 'sponsor'),
+	('tv08_auditor', NULL, 'auditor'), ('tv08_mon', NULL, 'monitor'),
+	('tv08_revoked', 'A', 'site_staff'), ('tv08_ex_loader', 'A', 'site_staff'),
+	('tv08_ex_loader', NULL, 'sponsor')) v(m, s, r);
+SET ROLE tv08_inv_a;
+SELECT trialvault.authorize_monitor('tv08_mon', tv08.study(), 'A', clock_timestamp() + interval '1 hour');
+RESET ROLE;
+
+SET ROLE tv08_staff_a;
+SELECT tv08.load('a_src', 'A', 'source', true), tv08.load('a_sae', 'A', 'sae', true),
+	tv08.load('a_proto', 'A', 'protocol', false);
+SET ROLE tv08_inv_b;
+SELECT tv08.load('b_src', 'B', 'source', true), tv08.load('b_sae', 'B', 'sae', true),
+	tv08.load('b_crf', 'B', 'blank_crf', false);
+SET ROLE tv08_ex_loader;
+SELECT tv08.load('a_exl', 'A', 'eform', true);
+SET ROLE tv08_revoked;
+SELECT tv08.load('a_rev', 'A', 'other', true);
+RESET ROLE;
+-- Site "AB" has nobody now; a document there tests that roles of site "A"
+-- (kept as "A:site_staff") are not taken for it.
+SELECT trialvault.grant_role('tv08_staff_b', tv08.study(), 'AB', 'site_staff');
+SET ROLE tv08_staff_b;
+SELECT tv08.load('ab_src', 'AB', 'source', true);
+RESET ROLE;
+SELECT trialvault.revoke_role('tv08_staff_b', tv08.study(), 'AB', 'site_staff');
+SELECT trialvault.revoke_role('tv08_revoked', tv08.study(), 'A', 'site_staff');
+SELECT trialvault.revoke_role('tv08_ex_loader', tv08.study(), 'A', 'site_staff');
+INSERT INTO tv08.docs VALUES ('missing', -808, '\x');
+
+-- The session's open study (any member may open it; it stays open for
+-- the session whichever role acts).
+SET ROLE tv08_staff_a;
+SELECT trialvault.open_study(tv08.study());
+RESET ROLE;
+\o
+
+SELECT is((SELECT count(*) FROM tv08.users), 12::bigint, 'the fixture has 12 roles');
+SELECT is((SELECT count(*) FROM tv08.docs), 10::bigint, 'and 10 documents, one of them missing');
+SELECT is(tv08.granted_count(), 43::bigint, 'the SQL decision grants 43 of the 120 calls and refuses the others');
+SELECT is((SELECT string_agg(DISTINCT d.reason, ',' ORDER BY d.reason)
+	FROM tv08.users u CROSS JOIN tv08.docs t
+	CROSS JOIN LATERAL trialvault._open_decision(t.doc_id, u.u, false, NULL) d),
+	'auditor_no_phi,investigator,loader,membership_revoked,monitor,monitor_not_authorized,no_phi,no_such_document,not_a_member,not_entitled,other_site,safety,site_staff,sponsor_no_phi',
+	'the fixture reaches every reason of an ordinary call');
+SELECT is(tv08.mismatches(), 'none', 'open_document agrees with _open_decision on every call');
+SELECT is(tv08.mismatches(), 'none', 'and again on the second round (roles read a second time)');
+
+-- Change roles in this transaction: a cached answer must not survive.
+\o /dev/null
+SELECT trialvault.revoke_role('tv08_staff_a', tv08.study(), 'A', 'site_staff');
+SELECT trialvault.grant_role('tv08_staff_b', tv08.study(), 'A', 'investigator');
+SELECT trialvault.revoke_role('tv08_safety', tv08.study(), NULL, 'safety');
+SELECT trialvault.grant_role('tv08_ex_loader', tv08.study(), 'B', 'site_staff');
+SELECT trialvault.grant_role('tv08_outsider', tv08.study(), NULL, 'safety');
+\o
+SELECT is(tv08.try('tv08_staff_a', d.doc_id), 'refused membership_revoked 42501',
+	'site staff whose role was revoked in this transaction: refused, even for their own upload')
+	FROM tv08.docs d WHERE name = 'a_src';
+SELECT is(tv08.try('tv08_staff_b', d.doc_id), 'granted investigator ok',
+	'a role granted in this transaction applies at once')
+	FROM tv08.docs d WHERE name = 'a_src';
+SELECT is(tv08.try('tv08_outsider', d.doc_id), 'granted safety ok',
+	'an outsider made safety in this transaction opens an SAE')
+	FROM tv08.docs d WHERE name = 'b_sae';
+SELECT is(tv08.mismatches(), 'none', 'after the changes open_document still agrees with _open_decision on every call');
+
+-- A new study in this transaction: its documents decrypt under its own key.
+\o /dev/null
+UPDATE tv08.cfg SET study = study || '-2';
+SELECT trialvault.create_study(tv08.study(), 'Decision paths, second study');
+SELECT trialvault.add_site(tv08.study(), 'A', 'Site A');
+SELECT trialvault.grant_role('tv08_inv_a', tv08.study(), 'A', 'investigator');
+SET ROLE tv08_inv_a;
+SELECT tv08.load('s2_src', 'A', 'source', true);
+SELECT trialvault.open_study(tv08.study());
+RESET ROLE;
+\o
+SELECT is(tv08.try('tv08_inv_a', doc_id), 'granted loader ok',
+	'a document of a study created in this transaction opens (its own study id and key)')
+	FROM tv08.docs WHERE name = 's2_src';
+SELECT is(tv08.try('tv08_staff_b', doc_id), 'refused not_a_member 42501',
+	'and a member of the first study only is no member of the second')
+	FROM tv08.docs WHERE name = 's2_src';
+
+SELECT * FROM finish();
+ROLLBACK;

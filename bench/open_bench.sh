@@ -331,6 +331,11 @@ writer_counts() {
 	sql -At -F ' ' -c "SELECT written, batches FROM trialvault.log_writer_status()"
 }
 
+# wal_syncs: WAL flushes (fsync/fdatasync calls) since server start.
+wal_syncs() {
+	sql -At -c "SELECT wal_sync FROM pg_stat_wal"
+}
+
 # run_side SIDE CLIENTS SECONDS: one pgbench run; sets TPS and, for ext,
 # BATCH (records per log writer commit during the run).
 run_side() {
@@ -338,6 +343,7 @@ run_side() {
 	jobs=$((clients < $(nproc) ? clients : $(nproc)))
 	sql -c "CHECKPOINT" >/dev/null
 	[ "$side" = ext ] && read -r w0 b0 < <(writer_counts)
+	s0=$(wal_syncs)
 	if ! out=$("$PGBIN/pgbench" -n -D opened=0 -M "$BENCH_PROTOCOL" -c "$clients" -j "$jobs" -T "$secs" \
 		-U staff -f "$DIR/open_$side.sql" postgres 2>&1); then
 		echo "$out" >&2
@@ -354,6 +360,10 @@ run_side() {
 		die "pgbench reported failed transactions for $side"
 	fi
 	PROCESSED[$side]=$((PROCESSED[$side] + n))
+	# Processes report their WAL statistics at most once a second (the log
+	# writer when it goes idle): wait for this run's to be in.
+	sleep 1.5
+	SYNCS=$(ratio $(($(wal_syncs) - s0)) "$n")
 	TPS=$tps
 	BATCH=
 	if [ "$side" = ext ]; then
@@ -382,7 +392,7 @@ for c in "${CLIENTS[@]}"; do
 		for s in "${SIDES[@]}"; do
 			run_side "$s" "$c" "$BENCH_SECONDS"
 			RUNS[$s]+=" $TPS"
-			line+=$(printf '  %s %.1f' "$s" "$TPS")
+			line+=$(printf '  %s %.1f [%s flushes/call]' "$s" "$TPS" "$SYNCS")
 			if [ "$s" = ext ]; then
 				BATCHES+=" $BATCH"
 				line+=$(printf ' (%d records in %d commits)' "$W_DELTA" "$B_DELTA")

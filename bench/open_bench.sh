@@ -38,7 +38,7 @@
 # log row counts that do not match the calls made, a broken log chain).
 #
 # Usage (as root, from anywhere):
-#   bash bench/open_bench.sh            full run (about 4 minutes)
+#   bash bench/open_bench.sh            full run (about 5 minutes)
 #   bash bench/open_bench.sh --quick    about 50 seconds
 #
 # Environment (defaults; --quick ones in brackets):

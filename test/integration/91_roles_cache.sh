@@ -4,7 +4,7 @@
 # another session commits must apply to this backend's very next call,
 # whatever it had cached; a change in this session's own open transaction
 # applies at once and is forgotten on ROLLBACK; a study created later gets
-# its own id (and so its own key).
+# its own id (and so its own key).  Neither path grows the backend.
 #
 # Session A is one long-lived psql acting as alice, then carol (SET ROLE),
 # so that its cache survives between the steps; B is a fresh psql each time.
@@ -86,6 +86,30 @@ S2=$(id s2)
 a "SET ROLE carol; SELECT trialvault.open_study('S2'); RESET ROLE;" >/dev/null
 is "$(open_as carol "$S2")" '\x0d0e0f' "a document of a study created after A's cache was filled opens (its own study id and key)"
 is "$(reason "$S2" carol)" loader "logged: loader"
+
+# Memory: 2000 calls twice in one backend; after the first round has warmed
+# caches up, the second may grow it by at most 1 MB (0.5 kB a call).
+rss_growth() {
+	local user=$1 doc=$2 out
+	out=$(tv_psql roles -At <<SQL
+SELECT pg_backend_pid() AS pid \gset
+\setenv P :pid
+SET ROLE $user;
+\o /dev/null
+SELECT trialvault.open_study('S1');
+\o
+DO \$\$ DECLARE n int; BEGIN FOR i IN 1..2000 LOOP BEGIN n := length(trialvault.open_document($doc)); EXCEPTION WHEN insufficient_privilege THEN NULL; END; END LOOP; END \$\$;
+\! awk '/VmRSS/ {print \$2}' /proc/\$P/status
+DO \$\$ DECLARE n int; BEGIN FOR i IN 1..2000 LOOP BEGIN n := length(trialvault.open_document($doc)); EXCEPTION WHEN insufficient_privilege THEN NULL; END; END LOOP; END \$\$;
+\! awk '/VmRSS/ {print \$2}' /proc/\$P/status
+SQL
+)
+	echo $(($(echo "$out" | tail -n 1) - $(echo "$out" | head -n 1)))
+}
+g=$(rss_growth carol "$A")
+check "memory: 2000 granted calls (roles from the cache) grow the backend by ${g} kB (at most 1024)" [ "$g" -le 1024 ]
+g=$(rss_growth carol "$B")
+check "memory: 2000 refused calls (the SQL decision) grow the backend by ${g} kB (at most 1024)" [ "$g" -le 1024 ]
 
 check "the server log has no crash lines" \
 	[ "$(grep -cE 'terminated by signal|was terminated by exception' "$(tv_dir roles)/server.log" || true)" = 0 ]

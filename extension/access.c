@@ -358,6 +358,10 @@ tv_study_roles(const char *study, const char *member, bool cacheable,
 	if (SPI_processed != 1)
 		return NULL;
 
+	/* Taken apart here; only the result is copied into the cache. */
+	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)),
+					  TEXTOID, -1, false, TYPALIGN_INT, &elems, &enulls, &nelems);
+
 	if (cacheable && roles_cxt == NULL)
 		roles_cxt = AllocSetContextCreate(TopMemoryContext, "trialvault roles cache",
 										  ALLOCSET_SMALL_SIZES);
@@ -368,8 +372,6 @@ tv_study_roles(const char *study, const char *member, bool cacheable,
 	r->gens[0] = gens[0];
 	r->gens[1] = gens[1];
 	r->study_id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)),
-					  TEXTOID, -1, false, TYPALIGN_INT, &elems, &enulls, &nelems);
 	r->nroles = nelems;
 	r->roles = nelems > 0 ? palloc(sizeof(char *) * nelems) : NULL;
 	for (i = 0; i < nelems; i++)

@@ -490,6 +490,7 @@ tv_open_everyday(int64 doc_id, const char *requester, TvOpenRow *row)
 	desc = RelationGetDescr(rel);
 	ScanKeyInit(&key, tv_doc_att(desc, "doc_id"), BTEqualStrategyNumber, F_INT8EQ,
 				Int64GetDatum(doc_id));
+	/* systable_* scans any table through a btree index, not only catalogs. */
 	scan = systable_beginscan(rel, pkey, true, GetActiveSnapshot(), 1, &key);
 	tup = systable_getnext(scan);
 	if (HeapTupleIsValid(tup))
@@ -510,7 +511,8 @@ tv_open_everyday(int64 doc_id, const char *requester, TvOpenRow *row)
 		row->stored = isnull ? NULL : DatumGetByteaPCopy(d);
 	}
 	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
+	/* Keep the lock until the end of the transaction, as a query would. */
+	table_close(rel, NoLock);
 	PopActiveSnapshot();
 	if (!found)
 		return false;

@@ -26,13 +26,13 @@
 
 #include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/stratnum.h"
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
-#include "access/stratnum.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
@@ -332,11 +332,12 @@ tv_study_roles(const char *study, const char *member, bool cacheable,
 	bool	   *enulls;
 	int			nelems;
 	bool		isnull;
+	int			slot;
 	int			i;
 
-	for (i = 0; i < TV_ROLES_CACHE; i++)
+	for (slot = 0; slot < TV_ROLES_CACHE; slot++)
 	{
-		r = roles_cache[i];
+		r = roles_cache[slot];
 		if (r && strcmp(r->study, study) == 0 && strcmp(NameStr(r->member), member) == 0)
 		{
 			if (cacheable && r->gens[0] == gens[0] && r->gens[1] == gens[1])
@@ -381,18 +382,12 @@ tv_study_roles(const char *study, const char *member, bool cacheable,
 
 	if (cacheable)
 	{
-		for (i = 0; i < TV_ROLES_CACHE; i++)
-		{
-			TvRoles    *c = roles_cache[i];
-
-			if (c && strcmp(c->study, study) == 0 && strcmp(NameStr(c->member), member) == 0)
-				break;
-		}
-		if (i == TV_ROLES_CACHE)
-			i = roles_cache_next++ % TV_ROLES_CACHE;
-		if (roles_cache[i])
-			tv_roles_free(roles_cache[i]);
-		roles_cache[i] = r;
+		/* Replace the stale entry for this key, or the oldest one. */
+		if (slot == TV_ROLES_CACHE)
+			slot = roles_cache_next++ % TV_ROLES_CACHE;
+		if (roles_cache[slot])
+			tv_roles_free(roles_cache[slot]);
+		roles_cache[slot] = r;
 	}
 	return r;
 }
@@ -426,20 +421,38 @@ tv_doc_text(HeapTuple tup, TupleDesc desc, AttrNumber att)
 	return TextDatumGetCString(d);
 }
 
-static AttrNumber
-tv_doc_att(TupleDesc desc, const char *name)
+/* The columns of trialvault.documents the everyday decision reads. */
+enum
+{
+	DOC_ID, DOC_STUDY, DOC_SITE, DOC_TYPE, DOC_PHI, DOC_LOADED_BY, DOC_CONTENT,
+	DOC_CONTENT_ENC, DOC_NCOLS
+};
+static const char *const tv_doc_colnames[DOC_NCOLS] = {
+	"doc_id", "study", "site", "doc_type", "contains_phi", "loaded_by", "content",
+	"content_enc"
+};
+
+/* Their attribute numbers, in one pass over the descriptor. */
+static void
+tv_doc_atts(TupleDesc desc, AttrNumber *atts)
 {
 	int			i;
+	int			c;
 
+	memset(atts, 0, sizeof(AttrNumber) * DOC_NCOLS);
 	for (i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute a = TupleDescAttr(desc, i);
 
-		if (!a->attisdropped && strcmp(NameStr(a->attname), name) == 0)
-			return a->attnum;
+		if (a->attisdropped)
+			continue;
+		for (c = 0; c < DOC_NCOLS; c++)
+			if (strcmp(NameStr(a->attname), tv_doc_colnames[c]) == 0)
+				atts[c] = a->attnum;
 	}
-	elog(ERROR, "trialvault.documents has no column %s", name);
-	return InvalidAttrNumber;	/* keep compiler quiet */
+	for (c = 0; c < DOC_NCOLS; c++)
+		if (atts[c] == InvalidAttrNumber)
+			elog(ERROR, "trialvault.documents has no column %s", tv_doc_colnames[c]);
 }
 
 /*
@@ -460,6 +473,7 @@ tv_open_everyday(int64 doc_id, const char *requester, TvOpenRow *row)
 	SysScanDesc scan;
 	HeapTuple	tup;
 	TupleDesc	desc;
+	AttrNumber	atts[DOC_NCOLS];
 	bool		found = false;
 	bool		isnull;
 	char	   *loaded_by = NULL;
@@ -488,7 +502,8 @@ tv_open_everyday(int64 doc_id, const char *requester, TvOpenRow *row)
 	if (!OidIsValid(pkey))
 		elog(ERROR, "trialvault.documents has no primary key");
 	desc = RelationGetDescr(rel);
-	ScanKeyInit(&key, tv_doc_att(desc, "doc_id"), BTEqualStrategyNumber, F_INT8EQ,
+	tv_doc_atts(desc, atts);
+	ScanKeyInit(&key, atts[DOC_ID], BTEqualStrategyNumber, F_INT8EQ,
 				Int64GetDatum(doc_id));
 	/* systable_* scans any table through a btree index, not only catalogs. */
 	scan = systable_beginscan(rel, pkey, true, GetActiveSnapshot(), 1, &key);
@@ -498,15 +513,14 @@ tv_open_everyday(int64 doc_id, const char *requester, TvOpenRow *row)
 		Datum		d;
 
 		found = true;
-		row->study = tv_doc_text(tup, desc, tv_doc_att(desc, "study"));
-		row->site = tv_doc_text(tup, desc, tv_doc_att(desc, "site"));
-		doc_type = tv_doc_text(tup, desc, tv_doc_att(desc, "doc_type"));
-		row->contains_phi = DatumGetBool(heap_getattr(tup, tv_doc_att(desc, "contains_phi"),
-													  desc, &isnull));
-		loaded_by = pstrdup(NameStr(*DatumGetName(heap_getattr(tup, tv_doc_att(desc, "loaded_by"),
+		row->study = tv_doc_text(tup, desc, atts[DOC_STUDY]);
+		row->site = tv_doc_text(tup, desc, atts[DOC_SITE]);
+		doc_type = tv_doc_text(tup, desc, atts[DOC_TYPE]);
+		row->contains_phi = DatumGetBool(heap_getattr(tup, atts[DOC_PHI], desc, &isnull));
+		loaded_by = pstrdup(NameStr(*DatumGetName(heap_getattr(tup, atts[DOC_LOADED_BY],
 																  desc, &isnull))));
 		/* Detoasted now, while the snapshot that found the row is active. */
-		d = heap_getattr(tup, tv_doc_att(desc, row->contains_phi ? "content_enc" : "content"),
+		d = heap_getattr(tup, atts[row->contains_phi ? DOC_CONTENT_ENC : DOC_CONTENT],
 						 desc, &isnull);
 		row->stored = isnull ? NULL : DatumGetByteaPCopy(d);
 	}

@@ -17,10 +17,15 @@ OBJS = \
 	extension/crypto.o \
 	extension/access.o \
 	extension/session.o \
+	extension/catalog.o \
 	worker/logwriter.o
 
 EXTENSION = trialvault
-DATA = $(wildcard extension/trialvault--*.sql)
+EXTVERSION = $(shell sed -n "s/^default_version = '\\(.*\\)'/\\1/p" $(srcdir)/trialvault.control)
+# The install script of the current version is built from the one schema
+# file (as pgvector does); the older install and upgrade scripts are frozen.
+DATA_built = extension/trialvault--$(EXTVERSION).sql
+DATA = $(filter-out $(DATA_built),$(wildcard extension/trialvault--*.sql))
 SCRIPTS = scripts/trialvault-getkey
 
 REGRESS = protect guard bad_input verify xml access views
@@ -52,3 +57,6 @@ bench:
 	bash bench/crypto_bench.sh
 	bash bench/open_bench.sh
 	bash bench/views_bench.sh
+
+extension/trialvault--$(EXTVERSION).sql: extension/trialvault.sql trialvault.control
+	cp $< $@

@@ -1,0 +1,1717 @@
+-- trialvault: the whole current schema, arranged by component.
+--
+-- This is the one place to read what the current version contains.  The
+-- build copies it to trialvault--<version>.sql, the script a fresh CREATE
+-- EXTENSION runs.  A database on an older version reaches the same state
+-- through the frozen upgrade scripts trialvault--<a>--<b>.sql;
+-- test/integration/60_upgrade.sh compares the two roads object by object.
+--
+--   1. Preamble: the preload check, schema privileges, group roles
+--   2. Chain and guards
+--   3. Metadata
+--   4. Studies, roles and keys
+--   5. Documents and decryption
+--   6. Session and views
+\echo Use "CREATE EXTENSION trialvault" to load this file. \quit
+
+-- =====================================================================
+-- 1. Preamble
+-- =====================================================================
+
+-- Refuse to install unless the library was preloaded: without the hooks
+-- loaded at server start, some backends would run without the guards.
+CREATE FUNCTION trialvault._require_preload() RETURNS void
+	LANGUAGE C STRICT AS 'MODULE_PATHNAME', 'tv_require_preload_sql';
+SELECT trialvault._require_preload();
+REVOKE ALL ON FUNCTION trialvault._require_preload() FROM PUBLIC;
+COMMENT ON FUNCTION trialvault._require_preload() IS
+	'Internal: fails unless trialvault is in shared_preload_libraries.';
+
+REVOKE ALL ON SCHEMA trialvault FROM PUBLIC;
+GRANT USAGE ON SCHEMA trialvault TO PUBLIC;
+
+-- Group roles the extension relies on.  Roles belong to the cluster, not to
+-- the extension, so they are created only if missing and outlive it.
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'trialvault_admin') THEN
+		CREATE ROLE trialvault_admin NOLOGIN;
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'trialvault_emergency') THEN
+		CREATE ROLE trialvault_emergency NOLOGIN;
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'trialvault_user') THEN
+		CREATE ROLE trialvault_user NOLOGIN;
+	END IF;
+END
+$$;
+COMMENT ON ROLE trialvault_admin IS
+	'trialvault: members create studies and sites, grant and revoke study roles, and rotate data keys.';
+COMMENT ON ROLE trialvault_user IS
+	'trialvault: every study member is put in this role; it may read the secured views (my_documents, my_sites, my_roles, my_decryption_log, audit_trail) and nothing else.';
+COMMENT ON ROLE trialvault_emergency IS
+	'trialvault: members may open any document with trialvault.emergency_open(), giving a reason; each use is logged as an emergency.';
+
+
+-- =====================================================================
+-- 2. Chain and guards
+-- =====================================================================
+
+CREATE FUNCTION trialvault.guard() RETURNS trigger
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_guard';
+COMMENT ON FUNCTION trialvault.guard() IS
+	'Trigger function of the guard triggers of protected tables: refuses UPDATE, DELETE and TRUNCATE; chains each inserted row.';
+
+-- protect() and verify() run with a fixed search_path so that nothing planted
+-- earlier on the caller's path (types, operators) is used inside them.
+CREATE FUNCTION trialvault.protect(tbl regclass) RETURNS void
+	LANGUAGE C
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'tv_protect';
+REVOKE ALL ON FUNCTION trialvault.protect(regclass) FROM PUBLIC;
+COMMENT ON FUNCTION trialvault.protect(regclass) IS
+	'Makes a table insert-only and hash-chained (chains the rows already present). Only the table owner may call it; calling it again does nothing.';
+
+CREATE FUNCTION trialvault.verify(tbl regclass,
+	OUT ok boolean,
+	OUT rows_checked bigint,
+	OUT first_bad text,
+	OUT bad_rows bigint,
+	OUT heads bigint,
+	OUT head_digest bytea,
+	OUT guard text)
+	LANGUAGE C STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'tv_verify';
+COMMENT ON FUNCTION trialvault.verify(regclass) IS
+	'Recomputes the hash chain of a protected table: ok, rows checked, the first row that does not fit and why, how many do not, the open ends of the chain and their digest, and the state of the guard triggers.';
+
+CREATE VIEW trialvault.protected_tables AS
+	SELECT c.oid::regclass AS table_name,
+		n.nspname AS schema_name,
+		c.relname AS relation_name,
+		bool_and(t.tgenabled = 'A') AS guards_enabled,
+		count(*) AS guard_triggers
+	FROM pg_catalog.pg_trigger t
+	JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+	JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+	WHERE t.tgfoid = 'trialvault.guard()'::regprocedure
+	GROUP BY c.oid, n.nspname, c.relname;
+COMMENT ON VIEW trialvault.protected_tables IS
+	'Tables protected by trialvault (those carrying its guard triggers), and whether every guard trigger is enabled ALWAYS.';
+GRANT SELECT ON trialvault.protected_tables TO PUBLIC;
+
+-- The extension's own objects, described one by one (see extension/catalog.c).
+CREATE FUNCTION trialvault.catalog_state(OUT object text, OUT definition text)
+	RETURNS SETOF record
+	LANGUAGE C STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'tv_catalog_state';
+COMMENT ON FUNCTION trialvault.catalog_state() IS
+	'Every object of the extension described as text (definitions, columns, constraints, indexes, triggers, owners, privileges, comments), one row per object. verify() compares it with what the installed version''s script created.';
+
+-- =====================================================================
+-- 3. Metadata
+-- =====================================================================
+
+--
+-- Privileges: registering schemas, rules, defaults and namespaces is for the
+-- DBA (EXECUTE revoked from PUBLIC).  Validating, screening and checking are
+-- for everyone: those wrappers are SECURITY DEFINER with a fixed search_path,
+-- read only the registries (which hold no PHI), and return no stored value
+-- but the caller's own document's errors and match locations.
+
+CREATE FUNCTION trialvault.metadata_c14n(doc xml) RETURNS bytea
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'tv_metadata_c14n';
+COMMENT ON FUNCTION trialvault.metadata_c14n(xml) IS
+	'Canonical form of metadata: W3C Exclusive XML Canonicalization 1.0 without comments.';
+
+CREATE FUNCTION trialvault.metadata_sha256(doc xml) RETURNS bytea
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'tv_metadata_sha256';
+COMMENT ON FUNCTION trialvault.metadata_sha256(xml) IS
+	'SHA-256 of trialvault.metadata_c14n(doc): the same for documents that differ only in formatting.';
+
+CREATE FUNCTION trialvault.meta_text(doc xml, xpath text) RETURNS text
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'tv_meta_text';
+CREATE FUNCTION trialvault.meta_text(doc xml, xpath text, nsmap text[]) RETURNS text
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'tv_meta_text';
+CREATE FUNCTION trialvault.meta_int(doc xml, xpath text) RETURNS bigint
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'tv_meta_int';
+CREATE FUNCTION trialvault.meta_int(doc xml, xpath text, nsmap text[]) RETURNS bigint
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'tv_meta_int';
+CREATE FUNCTION trialvault.meta_date(doc xml, xpath text) RETURNS date
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'tv_meta_date';
+CREATE FUNCTION trialvault.meta_date(doc xml, xpath text, nsmap text[]) RETURNS date
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'tv_meta_date';
+COMMENT ON FUNCTION trialvault.meta_text(xml, text) IS
+	'String value of the first node an XPath selects in the metadata, or NULL. Usable in expression indexes.';
+COMMENT ON FUNCTION trialvault.meta_text(xml, text, text[]) IS
+	'meta_text with a namespace map given as {{prefix, uri}, ...}.';
+COMMENT ON FUNCTION trialvault.meta_int(xml, text) IS
+	'First XPath match as bigint, NULL if none; an error if it is not an integer.';
+COMMENT ON FUNCTION trialvault.meta_int(xml, text, text[]) IS
+	'meta_int with a namespace map given as {{prefix, uri}, ...}.';
+COMMENT ON FUNCTION trialvault.meta_date(xml, text) IS
+	'First XPath match as date (YYYY-MM-DD only, independent of DateStyle), NULL if none.';
+COMMENT ON FUNCTION trialvault.meta_date(xml, text, text[]) IS
+	'meta_date with a namespace map given as {{prefix, uri}, ...}.';
+
+CREATE FUNCTION trialvault._check_xsd(xsd xml) RETURNS void
+	LANGUAGE C STRICT
+	AS 'MODULE_PATHNAME', 'tv_check_xsd';
+COMMENT ON FUNCTION trialvault._check_xsd(xml) IS
+	'Internal: compiles an XSD with libxml2 and raises its first error.';
+
+CREATE FUNCTION trialvault._validate(xsd xml, doc xml, max_errors integer,
+	OUT line integer, OUT col integer, OUT message text)
+	RETURNS SETOF record
+	LANGUAGE C STRICT
+	AS 'MODULE_PATHNAME', 'tv_validate_xml';
+COMMENT ON FUNCTION trialvault._validate(xml, xml, integer) IS
+	'Internal: validates a document against an XSD, one row per error.';
+
+CREATE FUNCTION trialvault._xml_nodes(doc xml,
+	OUT kind text, OUT name text, OUT path text, OUT value text)
+	RETURNS SETOF record
+	LANGUAGE C IMMUTABLE STRICT
+	AS 'MODULE_PATHNAME', 'tv_xml_nodes';
+COMMENT ON FUNCTION trialvault._xml_nodes(xml) IS
+	'Internal: every element, attribute and non-blank text node of a document, for PHI screening.';
+REVOKE ALL ON FUNCTION trialvault._check_xsd(xml) FROM PUBLIC;
+REVOKE ALL ON FUNCTION trialvault._validate(xml, xml, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION trialvault._xml_nodes(xml) FROM PUBLIC;
+
+-- Registered schemas: insert-only and chained; a new registration under the
+-- same name is a new version.
+
+CREATE TABLE trialvault.metadata_schemas (
+	study text NOT NULL CHECK (study ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'),
+	name text NOT NULL CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'),
+	version integer NOT NULL CHECK (version > 0),
+	xsd xml NOT NULL,
+	xsd_sha256 bytea NOT NULL,
+	registered_by name NOT NULL DEFAULT session_user,
+	registered_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (study, name, version)
+);
+COMMENT ON TABLE trialvault.metadata_schemas IS
+	'XSDs registered per study for metadata validation; insert-only and hash-chained. A re-registration is a new version.';
+SELECT trialvault.protect('trialvault.metadata_schemas');
+SELECT pg_catalog.pg_extension_config_dump('trialvault.metadata_schemas', '');
+
+-- PHI screening.  The built-in default rules are code, versioned with the
+-- extension; a study's own rules are data in an insert-only, chained table.
+-- A study switches a default (or an earlier rule of its own) off with a
+-- later row of the same rule_name, kind and expr and enabled = false.
+
+CREATE FUNCTION trialvault.default_phi_rules()
+	RETURNS TABLE (rule_name text, kind text, expr text)
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	AS $$
+	VALUES
+		('patient-name', 'name', 'PatientName'),
+		('patient-name', 'name', 'PatientsName'),
+		('patient-birth-date', 'name', 'PatientBirthDate'),
+		('patient-birth-date', 'name', 'PatientsBirthDate'),
+		('patient-birth-date', 'name', 'BirthDate'),
+		('patient-birth-date', 'name', 'DateOfBirth'),
+		('patient-birth-date', 'name', 'DOB'),
+		('patient-id', 'name', 'PatientID'),
+		('patient-address', 'name', 'PatientAddress'),
+		('patient-address', 'name', 'PatientsAddress'),
+		('ssn', 'name', 'SSN'),
+		('ssn', 'name', 'SocialSecurityNumber'),
+		('mrn', 'name', 'MRN'),
+		('mrn', 'name', 'MedicalRecordNumber'),
+		('phone', 'name', 'Phone'),
+		('phone', 'name', 'PhoneNumber'),
+		('phone', 'name', 'PatientTelephoneNumbers'),
+		('email', 'name', 'Email'),
+		('email', 'name', 'EmailAddress'),
+		('ssn-value', 'pattern', '(^|[^0-9])[0-9]{3}-[0-9]{2}-[0-9]{4}([^0-9]|$)'),
+		('email-value', 'pattern', '[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}')
+$$;
+COMMENT ON FUNCTION trialvault.default_phi_rules() IS
+	'The built-in PHI screening rules that apply to every study (names matched case-insensitively, as elements or attributes; value patterns as POSIX regexes).';
+
+CREATE TABLE trialvault.phi_rules (
+	rule_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	study text NOT NULL CHECK (study ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'),
+	rule_name text NOT NULL CHECK (rule_name ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'),
+	kind text NOT NULL CHECK (kind IN ('element', 'attribute', 'name', 'xpath', 'pattern')),
+	expr text NOT NULL CHECK (expr <> '' AND length(expr) <= 1000),
+	enabled boolean NOT NULL DEFAULT true,
+	created_by name NOT NULL DEFAULT session_user,
+	created_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE trialvault.phi_rules IS
+	'A study''s own PHI screening rules, insert-only and hash-chained. kind: element/attribute/name (a name, case-insensitive; name = either), xpath (an XPath that must select nothing), pattern (a POSIX regex no text or attribute value may match).';
+SELECT trialvault.protect('trialvault.phi_rules');
+SELECT pg_catalog.pg_extension_config_dump('trialvault.phi_rules', '');
+-- The identity sequence too, or rule_id would restart at 1 after a restore.
+SELECT pg_catalog.pg_extension_config_dump(
+	pg_catalog.pg_get_serial_sequence('trialvault.phi_rules', 'rule_id'), '');
+
+-- The rules in force for a study: the defaults and its own, the latest row
+-- of each (rule_name, kind, expr) deciding whether it is enabled.
+CREATE FUNCTION trialvault.phi_rules_for(study text)
+	RETURNS TABLE (rule_name text, kind text, expr text)
+	LANGUAGE sql STABLE
+	SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT r.rule_name, r.kind, r.expr
+	FROM (SELECT DISTINCT ON (a.rule_name, a.kind, a.expr) a.rule_name, a.kind, a.expr, a.enabled
+		  FROM (SELECT d.rule_name, d.kind, d.expr, true AS enabled, 0::bigint AS ord
+				FROM trialvault.default_phi_rules() d
+				UNION ALL
+				SELECT p.rule_name, p.kind, p.expr, p.enabled, p.tv_seq
+				FROM trialvault.phi_rules p
+				WHERE p.study = $1) a
+		  ORDER BY a.rule_name, a.kind, a.expr, a.ord DESC) r
+	WHERE r.enabled
+$$;
+COMMENT ON FUNCTION trialvault.phi_rules_for(text) IS
+	'The PHI screening rules in force for a study: the built-in defaults and the study''s own, the latest row of each deciding.';
+
+CREATE FUNCTION trialvault.add_phi_rule(study text, rule_name text, kind text, expr text,
+	enabled boolean DEFAULT true)
+	RETURNS bigint
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	id bigint;
+BEGIN
+	PERFORM trialvault._require_args('add_phi_rule', study, rule_name, kind, expr, enabled::text);
+	IF kind = 'pattern' THEN
+		BEGIN
+			PERFORM '' ~ expr;
+		EXCEPTION WHEN invalid_regular_expression THEN
+			RAISE EXCEPTION 'PHI rule % has an invalid regular expression', rule_name
+				USING ERRCODE = 'invalid_regular_expression', DETAIL = SQLERRM;
+		END;
+	ELSIF kind = 'xpath' THEN
+		BEGIN
+			PERFORM xpath_exists(expr, '<x/>'::xml);
+		EXCEPTION WHEN OTHERS THEN
+			RAISE EXCEPTION 'PHI rule % has an invalid XPath expression', rule_name
+				USING ERRCODE = 'invalid_parameter_value', DETAIL = SQLERRM;
+		END;
+	END IF;
+	INSERT INTO trialvault.phi_rules (study, rule_name, kind, expr, enabled)
+		VALUES (add_phi_rule.study, add_phi_rule.rule_name, add_phi_rule.kind,
+				add_phi_rule.expr, add_phi_rule.enabled)
+		RETURNING rule_id INTO id;
+	RETURN id;
+END
+$$;
+COMMENT ON FUNCTION trialvault.add_phi_rule(text, text, text, text, boolean) IS
+	'Adds a PHI screening rule for a study (kind element, attribute, name, xpath or pattern); enabled = false switches a rule of that name, kind and expression off for the study.';
+REVOKE ALL ON FUNCTION trialvault.add_phi_rule(text, text, text, text, boolean) FROM PUBLIC;
+
+-- Raise 22004 when any argument is NULL: a NULL verdict would read as "no problem".
+CREATE FUNCTION trialvault._require_args(func text, VARIADIC args text[]) RETURNS void
+	LANGUAGE plpgsql IMMUTABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	IF array_position(args, NULL) IS NOT NULL THEN
+		RAISE EXCEPTION 'arguments of trialvault.% must not be NULL', func
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION trialvault._require_args(text, text[]) IS
+	'Internal: raises null_value_not_allowed naming the function when an argument is NULL.';
+
+CREATE FUNCTION trialvault._screen_nodes(doc xml, rule_names text[], kinds text[],
+	exprs text[])
+	RETURNS TABLE (rule_name text, kind text, path text)
+	LANGUAGE C STABLE
+	AS 'MODULE_PATHNAME', 'tv_screen_nodes';
+REVOKE ALL ON FUNCTION trialvault._screen_nodes(xml, text[], text[], text[]) FROM PUBLIC;
+COMMENT ON FUNCTION trialvault._screen_nodes(xml, text[], text[], text[]) IS
+	'Internal: the element, attribute, name and pattern rules (given as parallel arrays) that match the metadata, with where.';
+
+CREATE FUNCTION trialvault.screen_metadata(study text, doc xml)
+	RETURNS TABLE (rule_name text, kind text, path text)
+	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	names text[];
+	kinds text[];
+	exprs text[];
+BEGIN
+	PERFORM trialvault._require_args('screen_metadata', study, doc::text);
+	SELECT coalesce(array_agg(r.rule_name), '{}'), coalesce(array_agg(r.kind), '{}'),
+		   coalesce(array_agg(r.expr), '{}')
+		INTO names, kinds, exprs
+		FROM trialvault.phi_rules_for(screen_metadata.study) r;
+	RETURN QUERY
+	SELECT DISTINCT s.rule_name, s.kind, s.path
+	FROM trialvault._screen_nodes(screen_metadata.doc, names, kinds, exprs) s
+	UNION
+	SELECT u.n, u.k, NULL
+	FROM unnest(names, kinds, exprs) AS u(n, k, e)
+	-- CASE, not AND: the regexes of pattern rules are no XPath and must never reach xpath_exists.
+	WHERE CASE WHEN u.k = 'xpath' THEN xpath_exists(u.e, screen_metadata.doc) ELSE false END
+	ORDER BY 1, 3;
+END
+$$;
+COMMENT ON FUNCTION trialvault.screen_metadata(text, xml) IS
+	'PHI screening: the rules in force for the study that the metadata matches, with where (never the value). No rows means clean.';
+
+CREATE FUNCTION trialvault.register_metadata_schema(study text, name text, xsd xml)
+	RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	v integer;
+BEGIN
+	PERFORM trialvault._require_args('register_metadata_schema', study, name, xsd::text);
+	PERFORM trialvault._check_xsd(xsd);
+	-- Versions of one name are numbered in order; serialize registrations of it.
+	PERFORM pg_advisory_xact_lock(hashtext('trialvault.metadata_schemas'), hashtext(study || '/' || name));
+	SELECT coalesce(max(s.version), 0) + 1 INTO v
+		FROM trialvault.metadata_schemas s
+		WHERE s.study = register_metadata_schema.study AND s.name = register_metadata_schema.name;
+	INSERT INTO trialvault.metadata_schemas (study, name, version, xsd, xsd_sha256)
+		VALUES (register_metadata_schema.study, register_metadata_schema.name, v, xsd,
+				trialvault.metadata_sha256(xsd));
+	RETURN v;
+END
+$$;
+COMMENT ON FUNCTION trialvault.register_metadata_schema(text, text, xml) IS
+	'Registers an XSD for a study under a name and returns its version (1, 2, ...); a malformed XSD is refused with libxml2''s message.';
+REVOKE ALL ON FUNCTION trialvault.register_metadata_schema(text, text, xml) FROM PUBLIC;
+
+-- The newest version of a schema, or an error naming what is missing.
+CREATE FUNCTION trialvault._current_schema(study text, name text, OUT version integer, OUT xsd xml)
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	SELECT s.version, s.xsd INTO version, xsd
+		FROM trialvault.metadata_schemas s
+		WHERE s.study = _current_schema.study AND s.name = _current_schema.name
+		ORDER BY s.version DESC LIMIT 1;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no metadata schema "%" is registered for study "%"', name, study
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'Register one with trialvault.register_metadata_schema().';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION trialvault._current_schema(text, text) IS
+	'Internal: the newest registered version of a metadata schema.';
+
+CREATE FUNCTION trialvault.metadata_errors(study text, name text, doc xml)
+	RETURNS TABLE (line integer, col integer, message text)
+	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	PERFORM trialvault._require_args('metadata_errors', study, name, doc::text);
+	RETURN QUERY
+	SELECT v.line, v.col, v.message
+	FROM trialvault._current_schema(metadata_errors.study, metadata_errors.name) s,
+		 trialvault._validate(s.xsd, metadata_errors.doc, 100) v;
+END
+$$;
+COMMENT ON FUNCTION trialvault.metadata_errors(text, text, xml) IS
+	'Validation errors (line, column, libxml2 message) of metadata against the newest version of a registered schema; no rows when valid.';
+
+CREATE FUNCTION trialvault.validate_metadata(study text, name text, doc xml)
+	RETURNS boolean
+	LANGUAGE plpgsql STABLE
+	SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	PERFORM trialvault._require_args('validate_metadata', study, name, doc::text);
+	RETURN NOT EXISTS (SELECT 1 FROM trialvault.metadata_errors(study, name, doc));
+END
+$$;
+COMMENT ON FUNCTION trialvault.validate_metadata(text, text, xml) IS
+	'True when the metadata is valid against the newest version of the registered schema.';
+
+-- Per-study default schema: insert-only, the latest row of a study wins.
+CREATE TABLE trialvault.metadata_defaults (
+	study text NOT NULL CHECK (study ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'),
+	name text NOT NULL,
+	set_by name NOT NULL DEFAULT session_user,
+	set_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE trialvault.metadata_defaults IS
+	'Default metadata schema of each study (the latest row of a study wins); insert-only and hash-chained.';
+SELECT trialvault.protect('trialvault.metadata_defaults');
+SELECT pg_catalog.pg_extension_config_dump('trialvault.metadata_defaults', '');
+
+CREATE FUNCTION trialvault.set_default_metadata_schema(study text, name text) RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	PERFORM trialvault._require_args('set_default_metadata_schema', study, name);
+	PERFORM trialvault._current_schema(study, name);
+	INSERT INTO trialvault.metadata_defaults (study, name)
+		VALUES (set_default_metadata_schema.study, set_default_metadata_schema.name);
+END
+$$;
+COMMENT ON FUNCTION trialvault.set_default_metadata_schema(text, text) IS
+	'Makes a registered schema the default that trialvault.check_metadata() validates a study''s metadata against.';
+REVOKE ALL ON FUNCTION trialvault.set_default_metadata_schema(text, text) FROM PUBLIC;
+
+-- The check as 0.2 wrote it, kept to report what the fast path finds: it
+-- raises the errors users see (the rule and where, masked validation
+-- messages).  inspect_metadata() calls it as the extension owner.
+CREATE FUNCTION trialvault._check_metadata_report(study text, doc xml, schema_name text)
+	RETURNS integer
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	sname text := schema_name;
+	s record;
+	checked_version integer;
+	errs text;
+	nerr integer;
+	phi record;
+BEGIN
+	PERFORM trialvault._require_args('check_metadata', study, doc::text);
+	-- Screen first: PHI must be refused by rule before any message could quote it.
+	SELECT * INTO phi FROM trialvault.screen_metadata(study, doc) LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'metadata matches PHI screening rule "%"', phi.rule_name
+			USING ERRCODE = 'data_exception',
+				  DETAIL = format('Rule %s (%s) matched at %s. The value is not shown.',
+								  phi.rule_name, phi.kind, coalesce(phi.path, 'the document')),
+				  HINT = 'Metadata must not carry PHI; keep identifying data in the encrypted document. trialvault.screen_metadata() lists every match.';
+	END IF;
+	IF sname IS NULL THEN
+		SELECT d.name INTO sname FROM trialvault.metadata_defaults d
+			WHERE d.study = _check_metadata_report.study ORDER BY d.tv_seq DESC LIMIT 1;
+	END IF;
+	IF sname IS NOT NULL THEN
+		SELECT * INTO s FROM trialvault._current_schema(study, sname);
+		checked_version := s.version;
+		-- The error goes to the server log: libxml2 quotes offending values
+		-- ('...' is not a valid value, The value '...'), so mask them.
+		SELECT count(*), string_agg(format('line %s: %s', v.line,
+				regexp_replace(regexp_replace(v.message,
+					'''[^'']*''( is not| has a length| does not)', '(value not shown)\1', 'g'),
+					'The value ''[^'']*''', 'The value (not shown)', 'g')), E'\n')
+			FILTER (WHERE v.n <= 3)
+			INTO nerr, errs
+			FROM (SELECT e.*, row_number() OVER () AS n
+				  FROM trialvault._validate(s.xsd, doc, 100) e) v;
+		IF nerr > 0 THEN
+			RAISE EXCEPTION 'metadata is not valid against schema "%" version % of study "%"',
+				sname, s.version, study
+				USING ERRCODE = 'invalid_xml_document',
+					  DETAIL = format(E'%s error(s), the first:\n%s', nerr, errs),
+					  HINT = 'trialvault.metadata_errors() lists them all, with values.';
+		END IF;
+	END IF;
+	RETURN checked_version;
+END
+$$;
+COMMENT ON FUNCTION trialvault._check_metadata_report(text, xml, text) IS
+	'Internal: the full metadata check in SQL; raises the PHI (22000) or validation (2200M) error for what inspect_metadata() found.';
+REVOKE ALL ON FUNCTION trialvault._check_metadata_report(text, xml, text) FROM PUBLIC;
+
+CREATE FUNCTION trialvault.inspect_metadata(study text, doc xml, schema_name text DEFAULT NULL,
+	OUT checked_schema text, OUT checked_version integer, OUT metadata_sha256 bytea)
+	RETURNS record
+	LANGUAGE C STABLE
+	AS 'MODULE_PATHNAME', 'tv_inspect_metadata';
+COMMENT ON FUNCTION trialvault.inspect_metadata(text, xml, text) IS
+	'Checks metadata as document loading does, from one parse: PHI screening (22000 naming the rule, never the value), then validation against the named schema or the study''s default (2200M), then the SHA-256 of its exclusive C14N. Returns the schema and version checked against (NULL when none applies) and that hash.';
+
+CREATE FUNCTION trialvault.check_metadata(study text, doc xml, schema_name text DEFAULT NULL)
+	RETURNS integer
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	PERFORM trialvault._require_args('check_metadata', study, doc::text);
+	RETURN (SELECT i.checked_version FROM trialvault.inspect_metadata(study, doc, schema_name) i);
+END
+$$;
+COMMENT ON FUNCTION trialvault.check_metadata(text, xml, text) IS
+	'Checks metadata as document loading does: screens it for PHI (22000 naming the rule, never the value), then validates it against the named schema or the study''s default (2200M with the first errors, values masked). Returns the schema version checked against, or NULL when no schema applies. See inspect_metadata() for the hash as well.';
+
+
+-- Namespace prefixes per study, for XPath in meta_text/meta_int/meta_date:
+-- pass trialvault.study_nsmap(study) as the nsmap argument.
+CREATE TABLE trialvault.metadata_namespaces (
+	study text NOT NULL CHECK (study ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'),
+	prefix text NOT NULL CHECK (prefix ~ '^[A-Za-z_][A-Za-z0-9_.-]{0,63}$'),
+	uri text NOT NULL CHECK (uri <> '' AND length(uri) <= 1000),
+	registered_by name NOT NULL DEFAULT session_user,
+	registered_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE trialvault.metadata_namespaces IS
+	'XPath namespace prefixes registered per study (the latest row of a prefix wins); insert-only and hash-chained.';
+SELECT trialvault.protect('trialvault.metadata_namespaces');
+SELECT pg_catalog.pg_extension_config_dump('trialvault.metadata_namespaces', '');
+
+CREATE FUNCTION trialvault.register_metadata_namespace(study text, prefix text, uri text) RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	PERFORM trialvault._require_args('register_metadata_namespace', study, prefix, uri);
+	INSERT INTO trialvault.metadata_namespaces (study, prefix, uri)
+		VALUES (register_metadata_namespace.study, register_metadata_namespace.prefix,
+				register_metadata_namespace.uri);
+END
+$$;
+COMMENT ON FUNCTION trialvault.register_metadata_namespace(text, text, text) IS
+	'Registers (or re-points) an XPath namespace prefix for a study''s metadata.';
+REVOKE ALL ON FUNCTION trialvault.register_metadata_namespace(text, text, text) FROM PUBLIC;
+
+CREATE FUNCTION trialvault.study_nsmap(study text) RETURNS text[]
+	LANGUAGE sql STABLE STRICT
+	SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT coalesce(array_agg(ARRAY[n.prefix, n.uri] ORDER BY n.prefix), '{}'::text[])
+	FROM (SELECT DISTINCT ON (m.prefix) m.prefix, m.uri
+		  FROM trialvault.metadata_namespaces m
+		  WHERE m.study = $1
+		  ORDER BY m.prefix, m.tv_seq DESC) n
+$$;
+COMMENT ON FUNCTION trialvault.study_nsmap(text) IS
+	'The namespace map {{prefix, uri}, ...} registered for a study, to pass to meta_text/meta_int/meta_date.';
+
+-- =====================================================================
+-- 4. Studies, roles and keys
+-- =====================================================================
+
+-- Every table of this section and the next is insert-only and chained,
+-- dumped by pg_dump with its rows (and its identity sequence), and granted
+-- to nobody: users reach them only through the functions and views below.
+
+CREATE TABLE trialvault.studies (
+	study_id integer GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+	code text NOT NULL UNIQUE
+		CHECK (code ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$'),
+	title text NOT NULL CHECK (title <> '' AND length(title) <= 1000),
+	created_by name NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE trialvault.studies IS
+	'Clinical studies (insert-only). Created by trialvault.create_study().';
+SELECT trialvault.protect('trialvault.studies');
+SELECT pg_catalog.pg_extension_config_dump('trialvault.studies', '');
+SELECT pg_catalog.pg_extension_config_dump('trialvault.studies_study_id_seq', '');
+REVOKE ALL ON trialvault.studies FROM PUBLIC;
+
+CREATE TABLE trialvault.sites (
+	study text NOT NULL REFERENCES trialvault.studies (code),
+	site text NOT NULL CHECK (site ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$'),
+	name text NOT NULL CHECK (name <> '' AND length(name) <= 1000),
+	created_by name NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (study, site)
+);
+COMMENT ON TABLE trialvault.sites IS
+	'Sites of each study (insert-only). Created by trialvault.add_site().';
+SELECT trialvault.protect('trialvault.sites');
+SELECT pg_catalog.pg_extension_config_dump('trialvault.sites', '');
+REVOKE ALL ON trialvault.sites FROM PUBLIC;
+
+CREATE TABLE trialvault.memberships (
+	event_id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+	study text NOT NULL REFERENCES trialvault.studies (code),
+	site text,
+	member name NOT NULL,
+	study_role text NOT NULL
+		CHECK (study_role IN ('investigator', 'site_staff', 'monitor', 'safety', 'sponsor', 'auditor')),
+	granted boolean NOT NULL,
+	changed_by name NOT NULL,
+	changed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+	FOREIGN KEY (study, site) REFERENCES trialvault.sites (study, site),
+	CHECK ((site IS NULL) = (study_role IN ('monitor', 'safety', 'sponsor', 'auditor')))
+);
+CREATE INDEX memberships_lookup ON trialvault.memberships (study, member, event_id);
+COMMENT ON TABLE trialvault.memberships IS
+	'Grant and revoke events of study roles (insert-only). The current state of (study, site, member, role) is its newest event; see trialvault.current_memberships.';
+SELECT trialvault.protect('trialvault.memberships');
+SELECT pg_catalog.pg_extension_config_dump('trialvault.memberships', '');
+SELECT pg_catalog.pg_extension_config_dump('trialvault.memberships_event_id_seq', '');
+REVOKE ALL ON trialvault.memberships FROM PUBLIC;
+
+CREATE TABLE trialvault.monitor_authorizations (
+	event_id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+	study text NOT NULL,
+	site text NOT NULL,
+	monitor name NOT NULL,
+	valid_until timestamptz,
+	granted boolean NOT NULL,
+	changed_by name NOT NULL,
+	changed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+	FOREIGN KEY (study, site) REFERENCES trialvault.sites (study, site),
+	CHECK (granted = (valid_until IS NOT NULL))
+);
+CREATE INDEX monitor_authorizations_lookup
+	ON trialvault.monitor_authorizations (study, site, monitor, event_id);
+COMMENT ON TABLE trialvault.monitor_authorizations IS
+	'Monitor authorizations and their revocations, per site (insert-only). The newest event for (study, site, monitor) counts, and only until valid_until.';
+SELECT trialvault.protect('trialvault.monitor_authorizations');
+SELECT pg_catalog.pg_extension_config_dump('trialvault.monitor_authorizations', '');
+SELECT pg_catalog.pg_extension_config_dump('trialvault.monitor_authorizations_event_id_seq', '');
+REVOKE ALL ON trialvault.monitor_authorizations FROM PUBLIC;
+
+CREATE TABLE trialvault.study_keys (
+	study_id integer NOT NULL REFERENCES trialvault.studies (study_id),
+	study text NOT NULL,
+	version integer NOT NULL CHECK (version > 0),
+	master_key_id text NOT NULL,
+	wrapped bytea NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (study_id, version, master_key_id)
+);
+COMMENT ON TABLE trialvault.study_keys IS
+	'Per-study data keys, only ever wrapped (AES-256-GCM) under the master key whose id is given (insert-only). A master key rotation adds rows for the new key id.';
+SELECT trialvault.protect('trialvault.study_keys');
+SELECT pg_catalog.pg_extension_config_dump('trialvault.study_keys', '');
+REVOKE ALL ON trialvault.study_keys FROM PUBLIC;
+
+-- The audit trail of every change above and below; the log writer also
+-- writes refusals that must outlive their transaction into it.
+CREATE TABLE trialvault.audit_events (
+	event_id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+	event text NOT NULL,
+	actor name NOT NULL,
+	session_user_name name NOT NULL,
+	occurred_at timestamptz NOT NULL DEFAULT now(),
+	study text,
+	site text,
+	doc_id bigint,
+	detail text,
+	client_addr inet,
+	application_name text,
+	backend_pid integer NOT NULL DEFAULT pg_backend_pid(),
+	logged_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX audit_events_study_time ON trialvault.audit_events (study, occurred_at);
+COMMENT ON TABLE trialvault.audit_events IS
+	'Audit trail (insert-only, chained): study, site, role, authorization, key and document events, and refusals that must outlive their transaction (written by the log writer).';
+SELECT trialvault.protect('trialvault.audit_events');
+SELECT pg_catalog.pg_extension_config_dump('trialvault.audit_events', '');
+SELECT pg_catalog.pg_extension_config_dump('trialvault.audit_events_event_id_seq', '');
+REVOKE ALL ON trialvault.audit_events FROM PUBLIC;
+
+CREATE FUNCTION trialvault._encrypt(study_id integer, study text, doc_id bigint,
+	field text, plaintext bytea) RETURNS bytea
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_encrypt_sql';
+COMMENT ON FUNCTION trialvault._encrypt(integer, text, bigint, text, bytea) IS
+	'Internal: AES-256-GCM encryption of one field under the study''s newest data key, bound to study, document id and field name.';
+
+CREATE FUNCTION trialvault._ciphertext_ok(study_id integer, study text, doc_id bigint,
+	field text, ciphertext bytea) RETURNS boolean
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_ciphertext_ok';
+COMMENT ON FUNCTION trialvault._ciphertext_ok(integer, text, bigint, text, bytea) IS
+	'Internal: whether a stored ciphertext decrypts and authenticates for that study, document and field (the plaintext is wiped, never returned).';
+
+CREATE FUNCTION trialvault._new_study_key(study_id integer, study text) RETURNS integer
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_new_study_key';
+COMMENT ON FUNCTION trialvault._new_study_key(integer, text) IS
+	'Internal: adds a random data key, wrapped under the master key, as the study''s next version.';
+
+CREATE FUNCTION trialvault._rewrap_keys() RETURNS integer
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_rewrap_keys';
+COMMENT ON FUNCTION trialvault._rewrap_keys() IS
+	'Internal: wraps every data key found under the previous master key again under the current one.';
+
+CREATE FUNCTION trialvault._audit(event text, actor name, study text, site text,
+	doc_id bigint, detail text) RETURNS void
+	LANGUAGE sql AS $$
+	INSERT INTO trialvault.audit_events
+		(event, actor, session_user_name, study, site, doc_id, detail, client_addr, application_name)
+	VALUES ($1, $2, session_user, $3, $4, $5, $6, inet_client_addr(),
+			current_setting('application_name'))
+$$;
+COMMENT ON FUNCTION trialvault._audit(text, name, text, text, bigint, text) IS
+	'Internal: records an audit event in the caller''s transaction (it commits or rolls back with the change it describes).';
+
+CREATE FUNCTION trialvault._audit_durable(event text, actor name, study text,
+	site text, doc_id bigint, detail text) RETURNS void
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_audit_durable';
+COMMENT ON FUNCTION trialvault._audit_durable(text, name, text, text, bigint, text) IS
+	'Internal: records an audit event through the log writer, so that it survives the caller''s rollback.';
+
+CREATE FUNCTION trialvault._require_admin(requester name, what text) RETURNS void
+	LANGUAGE plpgsql AS $$
+BEGIN
+	IF NOT pg_has_role(requester, 'trialvault_admin', 'MEMBER') THEN
+		RAISE EXCEPTION 'permission denied to %', what
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('Role %s is not a member of trialvault_admin.', requester),
+				  HINT = 'Studies, sites, study roles and keys are managed by members of role trialvault_admin.';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION trialvault._require_admin(name, text) IS
+	'Internal: refuses (42501) unless the requester is a member of trialvault_admin (or a superuser).';
+
+CREATE FUNCTION trialvault._require_study(code text) RETURNS integer
+	LANGUAGE plpgsql AS $$
+DECLARE
+	id integer;
+BEGIN
+	SELECT s.study_id INTO id FROM trialvault.studies s WHERE s.code = _require_study.code;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'study "%" does not exist', left(code, 100)
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'trialvault.create_study() creates studies.';
+	END IF;
+	RETURN id;
+END
+$$;
+COMMENT ON FUNCTION trialvault._require_study(text) IS
+	'Internal: the study''s id, or 42704 when there is no such study.';
+
+CREATE FUNCTION trialvault._require_site(study text, site text) RETURNS void
+	LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM trialvault._require_study(study);
+	IF NOT EXISTS (SELECT 1 FROM trialvault.sites s
+				   WHERE s.study = _require_site.study AND s.site = _require_site.site) THEN
+		RAISE EXCEPTION 'site "%" of study "%" does not exist', left(site, 100), left(study, 100)
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'trialvault.add_site() adds sites.';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION trialvault._require_site(text, text) IS
+	'Internal: 42704 unless the study has that site.';
+
+CREATE FUNCTION trialvault._current_roles(study text, member name)
+	RETURNS TABLE (site text, study_role text)
+	LANGUAGE sql STABLE AS $$
+	-- A grant no later event of the same (site, role) has overridden.  An
+	-- anti-join rather than DISTINCT ON: it runs on every decryption and
+	-- every view query, and needs no sort.
+	SELECT m.site, m.study_role
+	FROM trialvault.memberships m
+	WHERE m.study = $1 AND m.member = $2 AND m.granted
+	  AND NOT EXISTS (SELECT 1 FROM trialvault.memberships l
+					  WHERE l.study = m.study AND l.member = m.member
+						AND l.study_role = m.study_role
+						AND l.site IS NOT DISTINCT FROM m.site
+						AND l.event_id > m.event_id)
+$$;
+COMMENT ON FUNCTION trialvault._current_roles(text, name) IS
+	'Internal: the roles a member holds now in a study (site NULL for study-wide roles).';
+
+CREATE FUNCTION trialvault._monitor_state(study text, site text, monitor name,
+	since timestamptz DEFAULT '-infinity') RETURNS text
+	LANGUAGE sql AS $$
+	SELECT CASE WHEN a.event_id IS NULL OR a.changed_at < $4 THEN 'none'
+				WHEN NOT a.granted THEN 'revoked'
+				WHEN a.valid_until <= clock_timestamp() THEN 'expired'
+				ELSE 'valid' END
+	FROM (SELECT 1) one
+	LEFT JOIN LATERAL (SELECT m.event_id, m.granted, m.valid_until, m.changed_at
+					   FROM trialvault.monitor_authorizations m
+					   WHERE m.study = $1 AND m.site = $2 AND m.monitor = $3
+					   ORDER BY m.event_id DESC LIMIT 1) a ON true
+$$;
+COMMENT ON FUNCTION trialvault._monitor_state(text, text, name, timestamptz) IS
+	'Internal: a monitor''s authorization for a site right now: valid, expired, revoked or none. Authorizations given before "since" (the monitor''s current role grant) count as none: revoking the monitor role ends them for good.';
+
+-- ---------------------------------------------------------------------
+-- Management.  The public functions are C entry points (tv_call_as_owner)
+-- that call the function of the same name with a leading underscore.
+-- ---------------------------------------------------------------------
+
+CREATE FUNCTION trialvault._create_study(requester name, code text, title text) RETURNS integer
+	LANGUAGE plpgsql AS $$
+DECLARE
+	id integer;
+BEGIN
+	PERFORM trialvault._require_args('create_study', code, title);
+	PERFORM trialvault._require_admin(requester, 'create a study');
+	IF code !~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$' THEN
+		RAISE EXCEPTION 'invalid study code "%"', left(code, 100)
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A study code is 1 to 63 letters, digits, "_", "." or "-", starting with a letter or digit.';
+	END IF;
+	IF title = '' OR length(title) > 1000 THEN
+		RAISE EXCEPTION 'a study title must have 1 to 1000 characters'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF EXISTS (SELECT 1 FROM trialvault.studies s WHERE s.code = _create_study.code) THEN
+		RAISE EXCEPTION 'study "%" already exists', code USING ERRCODE = 'duplicate_object';
+	END IF;
+	INSERT INTO trialvault.studies (code, title, created_by)
+		VALUES (code, title, requester) RETURNING study_id INTO id;
+	PERFORM trialvault._new_study_key(id, code);
+	PERFORM trialvault._audit('study_created', requester, code, NULL, NULL, title);
+	PERFORM trialvault._audit('data_key_created', requester, code, NULL, NULL, 'version 1');
+	RETURN id;
+END
+$$;
+
+CREATE FUNCTION trialvault._add_site(requester name, study text, site text, name text) RETURNS void
+	LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM trialvault._require_args('add_site', study, site, name);
+	PERFORM trialvault._require_admin(requester, 'add a site');
+	PERFORM trialvault._require_study(study);
+	IF site !~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$' THEN
+		RAISE EXCEPTION 'invalid site code "%"', left(site, 100)
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A site code is 1 to 63 letters, digits, "_", "." or "-", starting with a letter or digit.';
+	END IF;
+	IF name = '' OR length(name) > 1000 THEN
+		RAISE EXCEPTION 'a site name must have 1 to 1000 characters'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF EXISTS (SELECT 1 FROM trialvault.sites s WHERE s.study = _add_site.study AND s.site = _add_site.site) THEN
+		RAISE EXCEPTION 'site "%" of study "%" already exists', site, study
+			USING ERRCODE = 'duplicate_object';
+	END IF;
+	INSERT INTO trialvault.sites (study, site, name, created_by)
+		VALUES (study, site, name, requester);
+	PERFORM trialvault._audit('site_added', requester, study, site, NULL, name);
+END
+$$;
+
+-- Checks shared by grant_role and revoke_role.
+CREATE FUNCTION trialvault._check_role_args(requester name, what text, member name,
+	study text, site text, study_role text) RETURNS void
+	LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM trialvault._require_args(what, member, study, study_role);
+	PERFORM trialvault._require_admin(requester, what);
+	PERFORM trialvault._require_study(study);
+	IF study_role NOT IN ('investigator', 'site_staff', 'monitor', 'safety', 'sponsor', 'auditor') THEN
+		RAISE EXCEPTION 'unknown study role "%"', left(study_role, 100)
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Study roles: investigator, site_staff (per site); monitor, safety, sponsor, auditor (study-wide, site NULL).';
+	END IF;
+	IF study_role IN ('investigator', 'site_staff') THEN
+		IF site IS NULL THEN
+			RAISE EXCEPTION 'study role % needs a site', study_role
+				USING ERRCODE = 'null_value_not_allowed',
+					  HINT = 'Investigators and site staff belong to one site.';
+		END IF;
+		PERFORM trialvault._require_site(study, site);
+	ELSIF site IS NOT NULL THEN
+		RAISE EXCEPTION 'study role % is study-wide: site must be NULL', study_role
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Monitors get sites through trialvault.authorize_monitor().';
+	END IF;
+END
+$$;
+
+CREATE FUNCTION trialvault._grant_role(requester name, member name, study text,
+	site text, study_role text) RETURNS void
+	LANGUAGE plpgsql AS $$
+DECLARE
+	r record;
+BEGIN
+	PERFORM trialvault._check_role_args(requester, 'grant_role', member, study, site, study_role);
+	SELECT rolcanlogin INTO r FROM pg_catalog.pg_roles WHERE rolname = member;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'role "%" does not exist', member USING ERRCODE = 'undefined_object';
+	ELSIF NOT r.rolcanlogin THEN
+		RAISE EXCEPTION 'role "%" cannot log in', member
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Study roles are granted to login roles, one per person.';
+	END IF;
+	IF NOT pg_has_role(member, 'trialvault_user', 'MEMBER') THEN
+		EXECUTE format('GRANT trialvault_user TO %I', member);
+	END IF;
+	IF EXISTS (SELECT 1 FROM trialvault._current_roles(study, member) c
+			   WHERE c.study_role = _grant_role.study_role
+				 AND c.site IS NOT DISTINCT FROM _grant_role.site) THEN
+		RETURN;
+	END IF;
+	INSERT INTO trialvault.memberships (study, site, member, study_role, granted, changed_by)
+		VALUES (study, site, member, study_role, true, requester);
+	PERFORM trialvault._audit('role_granted', requester, study, site, NULL,
+							  format('%s to %s', study_role, member));
+END
+$$;
+
+CREATE FUNCTION trialvault._revoke_role(requester name, member name, study text,
+	site text, study_role text) RETURNS void
+	LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM trialvault._check_role_args(requester, 'revoke_role', member, study, site, study_role);
+	IF NOT EXISTS (SELECT 1 FROM trialvault._current_roles(study, member) c
+				   WHERE c.study_role = _revoke_role.study_role
+					 AND c.site IS NOT DISTINCT FROM _revoke_role.site) THEN
+		RAISE NOTICE '% does not hold study role % in study % (site %); nothing to revoke',
+			member, study_role, study, coalesce(site, 'none');
+		RETURN;
+	END IF;
+	INSERT INTO trialvault.memberships (study, site, member, study_role, granted, changed_by)
+		VALUES (study, site, member, study_role, false, requester);
+	PERFORM trialvault._audit('role_revoked', requester, study, site, NULL,
+							  format('%s from %s', study_role, member));
+END
+$$;
+
+CREATE FUNCTION trialvault._require_investigator(requester name, what text, study text, site text)
+	RETURNS void
+	LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM trialvault._require_site(study, site);
+	IF NOT EXISTS (SELECT 1 FROM trialvault._current_roles(study, requester) c
+				   WHERE c.study_role = 'investigator' AND c.site = _require_investigator.site) THEN
+		RAISE EXCEPTION 'permission denied to %', what
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('Role %s is not an investigator of site %s in study %s.', requester, site, study),
+				  HINT = 'Only an investigator of the site authorizes its monitors.';
+	END IF;
+END
+$$;
+
+CREATE FUNCTION trialvault._authorize_monitor(requester name, monitor name, study text,
+	site text, valid_until timestamptz) RETURNS void
+	LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM trialvault._require_args('authorize_monitor', monitor, study, site, valid_until::text);
+	PERFORM trialvault._require_investigator(requester, 'authorize a monitor', study, site);
+	IF NOT EXISTS (SELECT 1 FROM trialvault._current_roles(study, monitor) c
+				   WHERE c.study_role = 'monitor') THEN
+		RAISE EXCEPTION '% does not hold the monitor role in study %', monitor, study
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A trialvault_admin grants it first: trialvault.grant_role(member, study, NULL, ''monitor'').';
+	END IF;
+	IF valid_until <= clock_timestamp() THEN
+		RAISE EXCEPTION 'valid_until must lie in the future'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	INSERT INTO trialvault.monitor_authorizations (study, site, monitor, valid_until, granted, changed_by)
+		VALUES (study, site, monitor, valid_until, true, requester);
+	PERFORM trialvault._audit('monitor_authorized', requester, study, site, NULL,
+							  format('%s until %s', monitor, valid_until));
+END
+$$;
+
+CREATE FUNCTION trialvault._revoke_monitor(requester name, monitor name, study text, site text)
+	RETURNS void
+	LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM trialvault._require_args('revoke_monitor', monitor, study, site);
+	PERFORM trialvault._require_investigator(requester, 'revoke a monitor', study, site);
+	IF trialvault._monitor_state(study, site, monitor,
+		(SELECT max(m.changed_at) FROM trialvault.memberships m
+		 WHERE m.study = _revoke_monitor.study AND m.member = _revoke_monitor.monitor
+		   AND m.study_role = 'monitor' AND m.granted)) <> 'valid' THEN
+		RAISE NOTICE '% holds no valid monitor authorization for site % of study %; nothing to revoke',
+			monitor, site, study;
+		RETURN;
+	END IF;
+	INSERT INTO trialvault.monitor_authorizations (study, site, monitor, valid_until, granted, changed_by)
+		VALUES (study, site, monitor, NULL, false, requester);
+	PERFORM trialvault._audit('monitor_revoked', requester, study, site, NULL, monitor::text);
+END
+$$;
+
+CREATE FUNCTION trialvault._rotate_study_key(requester name, study text) RETURNS integer
+	LANGUAGE plpgsql AS $$
+DECLARE
+	v integer;
+BEGIN
+	PERFORM trialvault._require_args('rotate_study_key', study);
+	PERFORM trialvault._require_admin(requester, 'rotate a study key');
+	v := trialvault._new_study_key(trialvault._require_study(study), study);
+	PERFORM trialvault._audit('data_key_rotated', requester, study, NULL, NULL, format('version %s', v));
+	RETURN v;
+END
+$$;
+
+CREATE FUNCTION trialvault._rewrap_data_keys(requester name) RETURNS integer
+	LANGUAGE plpgsql AS $$
+DECLARE
+	n integer;
+BEGIN
+	IF NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = requester) THEN
+		RAISE EXCEPTION 'permission denied to re-wrap data keys'
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = 'Master key rotation is done by a superuser.';
+	END IF;
+	n := trialvault._rewrap_keys();
+	PERFORM trialvault._audit('master_key_rewrap', requester, NULL, NULL, NULL,
+							  format('%s data key(s) re-wrapped', n));
+	RETURN n;
+END
+$$;
+
+-- =====================================================================
+-- 5. Documents and decryption
+-- =====================================================================
+
+CREATE TABLE trialvault.documents (
+	doc_id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+	study text NOT NULL,
+	site text NOT NULL,
+	doc_type text NOT NULL
+		CHECK (doc_type IN ('source', 'protocol', 'blank_crf', 'sae', 'eform', 'other')),
+	contains_phi boolean NOT NULL,
+	metadata xml NOT NULL,
+	metadata_schema text,
+	metadata_schema_version integer,
+	metadata_sha256 bytea NOT NULL,
+	content bytea,
+	content_enc bytea,
+	content_length bigint NOT NULL,
+	content_sha256 bytea NOT NULL,
+	loaded_by name NOT NULL,
+	loaded_at timestamptz NOT NULL DEFAULT now(),
+	FOREIGN KEY (study, site) REFERENCES trialvault.sites (study, site),
+	CHECK (CASE WHEN contains_phi THEN content IS NULL AND content_enc IS NOT NULL
+		   ELSE content IS NOT NULL AND content_enc IS NULL END)
+);
+CREATE INDEX documents_site_time ON trialvault.documents (study, site, loaded_at);
+COMMENT ON TABLE trialvault.documents IS
+	'Source documents (insert-only, chained). Content with PHI is kept only as AES-256-GCM ciphertext in content_enc; content_sha256 is the fingerprint of the plaintext. Certification columns of later versions are added as nullable columns, which leaves the hashes of existing rows unchanged.';
+SELECT trialvault.protect('trialvault.documents');
+SELECT pg_catalog.pg_extension_config_dump('trialvault.documents', '');
+SELECT pg_catalog.pg_extension_config_dump('trialvault.documents_doc_id_seq', '');
+REVOKE ALL ON trialvault.documents FROM PUBLIC;
+
+CREATE TABLE trialvault.decryption_log (
+	log_id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+	doc_id bigint,
+	study text,
+	site text,
+	requester name NOT NULL,
+	session_user_name name NOT NULL,
+	requested_at timestamptz NOT NULL,
+	granted boolean NOT NULL,
+	reason text NOT NULL,
+	emergency boolean NOT NULL DEFAULT false,
+	emergency_reason text,
+	client_addr inet,
+	application_name text,
+	backend_pid integer NOT NULL,
+	logged_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX decryption_log_site_time ON trialvault.decryption_log (study, site, requested_at);
+CREATE INDEX decryption_log_doc ON trialvault.decryption_log (doc_id);
+COMMENT ON TABLE trialvault.decryption_log IS
+	'One row per call of open_document or emergency_open, granted or refused, committed by the log writer before the call returns (insert-only, chained).';
+SELECT trialvault.protect('trialvault.decryption_log');
+SELECT pg_catalog.pg_extension_config_dump('trialvault.decryption_log', '');
+SELECT pg_catalog.pg_extension_config_dump('trialvault.decryption_log_log_id_seq', '');
+REVOKE ALL ON trialvault.decryption_log FROM PUBLIC;
+
+
+
+
+-- Document loading checks and hashes the metadata in that one pass.
+CREATE FUNCTION trialvault._load_document(requester name, study text, site text,
+	doc_type text, contains_phi boolean, metadata xml, content bytea, schema_name text)
+	RETURNS bigint
+	LANGUAGE plpgsql AS $$
+DECLARE
+	sid integer;
+	id bigint;
+	ver integer;
+	sname text;
+	mhash bytea;
+	state text;
+	msg text;
+BEGIN
+	IF study IS NULL OR site IS NULL OR doc_type IS NULL OR contains_phi IS NULL
+	   OR metadata IS NULL OR content IS NULL THEN
+		RAISE EXCEPTION 'arguments of trialvault.load_document must not be NULL (only schema_name may be)'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	sid := trialvault._require_study(study);
+	PERFORM trialvault._require_site(study, site);
+	IF doc_type NOT IN ('source', 'protocol', 'blank_crf', 'sae', 'eform', 'other') THEN
+		RAISE EXCEPTION 'unknown document type "%"', left(doc_type, 100)
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Document types: source, protocol, blank_crf, sae, eform, other.';
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM trialvault._current_roles(study, requester) c
+				   WHERE c.site = _load_document.site
+					 AND c.study_role IN ('site_staff', 'investigator')) THEN
+		RAISE EXCEPTION 'permission denied to load documents for site % of study %', site, study
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('Role %s is neither site staff nor investigator of that site.', requester),
+				  HINT = 'A trialvault_admin grants study roles with trialvault.grant_role().';
+	END IF;
+	IF length(content) = 0 THEN
+		RAISE EXCEPTION 'document content is empty' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+
+	BEGIN
+		SELECT i.checked_schema, i.checked_version, i.metadata_sha256 INTO sname, ver, mhash
+			FROM trialvault.inspect_metadata(study, metadata, schema_name) i;
+	EXCEPTION WHEN data_exception THEN
+		GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+		IF state = '22000' THEN
+			-- A PHI refusal: on record even though this transaction fails.
+			-- If that cannot be done, the load is refused all the same.
+			BEGIN
+				PERFORM trialvault._audit_durable('metadata_phi_refused', requester, study, site, NULL, msg);
+			EXCEPTION WHEN OTHERS THEN
+				GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = PG_EXCEPTION_DETAIL;
+				RAISE WARNING 'the refusal below could not be put on record: %', msg
+					USING DETAIL = state;
+			END;
+		END IF;
+		RAISE;
+	END;
+
+	id := nextval(pg_get_serial_sequence('trialvault.documents', 'doc_id'));
+	INSERT INTO trialvault.documents (doc_id, study, site, doc_type, contains_phi,
+		metadata, metadata_schema, metadata_schema_version, metadata_sha256,
+		content, content_enc, content_length, content_sha256, loaded_by)
+	VALUES (id, study, site, doc_type, contains_phi,
+		metadata, sname, ver, mhash,
+		CASE WHEN contains_phi THEN NULL ELSE content END,
+		CASE WHEN contains_phi THEN trialvault._encrypt(sid, study, id, 'content', content) END,
+		length(content), sha256(content), requester);
+	PERFORM trialvault._audit('document_loaded', requester, study, site, id, doc_type);
+	RETURN id;
+END
+$$;
+
+-- What open_document and emergency_open decide, for the C entry points.
+-- Plain SQL (not plpgsql), STABLE and set-returning, so that the planner
+-- inlines them into the caller's kept plans: the decision runs on every
+-- decryption, and a procedural version cost more than everything else on
+-- that path together.  _open_grant() is the common case (the document, the
+-- caller's roles, and the reason when one of the everyday rules grants
+-- access); _open_decision() builds on it and decides every case.
+CREATE FUNCTION trialvault._open_grant(p_doc bigint, p_requester name)
+	RETURNS TABLE (found boolean, study text, site text, doc_type text,
+				   contains_phi boolean, loaded_by name, study_id integer,
+				   content bytea, content_enc bytea, roles text[], reason text)
+	LANGUAGE sql STABLE AS $$
+SELECT d.doc_id IS NOT NULL, d.study, d.site, d.doc_type, d.contains_phi, d.loaded_by,
+	   d.study_id, d.content, d.content_enc, r.roles,
+	   CASE WHEN d.doc_id IS NULL OR r.roles = '{}' THEN NULL
+			WHEN d.loaded_by = p_requester THEN 'loader'
+			WHEN NOT d.contains_phi THEN 'no_phi'
+			WHEN d.site || ':site_staff' = ANY (r.roles) THEN 'site_staff'
+			WHEN d.site || ':investigator' = ANY (r.roles) THEN 'investigator'
+			WHEN d.doc_type = 'sae' AND '*:safety' = ANY (r.roles) THEN 'safety' END
+FROM (SELECT 1) one
+LEFT JOIN (SELECT doc.doc_id, doc.study, doc.site, doc.doc_type, doc.contains_phi,
+				  doc.loaded_by, doc.content, doc.content_enc, s.study_id
+		   FROM trialvault.documents doc
+		   JOIN trialvault.studies s ON s.code = doc.study
+		   WHERE doc.doc_id = p_doc) d ON true
+CROSS JOIN LATERAL (
+	SELECT coalesce(array_agg(coalesce(c.site, '*') || ':' || c.study_role), '{}') AS roles
+	FROM trialvault._current_roles(d.study, p_requester) c) r
+$$;
+
+CREATE FUNCTION trialvault._open_decision(p_doc bigint, p_requester name,
+	p_emergency boolean, p_reason text)
+	RETURNS TABLE (granted boolean, reason text, study text, site text,
+				   study_id integer, contains_phi boolean, content bytea,
+				   content_enc bytea)
+	LANGUAGE sql STABLE AS $$
+SELECT x.reason IN ('loader', 'no_phi', 'site_staff', 'investigator', 'safety', 'monitor', 'emergency'),
+	   x.reason, g.study, g.site, g.study_id, g.contains_phi,
+	   CASE WHEN x.reason IN ('loader', 'no_phi', 'site_staff', 'investigator', 'safety', 'monitor', 'emergency')
+			THEN g.content END,
+	   CASE WHEN x.reason IN ('loader', 'no_phi', 'site_staff', 'investigator', 'safety', 'monitor', 'emergency')
+			THEN g.content_enc END
+FROM trialvault._open_grant(p_doc, p_requester) g
+CROSS JOIN LATERAL (
+	SELECT CASE
+	WHEN NOT g.found THEN 'no_such_document'
+	WHEN p_emergency THEN
+		CASE WHEN NOT pg_has_role(p_requester, 'trialvault_emergency', 'MEMBER')
+				THEN 'emergency_not_authorized'
+			 WHEN coalesce(array_length(regexp_split_to_array(btrim(coalesce(p_reason, '')), '\s+'), 1), 0) < 3
+				  OR length(btrim(coalesce(p_reason, ''))) < 12
+				THEN 'emergency_reason_missing'
+			 ELSE 'emergency' END
+	WHEN g.roles = '{}' THEN
+		CASE WHEN EXISTS (SELECT 1 FROM trialvault.memberships m
+						  WHERE m.study = g.study AND m.member = p_requester)
+			 THEN 'membership_revoked' ELSE 'not_a_member' END
+	WHEN g.reason IS NOT NULL THEN g.reason
+	WHEN '*:monitor' = ANY (g.roles) THEN
+		(SELECT CASE mon.state WHEN 'valid' THEN 'monitor'
+							   WHEN 'expired' THEN 'monitor_authorization_expired'
+							   WHEN 'revoked' THEN 'monitor_authorization_revoked'
+							   ELSE 'monitor_not_authorized' END
+		 FROM trialvault._monitor_state(g.study, g.site, p_requester,
+				(SELECT max(m.changed_at) FROM trialvault.memberships m
+				 WHERE m.study = g.study AND m.member = p_requester
+				   AND m.study_role = 'monitor' AND m.granted)) mon(state))
+	WHEN '*:sponsor' = ANY (g.roles) AND g.roles <@ ARRAY['*:sponsor', '*:auditor'] THEN 'sponsor_no_phi'
+	WHEN g.roles <@ ARRAY['*:auditor'] THEN 'auditor_no_phi'
+	WHEN EXISTS (SELECT 1 FROM unnest(g.roles) e
+				 WHERE e LIKE '%:site_staff' OR e LIKE '%:investigator') THEN 'other_site'
+	ELSE 'not_entitled' END AS reason) x
+$$;
+
+DO $$
+DECLARE
+	f regprocedure;
+BEGIN
+	FOR f IN SELECT p.oid FROM pg_catalog.pg_proc p
+			 WHERE p.pronamespace = 'trialvault'::regnamespace
+			   AND p.proname IN ('_encrypt', '_ciphertext_ok', '_new_study_key', '_rewrap_keys', '_audit_durable',
+								 '_audit', '_require_admin', '_require_study', '_require_site',
+								 '_current_roles', '_monitor_state', '_create_study', '_add_site',
+								 '_check_role_args', '_grant_role', '_revoke_role',
+								 '_require_investigator', '_authorize_monitor', '_revoke_monitor',
+								 '_rotate_study_key', '_rewrap_data_keys', '_load_document',
+								 '_open_grant', '_open_decision')
+	LOOP
+		EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+		IF obj_description(f, 'pg_proc') IS NULL THEN
+			EXECUTE format('COMMENT ON FUNCTION %s IS %L', f,
+						   'Internal: body of the public function of the same name without the underscore; runs as the extension owner with the real caller as first argument.');
+		END IF;
+	END LOOP;
+END
+$$;
+
+-- ---------------------------------------------------------------------
+-- Public functions
+-- ---------------------------------------------------------------------
+
+CREATE FUNCTION trialvault.create_study(code text, title text) RETURNS integer
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_call_as_owner';
+COMMENT ON FUNCTION trialvault.create_study(text, text) IS
+	'Creates a study and its first data key; returns the study id. Members of trialvault_admin only.';
+
+CREATE FUNCTION trialvault.add_site(study text, site text, name text) RETURNS void
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_call_as_owner';
+COMMENT ON FUNCTION trialvault.add_site(text, text, text) IS
+	'Adds a site to a study. Members of trialvault_admin only.';
+
+CREATE FUNCTION trialvault.grant_role(member name, study text, site text, study_role text)
+	RETURNS void
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_call_as_owner';
+COMMENT ON FUNCTION trialvault.grant_role(name, text, text, text) IS
+	'Grants a login role a study role: investigator or site_staff at a site; monitor, safety, sponsor or auditor study-wide (site NULL). Members of trialvault_admin only.';
+
+CREATE FUNCTION trialvault.revoke_role(member name, study text, site text, study_role text)
+	RETURNS void
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_call_as_owner';
+COMMENT ON FUNCTION trialvault.revoke_role(name, text, text, text) IS
+	'Revokes a study role (a new event; the grant stays on record). Takes effect at once. Members of trialvault_admin only.';
+
+CREATE FUNCTION trialvault.authorize_monitor(monitor name, study text, site text,
+	valid_until timestamptz) RETURNS void
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_call_as_owner';
+COMMENT ON FUNCTION trialvault.authorize_monitor(name, text, text, timestamptz) IS
+	'Authorizes a monitor of the study to open the PHI documents of a site until the given time. Only an investigator of that site may call it.';
+
+CREATE FUNCTION trialvault.revoke_monitor(monitor name, study text, site text) RETURNS void
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_call_as_owner';
+COMMENT ON FUNCTION trialvault.revoke_monitor(name, text, text) IS
+	'Ends a monitor''s authorization for a site at once. Only an investigator of that site may call it.';
+
+CREATE FUNCTION trialvault.rotate_study_key(study text) RETURNS integer
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_call_as_owner';
+COMMENT ON FUNCTION trialvault.rotate_study_key(text) IS
+	'Adds a new data key version for a study: new documents use it, older ones stay readable. Returns the version. Members of trialvault_admin only.';
+
+CREATE FUNCTION trialvault.rewrap_data_keys() RETURNS integer
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_call_as_owner';
+COMMENT ON FUNCTION trialvault.rewrap_data_keys() IS
+	'Master key rotation: wraps every data key under the current master key (read from trialvault.previous_master_key_command); no document is touched. Superusers only; see docs/dba-guide.md.';
+
+CREATE FUNCTION trialvault.load_document(study text, site text, doc_type text,
+	contains_phi boolean, metadata xml, content bytea, schema_name text DEFAULT NULL)
+	RETURNS bigint
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_call_as_owner';
+COMMENT ON FUNCTION trialvault.load_document(text, text, text, boolean, xml, bytea, text) IS
+	'Loads a document for a site: the caller must be site staff or investigator there. Metadata is screened for PHI and validated (check_metadata); content with PHI is stored AES-256-GCM encrypted. Returns the document id.';
+
+CREATE FUNCTION trialvault.open_document(doc_id bigint) RETURNS bytea
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_open_document';
+COMMENT ON FUNCTION trialvault.open_document(bigint) IS
+	'Returns a document''s content if the caller may see it (loader, site staff and investigator of its site, an authorized monitor, safety for sae documents, any member for documents without PHI). Every call, granted or refused, is committed to trialvault.decryption_log before it returns; if that cannot be done, nothing is returned.';
+
+CREATE FUNCTION trialvault.emergency_open(doc_id bigint, reason text) RETURNS bytea
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_emergency_open';
+COMMENT ON FUNCTION trialvault.emergency_open(bigint, text) IS
+	'Break-glass access for members of trialvault_emergency, with a reason of at least three words; logged as an emergency before the content is returned.';
+
+CREATE FUNCTION trialvault.key_status(
+	OUT master_key_loaded boolean,
+	OUT master_key_id text,
+	OUT problem text,
+	OUT previous_key_loaded boolean,
+	OUT previous_key_id text)
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_key_status';
+COMMENT ON FUNCTION trialvault.key_status() IS
+	'Whether this server holds a master key (and a previous one during rotation), by key id; never the keys.';
+
+-- ---------------------------------------------------------------------
+-- The log writer waits briefly for announced records before a commit
+-- ---------------------------------------------------------------------
+
+CREATE FUNCTION trialvault.log_writer_status(
+	OUT pid integer,
+	OUT database text,
+	OUT queued bigint,
+	OUT written bigint,
+	OUT failed bigint,
+	OUT batches bigint,
+	OUT queue_size integer,
+	OUT announced integer)
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_log_writer_status';
+COMMENT ON FUNCTION trialvault.log_writer_status() IS
+	'The log writer: its pid (NULL when not running), database, records waiting, records written and failed, commits (batches) since server start, the queue''s size, and the backends deciding a decryption right now (whose records the writer briefly waits for before a commit).';
+
+CREATE VIEW trialvault.current_memberships AS
+	SELECT e.study, e.site, e.member, e.study_role, e.changed_by AS granted_by,
+		   e.changed_at AS granted_at
+	FROM (SELECT DISTINCT ON (m.study, m.site, m.member, m.study_role) m.*
+		  FROM trialvault.memberships m
+		  ORDER BY m.study, m.site, m.member, m.study_role, m.event_id DESC) e
+	WHERE e.granted;
+REVOKE ALL ON trialvault.current_memberships FROM PUBLIC;
+COMMENT ON VIEW trialvault.current_memberships IS
+	'Study roles held now: the newest grant/revoke event of each (study, site, member, role), when it is a grant.';
+
+
+-- =====================================================================
+-- 6. Session and views
+-- =====================================================================
+
+-- ---------------------------------------------------------------------
+-- The session's open study
+-- ---------------------------------------------------------------------
+
+CREATE FUNCTION trialvault._open_study(requester name, code text) RETURNS void
+	LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM trialvault._require_args('open_study', code);
+	PERFORM trialvault._require_study(code);
+	IF NOT EXISTS (SELECT 1 FROM trialvault._current_roles(code, requester)) THEN
+		RAISE EXCEPTION 'permission denied to open study "%"', code
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('Role %s holds no role in study %s.', requester, code),
+				  HINT = 'A trialvault_admin grants study roles with trialvault.grant_role().';
+	END IF;
+	PERFORM trialvault._audit('study_opened', requester, code, NULL, NULL, NULL);
+END
+$$;
+
+CREATE FUNCTION trialvault.open_study(code text) RETURNS void
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_open_study';
+COMMENT ON FUNCTION trialvault.open_study(text) IS
+	'Makes a study the session''s one open study (closing any other); the caller must hold a role in it. The secured views and open_document work only in the open study.';
+
+CREATE FUNCTION trialvault.close_study() RETURNS void
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_close_study';
+COMMENT ON FUNCTION trialvault.close_study() IS
+	'Closes the session''s open study: the secured views are empty again.';
+
+CREATE FUNCTION trialvault.current_study() RETURNS text
+	LANGUAGE C STABLE AS 'MODULE_PATHNAME', 'tv_current_study';
+COMMENT ON FUNCTION trialvault.current_study() IS
+	'The session''s open study, or NULL when none is open or the current user no longer holds a role in it. Kept in the backend, not in a setting: SET and set_config() cannot change it.';
+
+-- What the current user may see in a study, by kind:
+--   documents     sites whose documents they may list
+--   monitor_sites sites they are authorized to monitor now
+--   log_sites     sites whose decryption log they may read (investigators; auditors: all)
+--   roles         the study roles they hold
+--   role_entries  'site:role' for each role held ('*' for study-wide roles)
+CREATE FUNCTION trialvault._scope(requester name, study text, what text) RETURNS text[]
+	LANGUAGE plpgsql AS $$
+DECLARE
+	roles text[];
+	mon_since timestamptz;
+BEGIN
+	SELECT coalesce(array_agg(coalesce(c.site, '*') || ':' || c.study_role), '{}')
+		INTO roles FROM trialvault._current_roles(study, requester) c;
+	IF roles = '{}' THEN
+		RETURN '{}';
+	END IF;
+	CASE what
+	WHEN 'roles' THEN
+		RETURN ARRAY(SELECT DISTINCT split_part(r, ':', 2) FROM unnest(roles) r ORDER BY 1);
+	WHEN 'role_entries' THEN
+		RETURN roles;
+	WHEN 'documents' THEN
+		IF roles && ARRAY['*:safety', '*:sponsor', '*:auditor'] THEN
+			RETURN ARRAY(SELECT s.site FROM trialvault.sites s WHERE s.study = _scope.study);
+		END IF;
+		-- Sites of the caller's own site roles, plus those a monitor is
+		-- authorized for (a statement of its own, so that the common case
+		-- keeps a generic plan).
+		RETURN ARRAY(SELECT split_part(r, ':', 1) FROM unnest(roles) r
+					 WHERE split_part(r, ':', 2) IN ('site_staff', 'investigator'))
+			|| CASE WHEN '*:monitor' = ANY (roles)
+					THEN trialvault._scope(requester, study, 'monitor_sites')
+					ELSE '{}'::text[] END;
+	WHEN 'monitor_sites' THEN
+		IF NOT '*:monitor' = ANY (roles) THEN
+			RETURN '{}';
+		END IF;
+		SELECT max(m.changed_at) INTO mon_since FROM trialvault.memberships m
+			WHERE m.study = _scope.study AND m.member = requester
+			  AND m.study_role = 'monitor' AND m.granted;
+		RETURN ARRAY(SELECT s.site FROM trialvault.sites s
+					 WHERE s.study = _scope.study
+					   AND trialvault._monitor_state(_scope.study, s.site, requester, mon_since) = 'valid');
+	WHEN 'log_sites' THEN
+		IF '*:auditor' = ANY (roles) THEN
+			RETURN ARRAY(SELECT s.site FROM trialvault.sites s WHERE s.study = _scope.study);
+		END IF;
+		RETURN ARRAY(SELECT split_part(r, ':', 1) FROM unnest(roles) r
+					 WHERE split_part(r, ':', 2) = 'investigator');
+	ELSE
+		RAISE EXCEPTION 'unknown scope "%"', left(what, 100)
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Scopes: documents, monitor_sites, log_sites, roles, role_entries.';
+	END CASE;
+END
+$$;
+REVOKE ALL ON FUNCTION trialvault._scope(name, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION trialvault._open_study(name, text) FROM PUBLIC;
+COMMENT ON FUNCTION trialvault._scope(name, text, text) IS
+	'Internal: what a member may see in a study (documents, log_sites, roles, role_entries); empty for non-members.';
+COMMENT ON FUNCTION trialvault._open_study(name, text) IS
+	'Internal: body of open_study(); checks the membership and records the event.';
+
+-- What the views filter by.  Written in the views as scalar subqueries, so
+-- that they run once per query whatever plan is chosen (as plain calls in a
+-- filter they would run once per row).
+CREATE FUNCTION trialvault._session_study() RETURNS text
+	LANGUAGE C STABLE AS 'MODULE_PATHNAME', 'tv_session_study';
+REVOKE ALL ON FUNCTION trialvault._session_study() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION trialvault._session_study() TO trialvault_user;
+COMMENT ON FUNCTION trialvault._session_study() IS
+	'Internal: the study open_study() opened, without the membership check; the views pair it with _session_scope(), which is empty for non-members.';
+
+CREATE FUNCTION trialvault._session_scope(what text) RETURNS text[]
+	LANGUAGE C STABLE AS 'MODULE_PATHNAME', 'tv_session_scope';
+REVOKE ALL ON FUNCTION trialvault._session_scope(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION trialvault._session_scope(text) TO trialvault_user;
+COMMENT ON FUNCTION trialvault._session_scope(text) IS
+	'What the secured views filter by: trialvault._scope() for the current user in the session''s open study (empty when none is open). Only ever about the caller, so it cannot be pointed at someone else.';
+
+-- ---------------------------------------------------------------------
+-- Secured views.  Owned by the extension's owner (so they read the base
+-- tables users cannot), security_barrier (so a user's own WHERE clause runs
+-- only on rows the view already let through), and never showing content.
+-- ---------------------------------------------------------------------
+
+CREATE VIEW trialvault.my_documents WITH (security_barrier) AS
+	SELECT d.doc_id, d.study, d.site, d.doc_type, d.contains_phi, d.metadata,
+		   d.metadata_schema, d.metadata_schema_version, d.metadata_sha256,
+		   d.loaded_by, d.loaded_at, d.content_length, d.content_sha256
+	FROM trialvault.documents d
+	WHERE d.study = (SELECT trialvault._session_study())
+	  AND d.site = ANY ((SELECT trialvault._session_scope('documents'))::text[]);
+COMMENT ON VIEW trialvault.my_documents IS
+	'Documents of the open study the current user may see (site staff and investigators: their sites; monitors: sites they are authorized for now; safety, sponsor, auditor: all sites). Metadata and fingerprints only, never content.';
+
+CREATE VIEW trialvault.my_sites WITH (security_barrier) AS
+	SELECT s.study, s.site, s.name,
+		   ARRAY(SELECT split_part(r, ':', 2) FROM unnest(x.entries) r
+				 WHERE split_part(r, ':', 1) IN (s.site, '*') ORDER BY 1) AS my_roles,
+		   (s.site || ':site_staff') = ANY (x.entries)
+			   OR (s.site || ':investigator') = ANY (x.entries) AS may_load,
+		   CASE WHEN (s.site || ':site_staff') = ANY (x.entries)
+					 OR (s.site || ':investigator') = ANY (x.entries)
+					 OR s.site = ANY (x.monitor_sites) THEN 'all documents'
+				WHEN '*:safety' = ANY (x.entries) THEN 'sae documents and documents without PHI'
+				ELSE 'documents without PHI' END AS may_open
+	FROM trialvault.sites s,
+		 (SELECT trialvault._session_scope('role_entries') AS entries,
+				 trialvault._session_scope('documents') AS doc_sites,
+				 trialvault._session_scope('monitor_sites') AS monitor_sites) x
+	WHERE s.study = (SELECT trialvault._session_study())
+	  AND s.site = ANY (x.doc_sites);
+COMMENT ON VIEW trialvault.my_sites IS
+	'Sites of the open study whose documents the current user may list, with their roles there, whether they may load documents, and what they may open.';
+
+CREATE VIEW trialvault.my_roles WITH (security_barrier) AS
+	SELECT trialvault.current_study() AS study,
+		   nullif(split_part(r, ':', 1), '*') AS site,
+		   split_part(r, ':', 2) AS study_role
+	FROM unnest(trialvault._session_scope('role_entries')) r;
+COMMENT ON VIEW trialvault.my_roles IS
+	'The current user''s roles in the open study (site NULL for study-wide roles).';
+
+CREATE VIEW trialvault.my_decryption_log WITH (security_barrier) AS
+	SELECT l.log_id, l.doc_id, l.study, l.site, l.requester, l.session_user_name,
+		   l.requested_at, l.granted, l.reason, l.emergency, l.emergency_reason,
+		   l.client_addr, l.application_name, l.backend_pid, l.logged_at
+	FROM trialvault.decryption_log l,
+		 (SELECT trialvault._session_scope('log_sites') AS log_sites,
+				 trialvault._session_scope('roles') AS roles) x
+	WHERE l.study = (SELECT trialvault._session_study())
+	  AND (l.site = ANY (x.log_sites)
+		   OR (l.requester = current_user AND 'monitor' = ANY (x.roles)));
+COMMENT ON VIEW trialvault.my_decryption_log IS
+	'The decryption log of the open study as the current user may read it: investigators the rows of their sites, monitors their own, auditors all.';
+
+CREATE VIEW trialvault.audit_trail WITH (security_barrier) AS
+	SELECT e.event_id, e.occurred_at, e.event, e.actor, e.session_user_name,
+		   e.study, e.site, e.doc_id, e.detail, e.client_addr, e.application_name,
+		   e.backend_pid, e.logged_at
+	FROM trialvault.audit_events e
+	WHERE e.study = (SELECT trialvault._session_study())
+	  AND 'auditor' = ANY ((SELECT trialvault._session_scope('roles'))::text[]);
+COMMENT ON VIEW trialvault.audit_trail IS
+	'The audit trail of the open study, for its auditors: study, site, role, authorization, key, document and refusal events.';
+
+DO $$
+DECLARE
+	v text;
+BEGIN
+	FOREACH v IN ARRAY ARRAY['my_documents', 'my_sites', 'my_roles', 'my_decryption_log', 'audit_trail']
+	LOOP
+		EXECUTE format('REVOKE ALL ON trialvault.%I FROM PUBLIC', v);
+		EXECUTE format('GRANT SELECT ON trialvault.%I TO trialvault_user', v);
+	END LOOP;
+END
+$$;
+
+-- ---------------------------------------------------------------------
+-- Secured views of a DBA's own protected tables
+-- ---------------------------------------------------------------------
+
+CREATE FUNCTION trialvault._create_secured_view(requester name, view_name text,
+	source regclass, study_column name, site_column name, hidden_columns name[])
+	RETURNS void
+	LANGUAGE plpgsql AS $$
+DECLARE
+	parts text[];
+	nsp name;
+	vname name;
+	existing oid;
+	cols text;
+	bad name;
+	col name;
+BEGIN
+	PERFORM trialvault._require_args('create_secured_view', view_name, source::text,
+									 study_column, site_column);
+	IF NOT pg_has_role(requester, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = source), 'USAGE') THEN
+		RAISE EXCEPTION 'permission denied to create a secured view of %', source
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = 'Only the owner of the table may publish it through a secured view.';
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM trialvault.protected_tables p WHERE p.table_name = source) THEN
+		RAISE EXCEPTION 'table % is not protected', source
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Secured views are for protected tables: SELECT trialvault.protect(...) first.';
+	END IF;
+	FOREACH col IN ARRAY ARRAY[study_column, site_column] || coalesce(hidden_columns, '{}') LOOP
+		IF col IS NULL OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+						   WHERE a.attrelid = source AND a.attname = col
+							 AND a.attnum > 0 AND NOT a.attisdropped) THEN
+			RAISE EXCEPTION 'column "%" of % does not exist', col, source
+				USING ERRCODE = 'undefined_column';
+		END IF;
+	END LOOP;
+	IF study_column = ANY (coalesce(hidden_columns, '{}')) OR site_column = ANY (coalesce(hidden_columns, '{}')) THEN
+		RAISE EXCEPTION 'the study and site columns cannot be hidden'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	parts := parse_ident(view_name);
+	IF array_length(parts, 1) = 1 THEN
+		nsp := (SELECT n.nspname FROM pg_catalog.pg_class c
+				JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = source);
+		vname := parts[1];
+	ELSIF array_length(parts, 1) = 2 THEN
+		nsp := parts[1];
+		vname := parts[2];
+	ELSE
+		RAISE EXCEPTION 'invalid view name "%"', left(view_name, 200)
+			USING ERRCODE = 'invalid_name';
+	END IF;
+	IF nsp = 'trialvault' THEN
+		RAISE EXCEPTION 'secured views of user tables cannot go into schema trialvault'
+			USING ERRCODE = 'invalid_schema_name';
+	END IF;
+	-- The view is created by the extension's owner, so check the caller's
+	-- own rights: CREATE on the schema ...
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n WHERE n.nspname = nsp) THEN
+		RAISE EXCEPTION 'schema "%" does not exist', nsp USING ERRCODE = 'invalid_schema_name';
+	END IF;
+	IF NOT has_schema_privilege(requester, nsp, 'CREATE') THEN
+		RAISE EXCEPTION 'permission denied to create a view in schema %', nsp
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('Role %s has no CREATE privilege on schema %s.', requester, nsp);
+	END IF;
+	SELECT c.oid INTO existing FROM pg_catalog.pg_class c
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = nsp AND c.relname = vname;
+	IF existing IS NOT NULL THEN
+		IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = existing) <> 'v'
+		   OR pg_catalog.pg_get_viewdef(existing) NOT LIKE '%trialvault._session_scope(%' THEN
+			RAISE EXCEPTION 'relation %.% exists and is not a secured view', nsp, vname
+				USING ERRCODE = 'duplicate_table',
+					  HINT = 'Choose another name; only views made by create_secured_view() are replaced.';
+		END IF;
+		-- ... and, to replace a secured view, ownership of the table it shows.
+		IF EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r
+				   JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
+					AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass
+				   JOIN pg_catalog.pg_class t ON t.oid = d.refobjid
+				   WHERE r.ev_class = existing AND t.oid <> existing
+					 AND t.relkind IN ('r', 'p')
+					 AND NOT pg_has_role(requester, t.relowner, 'USAGE')) THEN
+			RAISE EXCEPTION 'permission denied to replace secured view %.%', nsp, vname
+				USING ERRCODE = 'insufficient_privilege',
+					  DETAIL = 'It shows a table the caller does not own.';
+		END IF;
+		EXECUTE format('DROP VIEW %I.%I', nsp, vname);
+	END IF;
+	SELECT string_agg(format('t.%I', a.attname), ', ' ORDER BY a.attnum) INTO cols
+		FROM pg_catalog.pg_attribute a
+		WHERE a.attrelid = source AND a.attnum > 0 AND NOT a.attisdropped
+		  AND NOT (a.attname = ANY (coalesce(hidden_columns, '{}')));
+	EXECUTE format('CREATE VIEW %I.%I WITH (security_barrier) AS SELECT %s FROM %s t '
+				   'WHERE t.%I = (SELECT trialvault._session_study()) '
+				   'AND t.%I = ANY ((SELECT trialvault._session_scope(''documents''))::text[])',
+				   nsp, vname, cols, source, study_column, site_column);
+	EXECUTE format('REVOKE ALL ON %I.%I FROM PUBLIC', nsp, vname);
+	EXECUTE format('GRANT SELECT ON %I.%I TO trialvault_user', nsp, vname);
+	EXECUTE format('COMMENT ON VIEW %I.%I IS %L', nsp, vname,
+				   format('Secured view of %s (trialvault.create_secured_view): rows of the open study the current user may see%s.',
+						  source, CASE WHEN hidden_columns IS NULL OR hidden_columns = '{}' THEN ''
+									   ELSE ', without ' || array_to_string(hidden_columns, ', ') END));
+	IF NOT has_schema_privilege('trialvault_user', nsp, 'USAGE') THEN
+		RAISE NOTICE 'members cannot reach %.% yet: trialvault_user has no USAGE on schema %', nsp, vname, nsp
+			USING HINT = format('GRANT USAGE ON SCHEMA %I TO trialvault_user;', nsp);
+	END IF;
+	PERFORM trialvault._audit('secured_view_created', requester, NULL, NULL, NULL,
+							  format('%I.%I of %s', nsp, vname, source));
+END
+$$;
+REVOKE ALL ON FUNCTION trialvault._create_secured_view(name, text, regclass, name, name, name[]) FROM PUBLIC;
+COMMENT ON FUNCTION trialvault._create_secured_view(name, text, regclass, name, name, name[]) IS
+	'Internal: body of create_secured_view(); runs as the extension owner, who then owns the view.';
+
+CREATE FUNCTION trialvault.create_secured_view(view_name text, source regclass,
+	study_column name, site_column name, hidden_columns name[] DEFAULT '{}')
+	RETURNS void
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_call_as_owner';
+COMMENT ON FUNCTION trialvault.create_secured_view(text, regclass, name, name, name[]) IS
+	'Creates (or recreates, after the table gained columns) a security_barrier view of a protected table with the entitlements of my_documents, without the hidden columns, owned by the extension owner and granted to trialvault_user. Only the table''s owner may call it.';
+

@@ -11,6 +11,7 @@ OBJS = \
 	extension/canon.o \
 	extension/chain.o \
 	extension/guard.o \
+	extension/ddlguard.o \
 	extension/protect.o \
 	extension/verify.o \
 	extension/xmlmeta.o \
@@ -28,7 +29,7 @@ DATA_built = extension/trialvault--$(EXTVERSION).sql
 DATA = $(filter-out $(DATA_built),$(wildcard extension/trialvault--*.sql))
 SCRIPTS = scripts/trialvault-getkey
 
-REGRESS = protect guard bad_input verify xml access views
+REGRESS = protect guard deny bad_input verify xml access views
 REGRESS_OPTS = --inputdir=.
 
 PG_CONFIG ?= pg_config

@@ -16,7 +16,8 @@
  *			| 'o' u32 len bytes		reg* types: the schema-qualified name
  *			| 't' u32 len bytes		xml and other types: the text output form
  *			| 'a' u32 len array		arrays: dims, bounds, then elements
- *			| 'c' u32 len fields	composites: { u32 position value }
+ *			| 'd' u32 len fields	composites: { u32 len(name) name value },
+ *									non-NULL attributes in byte order of name
  *			| 'g' u32 len range		ranges: flags and bounds
  *			| 'n'					a NULL element inside an array
  *
@@ -25,7 +26,13 @@
  * another order.  NULL columns are left out, so that ALTER TABLE ... ADD
  * COLUMN (without a default) leaves every existing row's encoding unchanged.
  * xml is taken in its output form because that is what a dump carries (the
- * output drops a standard XML declaration).  reg* types are taken as
+ * output drops a standard XML declaration).  Composite values are encoded
+ * like rows, attribute by attribute with their names, so that renaming or
+ * swapping attributes behind the guards' back changes the hash.  (Before
+ * 0.6 they were encoded by position, tag 'c' { u32 position value }; rows
+ * hashed that way still verify: tv_row_content_digest() says whether a row
+ * holds composite values, and only then does the caller try the old form.)
+ * reg* types are taken as
  * schema-qualified names, not OIDs, which change across a restore.  Generated
  * columns are left out because they are computed after BEFORE triggers run
  * and are derived from the others anyway.  Column names are part of the
@@ -96,6 +103,10 @@ static EVP_MD_CTX *tv_sha_ctx[TV_SHA_NCTX];
 
 /* Scratch buffer for encoding non-string values, kept across rows. */
 static StringInfoData tv_canon_buf;
+
+/* Set for one digest: the pre-0.6 composite form, and whether one was seen. */
+static bool tv_legacy_composites = false;
+static bool tv_saw_composite = false;
 
 static void canon_value(StringInfo buf, Oid typid, Datum value);
 static void append_tagged(StringInfo buf, char tag, const char *data, uint32 len);
@@ -465,16 +476,30 @@ canon_array(StringInfo buf, TvTypeCanon *tc, Datum value)
 	finish_nested(buf, at);
 }
 
+static int
+attname_cmp(const void *a, const void *b)
+{
+	return strcmp(NameStr((*(Form_pg_attribute const *) a)->attname),
+				  NameStr((*(Form_pg_attribute const *) b)->attname));
+}
+
+/*
+ * A composite value: its non-NULL attributes with their names, in byte
+ * order of the names ('d'); or, for rows hashed before 0.6, by position
+ * ('c').
+ */
 static void
 canon_composite(StringInfo buf, Datum value)
 {
 	HeapTupleHeader th = DatumGetHeapTupleHeader(value);
 	TupleDesc	tupdesc;
 	HeapTupleData tuple;
+	Form_pg_attribute *atts;
+	int			natts = 0;
 	int			at;
 	int			i;
-	uint32		pos = 0;
 
+	tv_saw_composite = true;
 	tupdesc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(th),
 									 HeapTupleHeaderGetTypMod(th));
 	tuple.t_len = HeapTupleHeaderGetDatumLength(th);
@@ -482,23 +507,36 @@ canon_composite(StringInfo buf, Datum value)
 	tuple.t_tableOid = InvalidOid;
 	tuple.t_data = th;
 
-	at = begin_nested(buf, 'c');
+	atts = palloc(sizeof(Form_pg_attribute) * Max(tupdesc->natts, 1));
 	for (i = 0; i < tupdesc->natts; i++)
 	{
-		Form_pg_attribute att = TupleDescAttr(tupdesc, i);
-		bool		isnull;
-		Datum		d;
+		if (!TupleDescAttr(tupdesc, i)->attisdropped)
+			atts[natts++] = TupleDescAttr(tupdesc, i);
+	}
+	if (!tv_legacy_composites)
+		qsort(atts, natts, sizeof(Form_pg_attribute), attname_cmp);
 
-		if (att->attisdropped)
-			continue;
-		pos++;
-		d = heap_getattr(&tuple, i + 1, tupdesc, &isnull);
+	at = begin_nested(buf, tv_legacy_composites ? 'c' : 'd');
+	for (i = 0; i < natts; i++)
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(&tuple, atts[i]->attnum, tupdesc, &isnull);
+
 		if (isnull)
 			continue;
-		append_u32(buf, pos);
-		canon_value(buf, att->atttypid, d);
+		if (tv_legacy_composites)
+			append_u32(buf, (uint32) (i + 1));
+		else
+		{
+			const char *name = NameStr(atts[i]->attname);
+
+			append_u32(buf, (uint32) strlen(name));
+			appendBinaryStringInfo(buf, name, strlen(name));
+		}
+		canon_value(buf, atts[i]->atttypid, d);
 	}
 	finish_nested(buf, at);
+	pfree(atts);
 	ReleaseTupleDesc(tupdesc);
 }
 
@@ -633,25 +671,22 @@ tv_sha_end(EVP_MD_CTX *ctx, uint8 *out)
 		elog(ERROR, "trialvault: SHA-256 final failed");
 }
 
-static int
-attname_cmp(const void *a, const void *b)
-{
-	return strcmp(NameStr((*(Form_pg_attribute const *) a)->attname),
-				  NameStr((*(Form_pg_attribute const *) b)->attname));
-}
-
 /*
  * tv_row_content_digest: SHA-256 of the canonical encoding of a row's user
- * columns (chain columns, dropped and generated columns excluded).
+ * columns (chain columns, dropped and generated columns excluded).  Returns
+ * whether the row holds a composite value, the only kind whose encoding
+ * changed (in 0.6): a verifier that finds such a row's hash wrong tries
+ * again with legacy_composites.
  *
  * Large string-like values (the usual payload: bytea, text, xml) are fed to
  * the digest straight from the detoasted datum, without copying them into
  * the encoding buffer.  Runs in the caller's memory context; the caller is
  * expected to reset it (a trigger call or a per-row context in verify).
  */
-void
+bool
 tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
-					  const TvChainCols *cols, uint8 *digest)
+					  const TvChainCols *cols, uint8 *digest,
+					  bool legacy_composites)
 {
 	StringInfo	buf = &tv_canon_buf;
 	EVP_MD_CTX *md;
@@ -666,6 +701,8 @@ tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
 		initStringInfo(buf);
 		MemoryContextSwitchTo(old);
 	}
+	tv_legacy_composites = legacy_composites;
+	tv_saw_composite = false;
 	md = tv_sha_begin(TV_SHA_CONTENT);
 	tv_sha_update(md, "TVROW1", 6);
 
@@ -729,4 +766,5 @@ tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
 		buf->data = NULL;
 	}
 	tv_sha_end(md, digest);
+	return tv_saw_composite;
 }

@@ -36,10 +36,15 @@
 
 #include <openssl/evp.h>
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/indexing.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
@@ -50,6 +55,7 @@
 #include "storage/shmem.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -70,6 +76,7 @@ typedef struct TvChainEntry
 	TvChainKey	key;
 	LWLock		lock;			/* protects everything below */
 	bool		initialized;	/* heads and last_seq loaded from the table */
+	bool		reserved;		/* an extension table's, from the reserve */
 	pg_atomic_uint64 generation;	/* see tv_chain_generation() */
 	int64		last_seq;
 	int			nheads;
@@ -80,7 +87,16 @@ typedef struct TvChainShared
 {
 	int			tranche_id;
 	pg_atomic_uint64 next_generation;	/* never reused until restart */
+	int			nuser;			/* entries of tables outside schema trialvault */
 } TvChainShared;
+
+/*
+ * Slots kept for the extension's own tables (the decryption log, the audit
+ * trail, the registries; a dozen per database), so that however many
+ * protected tables a DBA has, the log writer and open_document never run
+ * out: trialvault.max_protected_tables counts the DBA's tables only.
+ */
+#define TV_RESERVED_SLOTS 128
 
 /*
  * What this transaction inserted into one protected table, per
@@ -115,6 +131,14 @@ static List *tv_local_tables = NIL;
 /* Tables this transaction restored rows into (restore_mode); same context. */
 static List *tv_restored_tables = NIL;
 
+/*
+ * Entries this transaction created for tables whose guard it attached
+ * itself (protect() and a first INSERT in one transaction): nobody else can
+ * see those tables as protected yet, so if the protection does not commit,
+ * the slot is given back.  Lives in TopTransactionContext.
+ */
+static List *tv_provisional = NIL;
+
 /* Room for a copy of the heads, taken under the entry lock. */
 static TvHead *tv_refs_buf = NULL;
 
@@ -143,7 +167,8 @@ tv_chain_shmem_size(void)
 {
 	compute_max_heads();
 	return add_size(MAXALIGN(sizeof(TvChainShared)),
-					hash_estimate_size(tv_max_protected_tables, entry_size()));
+					hash_estimate_size(tv_max_protected_tables + TV_RESERVED_SLOTS,
+									   entry_size()));
 }
 
 void
@@ -160,13 +185,14 @@ tv_chain_shmem_init(void)
 	{
 		tv_chain_shared->tranche_id = LWLockNewTrancheId();
 		pg_atomic_init_u64(&tv_chain_shared->next_generation, 1);
+		tv_chain_shared->nuser = 0;
 	}
 
 	info.keysize = sizeof(TvChainKey);
 	info.entrysize = entry_size();
 	tv_chain_hash = ShmemInitHash("trialvault chain heads",
-								  tv_max_protected_tables,
-								  tv_max_protected_tables,
+								  tv_max_protected_tables + TV_RESERVED_SLOTS,
+								  tv_max_protected_tables + TV_RESERVED_SLOTS,
 								  &info, HASH_ELEM | HASH_BLOBS);
 	tv_chain_hash_lock = &(GetNamedLWLockTranche("trialvault"))->lock;
 	LWLockRelease(AddinShmemInitLock);
@@ -210,6 +236,30 @@ tv_row_hash(int64 seq, const uint8 *prev_digest, const uint8 *content_digest,
 	tv_sha_update(md, prev_digest, TV_HASH_LEN);
 	tv_sha_update(md, content_digest, TV_HASH_LEN);
 	tv_sha_end(md, hash);
+}
+
+/*
+ * tv_row_hash_matches: does a stored row's tv_hash match its contents,
+ * tv_seq and tv_prev_hash?  A row with composite values hashed before 0.6
+ * matches in their old form (see canon.c).
+ */
+bool
+tv_row_hash_matches(TupleDesc tupdesc, HeapTuple tuple, const TvChainCols *cols,
+					int64 seq, const uint8 *prev_digest, const uint8 *stored_hash)
+{
+	uint8		content[TV_HASH_LEN];
+	uint8		expect[TV_HASH_LEN];
+	bool		composite;
+
+	composite = tv_row_content_digest(tupdesc, tuple, cols, content, false);
+	tv_row_hash(seq, prev_digest, content, expect);
+	if (memcmp(expect, stored_hash, TV_HASH_LEN) == 0)
+		return true;
+	if (!composite)
+		return false;
+	(void) tv_row_content_digest(tupdesc, tuple, cols, content, true);
+	tv_row_hash(seq, prev_digest, content, expect);
+	return memcmp(expect, stored_hash, TV_HASH_LEN) == 0;
 }
 
 /*
@@ -391,12 +441,56 @@ bump_generation(TvChainEntry *entry)
 						pg_atomic_fetch_add_u64(&tv_chain_shared->next_generation, 1));
 }
 
+/*
+ * Did this transaction attach the guard to relid itself (its guard triggers
+ * are not committed yet)?
+ */
+static bool
+guard_attached_here(Oid relid)
+{
+	Relation	tgrel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		result = false;
+
+	tgrel = table_open(TriggerRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_trigger_tgrelid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(relid));
+	scan = systable_beginscan(tgrel, TriggerRelidNameIndexId, true, NULL, 1, &key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		if (tv_is_guard_function(((Form_pg_trigger) GETSTRUCT(tup))->tgfoid) &&
+			TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(tup->t_data)))
+			result = true;
+	}
+	systable_endscan(scan);
+	table_close(tgrel, AccessShareLock);
+	return result;
+}
+
+static void
+remove_entry(TvChainKey *key)
+{
+	TvChainEntry *entry;
+
+	LWLockAcquire(tv_chain_hash_lock, LW_EXCLUSIVE);
+	entry = hash_search(tv_chain_hash, key, HASH_FIND, NULL);
+	if (entry && !entry->reserved)
+		tv_chain_shared->nuser--;
+	if (entry)
+		hash_search(tv_chain_hash, key, HASH_REMOVE, NULL);
+	LWLockRelease(tv_chain_hash_lock);
+}
+
 static TvChainEntry *
 get_entry(Oid relid)
 {
 	TvChainKey	key;
 	TvChainEntry *entry;
 	bool		found;
+	bool		reserved;
+	bool		provisional;
 
 	if (tv_chain_hash == NULL)
 		tv_require_preload();
@@ -410,8 +504,16 @@ get_entry(Oid relid)
 	if (entry)
 		return entry;
 
+	/* A new slot: whose is it, and does its protection stand yet? */
+	reserved = get_rel_namespace(relid) == get_namespace_oid("trialvault", true);
+	provisional = guard_attached_here(relid);
+
 	LWLockAcquire(tv_chain_hash_lock, LW_EXCLUSIVE);
-	entry = hash_search(tv_chain_hash, &key, HASH_ENTER_NULL, &found);
+	entry = hash_search(tv_chain_hash, &key, HASH_FIND, NULL);
+	if (entry == NULL && (reserved || tv_chain_shared->nuser < tv_max_protected_tables))
+		entry = hash_search(tv_chain_hash, &key, HASH_ENTER_NULL, &found);
+	else
+		found = true;
 	if (entry == NULL)
 	{
 		LWLockRelease(tv_chain_hash_lock);
@@ -426,13 +528,46 @@ get_entry(Oid relid)
 	{
 		LWLockInitialize(&entry->lock, tv_chain_shared->tranche_id);
 		entry->initialized = false;
+		entry->reserved = reserved;
 		entry->last_seq = 0;
 		entry->nheads = 0;
 		pg_atomic_init_u64(&entry->generation, 0);
 		bump_generation(entry);
+		if (!reserved)
+			tv_chain_shared->nuser++;
 	}
 	LWLockRelease(tv_chain_hash_lock);
+
+	if (!found && provisional)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+
+		tv_provisional = lappend_oid(tv_provisional, relid);
+		MemoryContextSwitchTo(old);
+	}
 	return entry;
+}
+
+/*
+ * Give back the slots of tables whose protection did not commit: all of
+ * them on abort; before commit, those a rolled-back savepoint unprotected.
+ */
+static void
+release_provisional(bool committing)
+{
+	ListCell   *lc;
+
+	foreach(lc, tv_provisional)
+	{
+		TvChainKey	key;
+
+		if (committing && tv_relation_is_protected(lfirst_oid(lc)))
+			continue;
+		key.dbid = MyDatabaseId;
+		key.relid = lfirst_oid(lc);
+		remove_entry(&key);
+	}
+	tv_provisional = NIL;
 }
 
 static TvLocalTable *
@@ -486,8 +621,6 @@ restore_row(Relation rel, HeapTuple tuple, const TvChainCols *cols)
 	Datum		seqd = heap_getattr(tuple, cols->seq, tupdesc, &nulls[0]);
 	Datum		prevd = heap_getattr(tuple, cols->prev_hash, tupdesc, &nulls[1]);
 	Datum		hashd = heap_getattr(tuple, cols->hash, tupdesc, &nulls[2]);
-	uint8		content[TV_HASH_LEN];
-	uint8		expect[TV_HASH_LEN];
 	bytea	   *prev;
 	bytea	   *hash;
 	MemoryContext old;
@@ -501,11 +634,9 @@ restore_row(Relation rel, HeapTuple tuple, const TvChainCols *cols)
 				 errhint("Set trialvault.restore_mode = off for ordinary inserts.")));
 	prev = DatumGetByteaPP(prevd);
 	hash = DatumGetByteaPP(hashd);
-	tv_row_content_digest(tupdesc, tuple, cols, content);
-	if (VARSIZE_ANY_EXHDR(prev) == TV_HASH_LEN && VARSIZE_ANY_EXHDR(hash) == TV_HASH_LEN)
-		tv_row_hash(DatumGetInt64(seqd), (uint8 *) VARDATA_ANY(prev), content, expect);
 	if (VARSIZE_ANY_EXHDR(prev) != TV_HASH_LEN || VARSIZE_ANY_EXHDR(hash) != TV_HASH_LEN ||
-		memcmp(expect, VARDATA_ANY(hash), TV_HASH_LEN) != 0)
+		!tv_row_hash_matches(tupdesc, tuple, cols, DatumGetInt64(seqd),
+							 (uint8 *) VARDATA_ANY(prev), (uint8 *) VARDATA_ANY(hash)))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("restored row of \"%s\" does not match its tv_hash",
@@ -579,7 +710,7 @@ tv_chain_insert(Relation rel, HeapTuple tuple)
 		return restore_row(rel, tuple, &cols);
 
 	/* The expensive part, outside any lock. */
-	tv_row_content_digest(tupdesc, tuple, &cols, content);
+	(void) tv_row_content_digest(tupdesc, tuple, &cols, content, false);
 
 	lt = get_local_table(RelationGetRelid(rel));
 	if (lt->frames != NIL)
@@ -720,6 +851,10 @@ tv_xact_callback(XactEvent event, void *arg)
 						 errmsg("cannot PREPARE a transaction that inserted into a protected table"),
 						 errdetail("trialvault chains a row to its predecessors only once their transaction has committed in this session.")));
 			break;
+		case XACT_EVENT_PRE_COMMIT:
+			if (tv_provisional != NIL)
+				release_provisional(true);
+			break;
 		case XACT_EVENT_COMMIT:
 			publish_committed();
 			{
@@ -730,9 +865,17 @@ tv_xact_callback(XactEvent event, void *arg)
 			}
 			tv_local_tables = NIL;
 			tv_restored_tables = NIL;
+			tv_provisional = NIL;
 			break;
 		case XACT_EVENT_ABORT:
+			if (tv_chain_hash != NULL)
+				release_provisional(false);
+			tv_provisional = NIL;
+			tv_local_tables = NIL;
+			tv_restored_tables = NIL;
+			break;
 		case XACT_EVENT_PREPARE:
+			tv_provisional = NIL;
 			tv_local_tables = NIL;
 			tv_restored_tables = NIL;
 			break;
@@ -812,9 +955,8 @@ tv_chain_forget(Oid relid)
 		return;
 	key.dbid = MyDatabaseId;
 	key.relid = relid;
-	LWLockAcquire(tv_chain_hash_lock, LW_EXCLUSIVE);
-	hash_search(tv_chain_hash, &key, HASH_REMOVE, NULL);
-	LWLockRelease(tv_chain_hash_lock);
+	remove_entry(&key);
+	tv_provisional = list_delete_oid(tv_provisional, relid);
 }
 
 /* Did this transaction insert or restore rows into relid, not yet committed? */

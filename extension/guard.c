@@ -2,28 +2,26 @@
  *
  * guard.c
  *		The guards of protected tables: the trigger that refuses UPDATE,
- *		DELETE and TRUNCATE and chains every INSERT, and the hooks that
- *		refuse DDL which would change, hide or destroy stored rows.
+ *		DELETE and TRUNCATE and chains every INSERT, what a protected table
+ *		must look like, and the refusals that DDL guarding shares.
  *
  * A table is protected when it carries triggers calling trialvault.guard()
  * (C symbol tv_guard); that is the only mark, so it survives pg_dump and
- * restore like any other trigger.  The triggers are created ENABLE ALWAYS,
- * so session_replication_role = replica does not switch them off, and a
- * statement-level trigger refuses UPDATE and DELETE even when they would
- * touch no row (and INSERT ... ON CONFLICT DO UPDATE, which fires the
- * UPDATE statement triggers too).  A row-level trigger covers updates that
- * reach the table through an inheritance or partition parent.
- *
- * What a trigger cannot see is refused in ProcessUtility (disabling or
- * dropping the triggers, dropping, retyping or renaming columns, ADD COLUMN
- * with a default that would rewrite existing rows, SET UNLOGGED) and in the
- * object-access hook (any drop, however cascaded, that would take the guard
- * of a table that still holds rows: DROP TABLE, DROP SCHEMA ... CASCADE,
- * DROP EXTENSION trialvault CASCADE, DROP OWNED).
+ * restore like any other trigger.  Only protect() attaches the guard (and
+ * a superuser restoring a dump), see ddlguard.c.  The triggers are created
+ * ENABLE ALWAYS, so session_replication_role = replica does not switch them
+ * off, and a statement-level trigger refuses UPDATE and DELETE even when
+ * they would touch no row (and INSERT ... ON CONFLICT DO UPDATE, which fires
+ * the UPDATE statement triggers too).  A row-level trigger covers updates
+ * that reach the table through an inheritance parent.
  *
  * INSERT ... ON CONFLICT is refused at executor start: the chain trigger
  * runs before the executor finds the conflict, so a row skipped by DO
  * NOTHING would already have been chained to.
+ *
+ * What DDL may do to a protected table is decided in ddlguard.c, deny by
+ * default.  Drops are decided here: a guard trigger, and so a protected
+ * table, goes only while the table is empty, and a column never.
  *
  * Every refusal uses SQLSTATE 55000 (object_not_in_prerequisite_state).
  * Changes made behind these guards (catalog or page edits) are found by
@@ -67,9 +65,7 @@
 
 #include "trialvault.h"
 
-static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
-static object_access_hook_type prev_object_access_hook = NULL;
 
 #define GUARD_ERRCODE ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
 
@@ -78,8 +74,8 @@ static object_access_hook_type prev_object_access_hook = NULL;
  * (language C, symbol tv_guard in the trialvault library), not by name, so
  * the answer does not depend on search_path or on a renamed function.
  */
-static bool
-is_guard_function(Oid funcoid)
+bool
+tv_is_guard_function(Oid funcoid)
 {
 	HeapTuple	tp;
 	bool		result = false;
@@ -140,7 +136,7 @@ guard_triggers(Oid relid)
 	{
 		HeapTuple	tup = lfirst(lc);
 
-		if (is_guard_function(((Form_pg_trigger) GETSTRUCT(tup))->tgfoid))
+		if (tv_is_guard_function(((Form_pg_trigger) GETSTRUCT(tup))->tgfoid))
 			result = lappend(result, tup);
 		else
 			heap_freetuple(tup);
@@ -159,8 +155,8 @@ tv_relation_is_protected(Oid relid)
 	return result;
 }
 
-static bool
-is_guard_trigger_name(const char *name)
+bool
+tv_is_guard_trigger_name(const char *name)
 {
 	return strcmp(name, TV_TRIG_STMT) == 0 ||
 		strcmp(name, TV_TRIG_ROW) == 0 ||
@@ -262,7 +258,7 @@ tv_late_before_trigger(Oid relid, const char *oldname, const char *newname)
 		Form_pg_trigger tg = (Form_pg_trigger) GETSTRUCT((HeapTuple) lfirst(lc));
 		const char *name = NameStr(tg->tgname);
 
-		if (tg->tgisinternal || is_guard_function(tg->tgfoid))
+		if (tg->tgisinternal || tv_is_guard_function(tg->tgfoid))
 			continue;
 		if (!TRIGGER_FOR_ROW(tg->tgtype) || !TRIGGER_FOR_BEFORE(tg->tgtype) ||
 			!(TRIGGER_FOR_INSERT(tg->tgtype) || TRIGGER_FOR_UPDATE(tg->tgtype)))
@@ -281,8 +277,8 @@ tv_late_before_trigger(Oid relid, const char *oldname, const char *newname)
 	return result;
 }
 
-static void
-refuse_late_trigger(Oid relid, const char *tgname)
+void
+tv_refuse_late_trigger(Oid relid, const char *tgname)
 {
 	ereport(ERROR,
 			(errcode(GUARD_ERRCODE),
@@ -307,8 +303,8 @@ relation_has_rows(Relation rel)
 	return result;
 }
 
-static void
-refuse(Oid relid, const char *what, const char *hint)
+void
+tv_refuse_protected(Oid relid, const char *what, const char *hint)
 {
 	ereport(ERROR,
 			(errcode(GUARD_ERRCODE),
@@ -339,12 +335,12 @@ tv_guard(PG_FUNCTION_ARGS)
 	relid = RelationGetRelid(td->tg_relation);
 
 	if (TRIGGER_FIRED_BY_UPDATE(ev))
-		refuse(relid, "UPDATE",
+		tv_refuse_protected(relid, "UPDATE",
 			   "Record a correction as a new row that refers to the one it corrects.");
 	if (TRIGGER_FIRED_BY_DELETE(ev))
-		refuse(relid, "DELETE", NULL);
+		tv_refuse_protected(relid, "DELETE", NULL);
 	if (TRIGGER_FIRED_BY_TRUNCATE(ev))
-		refuse(relid, "TRUNCATE", NULL);
+		tv_refuse_protected(relid, "TRUNCATE", NULL);
 
 	if (TRIGGER_FIRED_BY_INSERT(ev) && TRIGGER_FIRED_BEFORE(ev) &&
 		TRIGGER_FIRED_FOR_ROW(ev))
@@ -358,27 +354,36 @@ tv_guard(PG_FUNCTION_ARGS)
 }
 
 /*
- * The relations an ALTER TABLE reaches: the named one and, unless ONLY was
- * given, its inheritance children and partitions.
+ * A relation the guard may be attached to: a permanent table with the
+ * chain columns (protect() adds them).
  */
-static List *
-reached_relations(RangeVar *rv)
+bool
+tv_relation_can_be_guarded(Oid relid)
 {
-	Oid			relid = RangeVarGetRelid(rv, NoLock, true);
+	Relation	rel = table_open(relid, AccessShareLock);
+	TvChainCols cols;
+	bool		ok = rel->rd_rel->relkind == RELKIND_RELATION &&
+		rel->rd_rel->relpersistence == RELPERSISTENCE_PERMANENT &&
+		tv_find_chain_cols(RelationGetDescr(rel), &cols);
 
-	if (!OidIsValid(relid))
-		return NIL;
-	if (rv->inh)
-		return find_all_inheritors(relid, NoLock, NULL);
-	return list_make1_oid(relid);
+	table_close(rel, AccessShareLock);
+	return ok;
 }
 
+/*
+ * Is a protected table among the relations an INSERT ... ON CONFLICT
+ * writes to, itself or as a partition or inheritance child?
+ */
 static Oid
-first_protected(List *relids)
+protected_target(Oid relid)
 {
 	ListCell   *lc;
 
-	foreach(lc, relids)
+	if (tv_relation_is_protected(relid))
+		return relid;
+	if (!has_subclass(relid))
+		return InvalidOid;
+	foreach(lc, find_all_inheritors(relid, NoLock, NULL))
 	{
 		if (tv_relation_is_protected(lfirst_oid(lc)))
 			return lfirst_oid(lc);
@@ -386,251 +391,11 @@ first_protected(List *relids)
 	return InvalidOid;
 }
 
-static bool
-coldef_has_default(ColumnDef *def)
-{
-	ListCell   *lc;
-
-	if (def->raw_default || def->cooked_default || def->identity)
-		return true;
-	foreach(lc, def->constraints)
-	{
-		Constraint *c = lfirst(lc);
-
-		if (c->contype == CONSTR_DEFAULT || c->contype == CONSTR_IDENTITY)
-			return true;
-	}
-	return false;
-}
-
-static void
-check_alter_table(AlterTableStmt *stmt)
-{
-	ListCell   *lc;
-	Oid			relid;
-
-	if (stmt->objtype != OBJECT_TABLE)
-		return;
-	relid = first_protected(reached_relations(stmt->relation));
-	if (!OidIsValid(relid))
-		return;
-
-	foreach(lc, stmt->cmds)
-	{
-		AlterTableCmd *cmd = lfirst(lc);
-
-		switch (cmd->subtype)
-		{
-			case AT_DropColumn:
-				refuse(relid, "DROP COLUMN", NULL);
-				break;
-			case AT_AlterColumnType:
-				refuse(relid, "ALTER COLUMN ... TYPE", NULL);
-				break;
-			case AT_DropExpression:
-				refuse(relid, "ALTER COLUMN ... DROP EXPRESSION", NULL);
-				break;
-			case AT_AddColumn:
-			case AT_AddColumnRecurse:
-				if (cmd->def && IsA(cmd->def, ColumnDef) &&
-					coldef_has_default((ColumnDef *) cmd->def))
-					refuse(relid, "ADD COLUMN with a default",
-						   "Add the column without a default, then set the default with ALTER COLUMN ... SET DEFAULT; existing rows keep NULL.");
-				break;
-			case AT_SetUnLogged:
-				refuse(relid, "SET UNLOGGED",
-					   "Unlogged tables are emptied by crash recovery.");
-				break;
-			case AT_EnableTrigAll:
-			case AT_DisableTrigAll:
-			case AT_EnableTrigUser:
-			case AT_DisableTrigUser:
-				refuse(relid, "enabling or disabling all triggers",
-					   "Name the triggers to enable or disable; the guard triggers stay ENABLE ALWAYS.");
-				break;
-			case AT_EnableTrig:
-			case AT_EnableReplicaTrig:
-			case AT_DisableTrig:
-				if (cmd->name && is_guard_trigger_name(cmd->name))
-					refuse(relid, "changing when a guard trigger fires", NULL);
-				break;
-			default:
-				break;
-		}
-	}
-}
-
-static void
-check_rename(RenameStmt *stmt)
-{
-	Oid			relid;
-
-	switch (stmt->renameType)
-	{
-		case OBJECT_COLUMN:
-			relid = first_protected(reached_relations(stmt->relation));
-			if (OidIsValid(relid))
-				refuse(relid, "RENAME COLUMN",
-					   "Column names are part of each row's hash.");
-			break;
-		case OBJECT_TRIGGER:
-			relid = RangeVarGetRelid(stmt->relation, NoLock, true);
-			if (!OidIsValid(relid) || stmt->subname == NULL ||
-				!tv_relation_is_protected(relid))
-				break;
-			if (is_guard_trigger_name(stmt->subname))
-				refuse(relid, "renaming a guard trigger", NULL);
-			if (tv_late_before_trigger(relid, stmt->subname, stmt->newname))
-				refuse_late_trigger(relid, stmt->newname);
-			break;
-		case OBJECT_SCHEMA:
-			if (stmt->subname && strcmp(stmt->subname, "trialvault") == 0)
-				ereport(ERROR,
-						(errcode(GUARD_ERRCODE),
-						 errmsg("schema \"trialvault\" cannot be renamed"),
-						 errdetail("The schema belongs to the trialvault extension.")));
-			break;
-		default:
-			break;
-	}
-}
-
-static void
-check_drop_trigger(DropStmt *stmt)
-{
-	ListCell   *lc;
-
-	foreach(lc, stmt->objects)
-	{
-		List	   *names = lfirst(lc);
-		RangeVar   *rv;
-		Oid			relid;
-		const char *tgname;
-
-		if (list_length(names) < 2)
-			continue;
-		tgname = strVal(llast(names));
-		if (!is_guard_trigger_name(tgname))
-			continue;
-		rv = makeRangeVarFromNameList(list_truncate(list_copy(names),
-													list_length(names) - 1));
-		relid = RangeVarGetRelid(rv, NoLock, true);
-		if (OidIsValid(relid) && tv_relation_is_protected(relid))
-			refuse(relid, "DROP TRIGGER",
-				   "The guard triggers go only with the table, and only while it is empty.");
-	}
-}
-
-static void
-check_create_trigger(CreateTrigStmt *stmt)
-{
-	Oid			relid = RangeVarGetRelid(stmt->relation, NoLock, true);
-	Oid			funcoid;
-
-	if (!OidIsValid(relid))
-		return;
-
-	funcoid = LookupFuncName(stmt->funcname, 0, NULL, true);
-	if (OidIsValid(funcoid) && is_guard_function(funcoid))
-	{
-		Relation	rel = table_open(relid, AccessShareLock);
-		TvChainCols cols;
-		bool		ok = rel->rd_rel->relkind == RELKIND_RELATION &&
-			rel->rd_rel->relpersistence == RELPERSISTENCE_PERMANENT &&
-			tv_find_chain_cols(RelationGetDescr(rel), &cols);
-
-		table_close(rel, AccessShareLock);
-		if (!ok)
-			ereport(ERROR,
-					(errcode(GUARD_ERRCODE),
-					 errmsg("trialvault.guard() can only guard a permanent table that has the trialvault chain columns"),
-					 errhint("Use trialvault.protect('%s') to protect a table.",
-							 get_rel_name(relid))));
-		return;
-	}
-
-	if (!tv_relation_is_protected(relid))
-		return;
-	if (stmt->replace && is_guard_trigger_name(stmt->trigname))
-		refuse(relid, "replacing a guard trigger", NULL);
-	if (stmt->row && (stmt->timing & TRIGGER_TYPE_BEFORE) &&
-		(stmt->events & (TRIGGER_TYPE_INSERT | TRIGGER_TYPE_UPDATE)) &&
-		strcmp(stmt->trigname, TV_TRIG_CHAIN) > 0)
-		refuse_late_trigger(relid, stmt->trigname);
-}
-
-static void
-check_trialvault_schema_object(List *names, const char *what)
-{
-	char	   *schemaname = NULL;
-	char	   *objname;
-
-	if (creating_extension)
-		return;
-	DeconstructQualifiedName(names, &schemaname, &objname);
-	if (schemaname && strcmp(schemaname, "trialvault") == 0)
-		ereport(ERROR,
-				(errcode(GUARD_ERRCODE),
-				 errmsg("%s in schema \"trialvault\" is refused", what),
-				 errdetail("The objects of schema trialvault belong to the extension and are changed only by its install and upgrade scripts."),
-				 errhint("Use ALTER EXTENSION trialvault UPDATE.")));
-}
-
-static void
-tv_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
-				  bool readOnlyTree, ProcessUtilityContext context,
-				  ParamListInfo params, QueryEnvironment *queryEnv,
-				  DestReceiver *dest, QueryCompletion *qc)
-{
-	Node	   *parsetree = pstmt->utilityStmt;
-
-	switch (nodeTag(parsetree))
-	{
-		case T_AlterTableStmt:
-			check_alter_table((AlterTableStmt *) parsetree);
-			break;
-		case T_RenameStmt:
-			check_rename((RenameStmt *) parsetree);
-			break;
-		case T_DropStmt:
-			if (((DropStmt *) parsetree)->removeType == OBJECT_TRIGGER)
-				check_drop_trigger((DropStmt *) parsetree);
-			break;
-		case T_CreateTrigStmt:
-			check_create_trigger((CreateTrigStmt *) parsetree);
-			break;
-		case T_CreateFunctionStmt:
-			if (((CreateFunctionStmt *) parsetree)->replace)
-				check_trialvault_schema_object(((CreateFunctionStmt *) parsetree)->funcname,
-											   "CREATE OR REPLACE FUNCTION");
-			break;
-		case T_AlterExtensionContentsStmt:
-			{
-				AlterExtensionContentsStmt *s = (AlterExtensionContentsStmt *) parsetree;
-
-				if (s->action < 0 && strcmp(s->extname, "trialvault") == 0)
-					ereport(ERROR,
-							(errcode(GUARD_ERRCODE),
-							 errmsg("removing objects from extension \"trialvault\" is refused"),
-							 errdetail("A member removed from the extension could then be dropped or replaced, switching the guards off.")));
-				break;
-			}
-		default:
-			break;
-	}
-
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
-							queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
-								queryEnv, dest, qc);
-}
-
 /*
  * Refuse INSERT ... ON CONFLICT into a protected table, wherever in the
- * statement it appears (also inside a WITH clause).  Only statements with
- * an ON CONFLICT clause pay for the catalog lookup.
+ * statement it appears (also inside a WITH clause, also through a parent
+ * table).  Only statements with an ON CONFLICT clause pay for the catalog
+ * lookup.
  */
 static void
 check_on_conflict(PlannedStmt *ps, Plan *plan)
@@ -645,11 +410,11 @@ check_on_conflict(PlannedStmt *ps, Plan *plan)
 		return;
 	foreach(lc, mt->resultRelations)
 	{
-		Oid			relid = rt_fetch(lfirst_int(lc), ps->rtable)->relid;
+		Oid			relid = protected_target(rt_fetch(lfirst_int(lc), ps->rtable)->relid);
 
-		if (tv_relation_is_protected(relid))
-			refuse(relid, "INSERT ... ON CONFLICT",
-				   "Use a plain INSERT. To load a row only once, catch unique_violation (23505) in a savepoint, or check for the row first.");
+		if (OidIsValid(relid))
+			tv_refuse_protected(relid, "INSERT ... ON CONFLICT",
+								"Use a plain INSERT. To load a row only once, catch unique_violation (23505) in a savepoint, or check for the row first.");
 	}
 }
 
@@ -675,12 +440,13 @@ tv_ExecutorStart(QueryDesc *queryDesc, int eflags)
 }
 
 /*
+ * tv_check_drop_guarded: called for every object about to be dropped.
  * Dropping a guard trigger, however it comes about (DROP TABLE, DROP
  * SCHEMA/EXTENSION/FUNCTION ... CASCADE, DROP OWNED), is allowed only while
  * the table is empty; dropping a column of a protected table never is.
  */
-static void
-check_drop_object(Oid classId, Oid objectId, int subId)
+void
+tv_check_drop_guarded(Oid classId, Oid objectId, int subId)
 {
 	if (classId == TriggerRelationId)
 	{
@@ -696,7 +462,7 @@ check_drop_object(Oid classId, Oid objectId, int subId)
 		scan = systable_beginscan(tgrel, TriggerOidIndexId, true, NULL, 1, &key);
 		tup = systable_getnext(scan);
 		if (HeapTupleIsValid(tup) &&
-			is_guard_function(((Form_pg_trigger) GETSTRUCT(tup))->tgfoid))
+			tv_is_guard_function(((Form_pg_trigger) GETSTRUCT(tup))->tgfoid))
 			relid = ((Form_pg_trigger) GETSTRUCT(tup))->tgrelid;
 		systable_endscan(scan);
 		table_close(tgrel, AccessShareLock);
@@ -721,34 +487,15 @@ check_drop_object(Oid classId, Oid objectId, int subId)
 	else if (classId == RelationRelationId && subId > 0)
 	{
 		if (tv_relation_is_protected(objectId))
-			ereport(ERROR,
-					(errcode(GUARD_ERRCODE),
-					 errmsg("DROP COLUMN is refused on protected table \"%s\"",
-							get_rel_name(objectId)),
-					 errdetail("trialvault keeps this table insert-only and hash-chained: rows can be added, never changed or removed.")));
+			tv_refuse_protected(objectId, "DROP COLUMN", NULL);
 	}
 	else if (classId == RelationRelationId)
 		tv_chain_forget(objectId);
 }
 
-static void
-tv_object_access(ObjectAccessType access, Oid classId, Oid objectId,
-				 int subId, void *arg)
-{
-	if (prev_object_access_hook)
-		prev_object_access_hook(access, classId, objectId, subId, arg);
-
-	if (access == OAT_DROP && IsTransactionState())
-		check_drop_object(classId, objectId, subId);
-}
-
 void
 tv_guard_init(void)
 {
-	prev_ProcessUtility = ProcessUtility_hook;
-	ProcessUtility_hook = tv_ProcessUtility;
-	prev_object_access_hook = object_access_hook;
-	object_access_hook = tv_object_access;
 	prev_ExecutorStart = ExecutorStart_hook;
 	ExecutorStart_hook = tv_ExecutorStart;
 }

@@ -149,7 +149,7 @@ chain_existing_rows(Relation rel, const char *qname)
 		}
 		old = MemoryContextSwitchTo(rowcxt);
 		tup = ExecFetchSlotHeapTuple(slot, false, &shouldfree);
-		tv_row_content_digest(tupdesc, tup, &cols, digests + n * TV_HASH_LEN);
+		(void) tv_row_content_digest(tupdesc, tup, &cols, digests + n * TV_HASH_LEN, false);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(rowcxt);
 		tids[n] = slot->tts_tid;
@@ -213,6 +213,8 @@ chain_existing_rows(Relation rel, const char *qname)
 	return n;
 }
 
+static int64 protect_as_owner(Oid relid, const char *qname, bool has_cols);
+
 PG_FUNCTION_INFO_V1(tv_protect);
 
 /*
@@ -227,19 +229,9 @@ tv_protect(PG_FUNCTION_ARGS)
 	char	   *qname;
 	bool		has_cols;
 	bool		any_col = false;
-	int64		chained = 0;
+	volatile int64 chained = 0;
 	int			i;
-	static const char *const trig_sql[] = {
-		"CREATE TRIGGER " TV_TRIG_STMT " BEFORE UPDATE OR DELETE OR TRUNCATE ON %s "
-		"FOR EACH STATEMENT EXECUTE FUNCTION trialvault.guard()",
-		"CREATE TRIGGER " TV_TRIG_ROW " BEFORE UPDATE OR DELETE ON %s "
-		"FOR EACH ROW EXECUTE FUNCTION trialvault.guard()",
-		"CREATE TRIGGER " TV_TRIG_CHAIN " BEFORE INSERT ON %s "
-		"FOR EACH ROW EXECUTE FUNCTION trialvault.guard()",
-		"ALTER TABLE %s ENABLE ALWAYS TRIGGER " TV_TRIG_STMT ", "
-		"ENABLE ALWAYS TRIGGER " TV_TRIG_ROW ", "
-		"ENABLE ALWAYS TRIGGER " TV_TRIG_CHAIN,
-	};
+	TvAsOwner	as;
 
 	tv_require_preload();
 	if (PG_ARGISNULL(0))
@@ -306,6 +298,54 @@ tv_protect(PG_FUNCTION_ARGS)
 	 */
 	relation_close(rel, NoLock);
 
+	/*
+	 * The caller owns the table (checked above).  The DDL runs as the
+	 * extension's owner, because attaching trialvault.guard() needs EXECUTE
+	 * on it, which nobody else has: a table takes a slot of shared memory
+	 * once guarded, so only protect() may guard one.
+	 */
+	tv_become_owner(&as);
+	tv_ddl_protecting(relid);
+	PG_TRY();
+	{
+		chained = protect_as_owner(relid, qname, has_cols);
+	}
+	PG_FINALLY();
+	{
+		tv_ddl_protecting(InvalidOid);
+	}
+	PG_END_TRY();
+	tv_restore_user(&as);
+	tv_chain_forget(relid);
+
+	ereport(NOTICE,
+			(errmsg("table %s is now insert-only and hash-chained", qname),
+			 chained > 0 ? errdetail("%lld existing rows were chained.", (long long) chained) : 0));
+	PG_RETURN_VOID();
+}
+
+/*
+ * The DDL of protect(): the chain columns, the existing rows chained, the
+ * guard triggers.  Returns how many rows were chained.
+ */
+static int64
+protect_as_owner(Oid relid, const char *qname, bool has_cols)
+{
+	Relation	rel;
+	int64		chained = 0;
+	int			i;
+	static const char *const trig_sql[] = {
+		"CREATE TRIGGER " TV_TRIG_STMT " BEFORE UPDATE OR DELETE OR TRUNCATE ON %s "
+		"FOR EACH STATEMENT EXECUTE FUNCTION trialvault.guard()",
+		"CREATE TRIGGER " TV_TRIG_ROW " BEFORE UPDATE OR DELETE ON %s "
+		"FOR EACH ROW EXECUTE FUNCTION trialvault.guard()",
+		"CREATE TRIGGER " TV_TRIG_CHAIN " BEFORE INSERT ON %s "
+		"FOR EACH ROW EXECUTE FUNCTION trialvault.guard()",
+		"ALTER TABLE %s ENABLE ALWAYS TRIGGER " TV_TRIG_STMT ", "
+		"ENABLE ALWAYS TRIGGER " TV_TRIG_ROW ", "
+		"ENABLE ALWAYS TRIGGER " TV_TRIG_CHAIN,
+	};
+
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "trialvault: SPI_connect failed");
 
@@ -341,10 +381,5 @@ tv_protect(PG_FUNCTION_ARGS)
 		spi_exec(psprintf(trig_sql[i], qname));
 
 	SPI_finish();
-	tv_chain_forget(relid);
-
-	ereport(NOTICE,
-			(errmsg("table %s is now insert-only and hash-chained", qname),
-			 chained > 0 ? errdetail("%lld existing rows were chained.", (long long) chained) : 0));
-	PG_RETURN_VOID();
+	return chained;
 }

@@ -66,6 +66,7 @@ _PG_init(void)
 	 * verify() reports the missing preload.
 	 */
 	tv_guard_init();
+	tv_ddlguard_init();
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

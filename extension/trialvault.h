@@ -9,8 +9,10 @@
  *	canon.c			canonical, dump-stable encoding of a row's values
  *	chain.c			the per-table chain state in shared memory, hashing on
  *					INSERT, and the transaction callbacks that publish it
- *	guard.c			the guard trigger and the utility / object-access hooks
- *					that refuse anything that would change stored rows
+ *	guard.c			the guard trigger, what a protected table looks like,
+ *					ON CONFLICT and drops
+ *	ddlguard.c		deny by default: what DDL may do to protected tables,
+ *					their types and the extension's own objects
  *	protect.c		trialvault.protect(): turning a table into a protected one
  *	verify.c		trialvault.verify(): recomputing and checking a chain
  *	xmlmeta.c		XML metadata: validation, PHI screening, C14N, extraction,
@@ -19,6 +21,8 @@
  *	access.c		management functions that know their caller;
  *					open_document and emergency_open
  *	session.c		the session's open study and the scope the views filter by
+ *	catalog.c		the extension's own objects described, for verify and
+ *					the upgrade test
  *	../worker/logwriter.c	the log writer background worker and its queue
  *
  *-------------------------------------------------------------------------
@@ -81,8 +85,9 @@ extern int	tv_max_protected_tables;
 extern EVP_MD_CTX *tv_sha_begin(int which);
 extern void tv_sha_update(EVP_MD_CTX *ctx, const void *data, size_t len);
 extern void tv_sha_end(EVP_MD_CTX *ctx, uint8 *out);
-extern void tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
-								  const TvChainCols *cols, uint8 *digest);
+extern bool tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
+								  const TvChainCols *cols, uint8 *digest,
+								  bool legacy_composites);
 extern bool tv_is_chain_column(const char *attname);
 
 /* chain.c */
@@ -97,6 +102,9 @@ extern bool tv_get_prev_seqs(TupleTableSlot *slot, AttrNumber att,
 extern void tv_prev_digest(const TvHead *refs, int nrefs, uint8 *digest);
 extern void tv_row_hash(int64 seq, const uint8 *prev_digest,
 						const uint8 *content_digest, uint8 *hash);
+extern bool tv_row_hash_matches(TupleDesc tupdesc, HeapTuple tuple,
+								const TvChainCols *cols, int64 seq,
+								const uint8 *prev_digest, const uint8 *stored_hash);
 
 /* xmlmeta.c */
 extern int	tv_max_metadata_size;
@@ -165,10 +173,20 @@ extern const char *tv_session_study_raw(void);
 /* guard.c */
 extern void tv_guard_init(void);
 extern bool tv_find_chain_cols(TupleDesc tupdesc, TvChainCols *cols);
+extern bool tv_is_guard_function(Oid funcoid);
+extern bool tv_is_guard_trigger_name(const char *name);
 extern char *tv_guard_problem(Oid relid);
 extern char *tv_late_before_trigger(Oid relid, const char *oldname,
 									 const char *newname);
 extern bool tv_relation_is_protected(Oid relid);
+extern bool tv_relation_can_be_guarded(Oid relid);
+extern void tv_refuse_protected(Oid relid, const char *what, const char *hint);
+extern void tv_refuse_late_trigger(Oid relid, const char *tgname);
+extern void tv_check_drop_guarded(Oid classId, Oid objectId, int subId);
 extern void tv_require_preload(void);
+
+/* ddlguard.c */
+extern void tv_ddlguard_init(void);
+extern void tv_ddl_protecting(Oid relid);
 
 #endif							/* TRIALVAULT_H */

@@ -27,6 +27,30 @@ REVOKE ALL ON FUNCTION trialvault._require_preload() FROM PUBLIC;
 COMMENT ON FUNCTION trialvault._require_preload() IS
 	'Internal: fails unless trialvault is in shared_preload_libraries.';
 
+-- The schema may have been there before (pg_restore creates it): it must
+-- be a superuser's and hold nothing yet.  Whoever owns a schema may drop
+-- what is in it, and whatever was put there first could shadow a function.
+DO $$
+BEGIN
+	IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_namespace n
+			JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
+			WHERE n.nspname = 'trialvault') THEN
+		RAISE EXCEPTION 'schema trialvault is owned by a role that is not a superuser'
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = 'Drop the schema, or give it to a superuser, before CREATE EXTENSION trialvault.';
+	END IF;
+	IF EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+			   WHERE d.refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
+				 AND d.refobjid = 'trialvault'::pg_catalog.regnamespace
+				 AND d.classid <> 'pg_catalog.pg_extension'::pg_catalog.regclass
+				 AND d.objid <> 'trialvault._require_preload()'::pg_catalog.regprocedure) THEN
+		RAISE EXCEPTION 'schema trialvault already holds objects'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'trialvault is installed into an empty schema of that name.';
+	END IF;
+END
+$$;
+
 REVOKE ALL ON SCHEMA trialvault FROM PUBLIC;
 GRANT USAGE ON SCHEMA trialvault TO PUBLIC;
 
@@ -57,10 +81,13 @@ COMMENT ON ROLE trialvault_emergency IS
 -- 2. Chain and guards
 -- =====================================================================
 
+-- Only protect() attaches the guard to a table (it runs that DDL as the
+-- extension's owner): a guarded table takes a slot of shared memory.
 CREATE FUNCTION trialvault.guard() RETURNS trigger
 	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_guard';
+REVOKE ALL ON FUNCTION trialvault.guard() FROM PUBLIC;
 COMMENT ON FUNCTION trialvault.guard() IS
-	'Trigger function of the guard triggers of protected tables: refuses UPDATE, DELETE and TRUNCATE; chains each inserted row.';
+	'Trigger function of the guard triggers of protected tables: refuses UPDATE, DELETE and TRUNCATE; chains each inserted row. Attached only by protect().';
 
 -- protect() and verify() run with a fixed search_path so that nothing planted
 -- earlier on the caller's path (types, operators) is used inside them.

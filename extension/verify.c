@@ -151,8 +151,7 @@ scan_rows(Relation rel, const TvChainCols *cols, VState *st)
 		Datum		d;
 		HeapTuple	tup;
 		bool		shouldfree;
-		uint8		content[TV_HASH_LEN];
-		uint8		expect[TV_HASH_LEN];
+		bool		matches;
 
 		CHECK_FOR_INTERRUPTS();
 		if (st->nrows == st->maxrows)
@@ -205,12 +204,11 @@ scan_rows(Relation rel, const TvChainCols *cols, VState *st)
 		}
 
 		tup = ExecFetchSlotHeapTuple(slot, false, &shouldfree);
-		tv_row_content_digest(tupdesc, tup, cols, content);
-		tv_row_hash(r->seq, r->prev, content, expect);
+		matches = tv_row_hash_matches(tupdesc, tup, cols, r->seq, r->prev, r->hash);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(rowcxt);
 
-		if (memcmp(expect, r->hash, TV_HASH_LEN) != 0)
+		if (!matches)
 			note_bad(st, r->seq, &r->tid,
 					 "contents do not match tv_hash (the row was changed after it was inserted)");
 		else if (r->refoff < 0)

@@ -17,14 +17,28 @@
  * installed version's script ran.  The query lives here, in the library,
  * rather than in an SQL function that a superuser could replace.
  *
+ * The seal: the last statement of the install script and of every update
+ * script is SELECT trialvault._seal_catalog(), which stores the SHA-256 of
+ * each object's description in trialvault.catalog_seal, under the version
+ * the script installs.  Only the extension's own scripts may add rows there
+ * (a trigger refuses everyone else, superusers included).  What a DBA may
+ * legitimately change is left out of the fingerprints: the privileges of
+ * the public functions and of the schema (GRANT EXECUTE on protect(), for
+ * instance).  Everything else the DDL guards refuse, so a difference means
+ * someone edited the catalogs directly.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/tuplestore.h"
 
 #include "trialvault.h"
@@ -151,6 +165,23 @@ const char *const tv_catalog_state_sql =
 "  AND NOT (t.typrelid <> 0 AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) <> 'c')\n"
 "  AND NOT EXISTS (SELECT 1 FROM pg_type e WHERE e.typarray = t.oid AND e.typrelid <> 0)\n";
 
+/*
+ * The descriptions name objects and types as search_path shows them
+ * (regclass, regprocedure, format_type): run every query of this file with
+ * the same fixed path, so that a script (whose path starts with schema
+ * trialvault), verify() and an auditor's session describe alike.
+ */
+static int
+fixed_search_path(void)
+{
+	int			nestlevel = NewGUCNestLevel();
+
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	return nestlevel;
+}
+
 PG_FUNCTION_INFO_V1(tv_catalog_state);
 
 /*
@@ -165,9 +196,12 @@ tv_catalog_state(PG_FUNCTION_ARGS)
 	char	   *sql;
 	uint64		i;
 
+	int			nestlevel;
+
 	InitMaterializedSRF(fcinfo, 0);
 	sql = psprintf("SELECT s.object, s.definition FROM (%s) s(object, definition) ORDER BY 1",
 				   tv_catalog_state_sql);
+	nestlevel = fixed_search_path();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
@@ -182,5 +216,139 @@ tv_catalog_state(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	SPI_finish();
+	AtEOXact_GUC(true, nestlevel);
 	PG_RETURN_NULL();
+}
+
+/*
+ * The fingerprint of each object, as an SQL expression over s(object,
+ * definition): SHA-256 of the definition, without the privileges of the
+ * public functions and the schema, which a DBA may grant (ddlguard.c).
+ */
+#define TV_FINGERPRINT \
+	"pg_catalog.sha256(pg_catalog.convert_to(CASE " \
+	"  WHEN s.object = 'schema trialvault' " \
+	"    OR (s.object ~ '^function trialvault\\.[^_]' " \
+	"        AND s.object !~ '^function trialvault\\.guard\\(') " \
+	"  THEN pg_catalog.regexp_replace(s.definition, E'\\nacl [^\\n]*', '') " \
+	"  ELSE s.definition END, 'UTF8'))"
+
+PG_FUNCTION_INFO_V1(tv_seal_catalog);
+
+/*
+ * trialvault._seal_catalog(): record the fingerprints of the objects the
+ * running script leaves, under the version it installs.  Only the
+ * extension's own scripts may call it.
+ */
+Datum
+tv_seal_catalog(PG_FUNCTION_ARGS)
+{
+	char	   *sql;
+	int			ret;
+	int			nestlevel;
+
+	if (!tv_in_own_script())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("only the scripts of extension trialvault may seal its catalog state")));
+	sql = psprintf("INSERT INTO trialvault.catalog_seal (version, object, fingerprint) "
+				   "SELECT (SELECT e.extversion FROM pg_catalog.pg_extension e "
+				   "        WHERE e.extname = 'trialvault'), s.object, %s "
+				   "FROM (%s) s(object, definition)",
+				   TV_FINGERPRINT, tv_catalog_state_sql);
+	nestlevel = fixed_search_path();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ret = SPI_execute(sql, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "could not seal the catalog state of trialvault: %s",
+			 SPI_result_code_string(ret));
+	SPI_finish();
+	AtEOXact_GUC(true, nestlevel);
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(tv_seal_insert_guard);
+
+/*
+ * Trigger on trialvault.catalog_seal: rows come only from _seal_catalog()
+ * in the extension's own scripts.
+ */
+Datum
+tv_seal_insert_guard(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("trialvault._seal_insert_guard() may only be called as a trigger")));
+	if (!tv_in_own_script())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("rows of trialvault.catalog_seal are written only by the extension's own scripts"),
+				 errdetail("The seal records what the installed version created; nobody may add to it.")));
+	PG_RETURN_POINTER(td->tg_trigtuple);
+}
+
+/* The installed version of the extension, as pg_extension records it. */
+static char *
+get_extension_version(void)
+{
+	bool		isnull;
+	Datum		d;
+
+	if (SPI_execute("SELECT e.extversion FROM pg_catalog.pg_extension e "
+					"WHERE e.extname = 'trialvault'", true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		return pstrdup("unknown");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? pstrdup("unknown") : TextDatumGetCString(d);
+}
+
+/*
+ * tv_catalog_problem: NULL when every object of the extension is as the
+ * installed version's script sealed it; otherwise a sentence naming the
+ * first difference (in object order).  The caller is connected to SPI.
+ */
+char *
+tv_catalog_problem(void)
+{
+	char	   *sql;
+	char	   *result = NULL;
+	bool		isnull;
+	int			nestlevel;
+	Oid			nsp = get_namespace_oid("trialvault", false);
+
+	if (!OidIsValid(get_relname_relid("catalog_seal", nsp)))
+		return psprintf("the extension's objects are not sealed (version %s predates 0.6)",
+						get_extension_version());
+	nestlevel = fixed_search_path();
+
+	sql = psprintf("WITH v AS (SELECT e.extversion FROM pg_catalog.pg_extension e "
+				   "           WHERE e.extname = 'trialvault'), "
+				   "cur AS (SELECT s.object, %s AS fp FROM (%s) s(object, definition)), "
+				   "seal AS (SELECT c.object, c.fingerprint FROM trialvault.catalog_seal c, v "
+				   "         WHERE c.version = v.extversion) "
+				   "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM seal) "
+				   "  THEN pg_catalog.format('no catalog seal for the installed version %%s', (SELECT extversion FROM v)) "
+				   "  ELSE (SELECT pg_catalog.format('extension object \"%%s\" %%s', "
+				   "          COALESCE(cur.object, seal.object), "
+				   "          CASE WHEN seal.object IS NULL THEN 'was added after the version''s script ran' "
+				   "               WHEN cur.object IS NULL THEN 'was removed after the version''s script ran' "
+				   "               ELSE 'differs from what the version''s script created' END) "
+				   "        FROM cur FULL JOIN seal ON seal.object = cur.object "
+				   "        WHERE cur.fp IS DISTINCT FROM seal.fingerprint "
+				   "        ORDER BY COALESCE(cur.object, seal.object) LIMIT 1) END",
+				   TV_FINGERPRINT, tv_catalog_state_sql);
+	if (SPI_execute(sql, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not compare the catalog state of trialvault with its seal");
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			result = TextDatumGetCString(d);
+	}
+	AtEOXact_GUC(true, nestlevel);
+	return result;
 }

@@ -146,8 +146,8 @@ tv_schema(void)
  * Is the running script the extension's own (CREATE EXTENSION trialvault or
  * ALTER EXTENSION trialvault UPDATE), as opposed to another extension's?
  */
-static bool
-in_own_script(void)
+bool
+tv_in_own_script(void)
 {
 	return creating_extension &&
 		CurrentExtensionObject == get_extension_oid("trialvault", true);
@@ -649,7 +649,7 @@ check_alter_table(AlterTableStmt *stmt, TvApproval *ap)
 	g = classify_relation(relid, &user);
 	if (g == TV_GUARDED_EXTENSION)
 	{
-		if (!in_own_script())
+		if (!tv_in_own_script())
 			refuse_extension("ALTER TABLE",
 							 psprintf("relation %s",
 									  quote_qualified_identifier("trialvault", get_rel_name(relid))));
@@ -770,7 +770,7 @@ check_rename(RenameStmt *stmt, TvApproval *ap)
 	g = classify_relation(relid, &user);
 	if (g == TV_GUARDED_EXTENSION)
 	{
-		if (!in_own_script())
+		if (!tv_in_own_script())
 			refuse_extension("RENAME",
 							 psprintf("relation %s",
 									  quote_qualified_identifier("trialvault", get_rel_name(relid))));
@@ -909,7 +909,7 @@ check_addressed(ObjectAddress addr, const char *what, bool harmless, TvApproval 
 	switch (classify_object(addr.classId, addr.objectId, &key, &user))
 	{
 		case TV_GUARDED_EXTENSION:
-			if (!in_own_script())
+			if (!tv_in_own_script())
 				refuse_extension(what, getObjectDescription(&addr, false));
 			break;
 		case TV_GUARDED_TYPE:
@@ -978,7 +978,7 @@ check_grant(GrantStmt *stmt)
 	ListCell   *lc;
 	const char *what = stmt->is_grant ? "GRANT" : "REVOKE";
 
-	if (in_own_script())
+	if (tv_in_own_script())
 		return;
 	if (stmt->targtype == ACL_TARGET_ALL_IN_SCHEMA)
 	{
@@ -1057,7 +1057,7 @@ check_create_trigger(CreateTrigStmt *stmt, TvApproval *ap)
 	g = classify_relation(relid, &user);
 	if (g == TV_GUARDED_EXTENSION)
 	{
-		if (!in_own_script())
+		if (!tv_in_own_script())
 			refuse_extension("CREATE TRIGGER",
 							 psprintf("relation %s",
 									  quote_qualified_identifier("trialvault", get_rel_name(relid))));
@@ -1138,7 +1138,7 @@ check_on_relation(RangeVar *rv, const char *what, const char *hint, TvApproval *
 	switch (classify_relation(relid, &user))
 	{
 		case TV_GUARDED_EXTENSION:
-			if (!in_own_script())
+			if (!tv_in_own_script())
 				refuse_extension(what,
 								 psprintf("relation %s",
 										  quote_qualified_identifier("trialvault", get_rel_name(relid))));
@@ -1223,7 +1223,7 @@ check_alter_enum(AlterEnumStmt *stmt, TvApproval *ap)
 	switch (classify_object(TypeRelationId, typid, &key, &user))
 	{
 		case TV_GUARDED_EXTENSION:
-			if (!in_own_script())
+			if (!tv_in_own_script())
 				refuse_extension("ALTER TYPE", format_type_be(typid));
 			break;
 		case TV_GUARDED_TYPE:
@@ -1249,7 +1249,7 @@ check_alter_type(List *names, const char *what, bool harmless, TvApproval *ap)
 	switch (classify_object(TypeRelationId, typid, &key, &user))
 	{
 		case TV_GUARDED_EXTENSION:
-			if (!in_own_script())
+			if (!tv_in_own_script())
 				refuse_extension(what, format_type_be(typid));
 			break;
 		case TV_GUARDED_TYPE:
@@ -1333,7 +1333,7 @@ static void
 classify_statement(Node *parsetree, TvApproval *ap)
 {
 	/* The extension's own scripts are what may change its objects. */
-	if (in_own_script())
+	if (tv_in_own_script())
 	{
 		ap->extension_ok = true;
 		return;
@@ -1604,7 +1604,7 @@ static bool
 approved(TvGuarded g, Oid key)
 {
 	if (g == TV_GUARDED_EXTENSION)
-		return in_own_script() || (tv_current && tv_current->extension_ok);
+		return tv_in_own_script() || (tv_current && tv_current->extension_ok);
 	if (tv_current == NULL)
 		return false;
 	if (tv_current->protected_ok)
@@ -1645,7 +1645,7 @@ check_drop(Oid classId, Oid objectId, int subId)
 	Oid			user;
 
 	tv_check_drop_guarded(classId, objectId, subId);
-	if (in_own_script() || (tv_current && tv_current->dropping_extension))
+	if (tv_in_own_script() || (tv_current && tv_current->dropping_extension))
 		return;
 	if (classify_object(classId, objectId, &key, &user) == TV_GUARDED_EXTENSION)
 	{

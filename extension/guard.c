@@ -41,7 +41,9 @@
 #include "catalog/objectaccess.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
+#include "catalog/partition.h"
 #include "catalog/pg_language.h"
+#include "catalog/pg_policy.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
@@ -208,6 +210,66 @@ tv_guard_problem(Oid relid)
 	if (!have_chain)
 		return psprintf("guard trigger %s is missing or altered", TV_TRIG_CHAIN);
 	return NULL;
+}
+
+/*
+ * tv_table_problem: NULL when nothing about the table itself would hide,
+ * replace or add rows behind its guards; otherwise a sentence saying what.
+ * The DDL guards refuse all of these; a table can have them only from
+ * before 0.6 or from a catalog edit.
+ */
+char *
+tv_table_problem(Oid relid)
+{
+	HeapTuple	tp;
+	Form_pg_class rel;
+	char	   *result = NULL;
+	Relation	catalog;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	tp = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tp))
+		return pstrdup("the table does not exist");
+	rel = (Form_pg_class) GETSTRUCT(tp);
+	if (rel->relrowsecurity || rel->relforcerowsecurity)
+		result = pstrdup("row level security is enabled on the table, which can hide rows from queries");
+	else if (rel->relispartition)
+		result = psprintf("the table is a partition of \"%s\"",
+						  get_rel_name(get_partition_parent(relid, true)));
+	else if (rel->relhasrules)
+		result = pstrdup("the table has rules, which can redirect inserts or silence refusals");
+	ReleaseSysCache(tp);
+	if (result)
+		return result;
+
+	catalog = table_open(PolicyRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_policy_polrelid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(relid));
+	scan = systable_beginscan(catalog, PolicyPolrelidPolnameIndexId, true, NULL, 1, &key);
+	if (HeapTupleIsValid(systable_getnext(scan)))
+		result = pstrdup("the table has row level security policies");
+	systable_endscan(scan);
+	table_close(catalog, AccessShareLock);
+	if (result)
+		return result;
+
+	catalog = table_open(InheritsRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_inherits_inhparent, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(relid));
+	scan = systable_beginscan(catalog, InheritsParentIndexId, true, NULL, 1, &key);
+	while (result == NULL && HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Oid			child = ((Form_pg_inherits) GETSTRUCT(tup))->inhrelid;
+
+		if (!tv_relation_is_protected(child))
+			result = psprintf("inheritance child \"%s\" is not protected, and its rows show in queries of the table",
+							  get_rel_name(child));
+	}
+	systable_endscan(scan);
+	table_close(catalog, AccessShareLock);
+	return result;
 }
 
 /*
@@ -470,8 +532,15 @@ tv_check_drop_guarded(Oid classId, Oid objectId, int subId)
 		if (OidIsValid(relid))
 		{
 			Relation	rel = table_open(relid, AccessShareLock);
+
+			/*
+			 * The catalog seal holds no records: it describes the extension
+			 * and goes with it.
+			 */
+			bool		is_seal = strcmp(RelationGetRelationName(rel), "catalog_seal") == 0 &&
+				RelationGetNamespace(rel) == get_namespace_oid("trialvault", true);
 			bool		has_rows = rel->rd_rel->relpersistence != RELPERSISTENCE_TEMP &&
-				relation_has_rows(rel);
+				!is_seal && relation_has_rows(rel);
 
 			table_close(rel, AccessShareLock);
 			if (has_rows)

@@ -176,6 +176,7 @@ extern bool tv_find_chain_cols(TupleDesc tupdesc, TvChainCols *cols);
 extern bool tv_is_guard_function(Oid funcoid);
 extern bool tv_is_guard_trigger_name(const char *name);
 extern char *tv_guard_problem(Oid relid);
+extern char *tv_table_problem(Oid relid);
 extern char *tv_late_before_trigger(Oid relid, const char *oldname,
 									 const char *newname);
 extern bool tv_relation_is_protected(Oid relid);
@@ -188,5 +189,10 @@ extern void tv_require_preload(void);
 /* ddlguard.c */
 extern void tv_ddlguard_init(void);
 extern void tv_ddl_protecting(Oid relid);
+extern bool tv_in_own_script(void);
+
+/* catalog.c */
+extern const char *const tv_catalog_state_sql;
+extern char *tv_catalog_problem(void);
 
 #endif							/* TRIALVAULT_H */

@@ -12,6 +12,12 @@
  * refers to are the chain's open ends; their digest, head_digest, is the
  * value to anchor outside the server, which a later release signs.
  *
+ * The verdict also covers what the rows depend on: the table's guard
+ * triggers, what could hide or add rows (row level security, rules,
+ * unprotected inheritance children), and the extension's own objects as
+ * the installed version's script sealed them (catalog.c).  The first
+ * problem found is reported in "guard".
+ *
  * Memory: about 100 bytes per row for the link check.
  *
  *-------------------------------------------------------------------------
@@ -23,6 +29,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -295,6 +302,31 @@ check_links(VState *st)
 	}
 }
 
+/*
+ * The extension's own objects, compared with what the installed version's
+ * script sealed (catalog.c): a function, view or table of the extension
+ * changed behind the guards' back makes every verify() report it, since no
+ * table's verdict is worth more than the code that guards it.
+ */
+static char *
+extension_problem(void)
+{
+	char	   *problem;
+	MemoryContext outer = CurrentMemoryContext;
+	TvAsOwner	as;
+
+	/* The seal is readable by the extension's owner only. */
+	tv_become_owner(&as);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	problem = tv_catalog_problem();
+	if (problem)
+		problem = MemoryContextStrdup(outer, problem);
+	SPI_finish();
+	tv_restore_user(&as);
+	return problem;
+}
+
 PG_FUNCTION_INFO_V1(tv_verify);
 
 /*
@@ -367,6 +399,10 @@ tv_verify(PG_FUNCTION_ARGS)
 	tv_prev_digest(heads, (int) Min(nheads, PG_INT32_MAX), head_digest);
 
 	guard = tv_guard_problem(relid);
+	if (guard == NULL)
+		guard = tv_table_problem(relid);
+	if (guard == NULL)
+		guard = extension_problem();
 	if (guard == NULL && !tv_loaded_at_preload)
 		guard = pstrdup("trialvault is not in shared_preload_libraries, so its DDL guards are not active in every session");
 	relation_close(rel, AccessShareLock);

@@ -15,6 +15,11 @@
 #      could rewrite every row after a changed one the same way; the anchor
 #      catches that too.)
 #   e. a column renamed in pg_attribute: column names are hashed.
+#   f. what could hide rows or change the extension's own code, done by
+#      catalog edits the DDL guards cannot see (row level security forced,
+#      an unprotected table made a child, a guard function, a view option,
+#      a function's settings, the installed version), is reported by
+#      verify() in "guard", and goes away when the edit is undone.
 #
 # c runs last because it stops and restarts the server.
 set -euo pipefail
@@ -135,6 +140,56 @@ first_seq=$(q c4 postgres "SELECT min(tv_seq) FROM rec_e")
 is "$V_OK:$V_BAD_ROWS" "f:10" "e: verify not ok, every row bad"
 like "$V_FIRST_BAD" "^row tv_seq=$first_seq ctid=\\([0-9]+,[0-9]+\\): contents do not match tv_hash" \
 	"e: first_bad names the first row"
+
+# --- f. catalog edits around the table and of the extension's objects ---------
+
+make_table rec_f
+guard_of() { q c4 postgres "SELECT ok || ': ' || guard FROM trialvault.verify('rec_f')"; }
+is "$(guard_of)" "true: intact" "f: verify ok before the edits"
+edit_and_check() {
+	local desc=$1 edit=$2 undo=$3 expect=$4
+	q c4 postgres "$edit" >/dev/null
+	like "$(guard_of)" "^false: $expect" "f: $desc is reported"
+	q c4 postgres "$undo" >/dev/null
+	is "$(guard_of)" "true: intact" "f: and no longer once undone"
+}
+edit_and_check "row level security forced on the table (pg_class)" \
+	"UPDATE pg_class SET relrowsecurity = true, relforcerowsecurity = true WHERE oid = 'rec_f'::regclass" \
+	"UPDATE pg_class SET relrowsecurity = false, relforcerowsecurity = false WHERE oid = 'rec_f'::regclass" \
+	"row level security is enabled on the table"
+q c4 postgres "CREATE TABLE rec_f_kid (id int, subject text, body text, tv_seq bigint, tv_prev_seqs bigint[], tv_prev_hash bytea, tv_hash bytea)" >/dev/null
+edit_and_check "an unprotected table made its child (pg_inherits)" \
+	"INSERT INTO pg_inherits VALUES ('rec_f_kid'::regclass, 'rec_f'::regclass, 1, false); UPDATE pg_class SET relhassubclass = true WHERE oid = 'rec_f'::regclass" \
+	"DELETE FROM pg_inherits WHERE inhrelid = 'rec_f_kid'::regclass" \
+	'inheritance child "rec_f_kid" is not protected'
+edit_and_check "the guard function pointed at another symbol (pg_proc)" \
+	"UPDATE pg_proc SET prosrc = 'tv_require_preload_sql' WHERE oid = 'trialvault.guard()'::regprocedure" \
+	"UPDATE pg_proc SET prosrc = 'tv_guard' WHERE oid = 'trialvault.guard()'::regprocedure" \
+	'(the guard triggers are missing|extension object "function trialvault.guard\(\)" differs)'
+edit_and_check "security_barrier taken off a secured view (pg_class.reloptions)" \
+	"UPDATE pg_class SET reloptions = NULL WHERE oid = 'trialvault.my_documents'::regclass" \
+	"UPDATE pg_class SET reloptions = '{security_barrier=true}' WHERE oid = 'trialvault.my_documents'::regclass" \
+	'extension object "view my_documents" differs'
+edit_and_check "the fixed search_path taken off protect() (pg_proc.proconfig)" \
+	"UPDATE pg_proc SET proconfig = NULL WHERE oid = 'trialvault.protect(regclass)'::regprocedure" \
+	"UPDATE pg_proc SET proconfig = '{\"search_path=pg_catalog, pg_temp\"}' WHERE oid = 'trialvault.protect(regclass)'::regprocedure" \
+	'extension object "function trialvault.protect\(regclass\)" differs'
+edit_and_check "a function made SECURITY DEFINER (pg_proc.prosecdef)" \
+	"UPDATE pg_proc SET prosecdef = true WHERE oid = 'trialvault._open_decision(bigint, name, boolean, text)'::regprocedure" \
+	"UPDATE pg_proc SET prosecdef = false WHERE oid = 'trialvault._open_decision(bigint, name, boolean, text)'::regprocedure" \
+	'extension object "function trialvault._open_decision'
+edit_and_check "row level security forced on the decryption log" \
+	"UPDATE pg_class SET relrowsecurity = true, relforcerowsecurity = true WHERE oid = 'trialvault.decryption_log'::regclass" \
+	"UPDATE pg_class SET relrowsecurity = false, relforcerowsecurity = false WHERE oid = 'trialvault.decryption_log'::regclass" \
+	'extension object "table decryption_log" differs'
+edit_and_check "another installed version claimed (pg_extension.extversion)" \
+	"UPDATE pg_extension SET extversion = '9.9' WHERE extname = 'trialvault'" \
+	"UPDATE pg_extension SET extversion = '0.6' WHERE extname = 'trialvault'" \
+	"no catalog seal for the installed version 9.9"
+is "$(q c4 postgres "GRANT EXECUTE ON FUNCTION trialvault.protect(regclass) TO PUBLIC; SELECT ok || ': ' || guard FROM trialvault.verify('rec_f')")" \
+	"true: intact" "f: a GRANT EXECUTE on a public function (allowed) is not a difference"
+out=$(tv_psql c4 -d postgres -c "INSERT INTO trialvault.catalog_seal (version, object, fingerprint) VALUES ('9.9', 'x', '\\x00')" 2>&1 || true)
+like "$out" "written only by the extension's own scripts" "f: nobody, superusers included, adds rows to the seal"
 
 # --- c. page edit -------------------------------------------------------------------
 

@@ -24,20 +24,23 @@ INSERT INTO ecrf SELECT 'T-' || i, 1, 70 FROM generate_series(1, 25) i;
 SQL
 is "$(q old "SELECT extversion FROM pg_extension WHERE extname = 'trialvault'")" 0.1 "installed at 0.1"
 digest_before=$(q old "SELECT encode(head_digest, 'hex') FROM trialvault.verify('ecrf')")
+like "$(q old "SELECT ok || ': ' || guard FROM trialvault.verify('ecrf')")" \
+	"^false: the extension's objects are not sealed \\(version 0.1 predates 0.6\\)" \
+	"before the update, verify() says the extension's objects are not sealed"
 
 tv_psql up -d old -c "ALTER EXTENSION trialvault UPDATE" >/dev/null
 version=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$(dirname "$0")/../../trialvault.control")
 is "$(q old "SELECT extversion FROM pg_extension WHERE extname = 'trialvault'")" "$version" "updated to $version"
-is "$(q old "SELECT ok || ':' || rows_checked FROM trialvault.verify('ecrf')")" "true:75" \
-	"protected rows from 0.1 still verify after the update"
+is "$(q old "SELECT ok || ':' || rows_checked || ':' || guard FROM trialvault.verify('ecrf')")" "true:75:intact" \
+	"protected rows from 0.1 still verify after the update, and the extension is as its scripts sealed it"
 is "$(q old "SELECT encode(head_digest, 'hex') FROM trialvault.verify('ecrf')")" "$digest_before" \
 	"the update did not touch the chain (same head_digest)"
 like "$(tv_psql up -d old -v VERBOSITY=verbose -c "UPDATE ecrf SET visit = 9" 2>&1 || true)" "55000" \
 	"guards still refuse UPDATE after the update"
 is "$(q old "INSERT INTO ecrf VALUES ('U-1', 2, 80); SELECT ok || ':' || rows_checked FROM trialvault.verify('ecrf')")" \
 	"true:76" "new rows chain onto the old ones"
-is "$(q old "SELECT count(*) FROM trialvault.protected_tables WHERE schema_name = 'trialvault'")" 12 \
-	"the 0.2 registries and the 0.3 tables are protected tables"
+is "$(q old "SELECT count(*) FROM trialvault.protected_tables WHERE schema_name = 'trialvault'")" 13 \
+	"the 0.2 registries, the 0.3 tables and the 0.6 catalog seal are protected tables"
 is "$(q old "SELECT trialvault.meta_int('<m><v>7</v></m>', '/m/v')")" 7 "0.2 functions work after the update"
 is "$(q old "SELECT trialvault.create_study('UP', 'upgraded') > 0 AND (SELECT master_key_loaded FROM trialvault.key_status())")" t \
 	"0.3 functions work after the update (a study and its data key)"
@@ -58,6 +61,8 @@ check "the state covers every object ($n_objects, at least 300) and function ($n
 	[ "$n_objects" -ge 300 ] && [ "$n_functions" -ge 75 ]
 like "$(grep -c '^index \|^constraint \|^column \|^trigger \|^acl \|^comment \|^owner \|^definition ' "$TV_TMP/state.fresh")" '^[0-9]{3,}$' \
 	"the state spells out columns, constraints, indexes, triggers, owners, privileges and comments"
+seal="SELECT string_agg(version || ' ' || object || ' ' || encode(fingerprint, 'hex'), E'\\n' ORDER BY object) FROM trialvault.catalog_seal"
+is "$(q old "$seal")" "$(q fresh "$seal")" "the update sealed the same fingerprints as a fresh install"
 config="SELECT array(SELECT c::regclass::text FROM unnest(extconfig) c ORDER BY 1) FROM pg_extension WHERE extname = 'trialvault'"
 is "$(q old "$config")" "$(q fresh "$config")" "pg_dump dumps the same extension tables and sequences either way"
 

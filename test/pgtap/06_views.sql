@@ -52,7 +52,7 @@
 -- to be refused (42501) when the view would replace another owner's secured
 -- view, or go into a schema the owner may not create in (public).
 BEGIN;
-SELECT plan(419);
+SELECT plan(426);
 
 -- ---------------------------------------------------------------------
 -- Helpers (rolled back with everything else).  They run as whichever role
@@ -603,9 +603,9 @@ RESET ROLE;
 -- ---------------------------------------------------------------------
 SELECT is(ARRAY(SELECT c.relname::text FROM pg_class c WHERE c.relnamespace = 'trialvault'::regnamespace
 		AND c.relkind IN ('r', 'p') ORDER BY 1),
-	ARRAY['audit_events', 'decryption_log', 'documents', 'memberships', 'metadata_defaults', 'metadata_namespaces',
+	ARRAY['audit_events', 'catalog_seal', 'decryption_log', 'documents', 'memberships', 'metadata_defaults', 'metadata_namespaces',
 		'metadata_schemas', 'monitor_authorizations', 'phi_rules', 'sites', 'studies', 'study_keys'],
-	'the base tables of schema trialvault are the twelve tested here');
+	'the base tables of schema trialvault are the thirteen tested here');
 SELECT is(ARRAY(SELECT format('%s:%s', c.relname, p.priv) FROM pg_class c
 		CROSS JOIN unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) p(priv)
 		WHERE c.relnamespace = 'trialvault'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
@@ -620,7 +620,7 @@ SET ROLE tv06_staff_a;
 SELECT lives_ok($$COPY (SELECT 1) TO '/dev/null'$$, 'control: site staff may COPY to a server file (so a refusal below is the table''s)');
 SELECT is(tv06.direct(format('trialvault.%I', t)::regclass), '', format('site staff: SELECT/INSERT/UPDATE/DELETE/TRUNCATE/COPY on trialvault.%s refused (42501)', t))
 	FROM unnest(ARRAY['studies', 'sites', 'memberships', 'monitor_authorizations', 'study_keys', 'documents', 'decryption_log',
-		'audit_events', 'metadata_schemas', 'phi_rules', 'metadata_defaults', 'metadata_namespaces', 'current_memberships']) t;
+		'audit_events', 'metadata_schemas', 'phi_rules', 'metadata_defaults', 'metadata_namespaces', 'catalog_seal', 'current_memberships']) t;
 SELECT is(tv06.direct_seqs(), '', 'site staff: every sequence of trialvault refused (SELECT, nextval, setval)');
 SELECT is(tv06.direct_funcs(), '', 'site staff: every internal function of trialvault refused');
 
@@ -628,7 +628,7 @@ SET ROLE tv06_inv_a;
 SELECT lives_ok($$COPY (SELECT 1) TO '/dev/null'$$, 'control: the investigator may COPY to a server file');
 SELECT is(tv06.direct(format('trialvault.%I', t)::regclass), '', format('investigator: SELECT/INSERT/UPDATE/DELETE/TRUNCATE/COPY on trialvault.%s refused (42501)', t))
 	FROM unnest(ARRAY['studies', 'sites', 'memberships', 'monitor_authorizations', 'study_keys', 'documents', 'decryption_log',
-		'audit_events', 'metadata_schemas', 'phi_rules', 'metadata_defaults', 'metadata_namespaces', 'current_memberships']) t;
+		'audit_events', 'metadata_schemas', 'phi_rules', 'metadata_defaults', 'metadata_namespaces', 'catalog_seal', 'current_memberships']) t;
 SELECT is(tv06.direct_seqs(), '', 'investigator: every sequence of trialvault refused');
 SELECT is(tv06.direct_funcs(), '', 'investigator: every internal function of trialvault refused');
 
@@ -636,7 +636,7 @@ SET ROLE tv06_mon;
 SELECT lives_ok($$COPY (SELECT 1) TO '/dev/null'$$, 'control: the monitor may COPY to a server file');
 SELECT is(tv06.direct(format('trialvault.%I', t)::regclass), '', format('monitor (authorized): SELECT/INSERT/UPDATE/DELETE/TRUNCATE/COPY on trialvault.%s refused (42501)', t))
 	FROM unnest(ARRAY['studies', 'sites', 'memberships', 'monitor_authorizations', 'study_keys', 'documents', 'decryption_log',
-		'audit_events', 'metadata_schemas', 'phi_rules', 'metadata_defaults', 'metadata_namespaces', 'current_memberships']) t;
+		'audit_events', 'metadata_schemas', 'phi_rules', 'metadata_defaults', 'metadata_namespaces', 'catalog_seal', 'current_memberships']) t;
 SELECT is(tv06.direct_seqs(), '', 'monitor: every sequence of trialvault refused');
 SELECT is(tv06.direct_funcs(), '', 'monitor: every internal function of trialvault refused');
 
@@ -644,7 +644,7 @@ SET ROLE tv06_safety;
 SELECT lives_ok($$COPY (SELECT 1) TO '/dev/null'$$, 'control: safety may COPY to a server file');
 SELECT is(tv06.direct(format('trialvault.%I', t)::regclass), '', format('safety: SELECT/INSERT/UPDATE/DELETE/TRUNCATE/COPY on trialvault.%s refused (42501)', t))
 	FROM unnest(ARRAY['studies', 'sites', 'memberships', 'monitor_authorizations', 'study_keys', 'documents', 'decryption_log',
-		'audit_events', 'metadata_schemas', 'phi_rules', 'metadata_defaults', 'metadata_namespaces', 'current_memberships']) t;
+		'audit_events', 'metadata_schemas', 'phi_rules', 'metadata_defaults', 'metadata_namespaces', 'catalog_seal', 'current_memberships']) t;
 SELECT is(tv06.direct_seqs(), '', 'safety: every sequence of trialvault refused');
 SELECT is(tv06.direct_funcs(), '', 'safety: every internal function of trialvault refused');
 
@@ -652,7 +652,7 @@ SET ROLE tv06_sponsor;
 SELECT lives_ok($$COPY (SELECT 1) TO '/dev/null'$$, 'control: the sponsor may COPY to a server file');
 SELECT is(tv06.direct(format('trialvault.%I', t)::regclass), '', format('sponsor: SELECT/INSERT/UPDATE/DELETE/TRUNCATE/COPY on trialvault.%s refused (42501)', t))
 	FROM unnest(ARRAY['studies', 'sites', 'memberships', 'monitor_authorizations', 'study_keys', 'documents', 'decryption_log',
-		'audit_events', 'metadata_schemas', 'phi_rules', 'metadata_defaults', 'metadata_namespaces', 'current_memberships']) t;
+		'audit_events', 'metadata_schemas', 'phi_rules', 'metadata_defaults', 'metadata_namespaces', 'catalog_seal', 'current_memberships']) t;
 SELECT is(tv06.direct_seqs(), '', 'sponsor: every sequence of trialvault refused');
 SELECT is(tv06.direct_funcs(), '', 'sponsor: every internal function of trialvault refused');
 
@@ -660,7 +660,7 @@ SET ROLE tv06_auditor;
 SELECT lives_ok($$COPY (SELECT 1) TO '/dev/null'$$, 'control: the auditor may COPY to a server file');
 SELECT is(tv06.direct(format('trialvault.%I', t)::regclass), '', format('auditor: SELECT/INSERT/UPDATE/DELETE/TRUNCATE/COPY on trialvault.%s refused (42501)', t))
 	FROM unnest(ARRAY['studies', 'sites', 'memberships', 'monitor_authorizations', 'study_keys', 'documents', 'decryption_log',
-		'audit_events', 'metadata_schemas', 'phi_rules', 'metadata_defaults', 'metadata_namespaces', 'current_memberships']) t;
+		'audit_events', 'metadata_schemas', 'phi_rules', 'metadata_defaults', 'metadata_namespaces', 'catalog_seal', 'current_memberships']) t;
 SELECT is(tv06.direct_seqs(), '', 'auditor: every sequence of trialvault refused');
 SELECT is(tv06.direct_funcs(), '', 'auditor: every internal function of trialvault refused');
 
@@ -668,7 +668,7 @@ SET ROLE tv06_outsider;
 SELECT lives_ok($$COPY (SELECT 1) TO '/dev/null'$$, 'control: the outsider may COPY to a server file');
 SELECT is(tv06.direct(format('trialvault.%I', t)::regclass), '', format('outsider: SELECT/INSERT/UPDATE/DELETE/TRUNCATE/COPY on trialvault.%s refused (42501)', t))
 	FROM unnest(ARRAY['studies', 'sites', 'memberships', 'monitor_authorizations', 'study_keys', 'documents', 'decryption_log',
-		'audit_events', 'metadata_schemas', 'phi_rules', 'metadata_defaults', 'metadata_namespaces', 'current_memberships']) t;
+		'audit_events', 'metadata_schemas', 'phi_rules', 'metadata_defaults', 'metadata_namespaces', 'catalog_seal', 'current_memberships']) t;
 SELECT is(tv06.direct_seqs(), '', 'outsider: every sequence of trialvault refused');
 SELECT is(tv06.direct_funcs(), '', 'outsider: every internal function of trialvault refused');
 RESET ROLE;

@@ -11,7 +11,8 @@
 #      overlapping transactions (rows with several predecessors, several
 #      heads);
 #   2. tables changed behind the guards agree on first_bad and bad_rows: a
-#      row updated, a row deleted from the middle, a row duplicated;
+#      row updated, a row deleted from the middle, a middle row rewritten
+#      with a fresh tv_hash, rows duplicated;
 #   3. an export changed after it was made is found; a truncated one is
 #      refused (exit 2); rows removed from the end pass without an anchor
 #      and fail with one; a chain re-hashed from a changed row onward
@@ -256,6 +257,22 @@ guards t_del A
 agree t_del "2: a row deleted from the middle"
 like "$X_FIRST_BAD" "^row tv_seq=$s5 ctid=\\([0-9]+,[0-9]+\\): its predecessor tv_seq=$s4 is missing" \
 	"2: ... the verifier names the row that referred to it"
+
+# A middle row rewritten with a freshly computed tv_hash (canon.c's encoding
+# of one text column, chain.c's row hash): its own hash fits, the next row's
+# tv_prev_hash does not.
+make_linear t_rehash
+s6=$(seq_of t_rehash 'original body 6')
+guards t_rehash D
+q $CL postgres "UPDATE t_rehash SET body = 'forged',
+	tv_hash = digest('TVHASH1'::bytea || int8send(tv_seq) || tv_prev_hash ||
+		digest('TVROW1'::bytea || int4send(4) || 'body'::bytea || 'r'::bytea ||
+			int4send(octet_length('forged')) || convert_to('forged', 'UTF8'), 'sha256'), 'sha256')
+	WHERE body = 'original body 5'" >/dev/null
+guards t_rehash A
+agree t_rehash "2: a middle row rewritten with a fresh tv_hash"
+like "$X_FIRST_BAD" "^row tv_seq=$s6 ctid=\\([0-9]+,[0-9]+\\): tv_prev_hash does not match its predecessors" \
+	"2: ... the verifier names the row after it"
 
 # Duplicates, out of tv_seq order in the table: of two rows with the same
 # tv_seq, verify() names the one that PostgreSQL's qsort puts second.

@@ -12,7 +12,7 @@
 #      heads);
 #   2. tables changed behind the guards agree on first_bad and bad_rows: a
 #      row updated, a row deleted from the middle, a middle row rewritten
-#      with a fresh tv_hash, rows duplicated;
+#      with a fresh tv_hash, damaged chain columns, rows duplicated;
 #   3. an export changed after it was made is found; a truncated one is
 #      refused (exit 2); rows removed from the end pass without an anchor
 #      and fail with one; a chain re-hashed from a changed row onward
@@ -273,6 +273,32 @@ guards t_rehash A
 agree t_rehash "2: a middle row rewritten with a fresh tv_hash"
 like "$X_FIRST_BAD" "^row tv_seq=$s6 ctid=\\([0-9]+,[0-9]+\\): tv_prev_hash does not match its predecessors" \
 	"2: ... the verifier names the row after it"
+
+# Damaged chain columns, every kind verify() tells apart (NOT NULL lifted in
+# pg_attribute): a NULL tv_seq, a short tv_hash, tv_prev_seqs NULL, with two
+# dimensions, with a NULL, pointing forward, descending.
+make_linear t_damage
+guards t_damage D
+q $CL postgres "UPDATE pg_attribute SET attnotnull = false
+                 WHERE attrelid = 't_damage'::regclass AND attname IN ('tv_seq', 'tv_prev_seqs')" >/dev/null
+tv_psql $CL -d postgres >/dev/null <<'SQL'
+UPDATE t_damage SET tv_seq = NULL WHERE body = 'original body 2';
+UPDATE t_damage SET tv_hash = '\x00' WHERE body = 'original body 4';
+UPDATE t_damage SET tv_prev_seqs = NULL WHERE body = 'original body 5';
+UPDATE t_damage SET tv_prev_seqs = '{{4},{4}}' WHERE body = 'original body 6';
+UPDATE t_damage SET tv_prev_seqs = '{NULL}' WHERE body = 'original body 7';
+UPDATE t_damage SET tv_prev_seqs = ARRAY[tv_seq + 1] WHERE body = 'original body 8';
+UPDATE t_damage SET tv_prev_seqs = ARRAY[tv_seq - 1, tv_seq - 2] WHERE body = 'original body 9';
+SQL
+guards t_damage A
+agree t_damage "2: damaged chain columns, one row's tv_seq NULL"
+like "$X_FIRST_BAD" "^row ctid=\\([0-9]+,[0-9]+\\): tv_seq is NULL$" "2: ... the verifier names the row without tv_seq"
+guards t_damage D
+q $CL postgres "UPDATE t_damage SET tv_seq = (SELECT min(tv_seq) + 1 FROM t_damage)
+                 WHERE body = 'original body 2'" >/dev/null
+guards t_damage A
+agree t_damage "2: damaged chain columns, tv_seq back"
+like "$X_FIRST_BAD" "tv_hash or tv_prev_hash is NULL or not 32 bytes$" "2: ... the verifier names the short tv_hash"
 
 # Duplicates, out of tv_seq order in the table: of two rows with the same
 # tv_seq, verify() names the one that PostgreSQL's qsort puts second.

@@ -459,6 +459,11 @@ vx_into "$VXD/trailing.tvx"
 is "$X_RC" 2 "4: a byte after the data: exit 2"
 like "$X_ERR" "unexpected bytes after the data" "4: ... named"
 
+perl -pe 's/"typtype"/"typtypX"/g' "$VXD/file.tvx" >"$VXD/renamed.tvx"
+vx_into "$VXD/renamed.tvx"
+is "$X_RC" 2 "4: a description with a field renamed: exit 2 (not 1, not a traceback)"
+like "$X_ERR" "malformed input, the description does not have the expected fields" "4: ... malformed input"
+
 # Description of one table, data of another.
 split_at_data() {
 	python3 -c 'import sys; d = open(sys.argv[1], "rb").read(); s = b"PGCOPY\n\xff\r\n\x00"

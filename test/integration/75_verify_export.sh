@@ -58,7 +58,7 @@ vx_into() {
 	shift
 	out=$("$VX" verify "$@" "$file" 2>"$VXD/err") && X_RC=0 || X_RC=$?
 	X_ERR=$(<"$VXD/err")
-	X_OK= X_ROWS= X_FIRST_BAD= X_BAD_ROWS= X_HEADS= X_DIGEST= X_ANCHOR=
+	X_OK='' X_ROWS='' X_FIRST_BAD='' X_BAD_ROWS='' X_HEADS='' X_DIGEST='' X_ANCHOR=''
 	while IFS= read -r line; do
 		case $line in
 		"ok: "*) X_OK=${line#ok: } ;;

@@ -32,6 +32,10 @@ source "$(dirname "$0")/lib/helpers.sh"
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 VX=$ROOT/scripts/trialvault-verify-export
+# Debian's python3 when there is one (what CI has; a python3 earlier in PATH,
+# pyenv's say, may start much more slowly); its own #! line is tested below.
+PY=${PYTHON:-/usr/bin/python3}
+[ -x "$PY" ] || PY=python3
 CL=c75
 
 tv_cluster_start $CL
@@ -47,7 +51,7 @@ SQL
 
 # vx_export TABLE FILE: export TABLE with the script (psql from PGBIN).
 vx_export() {
-	"$VX" export --psql "$PGBIN/psql" -d "$CONN$DB" "$1" -o "$2" 2>>"$VXD/export.log"
+	"$PY" "$VX" export --psql "$PGBIN/psql" -d "$CONN$DB" "$1" -o "$2" 2>>"$VXD/export.log"
 }
 
 # vx_into FILE [verify options]: run the verifier, set X_RC, X_ERR (its
@@ -56,7 +60,7 @@ vx_export() {
 vx_into() {
 	local file=$1 out
 	shift
-	out=$("$VX" verify "$@" "$file" 2>"$VXD/err") && X_RC=0 || X_RC=$?
+	out=$("$PY" "$VX" verify "$@" "$file" 2>"$VXD/err") && X_RC=0 || X_RC=$?
 	X_ERR=$(<"$VXD/err")
 	X_OK='' X_ROWS='' X_FIRST_BAD='' X_BAD_ROWS='' X_HEADS='' X_DIGEST='' X_ANCHOR=''
 	while IFS= read -r line; do
@@ -112,6 +116,10 @@ seq_of() {
 }
 
 # --- 1. intact tables ------------------------------------------------------------
+
+help=$("$VX" --help) && rc=0 || rc=$?
+like "$rc:$help" "^0:usage: trialvault-verify-export .*--save-anchor FILE.*Exit status: 0" \
+	"1: the script runs by its #! line; --help explains export, verify, anchors and exit status"
 
 tv_psql $CL -d postgres >/dev/null <<'SQL'
 SET client_min_messages = warning;
@@ -547,7 +555,7 @@ like "$X_ERR" "column w \\(public\\.withtsv\\): tsvector is hashed as its text o
 
 sed -n '/^<!-- begin export.sql -->$/,/^<!-- end export.sql -->$/p' "$ROOT/docs/independent-verification.md" |
 	sed '1,2d;$d' | sed '$d' >"$VXD/doc-export.sql"
-"$VX" sql >"$VXD/script-export.sql"
+"$PY" "$VX" sql >"$VXD/script-export.sql"
 check "5: the SQL in docs/independent-verification.md is what the script runs" \
 	cmp -s "$VXD/doc-export.sql" "$VXD/script-export.sql"
 tv_psql $CL -d postgres -v tbl=public.t_del -f "$VXD/doc-export.sql" >"$VXD/by-hand.tvx"
@@ -560,7 +568,7 @@ is "$by_hand" "$X_OK $X_ROWS [$X_FIRST_BAD] $X_BAD_ROWS $X_HEADS $X_DIGEST" \
 split_at_data "$VXD/by-hand.tvx" "$VXD/h" data
 split_at_data "$VXD/by-script.tvx" "$VXD/s" data
 check "5: ... and the same rows, byte for byte" cmp -s "$VXD/h" "$VXD/s"
-json_ok=$("$VX" verify --json "$VXD/by-script.tvx" |
+json_ok=$("$PY" "$VX" verify --json "$VXD/by-script.tvx" |
 	python3 -c 'import json, sys; r = json.load(sys.stdin); print(r["ok"], r["rows_checked"], r["head_digest"])' || true)
 is "$json_ok" "False 9 $X_DIGEST" "5: --json prints the same result"
 

@@ -1,0 +1,595 @@
+#!/usr/bin/env bash
+# 75_verify_export.sh: scripts/trialvault-verify-export, the auditors'
+# verifier that needs no trialvault code, agrees with trialvault.verify().
+#
+# Every comparison runs verify() in the database and the verifier on an
+# export of the same table, and compares ok, rows_checked, first_bad (the
+# whole text: tv_seq, ctid and reason), bad_rows, heads and head_digest.
+#
+#   1. intact tables agree: a table with every kind of column, a table in
+#      a LATIN1 database, the extension's own tables, an empty table, and a
+#      chain forked by overlapping transactions (rows with several
+#      predecessors, several heads); composites hashed in SQL in the by-name
+#      and in the legacy by-position form both verify;
+#   2. tables changed behind the guards agree on first_bad and bad_rows: a
+#      row updated, a row deleted from the middle, a middle row rewritten
+#      with a fresh tv_hash, damaged chain columns, rows duplicated;
+#   3. an export changed after it was made is found; a truncated one is
+#      refused (exit 2); rows removed from the end pass without an anchor
+#      and fail with one; a chain re-hashed from a changed row onward
+#      passes verify() and the verifier, and fails the anchor; an anchor
+#      still holds after legitimate inserts;
+#   4. unusable input exits 2 with a clear message: missing, empty, garbage,
+#      trailing bytes, a description that does not match the data, values
+#      of types the verifier cannot reproduce (named by column);
+#   5. the by-hand export of docs/independent-verification.md is the
+#      script's, and gives the same result;
+#   6. (last) a superuser who replaces verify() in pg_proc so that it
+#      reports ok does not fool the verifier.
+set -euo pipefail
+source "$(dirname "$0")/../lib/cluster.sh"
+source "$(dirname "$0")/lib/helpers.sh"
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+VX=$ROOT/scripts/trialvault-verify-export
+# Debian's python3 when there is one (what CI has; a python3 earlier in PATH,
+# pyenv's say, may start much more slowly); its own #! line is tested below.
+PY=${PYTHON:-/usr/bin/python3}
+[ -x "$PY" ] || PY=python3
+CL=c75
+
+tv_cluster_start $CL
+VXD=$(tv_dir $CL)/vx
+mkdir -p "$VXD"
+CONN="host=$(tv_dir $CL) port=$(tv_port $CL) user=postgres dbname="
+DB=postgres
+tv_psql $CL -d postgres >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION trialvault CASCADE;
+CREATE EXTENSION citext;
+SQL
+
+# vx_export TABLE FILE: export TABLE with the script (psql from PGBIN).
+vx_export() {
+	"$PY" "$VX" export --psql "$PGBIN/psql" -d "$CONN$DB" "$1" -o "$2" 2>>"$VXD/export.log"
+}
+
+# vx_into FILE [verify options]: run the verifier, set X_RC, X_ERR (its
+# standard error) and X_OK X_ROWS X_FIRST_BAD X_BAD_ROWS X_HEADS X_DIGEST
+# X_ANCHOR from its output.
+vx_into() {
+	local file=$1 out
+	shift
+	out=$("$PY" "$VX" verify "$@" "$file" 2>"$VXD/err") && X_RC=0 || X_RC=$?
+	X_ERR=$(<"$VXD/err")
+	X_OK='' X_ROWS='' X_FIRST_BAD='' X_BAD_ROWS='' X_HEADS='' X_DIGEST='' X_ANCHOR=''
+	while IFS= read -r line; do
+		case $line in
+		"ok: "*) X_OK=${line#ok: } ;;
+		"rows_checked: "*) X_ROWS=${line#rows_checked: } ;;
+		"first_bad: "*) X_FIRST_BAD=${line#first_bad: } ;;
+		"bad_rows: "*) X_BAD_ROWS=${line#bad_rows: } ;;
+		"heads: "*) X_HEADS=${line#heads: } ;;
+		"head_digest: "*) X_DIGEST=${line#head_digest: } ;;
+		"anchor: "*) X_ANCHOR=${line#anchor: } ;;
+		esac
+	done <<<"$out"
+}
+
+# agree TABLE DESC: export TABLE, and compare the verifier's result on the
+# export with verify()'s, field by field (the guard must be intact, so that
+# verify()'s ok is about the chain alone).
+agree() {
+	local tbl=$1 desc=$2 file
+	file=$VXD/$(tr -c 'a-zA-Z0-9_\n' _ <<<"$tbl").tvx
+	vx_export "$tbl" "$file" || { not_ok "$desc (export failed: $(tail -n 3 "$VXD/export.log"))"; return; }
+	verify_into $CL "$DB" "$tbl"
+	vx_into "$file"
+	local vok=false
+	[ "$V_OK" = t ] && vok=true
+	is "ok=$X_OK rows=$X_ROWS bad_rows=$X_BAD_ROWS heads=$X_HEADS digest=$X_DIGEST first_bad=[$X_FIRST_BAD]" \
+		"ok=$vok rows=$V_ROWS bad_rows=$V_BAD_ROWS heads=$V_HEADS digest=$V_DIGEST first_bad=[$V_FIRST_BAD]" \
+		"$desc ($V_GUARD)"
+	AGREED_FILE=$file
+}
+
+guards() {
+	q $CL postgres "UPDATE pg_trigger SET tgenabled = '$2'
+	                 WHERE tgrelid = '$1'::regclass AND tgfoid = 'trialvault.guard()'::regprocedure" >/dev/null
+}
+
+# make_linear TABLE [N]: a table with one text column and N rows (10), one
+# transaction each, so that row n is chained to row n-1.
+make_linear() {
+	{
+		echo "SET client_min_messages = warning;"
+		echo "CREATE TABLE $1 (body text);"
+		echo "SELECT trialvault.protect('$1');"
+		for i in $(seq 1 "${2:-10}"); do
+			echo "INSERT INTO $1 VALUES ('original body $i');"
+		done
+	} | tv_psql $CL -d postgres >/dev/null
+}
+
+seq_of() {
+	q $CL postgres "SELECT tv_seq FROM $1 WHERE body = '$2'"
+}
+
+# --- 1. intact tables ------------------------------------------------------------
+
+help=$("$VX" --help) && rc=0 || rc=$?
+like "$rc:$help" "^0:usage: trialvault-verify-export .*--save-anchor FILE.*Exit status: 0" \
+	"1: the script runs by its #! line; --help explains export, verify, anchors and exit status"
+
+tv_psql $CL -d postgres >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE TYPE mood AS ENUM ('low', 'ok', 'high', 'très');
+CREATE TYPE dose AS (amount numeric, unit text, given timestamptz);
+CREATE TYPE regimen AS (name text, doses dose[], moods mood[], first dose, j jsonb, x xml, "Ünit" char(3));
+CREATE TYPE moodrange AS RANGE (subtype = mood);
+CREATE DOMAIN subject_code AS text CHECK (VALUE ~ '^S-[0-9]+$');
+CREATE DOMAIN posint AS int CHECK (VALUE > 0);
+CREATE DOMAIN intpair AS int[];
+CREATE DOMAIN dosedom AS dose;
+CREATE TABLE t_types (
+	id bigint GENERATED ALWAYS AS IDENTITY,
+	code subject_code, m mood, d dose, ds dose[], rg regimen, dd dosedom,
+	r tstzrange, ir int4range, nr numrange, dr daterange, mr moodrange, imr int4multirange,
+	n numeric, f4 real, f8 float8, ts timestamp, tz timestamptz, dt date, tm time, ttz timetz,
+	iv interval, j json, jb jsonb, x xml, u uuid, ip inet, cid cidr, mac macaddr, b bool,
+	"by" bytea, vc varchar(20), bp char(5), nm name, ch "char", o oid, i2 int2, pt point, bx box,
+	arr int[][], tarr text[], lb int[], marr mood[], jarr jsonb[], xarr xml[], pi posint[],
+	ip2 intpair, bits bit varying, fb bit(4), money_col money, tsv tsvector, tsq tsquery,
+	ci citext, cia citext[], "Grüße" text, "A" text, "a" text, "_" int, i2v int2vector,
+	twice int GENERATED ALWAYS AS (length(code) * 2) STORED
+);
+SELECT trialvault.protect('t_types');
+INSERT INTO t_types (code, m, d, ds, rg, dd, r, ir, nr, dr, mr, imr, n, f4, f8, ts, tz, dt, tm,
+	ttz, iv, j, jb, x, u, ip, cid, mac, b, "by", vc, bp, nm, ch, o, i2, pt, bx, arr, tarr, lb,
+	marr, jarr, xarr, pi, ip2, bits, fb, money_col, tsv, tsq, ci, cia, "Grüße", "A", "a", "_", i2v)
+VALUES
+	('S-1', 'ok', ROW(2.50, 'mg', '2026-02-01 08:00+01'), ARRAY[ROW(1, 'mg', NULL)::dose, NULL],
+	 ROW('r1', ARRAY[ROW(1.5, 'µg', 'infinity')::dose], '{low,NULL,très}', ROW(NULL, NULL, NULL),
+	     '{"k": [1, 2.50]}', '<?xml version="1.0"?><a>é</a>', 'ü'),
+	 ROW(3, 'ml', '-infinity'),
+	 tstzrange('2026-01-01', '2026-02-01'), '[1,10)', '(1.5,2.25]', '[2026-01-01,)', '[low,high)',
+	 '{[1,3),[7,9)}', 3.14159265358979323846, 0.1, 1e-300,
+	 '2026-01-01 12:34:56.789', '2026-01-01 12:34:56.789+05:30', '2026-01-31', '23:59:59',
+	 '23:59:59.5+05:30', '1 year 2 mons 3 days 04:05:06',
+	 '{"b": 1, "a": [1, 2]}', '{"b": 1, "a": [1, 2], "é": "ü"}',
+	 '<?xml version="1.0" encoding="UTF-8"?><doc lang="fr">été</doc>',
+	 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '10.1.2.3/16', '10.1.0.0/16', '08:00:2b:01:02:03',
+	 true, '\x00ff10', 'Grüße', 'ab', 'nm', 'x', 4242, -7, '(1.5,-2)', '((0,0),(1,1))',
+	 '{{1,2},{3,4}}', '{"a,b", NULL, ""}', '[0:1][-1:0]={{7,8},{NULL,10}}', '{low,NULL,"très"}',
+	 ARRAY['{"x":1}'::jsonb, NULL, '[]'],
+	 ARRAY['<?xml version="1.0" standalone="yes"?><a/>'::xml, '<b>ü</b>', NULL], '{1,2}', '{5,6}',
+	 B'10110', B'1010', 12.34, 'a fat cat sat on a mat', 'fat & (rat | cat)', 'MiXeD Ça',
+	 '{Ab,NULL,cD}', 'ß', 'upper', 'lower', 1, '1 2 3'),
+	(NULL, NULL, NULL, NULL, NULL, NULL, 'empty', NULL, 'empty', '(,)', 'empty', '{}', 'NaN',
+	 'Infinity', '-0', 'infinity', '-infinity', 'epoch', NULL, NULL, '-1 day', NULL, 'null', '<x/>',
+	 NULL, '::1', '::/0', NULL, false, '', '', '', '', '', 0, 0, NULL, NULL, '{}', '{}', '{}', '{}',
+	 '{}', '{}', '{}', '{}', B'', NULL, NULL, '', '', '', '{}', '', '', '', NULL, ''),
+	('S-22', 'high', ROW(NULL, NULL, NULL), '{}', ROW(NULL, '{}', '{}', NULL, NULL, NULL, NULL),
+	 NULL, '(,)', '(,5]', '(,)', '[,2026-01-01)', '(low,)', NULL, -0.000001, -1.5, 2.5e300,
+	 '1999-12-31', '2000-01-01 00:00+00', '0001-01-01 BC', '00:00', '00:00+00', '0', '[]', '[]',
+	 '<a/>', '00000000-0000-0000-0000-000000000000', '::ffff:1.2.3.4', '192.168.0.0/24', NULL, NULL,
+	 '\x', 'x', 'x', 'x', NULL, NULL, NULL, '(0,0)', NULL, '[0:1]={7,8}', '{"quote\"d","back\\slash"}',
+	 NULL, NULL, NULL, '{<c/>}', NULL, NULL, B'1', NULL, -1, NULL, NULL, NULL, NULL, NULL, NULL,
+	 NULL, NULL, NULL);
+INSERT INTO t_types (code, m, n, f4, f8, ts, tz, dt, tm, iv, jb, pt)
+VALUES ('S-3', 'low', 'Infinity', '-Infinity', 'NaN', '294276-12-31 23:59:59.999999',
+	'4713-01-01 00:00+00 BC', 'infinity', '24:00', '-178000000 years',
+	'{"big": 123456789012345678901234567890.123}', '(-0,NaN)');
+SQL
+agree t_types "1: every kind of column (composites, arrays, ranges, domains, enums, xml, json, ...)"
+is "$X_OK:$X_ROWS" "true:4" "1: ... and it verifies, all 4 rows"
+
+# Composites in both forms, hashed here in SQL from the specification: the
+# by-name form ('d', attributes in byte order of their names: amount, unit)
+# and the legacy by-position form ('c': unit is 1, amount 2).  Whichever
+# form this build of trialvault writes, each row is rewritten with its hash
+# in one form; the verifier accepts both (verify() does once it knows both).
+tv_psql $CL -d postgres >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE TYPE unit_amount AS (unit text, amount int4);
+CREATE TABLE t_dform (x unit_amount);
+CREATE TABLE t_cform (x unit_amount);
+SELECT trialvault.protect('t_dform'), trialvault.protect('t_cform');
+INSERT INTO t_dform VALUES (ROW('mg', 5));
+INSERT INTO t_cform VALUES (ROW('mg', 5));
+SQL
+guards t_dform D
+guards t_cform D
+tv_psql $CL -d postgres >/dev/null <<'SQL'
+WITH p AS (SELECT tv_seq, 'd'::bytea AS tag,
+                  int4send(6) || 'amount'::bytea || 'b'::bytea || int4send(4) || int4send((x).amount) ||
+                  int4send(4) || 'unit'::bytea || 'r'::bytea || int4send(2) || convert_to((x).unit, 'UTF8')
+                  AS payload FROM t_dform)
+UPDATE t_dform t SET tv_hash = digest('TVHASH1'::bytea || int8send(t.tv_seq) || t.tv_prev_hash ||
+	digest('TVROW1'::bytea || int4send(1) || 'x'::bytea || p.tag || int4send(octet_length(p.payload)) ||
+	       p.payload, 'sha256'), 'sha256')
+  FROM p WHERE p.tv_seq = t.tv_seq;
+WITH p AS (SELECT tv_seq, 'c'::bytea AS tag,
+                  int4send(1) || 'r'::bytea || int4send(2) || convert_to((x).unit, 'UTF8') ||
+                  int4send(2) || 'b'::bytea || int4send(4) || int4send((x).amount)
+                  AS payload FROM t_cform)
+UPDATE t_cform t SET tv_hash = digest('TVHASH1'::bytea || int8send(t.tv_seq) || t.tv_prev_hash ||
+	digest('TVROW1'::bytea || int4send(1) || 'x'::bytea || p.tag || int4send(octet_length(p.payload)) ||
+	       p.payload, 'sha256'), 'sha256')
+  FROM p WHERE p.tv_seq = t.tv_seq;
+SQL
+guards t_dform A
+guards t_cform A
+for t in t_dform t_cform; do
+	vx_export $t "$VXD/$t.tvx"
+	vx_into "$VXD/$t.tvx"
+	is "$X_RC:$X_OK:$X_BAD_ROWS" "0:true:0" "1: a composite hashed by the specification's ${t:2:1} form verifies"
+done
+
+# A LATIN1 database: text is hashed in the database's encoding, which the
+# export asks for (names and values with non-ASCII letters, enums and jsonb
+# inside a composite, xml with an encoding declaration).  xml inside a
+# composite is not verifiable there (its binary form carries a declaration).
+q $CL postgres "CREATE DATABASE latin1 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0" >/dev/null
+PGCLIENTENCODING=UTF8 tv_psql $CL -d latin1 >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION trialvault CASCADE;
+CREATE TYPE humeur AS ENUM ('très', 'bof');
+CREATE TYPE cy AS (note text, h humeur, j jsonb);
+CREATE TYPE cx AS (note text, x xml);
+CREATE TABLE "lätin" ("grüße" text, h humeur, x xml, ha humeur[], xa xml[], bp char(4), j json,
+	jb jsonb, c cy, nm name, cxx cx);
+SELECT trialvault.protect('"lätin"');
+INSERT INTO "lätin" VALUES ('é', 'très', '<?xml version="1.0" encoding="LATIN1"?><a>é</a>', '{très,bof}',
+	ARRAY['<?xml version="1.0" encoding="LATIN1"?><b>ü</b>'::xml], 'ü', '{"é":1}', '{"é":1}', NULL,
+	'ñame', NULL);
+INSERT INTO "lätin" VALUES ('e', 'bof', '<a>x</a>', NULL, NULL, NULL, NULL, NULL, ROW('ñ', 'très', '["ü"]'),
+	NULL, NULL);
+SQL
+DB=latin1
+export PGCLIENTENCODING=UTF8
+agree 'public."lätin"' "1: a LATIN1 database"
+is "$X_OK:$X_ROWS" "true:2" "1: ... verifies, both rows"
+q $CL latin1 "INSERT INTO \"lätin\" (cxx) VALUES (ROW('n', '<c/>'))" >/dev/null
+vx_export 'public."lätin"' "$VXD/latin1.tvx"
+vx_into "$VXD/latin1.tvx"
+like "$X_RC:$X_ERR" "^2:.*column cxx \\(public\\.cx\\): xml is hashed as its text output" \
+	"1: ... xml inside a composite there: not independently verifiable, exit 2"
+unset PGCLIENTENCODING
+DB=postgres
+
+# The extension's own tables: name, xml, bytea, inet, timestamptz, identities.
+tv_psql $CL -d postgres >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE ROLE dora LOGIN;
+SELECT trialvault.create_study('VX1', 'Verifier study');
+SELECT trialvault.add_site('VX1', 'A', 'Site A');
+SELECT trialvault.grant_role('dora', 'VX1', 'A', 'site_staff');
+SQL
+tv_psql $CL -d postgres -U dora -At >/dev/null <<'SQL'
+SELECT trialvault.load_document('VX1', 'A', 'source', true, '<doc><visit>1</visit></doc>',
+                                convert_to('PHI scan', 'UTF8'));
+SELECT trialvault.load_document('VX1', 'A', 'protocol', false, '<doc><visit>0</visit></doc>',
+                                convert_to('protocol', 'UTF8'));
+SELECT trialvault.open_study('VX1') \gset
+SELECT length(trialvault.open_document(1));
+SQL
+own=$(q $CL postgres "SELECT string_agg(table_name::text, ' ' ORDER BY table_name::text)
+                        FROM trialvault.protected_tables WHERE table_name::text LIKE 'trialvault.%'")
+for t in $own; do
+	if [ "$(q $CL postgres "SELECT count(*) > 0 FROM $t")" = t ]; then
+		agree "$t" "1: the extension's own table $t"
+	fi
+done
+
+tv_psql $CL -d postgres >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE TABLE t_empty (note text);
+SELECT trialvault.protect('t_empty');
+SQL
+agree t_empty "1: an empty table (no rows, no heads)"
+
+# A forked chain: three transactions overlap; their first rows all refer to
+# the same head, two commit (two heads), the third commits (three heads),
+# and the next row refers to all three.
+tv_psql $CL -d postgres >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE TABLE t_forked (who text, n int);
+SELECT trialvault.protect('t_forked');
+INSERT INTO t_forked VALUES ('setup', 0);
+SQL
+sess_open $CL postgres s1
+sess_open $CL postgres s2
+sess_open $CL postgres s3
+sess_run s1 "BEGIN; INSERT INTO t_forked VALUES ('s1', 1);"
+sess_run s2 "BEGIN; INSERT INTO t_forked VALUES ('s2', 1);"
+sess_run s3 "BEGIN; INSERT INTO t_forked VALUES ('s3', 1);"
+sess_run s1 "INSERT INTO t_forked VALUES ('s1', 2); COMMIT;"
+sess_run s2 "COMMIT;"
+agree t_forked "1: forked chain, two transactions committed, one open"
+is "$X_HEADS" 2 "1: ... two heads"
+sess_run s3 "INSERT INTO t_forked VALUES ('s3', 2); COMMIT;"
+agree t_forked "1: forked chain, three heads"
+is "$X_HEADS" 3 "1: ... three heads"
+sess_run s1 "BEGIN; INSERT INTO t_forked VALUES ('s1', 3);"
+sess_run s2 "BEGIN; INSERT INTO t_forked VALUES ('s2', 3); COMMIT;"
+sess_run s1 "COMMIT;"
+q $CL postgres "INSERT INTO t_forked VALUES ('joiner', 9)" >/dev/null
+for s in s1 s2 s3; do sess_close $s; done
+is "$(q $CL postgres "SELECT max(cardinality(tv_prev_seqs)) FROM t_forked")" 3 \
+	"1: a row of the forked chain has three predecessors"
+agree t_forked "1: forked chain joined again"
+is "$X_OK:$X_HEADS" "true:1" "1: ... verifies with one head"
+
+# --- 2. tables changed behind the guards' back -------------------------------------
+
+make_linear t_upd
+guards t_upd D
+q $CL postgres "UPDATE t_upd SET body = 'changed' WHERE body = 'original body 5'" >/dev/null
+guards t_upd A
+agree t_upd "2: a row updated behind the guards"
+like "$X_FIRST_BAD" "^row tv_seq=[0-9]+ ctid=\\([0-9]+,[0-9]+\\): contents do not match tv_hash" \
+	"2: ... the verifier names the changed row"
+is "$X_RC" 1 "2: ... and exits 1"
+
+make_linear t_del
+s4=$(seq_of t_del 'original body 4')
+s5=$(seq_of t_del 'original body 5')
+guards t_del D
+q $CL postgres "DELETE FROM t_del WHERE body = 'original body 4'" >/dev/null
+guards t_del A
+agree t_del "2: a row deleted from the middle"
+like "$X_FIRST_BAD" "^row tv_seq=$s5 ctid=\\([0-9]+,[0-9]+\\): its predecessor tv_seq=$s4 is missing" \
+	"2: ... the verifier names the row that referred to it"
+
+# A middle row rewritten with a freshly computed tv_hash (canon.c's encoding
+# of one text column, chain.c's row hash): its own hash fits, the next row's
+# tv_prev_hash does not.
+make_linear t_rehash
+s6=$(seq_of t_rehash 'original body 6')
+guards t_rehash D
+q $CL postgres "UPDATE t_rehash SET body = 'forged',
+	tv_hash = digest('TVHASH1'::bytea || int8send(tv_seq) || tv_prev_hash ||
+		digest('TVROW1'::bytea || int4send(4) || 'body'::bytea || 'r'::bytea ||
+			int4send(octet_length('forged')) || convert_to('forged', 'UTF8'), 'sha256'), 'sha256')
+	WHERE body = 'original body 5'" >/dev/null
+guards t_rehash A
+agree t_rehash "2: a middle row rewritten with a fresh tv_hash"
+like "$X_FIRST_BAD" "^row tv_seq=$s6 ctid=\\([0-9]+,[0-9]+\\): tv_prev_hash does not match its predecessors" \
+	"2: ... the verifier names the row after it"
+
+# Damaged chain columns, every kind verify() tells apart (NOT NULL lifted in
+# pg_attribute): a NULL tv_seq, a short tv_hash, tv_prev_seqs NULL, with two
+# dimensions, with a NULL, pointing forward, descending.
+make_linear t_damage
+guards t_damage D
+q $CL postgres "UPDATE pg_attribute SET attnotnull = false
+                 WHERE attrelid = 't_damage'::regclass AND attname IN ('tv_seq', 'tv_prev_seqs')" >/dev/null
+tv_psql $CL -d postgres >/dev/null <<'SQL'
+UPDATE t_damage SET tv_seq = NULL WHERE body = 'original body 2';
+UPDATE t_damage SET tv_hash = '\x00' WHERE body = 'original body 4';
+UPDATE t_damage SET tv_prev_seqs = NULL WHERE body = 'original body 5';
+UPDATE t_damage SET tv_prev_seqs = '{{4},{4}}' WHERE body = 'original body 6';
+UPDATE t_damage SET tv_prev_seqs = '{NULL}' WHERE body = 'original body 7';
+UPDATE t_damage SET tv_prev_seqs = ARRAY[tv_seq + 1] WHERE body = 'original body 8';
+UPDATE t_damage SET tv_prev_seqs = ARRAY[tv_seq - 1, tv_seq - 2] WHERE body = 'original body 9';
+SQL
+guards t_damage A
+agree t_damage "2: damaged chain columns, one row's tv_seq NULL"
+like "$X_FIRST_BAD" "^row ctid=\\([0-9]+,[0-9]+\\): tv_seq is NULL$" "2: ... the verifier names the row without tv_seq"
+guards t_damage D
+q $CL postgres "UPDATE t_damage SET tv_seq = (SELECT min(tv_seq) + 1 FROM t_damage)
+                 WHERE body = 'original body 2'" >/dev/null
+guards t_damage A
+agree t_damage "2: damaged chain columns, tv_seq back"
+like "$X_FIRST_BAD" "tv_hash or tv_prev_hash is NULL or not 32 bytes$" "2: ... the verifier names the short tv_hash"
+
+# Duplicates, out of tv_seq order in the table: of two rows with the same
+# tv_seq, verify() names the one that PostgreSQL's qsort puts second.
+make_linear t_dup 50
+guards t_dup D
+q $CL postgres "INSERT INTO t_dup SELECT * FROM t_dup
+                 WHERE body IN ('original body 3', 'original body 17', 'original body 40')" >/dev/null
+q $CL postgres "INSERT INTO t_dup SELECT * FROM t_dup WHERE body = 'original body 17' LIMIT 1" >/dev/null
+guards t_dup A
+agree t_dup "2: rows duplicated (chain columns and all; one of them twice)"
+like "$X_FIRST_BAD" "^row tv_seq=$(seq_of t_dup 'original body 3' | head -n 1) ctid=\\([0-9]+,[0-9]+\\): another row has the same tv_seq$" \
+	"2: ... the verifier names a copy of the first duplicated row"
+is "$X_BAD_ROWS" 4 "2: ... and counts 4 bad rows (one per extra copy)"
+
+# --- 3. the export itself; anchors -----------------------------------------------
+
+make_linear t_file
+vx_export t_file "$VXD/file.tvx"
+s7=$(seq_of t_file 'original body 7')
+perl -e 'open(my $f, "+<:raw", $ARGV[0]) or die; local $/; my $d = <$f>;
+	$d =~ s/original body 7/original body 8/ or die "not found"; seek($f, 0, 0); print $f $d;' "$VXD/file.tvx"
+vx_into "$VXD/file.tvx"
+is "$X_RC:$X_OK:$X_BAD_ROWS" "1:false:1" "3: one value byte changed in the export: not ok, one bad row"
+like "$X_FIRST_BAD" "^row tv_seq=$s7 ctid=\\([0-9]+,[0-9]+\\): contents do not match tv_hash" \
+	"3: ... first_bad names the row"
+
+vx_export t_file "$VXD/file.tvx"
+size=$(stat -c %s "$VXD/file.tvx")
+head -c $((size / 2)) "$VXD/file.tvx" >"$VXD/cut.tvx"
+vx_into "$VXD/cut.tvx"
+is "$X_RC" 2 "3: an export cut in the middle is refused (exit 2)"
+like "$X_ERR" "truncated" "3: ... as truncated"
+head -c $((size - 2)) "$VXD/file.tvx" >"$VXD/cut.tvx"
+vx_into "$VXD/cut.tvx"
+is "$X_RC" 2 "3: an export missing only its last 2 bytes (the COPY trailer) is refused"
+
+# Rows removed from the end: no link is broken.
+make_linear t_tail
+vx_export t_tail "$VXD/tail-before.tvx"
+vx_into "$VXD/tail-before.tvx" --save-anchor "$VXD/tail.anchor"
+is "$X_RC" 0 "3: anchor saved"
+verify_into $CL postgres t_tail
+is "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["head_digest"])' "$VXD/tail.anchor")" \
+	"$V_DIGEST" "3: the anchor's head_digest is verify()'s"
+guards t_tail D
+q $CL postgres "DELETE FROM t_tail WHERE body IN ('original body 9', 'original body 10')" >/dev/null
+guards t_tail A
+agree t_tail "3: the newest two rows removed"
+is "$X_OK:$X_ROWS" "true:8" "3: ... not detectable without an anchor (documented limit)"
+vx_into "$AGREED_FILE" --anchor "$VXD/tail.anchor"
+is "$X_RC" 1 "3: ... detected with the anchor (exit 1)"
+like "$X_ANCHOR" "^FAILED: anchored head tv_seq=[0-9]+ is missing" "3: ... which names the missing head"
+
+# Legitimate growth after the anchor.
+make_linear t_grow 3
+vx_export t_grow "$VXD/grow.tvx"
+vx_into "$VXD/grow.tvx" --save-anchor "$VXD/grow.anchor"
+q $CL postgres "INSERT INTO t_grow VALUES ('later 1')" >/dev/null
+q $CL postgres "INSERT INTO t_grow VALUES ('later 2')" >/dev/null
+vx_export t_grow "$VXD/grow.tvx"
+vx_into "$VXD/grow.tvx" --anchor "$VXD/grow.anchor"
+is "$X_RC:$X_OK:$X_ROWS" "0:true:5" "3: rows inserted after the anchor: the anchor still holds"
+like "$X_ANCHOR" "^ok" "3: ... anchor: ok"
+
+# Re-chained: a superuser changes row 4 and recomputes the hashes of it and
+# of every later row (chain.c's and canon.c's formulas, as in 40_tamper d).
+make_linear t_rechain
+vx_export t_rechain "$VXD/rechain-before.tvx"
+vx_into "$VXD/rechain-before.tvx" --save-anchor "$VXD/rechain.anchor"
+guards t_rechain D
+tv_psql $CL -d postgres >/dev/null <<'SQL'
+DO $$
+DECLARE
+	r record;
+	k bigint := (SELECT tv_seq FROM t_rechain WHERE body = 'original body 4');
+BEGIN
+	FOR r IN SELECT tv_seq, tv_prev_seqs FROM t_rechain WHERE tv_seq >= k ORDER BY tv_seq LOOP
+		UPDATE t_rechain SET
+			body = CASE WHEN tv_seq = k THEN 'forged body 4' ELSE body END,
+			tv_prev_hash = (SELECT digest('TVPREV1'::bytea ||
+			                              string_agg(int8send(p.tv_seq) || p.tv_hash, ''::bytea ORDER BY p.tv_seq),
+			                              'sha256')
+			                  FROM t_rechain p WHERE p.tv_seq = ANY (r.tv_prev_seqs))
+		 WHERE tv_seq = r.tv_seq;
+		UPDATE t_rechain SET tv_hash = digest('TVHASH1'::bytea || int8send(tv_seq) || tv_prev_hash ||
+			digest('TVROW1'::bytea || int4send(4) || 'body'::bytea || 'r'::bytea ||
+			       int4send(octet_length(body)) || convert_to(body, 'UTF8'), 'sha256'), 'sha256')
+		 WHERE tv_seq = r.tv_seq;
+	END LOOP;
+END $$;
+SQL
+guards t_rechain A
+is "$(q $CL postgres "SELECT count(*) FROM t_rechain WHERE body = 'forged body 4'")" 1 "3: row 4 was rewritten"
+agree t_rechain "3: re-chained from row 4 onward"
+is "$X_OK:$V_OK" "true:t" "3: ... passes verify() and the verifier without an anchor"
+vx_into "$AGREED_FILE" --anchor "$VXD/rechain.anchor"
+is "$X_RC" 1 "3: ... fails with the anchor saved before (exit 1)"
+like "$X_ANCHOR" "^FAILED: anchored head tv_seq=[0-9]+ has another tv_hash" "3: ... which names the head"
+
+# --- 4. unusable input ------------------------------------------------------------
+
+vx_into "$VXD/no-such-file.tvx"
+is "$X_RC" 2 "4: missing file: exit 2"
+like "$X_ERR" "cannot read .*no-such-file.tvx: No such file" "4: ... with the reason"
+: >"$VXD/empty.tvx"
+vx_into "$VXD/empty.tvx"
+is "$X_RC:$X_ERR" "2:trialvault-verify-export: $VXD/empty.tvx is empty" "4: empty file: exit 2"
+head -c 3000 /dev/urandom >"$VXD/garbage.tvx"
+vx_into "$VXD/garbage.tvx"
+is "$X_RC" 2 "4: garbage: exit 2"
+like "$X_ERR" "not a trialvault-verify-export file" "4: ... not an export"
+cp "$VXD/file.tvx" "$VXD/trailing.tvx"
+printf 'x' >>"$VXD/trailing.tvx"
+vx_into "$VXD/trailing.tvx"
+is "$X_RC" 2 "4: a byte after the data: exit 2"
+like "$X_ERR" "unexpected bytes after the data" "4: ... named"
+
+perl -pe 's/"typtype"/"typtypX"/g' "$VXD/file.tvx" >"$VXD/renamed.tvx"
+vx_into "$VXD/renamed.tvx"
+is "$X_RC" 2 "4: a description with a field renamed: exit 2 (not 1, not a traceback)"
+like "$X_ERR" "malformed input, the description does not have the expected fields" "4: ... malformed input"
+
+# Description of one table, data of another.
+split_at_data() {
+	python3 -c 'import sys; d = open(sys.argv[1], "rb").read(); s = b"PGCOPY\n\xff\r\n\x00"
+i = d.index(s, 1); open(sys.argv[2], "wb").write(d[:i] if sys.argv[3] == "desc" else d[i:])' "$@"
+}
+tv_psql $CL -d postgres >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE TABLE t_shape1 (a int, b text);
+CREATE TABLE t_shape2 (a text, b int);
+SELECT trialvault.protect('t_shape1'), trialvault.protect('t_shape2');
+INSERT INTO t_shape1 VALUES (1, 'one');
+INSERT INTO t_shape2 VALUES ('one', 1);
+SQL
+vx_export t_shape1 "$VXD/shape1.tvx"
+vx_export t_shape2 "$VXD/shape2.tvx"
+split_at_data "$VXD/shape1.tvx" "$VXD/d1" desc
+split_at_data "$VXD/shape2.tvx" "$VXD/d2" data
+cat "$VXD/d1" "$VXD/d2" >"$VXD/mixed.tvx"
+vx_into "$VXD/mixed.tvx"
+is "$X_RC" 2 "4: description of t_shape1 with the data of t_shape2: exit 2"
+like "$X_ERR" "does not match the data" "4: ... the description does not match the data"
+split_at_data "$VXD/file.tvx" "$VXD/d3" data
+cat "$VXD/d1" "$VXD/d3" >"$VXD/mixed.tvx"
+vx_into "$VXD/mixed.tvx"
+is "$X_RC" 2 "4: description of t_shape1 with the data of t_file (other column count): exit 2"
+like "$X_ERR" "fields where the description says" "4: ... named"
+
+# Types whose encoding the verifier cannot reproduce: fine while NULL.
+tv_psql $CL -d postgres >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE TYPE withtsv AS (label text, words tsvector);
+CREATE TABLE t_unsup (note text, rc regclass, w withtsv);
+SELECT trialvault.protect('t_unsup');
+INSERT INTO t_unsup (note) VALUES ('only NULLs in rc and w');
+SQL
+agree t_unsup "4: reg* and tsvector-in-composite columns that are NULL: verifiable"
+q $CL postgres "INSERT INTO t_unsup VALUES ('a regclass', 'pg_class', NULL)" >/dev/null
+q $CL postgres "INSERT INTO t_unsup VALUES ('a tsvector', NULL, ROW('w', 'a b'))" >/dev/null
+vx_export t_unsup "$VXD/unsup.tvx"
+vx_into "$VXD/unsup.tvx"
+is "$X_RC" 2 "4: values of unsupported types: exit 2"
+like "$X_ERR" "not independently verifiable" "4: ... not independently verifiable"
+like "$X_ERR" "column rc \\(regclass\\): " "4: ... names the reg* column"
+like "$X_ERR" "column w \\(public\\.withtsv\\): tsvector is hashed as its text output" \
+	"4: ... names the composite column and the nested type"
+
+# --- 5. the by-hand export -------------------------------------------------------
+
+sed -n '/^<!-- begin export.sql -->$/,/^<!-- end export.sql -->$/p' "$ROOT/docs/independent-verification.md" |
+	sed '1,2d;$d' | sed '$d' >"$VXD/doc-export.sql"
+"$PY" "$VX" sql >"$VXD/script-export.sql"
+check "5: the SQL in docs/independent-verification.md is what the script runs" \
+	cmp -s "$VXD/doc-export.sql" "$VXD/script-export.sql"
+tv_psql $CL -d postgres -v tbl=public.t_del -f "$VXD/doc-export.sql" >"$VXD/by-hand.tvx"
+vx_into "$VXD/by-hand.tvx"
+by_hand="$X_OK $X_ROWS [$X_FIRST_BAD] $X_BAD_ROWS $X_HEADS $X_DIGEST"
+vx_export public.t_del "$VXD/by-script.tvx"
+vx_into "$VXD/by-script.tvx"
+is "$by_hand" "$X_OK $X_ROWS [$X_FIRST_BAD] $X_BAD_ROWS $X_HEADS $X_DIGEST" \
+	"5: the by-hand export gives the script's result"
+split_at_data "$VXD/by-hand.tvx" "$VXD/h" data
+split_at_data "$VXD/by-script.tvx" "$VXD/s" data
+check "5: ... and the same rows, byte for byte" cmp -s "$VXD/h" "$VXD/s"
+json_ok=$("$PY" "$VX" verify --json "$VXD/by-script.tvx" |
+	python3 -c 'import json, sys; r = json.load(sys.stdin); print(r["ok"], r["rows_checked"], r["head_digest"])' || true)
+is "$json_ok" "False 9 $X_DIGEST" "5: --json prints the same result"
+
+# --- 6. verify() replaced by a superuser ------------------------------------------
+
+make_linear t_fake
+guards t_fake D
+q $CL postgres "UPDATE t_fake SET body = 'falsified' WHERE body = 'original body 6'" >/dev/null
+guards t_fake A
+s6=$(seq_of t_fake falsified)
+q $CL postgres "UPDATE pg_catalog.pg_proc
+                   SET prolang = (SELECT oid FROM pg_language WHERE lanname = 'sql'), probin = NULL,
+                       prosrc = 'SELECT true, 10::bigint, NULL::text, 0::bigint, 1::bigint,
+                                        ''\\x00''::bytea, ''intact''::text'
+                 WHERE oid = 'trialvault.verify(regclass)'::regprocedure" >/dev/null
+verify_into $CL postgres t_fake
+is "$V_OK:$V_BAD_ROWS:$V_GUARD" "t:0:intact" "6: verify() replaced in pg_proc now reports the tampered table ok"
+vx_export t_fake "$VXD/fake.tvx"
+vx_into "$VXD/fake.tvx"
+is "$X_RC:$X_OK:$X_BAD_ROWS" "1:false:1" "6: the verifier is not fooled: not ok, one bad row"
+like "$X_FIRST_BAD" "^row tv_seq=$s6 ctid=\\([0-9]+,[0-9]+\\): contents do not match tv_hash" \
+	"6: ... and names the falsified row"
+
+done_testing

@@ -19,6 +19,7 @@
  *			| 'd' u32 len fields	composites: { u32 len(name) name value },
  *									non-NULL attributes in byte order of name
  *			| 'g' u32 len range		ranges: flags and bounds
+ *			| 'm' u32 len ranges	user-defined multiranges: each range as 'g'
  *			| 'n'					a NULL element inside an array
  *
  * Columns are taken in the byte order of their names, not their position,
@@ -28,10 +29,15 @@
  * xml is taken in its output form because that is what a dump carries (the
  * output drops a standard XML declaration).  Composite values are encoded
  * like rows, attribute by attribute with their names, so that renaming or
- * swapping attributes behind the guards' back changes the hash.  (Before
- * 0.6 they were encoded by position, tag 'c' { u32 position value }; rows
- * hashed that way still verify: tv_row_content_digest() says whether a row
- * holds composite values, and only then does the caller try the old form.)
+ * swapping attributes behind the guards' back changes the hash.
+ *
+ * Three encodings changed in 0.6: composites were encoded by position (tag
+ * 'c' { u32 position value }); jsonpath and refcursor by their send
+ * functions, which depend on client_encoding (now their text output);
+ * user-defined multiranges by their text output, which depends on
+ * settings such as TimeZone (now range by range).  Rows hashed before still
+ * verify: tv_row_content_digest() says whether a row holds such a value,
+ * and only then does the caller try the 0.5 encoding.
  * reg* types are taken as
  * schema-qualified names, not OIDs, which change across a restore.  Generated
  * columns are left out because they are computed after BEFORE triggers run
@@ -64,6 +70,7 @@
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/multirangetypes.h"
 #include "utils/rangetypes.h"
 #include "utils/typcache.h"
 
@@ -79,7 +86,8 @@ typedef enum TvCanonMode
 	TV_CANON_REG,				/* reg* OID alias: qualified name */
 	TV_CANON_ARRAY,
 	TV_CANON_COMPOSITE,
-	TV_CANON_RANGE
+	TV_CANON_RANGE,
+	TV_CANON_MULTIRANGE			/* user-defined multiranges: range by range */
 } TvCanonMode;
 
 /* Per-type encoding plan, cached for the life of the backend. */
@@ -88,11 +96,13 @@ typedef struct TvTypeCanon
 	Oid			typid;			/* hash key: the column's declared type */
 	Oid			basetype;		/* after looking through domains */
 	TvCanonMode mode;
+	TvCanonMode legacy_mode;	/* how 0.5 encoded it (see the file header) */
 	int16		typlen;
 	bool		typbyval;
 	char		typalign;
 	Oid			elemtype;		/* arrays */
 	FmgrInfo	fn;				/* send or output function */
+	FmgrInfo	legacy_fn;		/* the same for legacy_mode */
 } TvTypeCanon;
 
 static HTAB *tv_type_canon_cache = NULL;
@@ -104,9 +114,12 @@ static EVP_MD_CTX *tv_sha_ctx[TV_SHA_NCTX];
 /* Scratch buffer for encoding non-string values, kept across rows. */
 static StringInfoData tv_canon_buf;
 
-/* Set for one digest: the pre-0.6 composite form, and whether one was seen. */
-static bool tv_legacy_composites = false;
-static bool tv_saw_composite = false;
+/*
+ * Set for one digest: encode as 0.5 did, and whether a value was seen whose
+ * encoding changed since (a composite, a jsonpath, ...).
+ */
+static bool tv_legacy = false;
+static bool tv_saw_changed = false;
 
 static void canon_value(StringInfo buf, Oid typid, Datum value);
 static void append_tagged(StringInfo buf, char tag, const char *data, uint32 len);
@@ -311,9 +324,30 @@ send_is_unstable(Oid basetype)
 		case UNKNOWNOID:
 		case CSTRINGOID:
 			return true;
+		case JSONPATHOID:
+		case REFCURSOROID:
+			/* their send functions write text in the client's encoding */
+			return true;
 		default:
 			return false;
 	}
+}
+
+/*
+ * A type's binary send function, or InvalidOid when it has none (aclitem,
+ * for one): getTypeBinaryOutputInfo() would raise an error instead.
+ */
+static Oid
+type_send_function(Oid typid)
+{
+	HeapTuple	tp = SearchSysCache1(TYPEOID, ObjectIdGetDatum(typid));
+	Oid			result;
+
+	if (!HeapTupleIsValid(tp))
+		elog(ERROR, "cache lookup failed for type %u", typid);
+	result = ((Form_pg_type) GETSTRUCT(tp))->typsend;
+	ReleaseSysCache(tp);
+	return result;
 }
 
 static TvTypeCanon *
@@ -340,11 +374,13 @@ lookup_type_canon(Oid typid)
 		char		category;
 		bool		preferred;
 		Oid			fnoid = InvalidOid;
+		Oid			legacy_fnoid = InvalidOid;
 
 		/* Fill a local copy first so an error leaves no half-made entry. */
 		TvTypeCanon t;
 
 		memset(&t, 0, sizeof(t));
+		t.legacy_mode = (TvCanonMode) -1;
 		t.typid = typid;
 		t.basetype = base;
 		get_typlenbyvalalign(base, &t.typlen, &t.typbyval, &t.typalign);
@@ -376,26 +412,44 @@ lookup_type_canon(Oid typid)
 			t.mode = TV_CANON_RANGE;
 		else
 		{
-			Oid			sendfn;
+			Oid			sendfn = type_send_function(base);
 			bool		isvarlena;
 
-			getTypeBinaryOutputInfo(base, &sendfn, &isvarlena);
 			if (is_fixed_send_type(base))
 				t.mode = TV_CANON_FIXED;
 			else if (base < FirstNormalObjectId && !type_is_enum(base) &&
-				!send_is_unstable(base) && OidIsValid(sendfn))
+					 !send_is_unstable(base) && OidIsValid(sendfn))
 			{
 				t.mode = TV_CANON_SEND;
 				fnoid = sendfn;
+			}
+			else if (type_is_multirange(base))
+			{
+				/* built-in multiranges take the branch above */
+				t.mode = TV_CANON_MULTIRANGE;
+				t.legacy_mode = TV_CANON_OUT;
+				getTypeOutputInfo(base, &legacy_fnoid, &isvarlena);
 			}
 			else
 			{
 				getTypeOutputInfo(base, &fnoid, &isvarlena);
 				t.mode = TV_CANON_OUT;
+				if ((base == JSONPATHOID || base == REFCURSOROID) && OidIsValid(sendfn))
+				{
+					t.legacy_mode = TV_CANON_SEND;
+					legacy_fnoid = sendfn;
+				}
 			}
+		}
+		if (t.legacy_mode == (TvCanonMode) -1)
+		{
+			t.legacy_mode = t.mode;
+			legacy_fnoid = fnoid;
 		}
 		if (OidIsValid(fnoid))
 			fmgr_info_cxt(fnoid, &t.fn, TopMemoryContext);
+		if (OidIsValid(legacy_fnoid))
+			fmgr_info_cxt(legacy_fnoid, &t.legacy_fn, TopMemoryContext);
 
 		tc = hash_search(tv_type_canon_cache, &typid, HASH_ENTER, &found);
 		memcpy(tc, &t, sizeof(t));
@@ -499,7 +553,7 @@ canon_composite(StringInfo buf, Datum value)
 	int			at;
 	int			i;
 
-	tv_saw_composite = true;
+	tv_saw_changed = true;
 	tupdesc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(th),
 									 HeapTupleHeaderGetTypMod(th));
 	tuple.t_len = HeapTupleHeaderGetDatumLength(th);
@@ -513,10 +567,10 @@ canon_composite(StringInfo buf, Datum value)
 		if (!TupleDescAttr(tupdesc, i)->attisdropped)
 			atts[natts++] = TupleDescAttr(tupdesc, i);
 	}
-	if (!tv_legacy_composites)
+	if (!tv_legacy)
 		qsort(atts, natts, sizeof(Form_pg_attribute), attname_cmp);
 
-	at = begin_nested(buf, tv_legacy_composites ? 'c' : 'd');
+	at = begin_nested(buf, tv_legacy ? 'c' : 'd');
 	for (i = 0; i < natts; i++)
 	{
 		bool		isnull;
@@ -524,7 +578,7 @@ canon_composite(StringInfo buf, Datum value)
 
 		if (isnull)
 			continue;
-		if (tv_legacy_composites)
+		if (tv_legacy)
 			append_u32(buf, (uint32) (i + 1));
 		else
 		{
@@ -562,12 +616,34 @@ canon_range(StringInfo buf, Datum value)
 	finish_nested(buf, at);
 }
 
+/* A user-defined multirange: its ranges in order, each as a range. */
+static void
+canon_multirange(StringInfo buf, Datum value)
+{
+	MultirangeType *mr = DatumGetMultirangeTypeP(value);
+	TypeCacheEntry *typcache = lookup_type_cache(MultirangeTypeGetOid(mr),
+												 TYPECACHE_MULTIRANGE_INFO);
+	int32		nranges;
+	RangeType **ranges;
+	int			at;
+	int32		i;
+
+	multirange_deserialize(typcache->rngtype, mr, &nranges, &ranges);
+	at = begin_nested(buf, 'm');
+	for (i = 0; i < nranges; i++)
+		canon_range(buf, RangeTypePGetDatum(ranges[i]));
+	finish_nested(buf, at);
+}
+
 static void
 canon_value(StringInfo buf, Oid typid, Datum value)
 {
 	TvTypeCanon *tc = lookup_type_canon(typid);
+	FmgrInfo   *fn = tv_legacy ? &tc->legacy_fn : &tc->fn;
 
-	switch (tc->mode)
+	if (tc->legacy_mode != tc->mode)
+		tv_saw_changed = true;
+	switch (tv_legacy ? tc->legacy_mode : tc->mode)
 	{
 		case TV_CANON_RAW:
 			{
@@ -585,14 +661,14 @@ canon_value(StringInfo buf, Oid typid, Datum value)
 			}
 		case TV_CANON_SEND:
 			{
-				bytea	   *b = SendFunctionCall(&tc->fn, value);
+				bytea	   *b = SendFunctionCall(fn, value);
 
 				append_tagged(buf, 'b', VARDATA(b), VARSIZE(b) - VARHDRSZ);
 				break;
 			}
 		case TV_CANON_OUT:
 			{
-				char	   *s = OutputFunctionCall(&tc->fn, value);
+				char	   *s = OutputFunctionCall(fn, value);
 
 				append_tagged(buf, 't', s, strlen(s));
 				break;
@@ -615,6 +691,9 @@ canon_value(StringInfo buf, Oid typid, Datum value)
 			break;
 		case TV_CANON_RANGE:
 			canon_range(buf, value);
+			break;
+		case TV_CANON_MULTIRANGE:
+			canon_multirange(buf, value);
 			break;
 	}
 }
@@ -673,10 +752,10 @@ tv_sha_end(EVP_MD_CTX *ctx, uint8 *out)
 
 /*
  * tv_row_content_digest: SHA-256 of the canonical encoding of a row's user
- * columns (chain columns, dropped and generated columns excluded).  Returns
- * whether the row holds a composite value, the only kind whose encoding
- * changed (in 0.6): a verifier that finds such a row's hash wrong tries
- * again with legacy_composites.
+ * columns (chain columns, dropped and generated columns excluded), or with
+ * legacy, as 0.5 encoded them.  Returns whether the row holds a value whose
+ * encoding changed in 0.6 (see the file header): a verifier that finds such
+ * a row's hash wrong tries again with legacy.
  *
  * Large string-like values (the usual payload: bytea, text, xml) are fed to
  * the digest straight from the detoasted datum, without copying them into
@@ -686,7 +765,7 @@ tv_sha_end(EVP_MD_CTX *ctx, uint8 *out)
 bool
 tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
 					  const TvChainCols *cols, uint8 *digest,
-					  bool legacy_composites)
+					  bool legacy)
 {
 	StringInfo	buf = &tv_canon_buf;
 	EVP_MD_CTX *md;
@@ -701,8 +780,8 @@ tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
 		initStringInfo(buf);
 		MemoryContextSwitchTo(old);
 	}
-	tv_legacy_composites = legacy_composites;
-	tv_saw_composite = false;
+	tv_legacy = legacy;
+	tv_saw_changed = false;
 	md = tv_sha_begin(TV_SHA_CONTENT);
 	tv_sha_update(md, "TVROW1", 6);
 
@@ -766,5 +845,5 @@ tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
 		buf->data = NULL;
 	}
 	tv_sha_end(md, digest);
-	return tv_saw_composite;
+	return tv_saw_changed;
 }

@@ -240,8 +240,8 @@ tv_row_hash(int64 seq, const uint8 *prev_digest, const uint8 *content_digest,
 
 /*
  * tv_row_hash_matches: does a stored row's tv_hash match its contents,
- * tv_seq and tv_prev_hash?  A row with composite values hashed before 0.6
- * matches in their old form (see canon.c).
+ * tv_seq and tv_prev_hash?  A row hashed before 0.6 that holds a value whose
+ * encoding changed since matches in the old encoding (see canon.c).
  */
 bool
 tv_row_hash_matches(TupleDesc tupdesc, HeapTuple tuple, const TvChainCols *cols,
@@ -249,13 +249,13 @@ tv_row_hash_matches(TupleDesc tupdesc, HeapTuple tuple, const TvChainCols *cols,
 {
 	uint8		content[TV_HASH_LEN];
 	uint8		expect[TV_HASH_LEN];
-	bool		composite;
+	bool		changed;
 
-	composite = tv_row_content_digest(tupdesc, tuple, cols, content, false);
+	changed = tv_row_content_digest(tupdesc, tuple, cols, content, false);
 	tv_row_hash(seq, prev_digest, content, expect);
 	if (memcmp(expect, stored_hash, TV_HASH_LEN) == 0)
 		return true;
-	if (!composite)
+	if (!changed)
 		return false;
 	(void) tv_row_content_digest(tupdesc, tuple, cols, content, true);
 	tv_row_hash(seq, prev_digest, content, expect);

@@ -87,7 +87,7 @@ extern void tv_sha_update(EVP_MD_CTX *ctx, const void *data, size_t len);
 extern void tv_sha_end(EVP_MD_CTX *ctx, uint8 *out);
 extern bool tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
 								  const TvChainCols *cols, uint8 *digest,
-								  bool legacy_composites);
+								  bool legacy);
 extern bool tv_is_chain_column(const char *attname);
 
 /* chain.c */

@@ -51,6 +51,7 @@ typedef struct VRow
 	int32		refoff;			/* into refs[], or -1 when tv_prev_seqs is bad */
 	int32		nrefs;
 	bool		referenced;
+	bool		bad;			/* counted in bad_rows already */
 	uint8		hash[TV_HASH_LEN];
 	uint8		prev[TV_HASH_LEN];
 } VRow;
@@ -69,10 +70,17 @@ typedef struct VState
 	char	   *first_bad;
 } VState;
 
+/*
+ * A problem with a row: counted once per row however many checks it fails
+ * (row is NULL for a row that is not kept), the first by tv_seq kept.
+ */
 static void
-note_bad(VState *st, int64 seq, ItemPointer tid, const char *why)
+note_bad(VState *st, VRow *row, int64 seq, ItemPointer tid, const char *why)
 {
-	st->bad_rows++;
+	if (row == NULL || !row->bad)
+		st->bad_rows++;
+	if (row)
+		row->bad = true;
 	if (st->first_bad == NULL || seq < st->first_bad_seq)
 	{
 		if (st->first_bad)
@@ -176,7 +184,7 @@ scan_rows(Relation rel, const TvChainCols *cols, VState *st)
 		if (isnull)
 		{
 			MemoryContextSwitchTo(old);
-			note_bad(st, PG_INT64_MIN, &r->tid, "tv_seq is NULL");
+			note_bad(st, NULL, PG_INT64_MIN, &r->tid, "tv_seq is NULL");
 			MemoryContextReset(rowcxt);
 			continue;			/* not kept: it cannot be linked to */
 		}
@@ -187,7 +195,7 @@ scan_rows(Relation rel, const TvChainCols *cols, VState *st)
 			!get_hash_col(slot, cols->prev_hash, r->prev))
 		{
 			MemoryContextSwitchTo(old);
-			note_bad(st, r->seq, &r->tid, "tv_hash or tv_prev_hash is NULL or not 32 bytes");
+			note_bad(st, r, r->seq, &r->tid, "tv_hash or tv_prev_hash is NULL or not 32 bytes");
 			MemoryContextReset(rowcxt);
 			continue;
 		}
@@ -216,10 +224,10 @@ scan_rows(Relation rel, const TvChainCols *cols, VState *st)
 		MemoryContextReset(rowcxt);
 
 		if (!matches)
-			note_bad(st, r->seq, &r->tid,
+			note_bad(st, r, r->seq, &r->tid,
 					 "contents do not match tv_hash (the row was changed after it was inserted)");
 		else if (r->refoff < 0)
-			note_bad(st, r->seq, &r->tid, "tv_prev_seqs is NULL or malformed");
+			note_bad(st, r, r->seq, &r->tid, "tv_prev_seqs is NULL or malformed");
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	table_endscan(scan);
@@ -256,7 +264,7 @@ check_links(VState *st)
 		CHECK_FOR_INTERRUPTS();
 		if (i > 0 && st->rows[i - 1].seq == r->seq)
 		{
-			note_bad(st, r->seq, &r->tid, "another row has the same tv_seq");
+			note_bad(st, r, r->seq, &r->tid, "another row has the same tv_seq");
 			continue;
 		}
 		if (r->refoff < 0)
@@ -274,7 +282,7 @@ check_links(VState *st)
 
 			if (ref >= r->seq || (j > 0 && ref <= st->refs[r->refoff + j - 1]))
 			{
-				note_bad(st, r->seq, &r->tid,
+				note_bad(st, r, r->seq, &r->tid,
 						 "tv_prev_seqs does not list earlier rows in ascending order");
 				broken = true;
 				break;
@@ -285,7 +293,7 @@ check_links(VState *st)
 				char	   *why = psprintf("its predecessor tv_seq=%lld is missing (removed?)",
 										   (long long) ref);
 
-				note_bad(st, r->seq, &r->tid, why);
+				note_bad(st, r, r->seq, &r->tid, why);
 				broken = true;
 				break;
 			}
@@ -297,7 +305,7 @@ check_links(VState *st)
 			continue;
 		tv_prev_digest(refrows, r->nrefs, digest);
 		if (memcmp(digest, r->prev, TV_HASH_LEN) != 0)
-			note_bad(st, r->seq, &r->tid,
+			note_bad(st, r, r->seq, &r->tid,
 					 "tv_prev_hash does not match its predecessors (a predecessor was changed or replaced)");
 	}
 }

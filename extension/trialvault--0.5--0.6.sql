@@ -48,6 +48,184 @@ REVOKE ALL ON FUNCTION trialvault.guard() FROM PUBLIC;
 COMMENT ON FUNCTION trialvault.guard() IS
 	'Trigger function of the guard triggers of protected tables: refuses UPDATE, DELETE and TRUNCATE; chains each inserted row. Attached only by protect().';
 
+-- ---------------------------------------------------------------------
+-- my_documents shows the fingerprint of a PHI document's plaintext only to
+-- those who may open it
+-- ---------------------------------------------------------------------
+
+-- What the current user may see in a study, by kind:
+--   documents     sites whose documents they may list
+--   monitor_sites sites they are authorized to monitor now
+--   log_sites     sites whose decryption log they may read (investigators; auditors: all)
+--   phi_sites     sites whose PHI documents they may open: their own sites as
+--                 site staff or investigator, and those they monitor now
+--   roles         the study roles they hold
+--   role_entries  'site:role' for each role held ('*' for study-wide roles)
+CREATE OR REPLACE FUNCTION trialvault._scope(requester name, study text, what text) RETURNS text[]
+	LANGUAGE plpgsql AS $$
+DECLARE
+	roles text[];
+	mon_since timestamptz;
+BEGIN
+	SELECT coalesce(array_agg(coalesce(c.site, '*') || ':' || c.study_role), '{}')
+		INTO roles FROM trialvault._current_roles(study, requester) c;
+	IF roles = '{}' THEN
+		RETURN '{}';
+	END IF;
+	CASE what
+	WHEN 'roles' THEN
+		RETURN ARRAY(SELECT DISTINCT split_part(r, ':', 2) FROM unnest(roles) r ORDER BY 1);
+	WHEN 'role_entries' THEN
+		RETURN roles;
+	WHEN 'documents' THEN
+		IF roles && ARRAY['*:safety', '*:sponsor', '*:auditor'] THEN
+			RETURN ARRAY(SELECT s.site FROM trialvault.sites s WHERE s.study = _scope.study);
+		END IF;
+		-- Sites of the caller's own site roles, plus those a monitor is
+		-- authorized for (a statement of its own, so that the common case
+		-- keeps a generic plan).
+		RETURN ARRAY(SELECT split_part(r, ':', 1) FROM unnest(roles) r
+					 WHERE split_part(r, ':', 2) IN ('site_staff', 'investigator'))
+			|| CASE WHEN '*:monitor' = ANY (roles)
+					THEN trialvault._scope(requester, study, 'monitor_sites')
+					ELSE '{}'::text[] END;
+	WHEN 'monitor_sites' THEN
+		IF NOT '*:monitor' = ANY (roles) THEN
+			RETURN '{}';
+		END IF;
+		SELECT max(m.changed_at) INTO mon_since FROM trialvault.memberships m
+			WHERE m.study = _scope.study AND m.member = requester
+			  AND m.study_role = 'monitor' AND m.granted;
+		RETURN ARRAY(SELECT s.site FROM trialvault.sites s
+					 WHERE s.study = _scope.study
+					   AND trialvault._monitor_state(_scope.study, s.site, requester, mon_since) = 'valid');
+	WHEN 'phi_sites' THEN
+		RETURN ARRAY(SELECT split_part(r, ':', 1) FROM unnest(roles) r
+					 WHERE split_part(r, ':', 2) IN ('site_staff', 'investigator'))
+			|| CASE WHEN '*:monitor' = ANY (roles)
+					THEN trialvault._scope(requester, study, 'monitor_sites')
+					ELSE '{}'::text[] END;
+	WHEN 'log_sites' THEN
+		IF '*:auditor' = ANY (roles) THEN
+			RETURN ARRAY(SELECT s.site FROM trialvault.sites s WHERE s.study = _scope.study);
+		END IF;
+		RETURN ARRAY(SELECT split_part(r, ':', 1) FROM unnest(roles) r
+					 WHERE split_part(r, ':', 2) = 'investigator');
+	ELSE
+		RAISE EXCEPTION 'unknown scope "%"', left(what, 100)
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Scopes: documents, monitor_sites, phi_sites, log_sites, roles, role_entries.';
+	END CASE;
+END
+$$;
+COMMENT ON FUNCTION trialvault._scope(name, text, text) IS
+	'Internal: what a member may see in a study (documents, monitor_sites, phi_sites, log_sites, roles, role_entries); empty for non-members.';
+
+-- The fingerprint of a PHI document's plaintext is shown only to those who
+-- may open the document (the rules of _open_grant: loader, site staff and
+-- investigators of its site, monitors authorized for it now, safety for an
+-- SAE): anyone else could confirm a guess at its content by hashing it.
+CREATE OR REPLACE VIEW trialvault.my_documents WITH (security_barrier) AS
+	SELECT d.doc_id, d.study, d.site, d.doc_type, d.contains_phi, d.metadata,
+		   d.metadata_schema, d.metadata_schema_version, d.metadata_sha256,
+		   d.loaded_by, d.loaded_at, d.content_length,
+		   CASE WHEN NOT d.contains_phi OR d.loaded_by = CURRENT_USER
+					 OR d.site = ANY ((SELECT trialvault._session_scope('phi_sites'))::text[])
+					 OR (d.doc_type = 'sae' AND 'safety' = ANY ((SELECT trialvault._session_scope('roles'))::text[]))
+				THEN d.content_sha256 END AS content_sha256
+	FROM trialvault.documents d
+	WHERE d.study = (SELECT trialvault._session_study())
+	  AND d.site = ANY ((SELECT trialvault._session_scope('documents'))::text[]);
+COMMENT ON VIEW trialvault.my_documents IS
+	'Documents of the open study the current user may see (site staff and investigators: their sites; monitors: sites they are authorized for now; safety, sponsor, auditor: all sites). Metadata and fingerprints only, never content; the fingerprint of a PHI document only for those who may open it.';
+
+
+-- ---------------------------------------------------------------------
+-- Validation messages: values masked whatever they contain
+-- ---------------------------------------------------------------------
+
+-- libxml2's validation messages quote the offending value ('...' is not a
+-- valid value ..., The value '...' ...); the error goes to the server log,
+-- so the value is masked.  Deny by default: after "Element 'name'(,
+-- attribute 'name'): " (names cannot contain a quote) a message is kept
+-- only in a shape known to quote nothing but names, or with its value
+-- masked where the shape is known; otherwise the rest is not shown.  The
+-- value is taken greedily (up to the last occurrence of the fixed text that
+-- follows it), so a value that contains a quote or that fixed text is still
+-- masked whole.
+CREATE FUNCTION trialvault._mask_validation_message(msg text) RETURNS text
+	LANGUAGE sql IMMUTABLE STRICT
+	SET search_path = pg_catalog, pg_temp
+	AS $f$
+	SELECT p.prefix || CASE
+		WHEN strpos(r.rest, '''') = 0 THEN r.rest
+		WHEN r.rest ~ '^The attribute ''[^'']*'' is (required but missing|not allowed)\.$'
+			OR r.rest ~ '^Character content other than whitespace is not allowed because the content type is ''[a-z-]+''\.$'
+			THEN r.rest
+		WHEN r.rest ~ '^''.*'' is not a valid value of the [a-z ]*type'
+			THEN regexp_replace(r.rest, '^''.*''( is not a valid value of the [a-z ]*type.*)$', '(value not shown)\1')
+		WHEN r.rest ~ '^(\[facet ''[A-Za-z]+''\] )?The value ''.*'' (is|has|does) '
+			THEN regexp_replace(r.rest, '^((\[facet ''[A-Za-z]+''\] )?The value )''.*''( (is|has|does) .*)$', '\1(not shown)\3')
+		ELSE '(the rest of the message is not shown: it may quote a value)' END
+	FROM (SELECT coalesce(substring(msg from '^(Element ''[^'']*''(, attribute ''[^'']*'')?: )'), '') AS prefix) p,
+		 LATERAL (SELECT substr(msg, length(p.prefix) + 1) AS rest) r
+$f$;
+REVOKE ALL ON FUNCTION trialvault._mask_validation_message(text) FROM PUBLIC;
+COMMENT ON FUNCTION trialvault._mask_validation_message(text) IS
+	'Internal: a libxml2 validation message with the value it quotes masked (or the rest of the message withheld when its shape is unknown), for errors that reach the server log.';
+
+-- The check as 0.2 wrote it, kept to report what the fast path finds: it
+-- raises the errors users see (the rule and where, masked validation
+-- messages).  inspect_metadata() calls it as the extension owner.
+CREATE OR REPLACE FUNCTION trialvault._check_metadata_report(study text, doc xml, schema_name text)
+	RETURNS integer
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	sname text := schema_name;
+	s record;
+	checked_version integer;
+	errs text;
+	nerr integer;
+	phi record;
+BEGIN
+	PERFORM trialvault._require_args('check_metadata', study, doc::text);
+	-- Screen first: PHI must be refused by rule before any message could quote it.
+	SELECT * INTO phi FROM trialvault.screen_metadata(study, doc) LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'metadata matches PHI screening rule "%"', phi.rule_name
+			USING ERRCODE = 'data_exception',
+				  DETAIL = format('Rule %s (%s) matched at %s. The value is not shown.',
+								  phi.rule_name, phi.kind, coalesce(phi.path, 'the document')),
+				  HINT = 'Metadata must not carry PHI; keep identifying data in the encrypted document. trialvault.screen_metadata() lists every match.';
+	END IF;
+	IF sname IS NULL THEN
+		SELECT d.name INTO sname FROM trialvault.metadata_defaults d
+			WHERE d.study = _check_metadata_report.study ORDER BY d.tv_seq DESC LIMIT 1;
+	END IF;
+	IF sname IS NOT NULL THEN
+		SELECT * INTO s FROM trialvault._current_schema(study, sname);
+		checked_version := s.version;
+		-- The error goes to the server log: mask the values libxml2 quotes.
+		SELECT count(*), string_agg(format('line %s: %s', v.line,
+				trialvault._mask_validation_message(v.message)), E'\n')
+			FILTER (WHERE v.n <= 3)
+			INTO nerr, errs
+			FROM (SELECT e.*, row_number() OVER () AS n
+				  FROM trialvault._validate(s.xsd, doc, 100) e) v;
+		IF nerr > 0 THEN
+			RAISE EXCEPTION 'metadata is not valid against schema "%" version % of study "%"',
+				sname, s.version, study
+				USING ERRCODE = 'invalid_xml_document',
+					  DETAIL = format(E'%s error(s), the first:\n%s', nerr, errs),
+					  HINT = 'trialvault.metadata_errors() lists them all, with values.';
+		END IF;
+	END IF;
+	RETURN checked_version;
+END
+$$;
+
 -- =====================================================================
 -- Last: seal what this script created (see catalog_seal above).
 -- =====================================================================

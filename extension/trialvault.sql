@@ -533,6 +533,36 @@ COMMENT ON FUNCTION trialvault.set_default_metadata_schema(text, text) IS
 	'Makes a registered schema the default that trialvault.check_metadata() validates a study''s metadata against.';
 REVOKE ALL ON FUNCTION trialvault.set_default_metadata_schema(text, text) FROM PUBLIC;
 
+-- libxml2's validation messages quote the offending value ('...' is not a
+-- valid value ..., The value '...' ...); the error goes to the server log,
+-- so the value is masked.  Deny by default: after "Element 'name'(,
+-- attribute 'name'): " (names cannot contain a quote) a message is kept
+-- only in a shape known to quote nothing but names, or with its value
+-- masked where the shape is known; otherwise the rest is not shown.  The
+-- value is taken greedily (up to the last occurrence of the fixed text that
+-- follows it), so a value that contains a quote or that fixed text is still
+-- masked whole.
+CREATE FUNCTION trialvault._mask_validation_message(msg text) RETURNS text
+	LANGUAGE sql IMMUTABLE STRICT
+	SET search_path = pg_catalog, pg_temp
+	AS $f$
+	SELECT p.prefix || CASE
+		WHEN strpos(r.rest, '''') = 0 THEN r.rest
+		WHEN r.rest ~ '^The attribute ''[^'']*'' is (required but missing|not allowed)\.$'
+			OR r.rest ~ '^Character content other than whitespace is not allowed because the content type is ''[a-z-]+''\.$'
+			THEN r.rest
+		WHEN r.rest ~ '^''.*'' is not a valid value of the [a-z ]*type'
+			THEN regexp_replace(r.rest, '^''.*''( is not a valid value of the [a-z ]*type.*)$', '(value not shown)\1')
+		WHEN r.rest ~ '^(\[facet ''[A-Za-z]+''\] )?The value ''.*'' (is|has|does) '
+			THEN regexp_replace(r.rest, '^((\[facet ''[A-Za-z]+''\] )?The value )''.*''( (is|has|does) .*)$', '\1(not shown)\3')
+		ELSE '(the rest of the message is not shown: it may quote a value)' END
+	FROM (SELECT coalesce(substring(msg from '^(Element ''[^'']*''(, attribute ''[^'']*'')?: )'), '') AS prefix) p,
+		 LATERAL (SELECT substr(msg, length(p.prefix) + 1) AS rest) r
+$f$;
+REVOKE ALL ON FUNCTION trialvault._mask_validation_message(text) FROM PUBLIC;
+COMMENT ON FUNCTION trialvault._mask_validation_message(text) IS
+	'Internal: a libxml2 validation message with the value it quotes masked (or the rest of the message withheld when its shape is unknown), for errors that reach the server log.';
+
 -- The check as 0.2 wrote it, kept to report what the fast path finds: it
 -- raises the errors users see (the rule and where, masked validation
 -- messages).  inspect_metadata() calls it as the extension owner.
@@ -566,12 +596,9 @@ BEGIN
 	IF sname IS NOT NULL THEN
 		SELECT * INTO s FROM trialvault._current_schema(study, sname);
 		checked_version := s.version;
-		-- The error goes to the server log: libxml2 quotes offending values
-		-- ('...' is not a valid value, The value '...'), so mask them.
+		-- The error goes to the server log: mask the values libxml2 quotes.
 		SELECT count(*), string_agg(format('line %s: %s', v.line,
-				regexp_replace(regexp_replace(v.message,
-					'''[^'']*''( is not| has a length| does not)', '(value not shown)\1', 'g'),
-					'The value ''[^'']*''', 'The value (not shown)', 'g')), E'\n')
+				trialvault._mask_validation_message(v.message)), E'\n')
 			FILTER (WHERE v.n <= 3)
 			INTO nerr, errs
 			FROM (SELECT e.*, row_number() OVER () AS n
@@ -1493,6 +1520,8 @@ COMMENT ON FUNCTION trialvault.current_study() IS
 --   documents     sites whose documents they may list
 --   monitor_sites sites they are authorized to monitor now
 --   log_sites     sites whose decryption log they may read (investigators; auditors: all)
+--   phi_sites     sites whose PHI documents they may open: their own sites as
+--                 site staff or investigator, and those they monitor now
 --   roles         the study roles they hold
 --   role_entries  'site:role' for each role held ('*' for study-wide roles)
 CREATE FUNCTION trialvault._scope(requester name, study text, what text) RETURNS text[]
@@ -1533,6 +1562,12 @@ BEGIN
 		RETURN ARRAY(SELECT s.site FROM trialvault.sites s
 					 WHERE s.study = _scope.study
 					   AND trialvault._monitor_state(_scope.study, s.site, requester, mon_since) = 'valid');
+	WHEN 'phi_sites' THEN
+		RETURN ARRAY(SELECT split_part(r, ':', 1) FROM unnest(roles) r
+					 WHERE split_part(r, ':', 2) IN ('site_staff', 'investigator'))
+			|| CASE WHEN '*:monitor' = ANY (roles)
+					THEN trialvault._scope(requester, study, 'monitor_sites')
+					ELSE '{}'::text[] END;
 	WHEN 'log_sites' THEN
 		IF '*:auditor' = ANY (roles) THEN
 			RETURN ARRAY(SELECT s.site FROM trialvault.sites s WHERE s.study = _scope.study);
@@ -1542,14 +1577,14 @@ BEGIN
 	ELSE
 		RAISE EXCEPTION 'unknown scope "%"', left(what, 100)
 			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Scopes: documents, monitor_sites, log_sites, roles, role_entries.';
+				  HINT = 'Scopes: documents, monitor_sites, phi_sites, log_sites, roles, role_entries.';
 	END CASE;
 END
 $$;
 REVOKE ALL ON FUNCTION trialvault._scope(name, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION trialvault._open_study(name, text) FROM PUBLIC;
 COMMENT ON FUNCTION trialvault._scope(name, text, text) IS
-	'Internal: what a member may see in a study (documents, log_sites, roles, role_entries); empty for non-members.';
+	'Internal: what a member may see in a study (documents, monitor_sites, phi_sites, log_sites, roles, role_entries); empty for non-members.';
 COMMENT ON FUNCTION trialvault._open_study(name, text) IS
 	'Internal: body of open_study(); checks the membership and records the event.';
 
@@ -1576,15 +1611,23 @@ COMMENT ON FUNCTION trialvault._session_scope(text) IS
 -- only on rows the view already let through), and never showing content.
 -- ---------------------------------------------------------------------
 
+-- The fingerprint of a PHI document's plaintext is shown only to those who
+-- may open the document (the rules of _open_grant: loader, site staff and
+-- investigators of its site, monitors authorized for it now, safety for an
+-- SAE): anyone else could confirm a guess at its content by hashing it.
 CREATE VIEW trialvault.my_documents WITH (security_barrier) AS
 	SELECT d.doc_id, d.study, d.site, d.doc_type, d.contains_phi, d.metadata,
 		   d.metadata_schema, d.metadata_schema_version, d.metadata_sha256,
-		   d.loaded_by, d.loaded_at, d.content_length, d.content_sha256
+		   d.loaded_by, d.loaded_at, d.content_length,
+		   CASE WHEN NOT d.contains_phi OR d.loaded_by = CURRENT_USER
+					 OR d.site = ANY ((SELECT trialvault._session_scope('phi_sites'))::text[])
+					 OR (d.doc_type = 'sae' AND 'safety' = ANY ((SELECT trialvault._session_scope('roles'))::text[]))
+				THEN d.content_sha256 END AS content_sha256
 	FROM trialvault.documents d
 	WHERE d.study = (SELECT trialvault._session_study())
 	  AND d.site = ANY ((SELECT trialvault._session_scope('documents'))::text[]);
 COMMENT ON VIEW trialvault.my_documents IS
-	'Documents of the open study the current user may see (site staff and investigators: their sites; monitors: sites they are authorized for now; safety, sponsor, auditor: all sites). Metadata and fingerprints only, never content.';
+	'Documents of the open study the current user may see (site staff and investigators: their sites; monitors: sites they are authorized for now; safety, sponsor, auditor: all sites). Metadata and fingerprints only, never content; the fingerprint of a PHI document only for those who may open it.';
 
 CREATE VIEW trialvault.my_sites WITH (security_barrier) AS
 	SELECT s.study, s.site, s.name,

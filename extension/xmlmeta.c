@@ -35,6 +35,7 @@
 #include <libxml/parserInternals.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
+#include <libxml/uri.h>
 #include <libxml/xmlschemas.h>
 #include <libxml/xpath.h>
 #include <libxml/xpathInternals.h>
@@ -63,6 +64,7 @@
 #include "trialvault.h"
 
 int			tv_max_metadata_size = 1024 * 1024;
+int			tv_xpath_max_steps = 20000000;
 
 /* Errors collected from libxml2 while validating or compiling a schema. */
 typedef struct XmlErrList
@@ -157,6 +159,78 @@ refuse_doctype(const char *what)
 }
 
 /*
+ * XPath evaluation cannot be interrupted: libxml2 calls nothing of ours
+ * while it runs, so statement_timeout and pg_cancel_backend() wait for it.
+ * Every evaluation therefore gets a budget of steps (libxml2 counts the
+ * operations it performs and the nodes it handles), which bounds how long
+ * it can run; a cancel that arrived meanwhile is honoured as soon as it
+ * returns.  On this project's machines 20 million steps take about 0.15 s.
+ */
+static void
+xpath_budget(xmlXPathContextPtr xpc)
+{
+	xpc->opLimit = (unsigned long) tv_xpath_max_steps;
+	xpc->opCount = 0;
+}
+
+/* After an evaluation: a pending cancel first, then the budget. */
+static void
+xpath_check_budget(xmlXPathContextPtr xpc)
+{
+	CHECK_FOR_INTERRUPTS();
+	if (xpc->opLimit != 0 && xpc->opCount >= xpc->opLimit)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("XPath expression needs more than %d steps", tv_xpath_max_steps),
+				 errdetail("trialvault.xpath_max_steps bounds the work of one XPath evaluation, which cannot be interrupted while it runs."),
+				 errhint("Simplify the expression (avoid nested \"//\" in predicates), or have a superuser raise trialvault.xpath_max_steps.")));
+}
+
+/*
+ * Exclusive C14N refuses a namespace URI without a scheme (libxml2's
+ * xmlC14NCheckForRelativeNamespaces): such metadata could be loaded but its
+ * canonical form, which is hashed and signed, never computed.  This is the
+ * same test, with an error that says what is wrong.
+ */
+static bool
+namespace_uri_absolute(const xmlChar *href)
+{
+	xmlURIPtr	uri;
+	bool		ok;
+
+	if (href == NULL || href[0] == '\0')
+		return true;
+	uri = xmlParseURI((const char *) href);
+	ok = uri != NULL && uri->scheme != NULL && uri->scheme[0] != '\0';
+	if (uri)
+		xmlFreeURI(uri);
+	return ok;
+}
+
+static void
+refuse_relative_namespaces(xmlNodePtr node)
+{
+	for (; node != NULL; node = node->next)
+	{
+		xmlNsPtr	ns;
+
+		if (node->type != XML_ELEMENT_NODE)
+			continue;
+		for (ns = node->nsDef; ns != NULL; ns = ns->next)
+		{
+			if (!namespace_uri_absolute(ns->href))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_XML_DOCUMENT),
+						 errmsg("metadata declares a relative namespace URI on element <%s>",
+								(const char *) node->name),
+						 errdetail("The canonical form of metadata (Exclusive XML Canonicalization), which is hashed and signed, is defined only for absolute namespace URIs."),
+						 errhint("Use an absolute URI, with a scheme, such as urn:example:visit or https://example.org/visit.")));
+		}
+		refuse_relative_namespaces(node->children);
+	}
+}
+
+/*
  * Parse an xml datum into a libxml2 document.  Must be called inside
  * pg_xml_init()/pg_xml_done(); the caller frees the document.
  */
@@ -225,6 +299,7 @@ canonical_bytes(xmltype *x)
 		int			len;
 
 		doc = parse_doc(xcxt, x, "metadata");
+		refuse_relative_namespaces(xmlDocGetRootElement(doc));
 		len = xmlC14NDocDumpMemory(doc, NULL, XML_C14N_EXCLUSIVE_1_0, NULL, 0,
 								   (xmlChar **) &out);
 		if (len < 0 || out == NULL)
@@ -876,7 +951,9 @@ first_match(xmltype *x, text *xpath, ArrayType *nsmap)
 		if (comp == NULL || pg_xml_error_occurred(xcxt))
 			xml_ereport(xcxt, ERROR, ERRCODE_INVALID_PARAMETER_VALUE,
 						psprintf("invalid XPath expression \"%s\"", expr));
+		xpath_budget(xpc);
 		res = xmlXPathCompiledEval(comp, xpc);
+		xpath_check_budget(xpc);
 		if (res == NULL || pg_xml_error_occurred(xcxt))
 			xml_ereport(xcxt, ERROR, ERRCODE_INVALID_PARAMETER_VALUE,
 						psprintf("invalid XPath expression \"%s\"", expr));
@@ -1639,7 +1716,9 @@ xpath_rule_matches(PgXmlErrorContext *xcxt, xmlDocPtr doc, const char *expr)
 		if (xpc == NULL)
 			xml_ereport(xcxt, ERROR, ERRCODE_OUT_OF_MEMORY, "could not create an XPath context");
 		xpc->node = (xmlNodePtr) doc;
+		xpath_budget(xpc);
 		res = xmlXPathEvalExpression((const xmlChar *) expr, xpc);
+		xpath_check_budget(xpc);
 		if (res == NULL || pg_xml_error_occurred(xcxt))
 			match = true;		/* let the report say what is wrong */
 		else if (res->type == XPATH_NODESET)
@@ -1973,6 +2052,10 @@ stream_start(void *ctx, const xmlChar *localname, const xmlChar *prefix,
 	if (nb_defaulted > 0 ||
 		(prefix && strcmp((const char *) prefix, "xml") == 0))
 		st->fallback = true;
+	/* A relative namespace URI: the tree path refuses it, with its reason. */
+	for (i = 0; i < nb_namespaces && !st->fallback; i++)
+		if (!namespace_uri_absolute(namespaces[2 * i + 1]))
+			st->fallback = true;
 	if (st->fallback)
 		return;
 
@@ -2241,6 +2324,7 @@ inspect_tree(PgXmlErrorContext *xcxt, xmltype *x, StudyConfig *c,
 		{
 			EVP_MD_CTX *md;
 
+			refuse_relative_namespaces(xmlDocGetRootElement(doc));
 			len = xmlC14NDocDumpMemory(doc, NULL, XML_C14N_EXCLUSIVE_1_0, NULL, 0,
 									   (xmlChar **) &canon);
 			if (len < 0 || canon == NULL)
@@ -2390,5 +2474,13 @@ tv_xmlmeta_init(void)
 							1024 * 1024, 1024, 64 * 1024 * 1024,
 							PGC_SUSET,
 							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("trialvault.xpath_max_steps",
+							"Most steps one XPath evaluation over metadata may take.",
+							"XPath evaluation cannot be interrupted while it runs; this bounds how long statement_timeout and pg_cancel_backend() may have to wait.",
+							&tv_xpath_max_steps,
+							20000000, 1000, INT_MAX,
+							PGC_SUSET,
+							0,
 							NULL, NULL, NULL);
 }

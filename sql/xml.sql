@@ -219,3 +219,42 @@ SELECT stmt, pg_temp.try(stmt) FROM (VALUES
 SET trialvault.max_metadata_size = '4kB';
 SELECT pg_temp.try('SELECT trialvault.inspect_metadata(''ONCO-7'', (''<m>'' || repeat(''x'', 5000) || ''</m>'')::xml)');
 RESET trialvault.max_metadata_size;
+
+-- A value with an apostrophe is masked in validation errors too (they reach
+-- the server log); on 0.5 "Jane Roe's scan" came through.
+\set VERBOSITY default
+SELECT trialvault.check_metadata('ONCO-7', '<meta kind="k"><visit>Jane Roe''s scan</visit><form>f</form></meta>');
+SELECT trialvault.check_metadata('ONCO-7', '<meta kind="k"><visit>x'' is not a valid value of the atomic type ''xs:string</visit><form>f</form></meta>');
+SELECT m, trialvault._mask_validation_message(m) FROM (VALUES
+	('Element ''f'': [facet ''pattern''] The value ''O''Brien'' is not accepted by the pattern ''[0-9]+''.'),
+	('Element ''f'', attribute ''a'': [facet ''maxLength''] The value ''Roe''s'' has a length of ''5''; this exceeds the allowed maximum length of ''3''.'),
+	('Element ''k'': Duplicate key-sequence [''Jane Roe''] in unique identity-constraint ''u''.'),
+	('Element ''meta'': The attribute ''kind'' is required but missing.'),
+	('Element ''extra'': This element is not expected. Expected is ( form ).')
+) v(m);
+\set VERBOSITY terse
+
+-- A relative namespace URI is refused wherever metadata is hashed, with the
+-- same error (on 0.5 loading hashed it, metadata_sha256 then refused it).
+SET client_min_messages = error;
+SELECT stmt, pg_temp.try(stmt) FROM (VALUES
+	('SELECT trialvault.inspect_metadata(''OTHER'', ''<meta xmlns="u1"><visit>1</visit></meta>'')'),
+	('SELECT trialvault.inspect_metadata(''OTHER'', ''<m xmlns="urn:ok"><x xmlns:p="rel/path"/></m>'')'),
+	('SELECT trialvault.metadata_sha256(''<m xmlns="u1"/>'')'),
+	('SELECT trialvault.metadata_c14n(''<m xmlns:p="../x"><p:y/></m>'')'),
+	('SELECT length(trialvault.metadata_sha256(''<m xmlns="urn:ok" xmlns:p="https://example.org/p"><p:y/></m>''))')
+) AS t(stmt);
+RESET client_min_messages;
+
+-- XPath work is bounded: trialvault.xpath_max_steps (statement_timeout and
+-- cancels cannot interrupt an evaluation; test/integration/82 times them).
+SELECT pg_temp.try($$SELECT trialvault.meta_text(xmlelement(name r, (SELECT xmlagg(xmlelement(name a, 'x')) FROM generate_series(1, 400))), 'count(//a[count(//a[count(//a) > 0]) > 0])')$$);
+SELECT trialvault.meta_text(xmlelement(name r, (SELECT xmlagg(xmlelement(name a, 'x')) FROM generate_series(1, 50))), 'count(//a[count(//a[count(//a) > 0]) > 0])') AS under_the_budget;
+SET trialvault.xpath_max_steps = 1000;
+SELECT pg_temp.try($$SELECT trialvault.meta_text(xmlelement(name r, (SELECT xmlagg(xmlelement(name a, 'x')) FROM generate_series(1, 50))), 'count(//a[count(//a) > 0])')$$);
+SELECT trialvault.meta_int('<m><v>7</v></m>', '/m/v') AS simple_paths_fit;
+RESET trialvault.xpath_max_steps;
+CREATE ROLE regress_xml_user;
+SET ROLE regress_xml_user;
+SELECT pg_temp.try('SET trialvault.xpath_max_steps = 1000000000');
+RESET ROLE;

@@ -7,10 +7,13 @@
 -- _open_decision() says.  Then it runs the same matrix again after roles
 -- change in this transaction, which the C path's roles cache must not hide.
 --
+-- my_documents shows the fingerprint of a PHI document's plaintext only to
+-- those the same decision lets open it; that is checked on the same matrix.
+--
 -- Log rows are written by the log writer and outlive the ROLLBACK; each run
 -- uses a study code of its own.
 BEGIN;
-SELECT plan(12);
+SELECT plan(15);
 \o /dev/null
 
 CREATE SCHEMA tv08;
@@ -159,6 +162,36 @@ SELECT is((SELECT string_agg(DISTINCT d.reason, ',' ORDER BY d.reason)
 	'the fixture reaches every reason of an ordinary call');
 SELECT is(tv08.mismatches(), 'none', 'open_document agrees with _open_decision on every call');
 SELECT is(tv08.mismatches(), 'none', 'and again on the second round (roles read a second time)');
+
+-- What my_documents shows each role: the fingerprint of a PHI document
+-- only where _open_decision grants the role that document.
+CREATE TABLE tv08.shown (u name, doc_id bigint, phi boolean, hash_shown boolean);
+GRANT INSERT ON tv08.shown TO PUBLIC;
+CREATE FUNCTION tv08.collect_shown() RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+	who name;
+BEGIN
+	FOR who IN SELECT u FROM tv08.users WHERE pg_has_role(u, 'trialvault_user', 'MEMBER') LOOP
+		EXECUTE format('SET LOCAL ROLE %I', who);
+		INSERT INTO tv08.shown SELECT current_user, m.doc_id, m.contains_phi, m.content_sha256 IS NOT NULL
+			FROM trialvault.my_documents m;
+		RESET ROLE;
+	END LOOP;
+END
+$$;
+\o /dev/null
+SELECT tv08.collect_shown();
+\o
+SELECT is((SELECT coalesce(string_agg(format('%s on %s (hash %s)', s.u, d.name,
+		CASE WHEN s.hash_shown THEN 'shown' ELSE 'hidden' END), '; ' ORDER BY s.u, d.name), 'none')
+	FROM tv08.shown s JOIN tv08.docs d USING (doc_id)
+	WHERE s.hash_shown IS DISTINCT FROM (NOT s.phi OR
+		(SELECT g.granted FROM trialvault._open_decision(s.doc_id, s.u, false, NULL) g))),
+	'none', 'my_documents shows a PHI document''s content_sha256 exactly to the roles that may open it');
+SELECT is((SELECT count(*) FROM tv08.shown WHERE phi AND NOT hash_shown), 29::bigint,
+	'29 listed PHI documents keep their fingerprint hidden (sponsor, auditor, safety outside SAE, other sites)');
+SELECT is((SELECT count(*) FROM tv08.shown WHERE phi AND hash_shown), 22::bigint,
+	'and 22 show it (loader, site staff, investigator, authorized monitor, safety for SAE)');
 
 -- Change roles in this transaction: a cached answer must not survive.
 \o /dev/null

@@ -118,6 +118,8 @@ typedef struct TvLocalTable
 	Oid			relid;
 	TvChainEntry *entry;
 	List	   *frames;			/* TvFrame *, innermost last */
+	bool		has_floor;		/* restore mode: restore_floor is set */
+	int64		restore_floor;	/* restore mode: newest tv_seq already there */
 } TvLocalTable;
 
 static HTAB *tv_chain_hash = NULL;
@@ -613,6 +615,39 @@ frame_add_ref(TvFrame *f, int64 seq)
  * links themselves are checked by verify(); the table's chain state is
  * rebuilt from the table once the transaction commits.
  */
+/*
+ * Restore mode keeps the chain columns a row brings, so it could place a
+ * forged row among the rows a table already holds (in a gap of tv_seq, as a
+ * new open end) where no later row would ever refer to it.  So a restored
+ * row must come after every row the table held when this transaction first
+ * restored into it: restoring into an empty table, or continuing it, works;
+ * back-dating does not.
+ */
+static void
+restore_after_existing(Relation rel, const TvChainCols *cols, int64 seq)
+{
+	TvLocalTable *lt = get_local_table(RelationGetRelid(rel));
+
+	if (!lt->has_floor)
+	{
+		LWLockAcquire(&lt->entry->lock, LW_EXCLUSIVE);
+		/* An error in the rebuild releases the lock with the transaction. */
+		if (!lt->entry->initialized)
+			rebuild_entry(rel, lt->entry, cols);
+		lt->restore_floor = lt->entry->last_seq;
+		LWLockRelease(&lt->entry->lock);
+		lt->has_floor = true;
+	}
+	if (seq <= lt->restore_floor)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("in restore mode, rows of \"%s\" must come after the rows it holds",
+						RelationGetRelationName(rel)),
+				 errdetail("Row tv_seq=%lld would be placed among the table's existing rows (the newest is tv_seq=%lld).",
+						   (long long) seq, (long long) lt->restore_floor),
+				 errhint("Restore mode is for restoring a dump into a new database.")));
+}
+
 static HeapTuple
 restore_row(Relation rel, HeapTuple tuple, const TvChainCols *cols)
 {
@@ -632,6 +667,7 @@ restore_row(Relation rel, HeapTuple tuple, const TvChainCols *cols)
 				 errmsg("in restore mode every row inserted into \"%s\" must carry its chain columns",
 						RelationGetRelationName(rel)),
 				 errhint("Set trialvault.restore_mode = off for ordinary inserts.")));
+	restore_after_existing(rel, cols, DatumGetInt64(seqd));
 	prev = DatumGetByteaPP(prevd);
 	hash = DatumGetByteaPP(hashd);
 	if (VARSIZE_ANY_EXHDR(prev) != TV_HASH_LEN || VARSIZE_ANY_EXHDR(hash) != TV_HASH_LEN ||

@@ -436,6 +436,7 @@ typedef enum TvAlterVerdict
 	TV_AT_TRIGGER,				/* ENABLE/DISABLE TRIGGER: not a guard */
 	TV_AT_ALWAYS,				/* ENABLE ALWAYS TRIGGER: fine for guards too */
 	TV_AT_INHERIT,				/* INHERIT: the parent must not be protected */
+	TV_AT_NOINHERIT,			/* NO INHERIT: nor here */
 	TV_AT_PARTITION				/* ATTACH PARTITION: the partition must not be */
 } TvAlterVerdict;
 
@@ -507,7 +508,7 @@ static const TvAlterRule tv_alter_rules[] = {
 	[AT_EnableReplicaRule] = {"ENABLE REPLICA RULE", TV_AT_REFUSE, NULL},
 	[AT_DisableRule] = {"DISABLE RULE", TV_AT_REFUSE, NULL},
 	[AT_AddInherit] = {"INHERIT", TV_AT_INHERIT, NULL},
-	[AT_DropInherit] = {"NO INHERIT", TV_AT_ALLOW, NULL},
+	[AT_DropInherit] = {"NO INHERIT", TV_AT_NOINHERIT, NULL},
 	[AT_AddOf] = {"OF type", TV_AT_REFUSE,
 	"A typed table changes whenever its type does."},
 	[AT_DropOf] = {"NOT OF", TV_AT_REFUSE, NULL},
@@ -675,7 +676,7 @@ check_alter_table(AlterTableStmt *stmt, TvApproval *ap)
 		AlterTableCmd *cmd = lfirst(cc);
 		const TvAlterRule *rule = alter_rule(cmd->subtype);
 
-		/* These two are about another relation than the one named. */
+		/* These three are about another relation than the one named. */
 		if (rule->verdict == TV_AT_INHERIT)
 		{
 			RangeVar   *parent = (RangeVar *) cmd->def;
@@ -685,6 +686,15 @@ check_alter_table(AlterTableStmt *stmt, TvApproval *ap)
 				!tv_relation_is_protected(relid))
 				tv_refuse_protected(poid, "INHERIT",
 									"Rows of an unprotected table would show in every query of the protected one. Protect the child first.");
+		}
+		else if (rule->verdict == TV_AT_NOINHERIT)
+		{
+			RangeVar   *parent = (RangeVar *) cmd->def;
+			Oid			poid = RangeVarGetRelid(parent, NoLock, true);
+
+			if (OidIsValid(poid) && tv_relation_is_protected(poid))
+				tv_refuse_protected(poid, "NO INHERIT",
+									"The child's rows would disappear from every query of the protected table.");
 		}
 		else if (rule->verdict == TV_AT_PARTITION)
 		{
@@ -718,6 +728,7 @@ check_alter_table(AlterTableStmt *stmt, TvApproval *ap)
 				case TV_AT_ALLOW:
 				case TV_AT_ALWAYS:
 				case TV_AT_INHERIT:
+				case TV_AT_NOINHERIT:
 				case TV_AT_PARTITION:
 					break;
 			}

@@ -281,6 +281,16 @@ tv_protect(PG_FUNCTION_ARGS)
 				 errhint("Rename those columns before protecting the table.")));
 
 	{
+		char	   *problem = tv_table_problem(relid);
+
+		if (problem)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("table %s cannot be protected: %s", qname, problem),
+					 errdetail("Protected tables must not have row level security, policies, rules or unprotected inheritance children, nor be partitions."),
+					 errhint("Remove them first (protect inheritance children before their parent).")));
+	}
+	{
 		char	   *late = tv_late_before_trigger(relid, NULL, NULL);
 
 		if (late)

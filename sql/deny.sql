@@ -125,6 +125,30 @@ INSERT INTO ledger VALUES (2, 'second');
 SELECT count(*) AS ledger_rows, (SELECT count(*) FROM sink) AS sink_rows FROM ledger;
 SELECT pg_temp.try('UPDATE ledger SET entry = ''changed''');
 
+-- A protected child stays under its protected parent.
+CREATE TABLE ledger_sub (id int, entry text, CONSTRAINT entry_len CHECK (length(entry) < 100));
+SELECT trialvault.protect('ledger_sub');
+ALTER TABLE ledger_sub ADD PRIMARY KEY (id);
+SELECT pg_temp.try('ALTER TABLE ledger_sub INHERIT ledger');
+SELECT pg_temp.try('ALTER TABLE ledger_sub NO INHERIT ledger');
+-- protect() refuses a table that already has what the guards refuse.
+CREATE TABLE ruled (a int);
+CREATE RULE r AS ON INSERT TO ruled DO ALSO NOTHING;
+CREATE TABLE rls (a int);
+ALTER TABLE rls ENABLE ROW LEVEL SECURITY;
+CREATE TABLE has_kid (a int);
+CREATE TABLE the_kid () INHERITS (has_kid);
+SELECT stmt, pg_temp.try(stmt) FROM (VALUES
+	('SELECT trialvault.protect(''ruled'')'),
+	('SELECT trialvault.protect(''rls'')'),
+	('SELECT trialvault.protect(''has_kid'')')
+) AS t(stmt);
+-- Dropping a type a protected table uses drops its column: refused.
+SELECT stmt, pg_temp.try(stmt) FROM (VALUES
+	('DROP TYPE pair CASCADE'),
+	('DROP DOMAIN mood_d CASCADE')
+) AS t(stmt);
+
 -- ---------------------------------------------------------------------
 -- 3. Existing rows given new values
 -- ---------------------------------------------------------------------
@@ -208,6 +232,33 @@ SELECT pg_temp.try('CREATE OR REPLACE FUNCTION guard() RETURNS trigger LANGUAGE 
 SELECT pg_temp.try('CREATE OR REPLACE VIEW my_roles AS SELECT ''X''::text AS study, NULL::text AS site, ''monitor''::text AS study_role');
 SET search_path = deny, public;
 SELECT pg_temp.try('UPDATE ledger SET entry = ''changed''');
+
+-- ---------------------------------------------------------------------
+-- 4b. Restore mode keeps the chain columns a row brings: a superuser could
+-- put a forged row, with correct hashes, into a gap of tv_seq (a rolled-back
+-- insert leaves one), where no later row refers to it and verify() finds
+-- nothing.  Restored rows must come after the rows a table holds.
+-- ---------------------------------------------------------------------
+CREATE TABLE gappy (note text);
+SELECT trialvault.protect('gappy');
+INSERT INTO gappy VALUES ('first');
+BEGIN;
+INSERT INTO gappy VALUES ('rolled back');
+ROLLBACK;
+INSERT INTO gappy VALUES ('third');
+SELECT array_agg(tv_seq ORDER BY tv_seq) AS seqs FROM gappy;
+CREATE TEMP TABLE forged AS
+	SELECT 2::bigint AS tv_seq, ARRAY[g.tv_seq] AS tv_prev_seqs,
+		sha256('TVPREV1'::bytea || int8send(g.tv_seq) || g.tv_hash) AS tv_prev_hash
+	FROM gappy g WHERE g.note = 'first';
+ALTER TABLE forged ADD COLUMN tv_hash bytea;
+UPDATE forged SET tv_hash = sha256('TVHASH1'::bytea || int8send(tv_seq) || tv_prev_hash ||
+	sha256('TVROW1'::bytea || int4send(4) || 'note'::bytea || 'r'::bytea || int4send(6) || 'forged'::bytea));
+SET trialvault.restore_mode = on;
+SELECT pg_temp.try($$INSERT INTO gappy (note, tv_seq, tv_prev_seqs, tv_prev_hash, tv_hash)
+	SELECT 'forged', tv_seq, tv_prev_seqs, tv_prev_hash, tv_hash FROM forged$$);
+RESET trialvault.restore_mode;
+SELECT ok, rows_checked, heads FROM trialvault.verify('gappy');
 
 -- ---------------------------------------------------------------------
 -- 5. The guard is attached by protect() only

@@ -278,6 +278,44 @@ SELECT demo_try('SELECT trialvault.open_study(''CARDIO-3'')') AS ana_reopens_car
 RESET ROLE;
 SQL
 
+say "10. The guards deny by default: less obvious ways around them are refused too, for superusers as well."
+sql <<'SQL'
+\pset footer off
+SET client_min_messages = warning;
+CREATE TABLE sink (LIKE source_documents);
+CREATE TYPE pair AS (a int, b int);
+CREATE TABLE vitals (subject text, p pair);
+SELECT trialvault.protect('vitals');
+INSERT INTO vitals VALUES ('S-001', ROW(120, 80));
+SELECT attempt, demo_try(stmt) AS result FROM (VALUES
+	('send inserts elsewhere with a rule', 'CREATE RULE r AS ON INSERT TO source_documents DO INSTEAD NOTHING'),
+	('hide rows with row level security', 'ALTER TABLE source_documents FORCE ROW LEVEL SECURITY'),
+	('slip another table''s rows in', 'ALTER TABLE sink INHERIT source_documents'),
+	('swap two fields of a stored type', 'ALTER TYPE pair RENAME ATTRIBUTE a TO b2'),
+	('fill old rows through a serial column', 'ALTER TABLE source_documents ADD COLUMN n serial'),
+	('replace the guard under another search_path', 'SET LOCAL search_path = trialvault; CREATE OR REPLACE FUNCTION guard() RETURNS trigger LANGUAGE plpgsql AS ''BEGIN RETURN NULL; END'''),
+	('turn off security_barrier on a view', 'ALTER VIEW trialvault.my_documents SET (security_barrier = false)'),
+	('hide decryption-log rows with a policy', 'CREATE POLICY p ON trialvault.decryption_log USING (false)'),
+	('read the documents table directly', 'GRANT SELECT ON trialvault.documents TO ana')
+) AS t(attempt, stmt);
+\echo
+\echo '   A superuser edits the catalog instead, taking security_barrier off a secured view behind the'
+\echo '   guards'' back; every verify() compares the extension with what its install script sealed:'
+UPDATE pg_class SET reloptions = NULL WHERE oid = 'trialvault.my_documents'::regclass;
+SELECT ok, guard FROM trialvault.verify('vitals');
+UPDATE pg_class SET reloptions = '{security_barrier=true}' WHERE oid = 'trialvault.my_documents'::regclass;
+\echo '   (undone:)'
+SELECT ok, guard FROM trialvault.verify('vitals');
+SQL
+
+say "11. An auditor checks a table without trusting the server: scripts/trialvault-verify-export"
+echo "   exports it with psql (binary COPY) and recomputes every hash and link offline, in Python,"
+echo "   with no trialvault code. It finds the row the rogue superuser altered in step 6, as verify() did:"
+chmod 755 "$TV_TMP"
+python3 scripts/trialvault-verify-export export source_documents -o "$TV_TMP/source_documents.tvx" \
+	-d "host=$(tv_dir demo) port=$(tv_port demo) user=postgres dbname=postgres" >/dev/null
+python3 scripts/trialvault-verify-export verify "$TV_TMP/source_documents.tvx" | sed 's/^/   /' || true
+
 sql -c "SELECT pg_terminate_backend(pid) FROM trialvault.log_writer_status()" >/dev/null
 sleep 0.5
 say "   The log writer is stopped: nothing is decrypted while nothing can be put on record."
@@ -309,6 +347,11 @@ cat <<'EOF2'
   - Users have no rights on any table: they open one study at a time (not forgeable by a
     setting) and see it through views that show what their role entitles them to, never
     document content; a revocation takes effect on the next query.
+  - The guards deny by default: on protected tables, the types they use and the extension's
+    own objects only what is known to be harmless is allowed, for superusers too; catalog
+    edits of the extension are reported by verify().
+  - An auditor can verify an exported table with an independent verifier that shares no code
+    with trialvault.
 EOF2
 
 if [ -n "$KEEP" ]; then

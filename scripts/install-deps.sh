@@ -20,6 +20,7 @@ PACKAGES=(
 	openssl
 	procps
 	perl
+	python3
 )
 
 missing=()

@@ -9,14 +9,17 @@
  * neither on session settings (DateStyle, TimeZone, extra_float_digits,
  * client_encoding, bytea_output) nor on OIDs that change across a restore:
  *
- *	row    := "TVROW1" { u32 len(name) name value }   non-NULL user columns,
- *													   in byte order of name
+ *	row    := "TVROW2" { u32 len(name) name u32 type value }
+ *									non-NULL user columns, in byte order of name;
+ *									type: the built-in type the column's type
+ *									is (domains looked through), by its OID,
+ *									or 0 for a user-defined type
  *	value  := 'r' u32 len bytes		string-like types: the stored bytes
  *			| 'b' u32 len bytes		built-in types: the binary send form
  *			| 'o' u32 len bytes		reg* types: the schema-qualified name
  *			| 't' u32 len bytes		xml and other types: the text output form
  *			| 'a' u32 len array		arrays: dims, bounds, then elements
- *			| 'd' u32 len fields	composites: { u32 len(name) name value },
+ *			| 'd' u32 len fields	composites: { u32 len(name) name u32 type value },
  *									non-NULL attributes in byte order of name
  *			| 'g' u32 len range		ranges: flags and bounds
  *			| 'm' u32 len ranges	user-defined multiranges: each range as 'g'
@@ -29,15 +32,21 @@
  * xml is taken in its output form because that is what a dump carries (the
  * output drops a standard XML declaration).  Composite values are encoded
  * like rows, attribute by attribute with their names, so that renaming or
- * swapping attributes behind the guards' back changes the hash.
+ * swapping attributes behind the guards' back changes the hash.  Every
+ * column and attribute carries the identity of its type (the OID of a
+ * built-in type, which is the same in every PostgreSQL cluster), because the
+ * bytes of many values read as another type too (int4 and float4, int8 and
+ * timestamp, text and bytea): a column retyped in the catalog, behind the
+ * guards' back, changes the hash.
  *
- * Three encodings changed in 0.6: composites were encoded by position (tag
- * 'c' { u32 position value }); jsonpath and refcursor by their send
- * functions, which depend on client_encoding (now their text output);
- * user-defined multiranges by their text output, which depends on
- * settings such as TimeZone (now range by range).  Rows hashed before still
- * verify: tv_row_content_digest() says whether a row holds such a value,
- * and only then does the caller try the 0.5 encoding.
+ * 0.6 introduced this encoding ("TVROW2").  Rows hashed before are in the
+ * 0.5 encoding, "TVROW1": no type identities, composites by position (tag
+ * 'c' { u32 position value }), jsonpath and refcursor by their send
+ * functions (which depend on client_encoding), user-defined multiranges by
+ * their text output (which depends on TimeZone).  A verifier whose row does
+ * not match in the new encoding tries the old one: a row hashed by 0.6 never
+ * matches in it, so only rows written by 0.5 are accepted that way.
+ *
  * reg* types are taken as
  * schema-qualified names, not OIDs, which change across a restore.  Generated
  * columns are left out because they are computed after BEFORE triggers run
@@ -114,12 +123,8 @@ static EVP_MD_CTX *tv_sha_ctx[TV_SHA_NCTX];
 /* Scratch buffer for encoding non-string values, kept across rows. */
 static StringInfoData tv_canon_buf;
 
-/*
- * Set for one digest: encode as 0.5 did, and whether a value was seen whose
- * encoding changed since (a composite, a jsonpath, ...).
- */
+/* Set for one digest: encode as 0.5 did. */
 static bool tv_legacy = false;
-static bool tv_saw_changed = false;
 
 static void canon_value(StringInfo buf, Oid typid, Datum value);
 static void append_tagged(StringInfo buf, char tag, const char *data, uint32 len);
@@ -457,6 +462,17 @@ lookup_type_canon(Oid typid)
 	return tc;
 }
 
+/*
+ * The identity of a value's type in the encoding: the OID of the built-in
+ * type it is (after domains), the same in every cluster; 0 for a type
+ * defined in the database, whose OID a dump and restore changes.
+ */
+static uint32
+type_identity(const TvTypeCanon *tc)
+{
+	return tc->basetype < FirstNormalObjectId ? (uint32) tc->basetype : 0;
+}
+
 static void
 append_u32(StringInfo buf, uint32 v)
 {
@@ -553,7 +569,6 @@ canon_composite(StringInfo buf, Datum value)
 	int			at;
 	int			i;
 
-	tv_saw_changed = true;
 	tupdesc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(th),
 									 HeapTupleHeaderGetTypMod(th));
 	tuple.t_len = HeapTupleHeaderGetDatumLength(th);
@@ -586,6 +601,7 @@ canon_composite(StringInfo buf, Datum value)
 
 			append_u32(buf, (uint32) strlen(name));
 			appendBinaryStringInfo(buf, name, strlen(name));
+			append_u32(buf, type_identity(lookup_type_canon(atts[i]->atttypid)));
 		}
 		canon_value(buf, atts[i]->atttypid, d);
 	}
@@ -641,8 +657,6 @@ canon_value(StringInfo buf, Oid typid, Datum value)
 	TvTypeCanon *tc = lookup_type_canon(typid);
 	FmgrInfo   *fn = tv_legacy ? &tc->legacy_fn : &tc->fn;
 
-	if (tc->legacy_mode != tc->mode)
-		tv_saw_changed = true;
 	switch (tv_legacy ? tc->legacy_mode : tc->mode)
 	{
 		case TV_CANON_RAW:
@@ -753,16 +767,14 @@ tv_sha_end(EVP_MD_CTX *ctx, uint8 *out)
 /*
  * tv_row_content_digest: SHA-256 of the canonical encoding of a row's user
  * columns (chain columns, dropped and generated columns excluded), or with
- * legacy, as 0.5 encoded them.  Returns whether the row holds a value whose
- * encoding changed in 0.6 (see the file header): a verifier that finds such
- * a row's hash wrong tries again with legacy.
+ * legacy, as 0.5 encoded them (see the file header).
  *
  * Large string-like values (the usual payload: bytea, text, xml) are fed to
  * the digest straight from the detoasted datum, without copying them into
  * the encoding buffer.  Runs in the caller's memory context; the caller is
  * expected to reset it (a trigger call or a per-row context in verify).
  */
-bool
+void
 tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
 					  const TvChainCols *cols, uint8 *digest,
 					  bool legacy)
@@ -781,9 +793,8 @@ tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
 		MemoryContextSwitchTo(old);
 	}
 	tv_legacy = legacy;
-	tv_saw_changed = false;
 	md = tv_sha_begin(TV_SHA_CONTENT);
-	tv_sha_update(md, "TVROW1", 6);
+	tv_sha_update(md, legacy ? "TVROW1" : "TVROW2", 6);
 
 	atts = palloc(sizeof(Form_pg_attribute) * tupdesc->natts);
 	for (i = 0; i < tupdesc->natts; i++)
@@ -818,6 +829,11 @@ tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
 		tv_sha_update(md, name, strlen(name));
 
 		tc = lookup_type_canon(att->atttypid);
+		if (!legacy)
+		{
+			be = pg_hton32(type_identity(tc));
+			tv_sha_update(md, &be, 4);
+		}
 		if (tc->mode == TV_CANON_RAW)
 		{
 			struct varlena *v = PG_DETOAST_DATUM_PACKED(value);
@@ -845,5 +861,4 @@ tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
 		buf->data = NULL;
 	}
 	tv_sha_end(md, digest);
-	return tv_saw_changed;
 }

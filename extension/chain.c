@@ -242,8 +242,8 @@ tv_row_hash(int64 seq, const uint8 *prev_digest, const uint8 *content_digest,
 
 /*
  * tv_row_hash_matches: does a stored row's tv_hash match its contents,
- * tv_seq and tv_prev_hash?  A row hashed before 0.6 that holds a value whose
- * encoding changed since matches in the old encoding (see canon.c).
+ * tv_seq and tv_prev_hash?  A row hashed before 0.6 matches in the old
+ * encoding (see canon.c); a row hashed since never does.
  */
 bool
 tv_row_hash_matches(TupleDesc tupdesc, HeapTuple tuple, const TvChainCols *cols,
@@ -251,15 +251,12 @@ tv_row_hash_matches(TupleDesc tupdesc, HeapTuple tuple, const TvChainCols *cols,
 {
 	uint8		content[TV_HASH_LEN];
 	uint8		expect[TV_HASH_LEN];
-	bool		changed;
 
-	changed = tv_row_content_digest(tupdesc, tuple, cols, content, false);
+	tv_row_content_digest(tupdesc, tuple, cols, content, false);
 	tv_row_hash(seq, prev_digest, content, expect);
 	if (memcmp(expect, stored_hash, TV_HASH_LEN) == 0)
 		return true;
-	if (!changed)
-		return false;
-	(void) tv_row_content_digest(tupdesc, tuple, cols, content, true);
+	tv_row_content_digest(tupdesc, tuple, cols, content, true);
 	tv_row_hash(seq, prev_digest, content, expect);
 	return memcmp(expect, stored_hash, TV_HASH_LEN) == 0;
 }
@@ -747,7 +744,7 @@ tv_chain_insert(Relation rel, HeapTuple tuple)
 		return restore_row(rel, tuple, &cols);
 
 	/* The expensive part, outside any lock. */
-	(void) tv_row_content_digest(tupdesc, tuple, &cols, content, false);
+	tv_row_content_digest(tupdesc, tuple, &cols, content, false);
 
 	lt = get_local_table(RelationGetRelid(rel));
 	if (lt->frames != NIL)

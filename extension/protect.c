@@ -149,7 +149,7 @@ chain_existing_rows(Relation rel, const char *qname)
 		}
 		old = MemoryContextSwitchTo(rowcxt);
 		tup = ExecFetchSlotHeapTuple(slot, false, &shouldfree);
-		(void) tv_row_content_digest(tupdesc, tup, &cols, digests + n * TV_HASH_LEN, false);
+		tv_row_content_digest(tupdesc, tup, &cols, digests + n * TV_HASH_LEN, false);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(rowcxt);
 		tids[n] = slot->tts_tid;

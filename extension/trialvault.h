@@ -85,7 +85,7 @@ extern int	tv_max_protected_tables;
 extern EVP_MD_CTX *tv_sha_begin(int which);
 extern void tv_sha_update(EVP_MD_CTX *ctx, const void *data, size_t len);
 extern void tv_sha_end(EVP_MD_CTX *ctx, uint8 *out);
-extern bool tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
+extern void tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
 								  const TvChainCols *cols, uint8 *digest,
 								  bool legacy);
 extern bool tv_is_chain_column(const char *attname);

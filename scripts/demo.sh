@@ -15,6 +15,9 @@ export PATH="/usr/lib/postgresql/15/bin:$PATH"
 TV_TMP=$(mktemp -d /tmp/trialvault-demo.XXXXXX)
 chmod 755 "$TV_TMP"
 chown postgres "$TV_TMP"
+# The cluster's directory goes when the demo ends (also when it fails),
+# unless --keep.
+TV_TMP_OWNED=1
 [ -n "$KEEP" ] && TV_KEEP_TMP=1
 source test/lib/cluster.sh
 

@@ -253,7 +253,7 @@ CREATE TEMP TABLE forged AS
 	FROM gappy g WHERE g.note = 'first';
 ALTER TABLE forged ADD COLUMN tv_hash bytea;
 UPDATE forged SET tv_hash = sha256('TVHASH1'::bytea || int8send(tv_seq) || tv_prev_hash ||
-	sha256('TVROW1'::bytea || int4send(4) || 'note'::bytea || 'r'::bytea || int4send(6) || 'forged'::bytea));
+	sha256('TVROW2'::bytea || int4send(4) || 'note'::bytea || int4send(25) || 'r'::bytea || int4send(6) || 'forged'::bytea));
 SET trialvault.restore_mode = on;
 SELECT pg_temp.try($$INSERT INTO gappy (note, tv_seq, tv_prev_seqs, tv_prev_hash, tv_hash)
 	SELECT 'forged', tv_seq, tv_prev_seqs, tv_prev_hash, tv_hash FROM forged$$);

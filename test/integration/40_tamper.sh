@@ -112,12 +112,12 @@ is "$V_OK:$V_HEADS" "t:1" "d: verify ok, one head"
 anchor=$V_DIGEST
 guards_off anchored D >/dev/null
 # canon.c's encoding of a row with one text column, and chain.c's row hash:
-#   content = SHA-256("TVROW1" u32(len "body") "body" 'r' u32(len v) v)
+#   content = SHA-256("TVROW2" u32(len "body") "body" u32(oid of text) 'r' u32(len v) v)
 #   tv_hash = SHA-256("TVHASH1" u64(tv_seq) tv_prev_hash content)
 q c4 postgres "
 	UPDATE anchored SET body = 'forged',
 		tv_hash = digest('TVHASH1'::bytea || int8send(tv_seq) || tv_prev_hash ||
-			digest('TVROW1'::bytea || int4send(4) || 'body'::bytea || 'r'::bytea ||
+			digest('TVROW2'::bytea || int4send(4) || 'body'::bytea || int4send(25) || 'r'::bytea ||
 				int4send(octet_length('forged')) || convert_to('forged', 'UTF8'), 'sha256'),
 			'sha256')
 	WHERE body = 'newest'" >/dev/null

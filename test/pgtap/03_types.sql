@@ -1,6 +1,6 @@
 -- The canonical encoding: every kind of column verifies, under any session settings.
 BEGIN;
-SELECT plan(13);
+SELECT plan(17);
 
 CREATE TYPE mood AS ENUM ('low', 'ok', 'high');
 CREATE TYPE dose AS (amount numeric, unit text, given timestamptz);
@@ -92,9 +92,10 @@ SELECT is(
 SELECT is(
 	(SELECT tv_hash FROM t_doc),
 	(SELECT sha256('TVHASH1'::bytea || int8send(1) || tv_prev_hash ||
-		sha256('TVROW1'::bytea || int4send(4) || 'note'::bytea || 'r'::bytea || int4send(5) || 'hello'::bytea))
+		sha256('TVROW2'::bytea || int4send(4) || 'note'::bytea || int4send('text'::regtype::oid::int) ||
+			'r'::bytea || int4send(5) || 'hello'::bytea))
 	 FROM t_doc),
-	'tv_hash matches the documented formula');
+	'tv_hash matches the documented formula (each column: name, built-in type, value)');
 
 -- Fixed-width built-in types are encoded exactly as their send functions write them,
 -- and columns are taken in the byte order of their names.
@@ -105,14 +106,44 @@ INSERT INTO t_fixed VALUES ('2026-05-06 07:08:09.123456', '13:14:15', 4242, -7, 
 	'2026-05-06 07:08:09+02', '2026-05-06', -2.25e-5, true, 9007199254740993, -123456);
 SELECT is(
 	(SELECT tv_hash FROM t_fixed),
-	(SELECT sha256('TVHASH1'::bytea || int8send(tv_seq) || tv_prev_hash || sha256('TVROW1'::bytea ||
-		(SELECT string_agg(int4send(length(n)) || convert_to(n, 'UTF8') || 'b'::bytea || int4send(length(v)) || v,
+	(SELECT sha256('TVHASH1'::bytea || int8send(tv_seq) || tv_prev_hash || sha256('TVROW2'::bytea ||
+		(SELECT string_agg(int4send(length(n)) || convert_to(n, 'UTF8') || int4send(t::oid::int) ||
+				'b'::bytea || int4send(length(v)) || v,
 			''::bytea ORDER BY n COLLATE "C")
-		 FROM (VALUES ('a', int4send(a)), ('b', int8send(b)), ('c', boolsend(c)), ('d', float8send(d)),
-			('e', date_send(e)), ('f', timestamptz_send(f)), ('g', float4send(g)), ('h', int2send(h)),
-			('i', oidsend(i)), ('j', time_send(j)), ('k', timestamp_send(k))) AS x(n, v))))
+		 FROM (VALUES ('a', 'int4'::regtype, int4send(a)), ('b', 'int8', int8send(b)), ('c', 'bool', boolsend(c)),
+			('d', 'float8', float8send(d)), ('e', 'date', date_send(e)), ('f', 'timestamptz', timestamptz_send(f)),
+			('g', 'float4', float4send(g)), ('h', 'int2', int2send(h)), ('i', 'oid', oidsend(i)),
+			('j', 'time', time_send(j)), ('k', 'timestamp', timestamp_send(k))) AS x(n, t, v))))
 	 FROM t_fixed),
 	'fixed-width values hash as their send form, columns in name order');
+
+-- A column retyped in the catalog, behind the guards' back, to a type whose
+-- values have the same bytes (int4 and float4, text and bytea) changes what
+-- every row says; the type is part of the encoding, so verify() sees it.
+CREATE TABLE t_retype (n int4, s text);
+SELECT trialvault.protect('t_retype');
+INSERT INTO t_retype VALUES (7, 'seven');
+UPDATE pg_attribute SET atttypid = 'float4'::regtype WHERE attrelid = 't_retype'::regclass AND attname = 'n';
+SELECT is((SELECT ok FROM trialvault.verify('t_retype')), false,
+	'int4 retyped to float4 in pg_attribute (7 reads as 9.8e-45): verify() finds every row');
+UPDATE pg_attribute SET atttypid = 'int4'::regtype WHERE attrelid = 't_retype'::regclass AND attname = 'n';
+UPDATE pg_attribute SET atttypid = 'bytea'::regtype WHERE attrelid = 't_retype'::regclass AND attname = 's';
+SELECT is((SELECT ok FROM trialvault.verify('t_retype')), false, 'text retyped to bytea: found too');
+UPDATE pg_attribute SET atttypid = 'text'::regtype WHERE attrelid = 't_retype'::regclass AND attname = 's';
+SELECT is((SELECT ok FROM trialvault.verify('t_retype')), true, 'and the table verifies again once undone');
+
+-- A row hashed by 0.5 (no types, "TVROW1") still verifies; restore mode
+-- brings one in with its chain columns, as a dump of a 0.5 database would.
+CREATE TABLE t_old (note text);
+SELECT trialvault.protect('t_old');
+SET LOCAL trialvault.restore_mode = on;
+INSERT INTO t_old (note, tv_seq, tv_prev_seqs, tv_prev_hash, tv_hash)
+SELECT 'written by 0.5', 1, '{}', sha256('TVPREV1'::bytea),
+	sha256('TVHASH1'::bytea || int8send(1) || sha256('TVPREV1'::bytea) ||
+		sha256('TVROW1'::bytea || int4send(4) || 'note'::bytea || 'r'::bytea || int4send(14) || 'written by 0.5'::bytea));
+RESET trialvault.restore_mode;
+SELECT is((SELECT ok::text || ' ' || rows_checked FROM trialvault.verify('t_old')), 'true 1',
+	'a row in the 0.5 encoding, restored, verifies');
 
 SELECT * FROM finish();
 ROLLBACK;

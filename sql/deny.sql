@@ -219,13 +219,17 @@ SELECT stmt, pg_temp.try(stmt) FROM (VALUES
 	('ALTER EXTENSION trialvault ADD FUNCTION public.noop()'),
 	('ALTER TRIGGER zz_trialvault_chain ON trialvault.audit_events DEPENDS ON EXTENSION pgcrypto'),
 	('ALTER SCHEMA trialvault OWNER TO regress_deny_owner'),
-	('ALTER SYSTEM SET shared_preload_libraries = ''pg_stat_statements'''),
-	('ALTER SYSTEM RESET shared_preload_libraries'),
 	('GRANT EXECUTE ON FUNCTION trialvault.protect(regclass) TO regress_deny_owner'),
 	('REVOKE EXECUTE ON FUNCTION trialvault.protect(regclass) FROM regress_deny_owner'),
 	('GRANT USAGE ON SCHEMA trialvault TO regress_deny_owner'),
 	('COMMENT ON EXTENSION trialvault IS ''insert-only, hash-chained, encrypted repository for clinical-trial source documents''')
 ) AS t(stmt);
+-- ALTER SYSTEM cannot run in a function: tried as plain statements.
+\set VERBOSITY terse
+ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements';
+ALTER SYSTEM RESET shared_preload_libraries;
+ALTER SYSTEM RESET ALL;
+\set VERBOSITY default
 -- The unqualified way in: CREATE OR REPLACE under another search_path.
 SET search_path = trialvault;
 SELECT pg_temp.try('CREATE OR REPLACE FUNCTION guard() RETURNS trigger LANGUAGE plpgsql AS ''BEGIN RETURN NULL; END''');

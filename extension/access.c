@@ -108,6 +108,7 @@ tv_call_as_owner(PG_FUNCTION_ARGS)
 	Datum		result;
 	bool		isnull = true;
 	TvAsOwner	as;
+	NameData	caller;
 
 	proctup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fnoid));
 	if (!HeapTupleIsValid(proctup))
@@ -122,7 +123,7 @@ tv_call_as_owner(PG_FUNCTION_ARGS)
 	appendStringInfo(&sql, "SELECT trialvault.%s($1",
 					 quote_identifier(psprintf("_%s", NameStr(proc->proname))));
 	types[0] = NAMEOID;
-	values[0] = CStringGetDatum(GetUserNameFromId(GetUserId(), false));
+	values[0] = tv_name_datum(&caller, GetUserNameFromId(GetUserId(), false));
 	nulls[0] = ' ';
 	for (i = 0; i < nargs; i++)
 	{
@@ -597,6 +598,7 @@ tv_open(FunctionCallInfo fcinfo, bool emergency)
 	Datum		values[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
 	TvOpenRow	row;
+	NameData	requester;
 	bytea	   *content = NULL;
 	const char *problem = NULL;
 	MemoryContext outer = CurrentMemoryContext;
@@ -639,7 +641,7 @@ tv_open(FunctionCallInfo fcinfo, bool emergency)
 	}
 
 	values[0] = Int64GetDatum(doc_id);
-	values[1] = CStringGetDatum(rec.requester);
+	values[1] = tv_name_datum(&requester, rec.requester);
 	values[2] = BoolGetDatum(emergency);
 	values[3] = why ? CStringGetTextDatum(why) : (Datum) 0;
 	nulls[3] = why ? ' ' : 'n';

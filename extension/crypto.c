@@ -9,8 +9,9 @@
  * every backend inherits the 32 bytes through fork().  Data keys are random
  * 256-bit keys, one per study and version, stored in trialvault.study_keys
  * only wrapped (AES-256-GCM under the master key, bound to the study, version
- * and master key id).  Unwrapped data keys live in a small per-backend cache
- * that is wiped when the backend exits.
+ * and master key id).  Unwrapped data keys live in a small per-backend cache;
+ * every process that used a key wipes the cache and its copy of the master
+ * key when it exits (tv_crypto_wipe).
  *
  * Field ciphertext format, version 1 (all integers big-endian):
  *
@@ -88,13 +89,40 @@ static int	tv_key_cache_n = 0;
 static EVP_CIPHER *tv_gcm = NULL;
 static SPIPlanPtr key_plan = NULL;
 
+/*
+ * Wipe the keys this process holds: its cached data keys and its copy of
+ * the master keys.  Runs at exit of every process that used them; the
+ * message names how many, never what.
+ */
 static void
 tv_crypto_wipe(int code, Datum arg)
 {
+	int			n = tv_key_cache_n;
+
 	if (tv_key_cache)
 		OPENSSL_cleanse(tv_key_cache, sizeof(TvDataKey) * TV_KEY_CACHE);
+	tv_key_cache_n = 0;
 	OPENSSL_cleanse(&tv_master, sizeof(tv_master));
 	OPENSSL_cleanse(&tv_previous, sizeof(tv_previous));
+	elog(DEBUG1, "trialvault: wiped %d data key(s) and the master keys from process %d",
+		 n, MyProcPid);
+}
+
+/*
+ * Arrange the wipe in this process.  A child process forgets the exit
+ * callbacks the postmaster registered (on_exit_reset() in
+ * InitPostmasterChild), so each process that touches a key registers its
+ * own, once.
+ */
+static void
+tv_crypto_wipe_at_exit(void)
+{
+	static int	registered_pid = 0;
+
+	if (registered_pid == MyProcPid)
+		return;
+	on_proc_exit(tv_crypto_wipe, (Datum) 0);
+	registered_pid = MyProcPid;
 }
 
 static int
@@ -228,13 +256,15 @@ tv_crypto_init(void)
 					(errmsg("trialvault: previous master key not loaded: %s",
 							tv_previous.problem)));
 	}
-	on_proc_exit(tv_crypto_wipe, (Datum) 0);
+	/* The postmaster's own copy, at its exit. */
+	tv_crypto_wipe_at_exit();
 }
 
 /* Refuse clearly when there is no master key. */
 static void
 tv_require_master_key(void)
 {
+	tv_crypto_wipe_at_exit();
 	if (!tv_loaded_at_preload)
 		tv_require_preload();
 	if (!tv_master.ok)
@@ -438,6 +468,7 @@ tv_data_key(int32 study_id, const char *study, int32 version, const char **probl
 	int32		v;
 	Datum		wrapped;
 
+	tv_crypto_wipe_at_exit();
 	if (version > 0 && (k = tv_cache_lookup(study_id, version)) != NULL)
 		return k;
 

@@ -41,6 +41,7 @@ tv_still_member(const char *study, const char *requester)
 {
 	Oid			types[2] = {TEXTOID, NAMEOID};
 	Datum		values[2];
+	NameData	name;
 	bool		isnull;
 	SPIPlanPtr	plan;
 
@@ -48,7 +49,7 @@ tv_still_member(const char *study, const char *requester)
 						"SELECT EXISTS (SELECT 1 FROM trialvault._current_roles($1, $2))",
 						2, types);
 	values[0] = CStringGetTextDatum(study);
-	values[1] = CStringGetDatum(requester);
+	values[1] = tv_name_datum(&name, requester);
 	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not check the membership");
 	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -150,6 +151,7 @@ tv_session_scope(PG_FUNCTION_ARGS)
 {
 	TvAsOwner	as;
 	char	   *requester;
+	NameData	name;
 	Oid			types[3] = {NAMEOID, TEXTOID, TEXTOID};
 	Datum		values[3];
 	char		nulls[3] = {' ', ' ', ' '};
@@ -165,7 +167,7 @@ tv_session_scope(PG_FUNCTION_ARGS)
 		PG_RETURN_ARRAYTYPE_P(construct_empty_array(TEXTOID));
 
 	requester = GetUserNameFromId(GetUserId(), false);
-	values[0] = CStringGetDatum(requester);
+	values[0] = tv_name_datum(&name, requester);
 	values[1] = CStringGetTextDatum(tv_opened_study);
 	values[2] = PG_GETARG_DATUM(0);
 

@@ -38,6 +38,7 @@
 #include "access/tupdesc.h"
 #include "fmgr.h"
 #include "executor/tuptable.h"
+#include "utils/builtins.h"
 #include "utils/relcache.h"
 #include "utils/timestamp.h"
 
@@ -72,6 +73,18 @@ typedef struct TvHead
 	int64		seq;
 	uint8		hash[TV_HASH_LEN];
 } TvHead;
+
+/*
+ * tv_name_datum: a parameter of type name as SPI expects it, NAMEDATALEN
+ * bytes: a short C string would be read past its end (buf must live as
+ * long as the Datum is used).
+ */
+static inline Datum
+tv_name_datum(NameData *buf, const char *s)
+{
+	namestrcpy(buf, s);
+	return NameGetDatum(buf);
+}
 
 /* trialvault.c */
 extern bool tv_loaded_at_preload;

@@ -10,7 +10,8 @@
 #      schema trialvault (wrapped keys included), and the files of the data
 #      directory (WAL included), where its 32 raw bytes are not either; each
 #      search is shown to find what is there (positive controls); wrapped
-#      data keys are 60 bytes (IV 12 + tag 16 + key 32) and decrypt;
+#      data keys are 60 bytes (IV 12 + tag 16 + key 32) and decrypt; every
+#      backend that used a key wipes its keys when it exits;
 #   2. a master_key_command that prints 63 hex digits, one that prints 64
 #      but exits non-zero, and one that prints 64 characters that are not
 #      all hex: a WARNING "trialvault: no master key" at start,
@@ -141,6 +142,13 @@ is "$(q k1 postgres "SELECT count(*) || ':' || bool_and(length(wrapped) = 60) FR
 	"1: two wrapped data keys, each 60 bytes (IV 12 + tag 16 + key 32)"
 is "$(q k1 postgres "SELECT count(DISTINCT wrapped) FROM trialvault.study_keys")" 2 "1: the two wrapped keys differ"
 q k1 postgres "CHECKPOINT"
+# Every backend that used a key wipes it when it exits (0.5 registered the
+# wipe in the postmaster only, whose children forget its exit callbacks).
+wiped() { grep -qE "trialvault: wiped [1-9][0-9]* data key\(s\) and the master keys from process" "$(tv_dir k1)/server.log"; }
+check "1: backends that used data keys wipe them at exit (DEBUG1 line in the server log)" \
+	wait_until "the wipe message" 10 wiped
+like "$(grep -c "trialvault: wiped" "$(tv_dir k1)/server.log")" '^[2-9]|^[1-9][0-9]' \
+	"1: one such line per backend that used keys (loader, opener, ...)"
 
 # The server log.
 check "1: the server log has the statements (log_statement = all works)" \

@@ -346,7 +346,8 @@ INSERT INTO lg_stage (note, jp, rc, mr, c, jps, cs, rm) VALUES
 	('multirange', NULL, NULL, '{[2026-01-01 10:00+01,2026-01-02), [2026-03-01,)}', NULL, NULL, NULL, NULL),
 	('composite', NULL, NULL, NULL, ROW('a "quoted", back\slash (x)', '$.x', '{(,2026-01-01)}'), NULL, NULL,
 	 NULL),
-	('refcursor, jsonpath[]', NULL, 'curseur_é', NULL, NULL, '{"$.a", NULL, "$.\"ß\""}', NULL, NULL),
+	('refcursor', NULL, 'curseur_é', NULL, NULL, NULL, NULL, NULL),
+	('refcursor, jsonpath[]', NULL, 'ç', NULL, NULL, '{"$.a", NULL, "$.\"ß\""}', NULL, NULL),
 	('composite[]', NULL, NULL, NULL, NULL, NULL,
 	 ARRAY[NULL, ROW('{x}', NULL, '{[2026-01-01,2026-01-01]}'), ROW(NULL, '$', '{}')]::lg[], NULL),
 	('range over multirange', NULL, NULL, NULL, NULL, NULL, NULL, '["{}","{[2026-01-01,)}")'),
@@ -361,7 +362,7 @@ RESET trialvault.restore_mode;
 INSERT INTO t_legacy SELECT note || ' (0.6)', jp, rc, mr, c, jps, cs, rm FROM lg_stage;
 SQL
 agree t_legacy "1: rows hashed the 0.5 way (jsonpath, refcursor, multirange, composites, arrays of them) and the same values hashed now"
-is "$X_OK:$X_ROWS" "true:14" "1: ... verifies, all 14 rows"
+is "$X_OK:$X_ROWS" "true:16" "1: ... verifies, all 16 rows"
 
 # 0.5 hashed such a multirange as its text output, which follows TimeZone:
 # under another, verify() and the verifier both reject those rows alike.

@@ -10,10 +10,16 @@
 #      a LATIN1 database, the extension's own tables, an empty table, and a
 #      chain forked by overlapping transactions (rows with several
 #      predecessors, several heads); composites hashed in SQL in the by-name
-#      and in the legacy by-position form both verify;
+#      and in the legacy by-position form both verify; the encodings of
+#      trialvault 0.6 (aclitem, jsonpath, refcursor, multiranges of user
+#      range types) agree under another TimeZone and client_encoding than
+#      the inserts'; rows hashed the 0.5 way (computed in SQL, restored in
+#      restore mode) agree, also when changed, and a row mixing the 0.5 and
+#      0.6 encodings is rejected by both;
 #   2. tables changed behind the guards agree on first_bad and bad_rows: a
 #      row updated, a row deleted from the middle, a middle row rewritten
-#      with a fresh tv_hash, damaged chain columns, rows duplicated;
+#      with a fresh tv_hash, damaged chain columns, rows duplicated; a row
+#      failing two checks counts once in bad_rows;
 #   3. an export changed after it was made is found; a truncated one is
 #      refused (exit 2); rows removed from the end pass without an anchor
 #      and fail with one; a chain re-hashed from a changed row onward
@@ -226,6 +232,172 @@ for t in t_dform t_cform; do
 	is "$X_RC:$X_OK:$X_BAD_ROWS" "0:true:0" "1: a composite hashed by the specification's ${t:2:1} form verifies"
 done
 
+# The encodings trialvault 0.6 introduced (canon.c): aclitem (no binary send
+# function) and jsonpath and refcursor (send forms in the client's encoding)
+# by their text output; a range over timestamptz and its multirange, whose
+# text output follows TimeZone, range by range; arrays, domains, composites
+# of them, and a range over the multirange.  Inserted under one TimeZone,
+# verified and exported under another.
+tv_psql $CL -d postgres >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE TYPE tzr AS RANGE (subtype = timestamptz, multirange_type_name = tzmr);
+CREATE TYPE mrr AS RANGE (subtype = tzmr);
+CREATE DOMAIN tzmrdom AS tzmr;
+CREATE TYPE c06 AS (jp jsonpath, rc refcursor, mr tzmr, r tzr, "Zé" text);
+CREATE TABLE t_06 (acl aclitem, acls aclitem[], jp jsonpath, jps jsonpath[], rc refcursor,
+	rcs refcursor[], r tzr, mr tzmr, mrs tzmr[], md tzmrdom, c c06, cs c06[], rm mrr);
+SELECT trialvault.protect('t_06');
+SET TimeZone = 'Asia/Kolkata';
+INSERT INTO t_06 VALUES
+	('postgres=arwd/postgres', '{postgres=r/postgres,=r/postgres}', '$."é".a ? (@ > 1 && @ like_regex "ü")',
+	 '{"$.a", NULL, "$[*] ? (@ == \"ß\")"}', 'curseur_é', '{c1,NULL,"ç 2"}', '[2026-01-01 10:00,2026-01-02)',
+	 '{[2026-01-01 10:00:00.000001, 2026-01-02), [2026-03-01,), (,1999-01-01]}',
+	 ARRAY['{[2026-01-01,2026-01-02]}'::tzmr, '{}', NULL], '{[2026-05-05,2026-05-06)}',
+	 ROW('$.x', 'c', '{(,2026-01-01)}', '[2026-01-01,2026-02-01)', 'a "quoted", back\slash (x)'),
+	 ARRAY[ROW('$."é"', NULL, '{}', 'empty', NULL)::c06, NULL], '["{}","{[2026-01-01,)}"]'),
+	(NULL, '{}', '$', '{}', '', '{}', 'empty', '{}', '{}', '{}', ROW(NULL, NULL, NULL, NULL, NULL), '{}',
+	 'empty');
+SQL
+export PGTZ=America/New_York
+agree t_06 "1: aclitem, jsonpath, refcursor, a range over timestamptz and its multirange, arrays, domains, composites of them"
+is "$X_OK:$X_ROWS" "true:2" "1: ... verifies under another TimeZone than the inserts', both rows"
+unset PGTZ
+
+# Rows hashed the 0.5 way: composites by position ('c'), jsonpath and
+# refcursor in their send form, multiranges of user range types as their
+# text output, all in one row's encoding; computed here in SQL from the
+# specification and restored with their chain columns (restore mode checks
+# tv_hash against the row, accepting the 0.5 encoding).
+LG05_SQL=$(cat <<'SQL'
+SET client_min_messages = warning;
+CREATE SCHEMA lg05;
+CREATE FUNCTION lg05.tagged(tag text, b bytea) RETURNS bytea LANGUAGE sql IMMUTABLE STRICT
+	AS $$ SELECT convert_to(tag, 'UTF8') || int4send(octet_length(b)) || b $$;
+CREATE FUNCTION lg05.col(name text, enc bytea) RETURNS bytea LANGUAGE sql IMMUTABLE
+	AS $$ SELECT coalesce(int4send(octet_length(convert_to(name, getdatabaseencoding())))
+	                      || convert_to(name, getdatabaseencoding()) || enc, '') $$;
+CREATE FUNCTION lg05.txt(t text) RETURNS bytea LANGUAGE sql IMMUTABLE STRICT
+	AS $$ SELECT lg05.tagged('r', convert_to(t, getdatabaseencoding())) $$;
+-- jsonpath and refcursor: their send forms (in the session's client_encoding)
+CREATE FUNCTION lg05.jp(j jsonpath) RETURNS bytea LANGUAGE sql STABLE STRICT
+	AS $$ SELECT lg05.tagged('b', jsonpath_send(j)) $$;
+CREATE FUNCTION lg05.rc(r refcursor) RETURNS bytea LANGUAGE sql STABLE STRICT
+	AS $$ SELECT lg05.tagged('b', textsend(r::text)) $$;
+-- a multirange of a user range type: its text output (in the session's TimeZone)
+CREATE FUNCTION lg05.mr(m anymultirange) RETURNS bytea LANGUAGE sql STABLE STRICT
+	AS $$ SELECT lg05.tagged('t', convert_to(format('%s', m), getdatabaseencoding())) $$;
+CREATE FUNCTION lg05.jps(a jsonpath[]) RETURNS bytea LANGUAGE sql STABLE STRICT
+	AS $$ SELECT lg05.tagged('a', int4send(coalesce(array_ndims(a), 0)) ||
+	         CASE WHEN cardinality(a) > 0
+	              THEN int4send(array_length(a, 1)) || int4send(array_lower(a, 1)) ||
+	                   (SELECT string_agg(coalesce(lg05.jp(a[i]), 'n'), '' ORDER BY i)
+	                      FROM generate_subscripts(a, 1) AS i)
+	              ELSE '' END) $$;
+-- the chain columns of rows with these content digests, one after the other
+CREATE FUNCTION lg05.chain(contents bytea[]) RETURNS TABLE (k bigint, ps bigint[], prev bytea, h bytea)
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+	ps := '{}';
+	prev := digest('TVPREV1', 'sha256');
+	FOR i IN 1 .. coalesce(array_length(contents, 1), 0) LOOP
+		k := i;
+		h := digest('TVHASH1'::bytea || int8send(k) || prev || contents[i], 'sha256');
+		RETURN NEXT;
+		ps := ARRAY[k];
+		prev := digest('TVPREV1'::bytea || int8send(k) || h, 'sha256');
+	END LOOP;
+END $$;
+SQL
+)
+tv_psql $CL -d postgres >/dev/null <<SQL
+$LG05_SQL
+SQL
+tv_psql $CL -d postgres >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE TYPE lg AS (z text, jp jsonpath, mr tzmr);
+-- by position: z is 1, jp 2, mr 3
+CREATE FUNCTION lg05.lg(c lg) RETURNS bytea LANGUAGE sql STABLE STRICT
+	AS $$ SELECT lg05.tagged('c', coalesce(int4send(1) || lg05.txt(c.z), '') ||
+	                              coalesce(int4send(2) || lg05.jp(c.jp), '') ||
+	                              coalesce(int4send(3) || lg05.mr(c.mr), '')) $$;
+CREATE FUNCTION lg05.lgs(a lg[]) RETURNS bytea LANGUAGE sql STABLE STRICT
+	AS $$ SELECT lg05.tagged('a', int4send(coalesce(array_ndims(a), 0)) ||
+	         CASE WHEN cardinality(a) > 0
+	              THEN int4send(array_length(a, 1)) || int4send(array_lower(a, 1)) ||
+	                   (SELECT string_agg(coalesce(lg05.lg(a[i]), 'n'), '' ORDER BY i)
+	                      FROM generate_subscripts(a, 1) AS i)
+	              ELSE '' END) $$;
+-- a range: its flags byte, then its bounds that are there
+CREATE FUNCTION lg05.rm(r mrr) RETURNS bytea LANGUAGE sql STABLE STRICT
+	AS $$ SELECT lg05.tagged('g', substring(range_send(r) FROM 1 FOR 1) ||
+	                              coalesce(lg05.mr(lower(r)), '') || coalesce(lg05.mr(upper(r)), '')) $$;
+CREATE TABLE t_legacy (note text, jp jsonpath, rc refcursor, mr tzmr, c lg, jps jsonpath[], cs lg[],
+	rm mrr);
+SELECT trialvault.protect('t_legacy');
+CREATE TABLE lg_stage AS SELECT * FROM t_legacy WITH NO DATA;
+ALTER TABLE lg_stage ADD n serial;
+CREATE FUNCTION lg05.content(t lg_stage) RETURNS bytea LANGUAGE sql STABLE STRICT
+	AS $$ SELECT digest('TVROW1'::bytea || lg05.col('c', lg05.lg(t.c)) || lg05.col('cs', lg05.lgs(t.cs)) ||
+	                    lg05.col('jp', lg05.jp(t.jp)) || lg05.col('jps', lg05.jps(t.jps)) ||
+	                    lg05.col('mr', lg05.mr(t.mr)) || lg05.col('note', lg05.txt(t.note)) ||
+	                    lg05.col('rc', lg05.rc(t.rc)) || lg05.col('rm', lg05.rm(t.rm)), 'sha256') $$;
+INSERT INTO lg_stage (note, jp, rc, mr, c, jps, cs, rm) VALUES
+	('jsonpath', '$."é".a ? (@ > 1)', NULL, NULL, NULL, NULL, NULL, NULL),
+	('multirange', NULL, NULL, '{[2026-01-01 10:00+01,2026-01-02), [2026-03-01,)}', NULL, NULL, NULL, NULL),
+	('composite', NULL, NULL, NULL, ROW('a "quoted", back\slash (x)', '$.x', '{(,2026-01-01)}'), NULL, NULL,
+	 NULL),
+	('refcursor', NULL, 'curseur_é', NULL, NULL, NULL, NULL, NULL),
+	('refcursor, jsonpath[]', NULL, 'ç', NULL, NULL, '{"$.a", NULL, "$.\"ß\""}', NULL, NULL),
+	('composite[]', NULL, NULL, NULL, NULL, NULL,
+	 ARRAY[NULL, ROW('{x}', NULL, '{[2026-01-01,2026-01-01]}'), ROW(NULL, '$', '{}')]::lg[], NULL),
+	('range over multirange', NULL, NULL, NULL, NULL, NULL, NULL, '["{}","{[2026-01-01,)}")'),
+	('all', '$.b', 'c', '{}', ROW(NULL, NULL, '{[2026-01-01,2026-01-01]}'), '{}', '{}', 'empty');
+SET trialvault.restore_mode = on;
+INSERT INTO t_legacy (note, jp, rc, mr, c, jps, cs, rm, tv_seq, tv_prev_seqs, tv_prev_hash, tv_hash)
+SELECT s.note, s.jp, s.rc, s.mr, s.c, s.jps, s.cs, s.rm, ch.k, ch.ps, ch.prev, ch.h
+  FROM lg_stage s JOIN lg05.chain(ARRAY(SELECT lg05.content(x) FROM lg_stage x ORDER BY x.n)) ch
+       ON ch.k = s.n;
+RESET trialvault.restore_mode;
+-- and the same values hashed by this version
+INSERT INTO t_legacy SELECT note || ' (0.6)', jp, rc, mr, c, jps, cs, rm FROM lg_stage;
+SQL
+agree t_legacy "1: rows hashed the 0.5 way (jsonpath, refcursor, multirange, composites, arrays of them) and the same values hashed now"
+is "$X_OK:$X_ROWS" "true:16" "1: ... verifies, all 16 rows"
+
+# 0.5 hashed such a multirange as its text output, which follows TimeZone:
+# under another, verify() and the verifier both reject those rows alike.
+export PGTZ=Asia/Tokyo
+agree t_legacy "1: the same rows under another TimeZone"
+is "$X_OK:$X_BAD_ROWS" "false:5" "1: ... the 5 rows whose 0.5 encoding has a timestamp in a multirange's text output fail"
+unset PGTZ
+
+# The 0.5 encoding is one encoding of the whole row: a row whose jsonpath is
+# hashed the 0.5 way and its composite the 0.6 way ('d') matches neither.
+tv_psql $CL -d postgres >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE TABLE t_mixed (jp jsonpath, c lg);
+SELECT trialvault.protect('t_mixed');
+INSERT INTO t_mixed VALUES ('$.a', ROW('x', NULL, NULL));
+SQL
+guards t_mixed D
+q $CL postgres "UPDATE t_mixed SET tv_hash = digest('TVHASH1'::bytea || int8send(tv_seq) || tv_prev_hash ||
+	digest('TVROW1'::bytea || lg05.col('c', lg05.tagged('d', lg05.col('z', lg05.txt((c).z)))) ||
+	       lg05.col('jp', lg05.jp(jp)), 'sha256'), 'sha256')" >/dev/null
+guards t_mixed A
+agree t_mixed "1: a row mixing the 0.5 encoding (jsonpath) with the 0.6 one (composite)"
+is "$X_OK:$X_BAD_ROWS" "false:1" "1: ... is rejected"
+
+# Rows of the 0.5 kind changed behind the guards: found alike.
+guards t_legacy D
+tv_psql $CL -d postgres >/dev/null <<'SQL'
+UPDATE t_legacy SET jp = '$."è".a ? (@ > 1)' WHERE note = 'jsonpath';
+UPDATE t_legacy SET cs[2].mr = '{[2026-01-01,2026-01-01 00:00:00.000001]}' WHERE note = 'composite[]';
+SQL
+guards t_legacy A
+agree t_legacy "1: two of the rows hashed the 0.5 way changed"
+is "$X_OK:$X_BAD_ROWS" "false:2" "1: ... both found"
+like "$X_FIRST_BAD" "^row tv_seq=1 ctid=\\([0-9]+,[0-9]+\\): contents do not match tv_hash" "1: ... the first named"
+
 # A LATIN1 database: text is hashed in the database's encoding, which the
 # export asks for (names and values with non-ASCII letters, enums and jsonb
 # inside a composite, xml with an encoding declaration).  xml inside a
@@ -255,6 +427,48 @@ vx_export 'public."lätin"' "$VXD/latin1.tvx"
 vx_into "$VXD/latin1.tvx"
 like "$X_RC:$X_ERR" "^2:.*column cxx \\(public\\.cx\\): xml is hashed as its text output" \
 	"1: ... xml inside a composite there: not independently verifiable, exit 2"
+
+# jsonpath and refcursor there: hashed as their text output in the
+# database's encoding, whatever the client's (inserted from a UTF8 session);
+# and rows hashed the 0.5 way, in their send forms, which follow the
+# client_encoding of the session that hashed them: LATIN1 here, the one the
+# export has.
+tv_psql $CL -d latin1 >/dev/null <<SQL
+$LG05_SQL
+SQL
+tv_psql $CL -d latin1 >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE TYPE cjp AS (jp jsonpath, rc refcursor);
+CREATE TABLE t_jp (note text, jp jsonpath, rc refcursor, jps jsonpath[], c cjp);
+SELECT trialvault.protect('t_jp');
+CREATE TABLE jp_stage AS SELECT * FROM t_jp WITH NO DATA;
+ALTER TABLE jp_stage ADD n serial;
+CREATE FUNCTION lg05.cjp(c cjp) RETURNS bytea LANGUAGE sql STABLE STRICT
+	AS $$ SELECT lg05.tagged('c', coalesce(int4send(1) || lg05.jp(c.jp), '') ||
+	                              coalesce(int4send(2) || lg05.rc(c.rc), '')) $$;
+CREATE FUNCTION lg05.content(t jp_stage) RETURNS bytea LANGUAGE sql STABLE STRICT
+	AS $$ SELECT digest('TVROW1'::bytea || lg05.col('c', lg05.cjp(t.c)) ||
+	                    lg05.col('jp', lg05.jp(t.jp)) || lg05.col('jps', lg05.jps(t.jps)) ||
+	                    lg05.col('note', lg05.txt(t.note)) || lg05.col('rc', lg05.rc(t.rc)), 'sha256') $$;
+INSERT INTO jp_stage (note, jp, rc, jps, c)
+	VALUES ('é', '$."é" ? (@ like_regex "ü")', 'curseur_ü', '{"$.\"ñ\"", NULL}', ROW('$."ß"', 'ç'));
+SET client_encoding = 'LATIN1';
+SET trialvault.restore_mode = on;
+INSERT INTO t_jp (note, jp, rc, jps, c, tv_seq, tv_prev_seqs, tv_prev_hash, tv_hash)
+SELECT s.note, s.jp, s.rc, s.jps, s.c, ch.k, ch.ps, ch.prev, ch.h
+  FROM jp_stage s JOIN lg05.chain(ARRAY(SELECT lg05.content(x) FROM jp_stage x ORDER BY x.n)) ch
+       ON ch.k = s.n;
+RESET trialvault.restore_mode;
+RESET client_encoding;
+INSERT INTO t_jp SELECT note, jp, rc, jps, c FROM jp_stage;
+SQL
+export PGCLIENTENCODING=LATIN1
+agree t_jp "1: jsonpath and refcursor with non-ASCII letters in a LATIN1 database, hashed the 0.5 way and now"
+is "$X_OK:$X_ROWS" "true:2" "1: ... verifies, both rows"
+export PGCLIENTENCODING=UTF8
+verify_into $CL latin1 t_jp
+is "$V_OK:$V_BAD_ROWS" "f:1" \
+	"1: ... verify() from a UTF8 session rejects the row hashed the 0.5 way in a LATIN1 one (documented)"
 unset PGCLIENTENCODING
 DB=postgres
 
@@ -397,6 +611,22 @@ like "$X_FIRST_BAD" "^row tv_seq=$(seq_of t_dup 'original body 3' | head -n 1) c
 	"2: ... the verifier names a copy of the first duplicated row"
 is "$X_BAD_ROWS" 4 "2: ... and counts 4 bad rows (one per extra copy)"
 
+# bad_rows counts rows, not problems: row 5, changed and its predecessor
+# removed, fails two checks and counts once; two rows without tv_seq count
+# one each (and the row after them has lost its predecessor).
+make_linear t_twice
+guards t_twice D
+q $CL postgres "UPDATE pg_attribute SET attnotnull = false
+                 WHERE attrelid = 't_twice'::regclass AND attname = 'tv_seq'" >/dev/null
+tv_psql $CL -d postgres >/dev/null <<'SQL'
+UPDATE t_twice SET body = 'changed' WHERE body = 'original body 5';
+DELETE FROM t_twice WHERE body = 'original body 4';
+UPDATE t_twice SET tv_seq = NULL WHERE body IN ('original body 8', 'original body 9');
+SQL
+guards t_twice A
+agree t_twice "2: a row failing two checks, two rows without tv_seq"
+is "$X_BAD_ROWS:$V_BAD_ROWS" "4:4" "2: ... 4 bad rows in both (the row failing two checks counted once)"
+
 # --- 3. the export itself; anchors -----------------------------------------------
 
 make_linear t_file
@@ -536,13 +766,15 @@ like "$X_ERR" "fields where the description says" "4: ... named"
 tv_psql $CL -d postgres >/dev/null <<'SQL'
 SET client_min_messages = warning;
 CREATE TYPE withtsv AS (label text, words tsvector);
-CREATE TABLE t_unsup (note text, rc regclass, w withtsv);
+CREATE TYPE withacl AS (label text, acl aclitem);
+CREATE TABLE t_unsup (note text, rc regclass, w withtsv, wa withacl);
 SELECT trialvault.protect('t_unsup');
 INSERT INTO t_unsup (note) VALUES ('only NULLs in rc and w');
 SQL
-agree t_unsup "4: reg* and tsvector-in-composite columns that are NULL: verifiable"
+agree t_unsup "4: reg* and tsvector- or aclitem-in-composite columns that are NULL: verifiable"
 q $CL postgres "INSERT INTO t_unsup VALUES ('a regclass', 'pg_class', NULL)" >/dev/null
 q $CL postgres "INSERT INTO t_unsup VALUES ('a tsvector', NULL, ROW('w', 'a b'))" >/dev/null
+q $CL postgres "INSERT INTO t_unsup (note, wa) VALUES ('an aclitem', ROW('a', 'postgres=r/postgres'))" >/dev/null
 vx_export t_unsup "$VXD/unsup.tvx"
 vx_into "$VXD/unsup.tvx"
 is "$X_RC" 2 "4: values of unsupported types: exit 2"
@@ -550,6 +782,8 @@ like "$X_ERR" "not independently verifiable" "4: ... not independently verifiabl
 like "$X_ERR" "column rc \\(regclass\\): " "4: ... names the reg* column"
 like "$X_ERR" "column w \\(public\\.withtsv\\): tsvector is hashed as its text output" \
 	"4: ... names the composite column and the nested type"
+like "$X_ERR" "column wa \\(public\\.withacl\\): aclitem is hashed as its text output" \
+	"4: ... and an aclitem inside a composite (it has no binary form at all)"
 
 # --- 5. the by-hand export -------------------------------------------------------
 

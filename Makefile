@@ -18,6 +18,7 @@ OBJS = \
 	extension/crypto.o \
 	extension/access.o \
 	extension/session.o \
+	extension/owner.o \
 	extension/catalog.o \
 	worker/logwriter.o
 

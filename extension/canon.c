@@ -129,15 +129,6 @@ static bool tv_legacy = false;
 static void canon_value(StringInfo buf, Oid typid, Datum value);
 static void append_tagged(StringInfo buf, char tag, const char *data, uint32 len);
 
-bool
-tv_is_chain_column(const char *attname)
-{
-	return strcmp(attname, TV_COL_SEQ) == 0 ||
-		strcmp(attname, TV_COL_PREV_SEQS) == 0 ||
-		strcmp(attname, TV_COL_PREV_HASH) == 0 ||
-		strcmp(attname, TV_COL_HASH) == 0;
-}
-
 /*
  * Types whose binary send form depends on client_encoding (they use
  * pq_sendtext) or on nothing stable; their text output is used instead.

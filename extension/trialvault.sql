@@ -1462,7 +1462,7 @@ CREATE FUNCTION trialvault.log_writer_status(
 	OUT batches bigint,
 	OUT queue_size integer,
 	OUT announced integer)
-	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_log_writer_status';
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_log_writer_status_0_6';
 COMMENT ON FUNCTION trialvault.log_writer_status() IS
 	'The log writer: its pid (NULL when not running), database, records waiting, records written and failed, commits (batches) since server start, the queue''s size, and the backends deciding a decryption right now (whose records the writer briefly waits for before a commit).';
 

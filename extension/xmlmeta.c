@@ -352,11 +352,10 @@ PG_FUNCTION_INFO_V1(tv_metadata_sha256);
 Datum
 tv_metadata_sha256(PG_FUNCTION_ARGS)
 {
-	bytea	   *result = palloc(VARHDRSZ + TV_HASH_LEN);
+	uint8		hash[TV_HASH_LEN];
 
-	SET_VARSIZE(result, VARHDRSZ + TV_HASH_LEN);
-	canonical_sha256(PG_GETARG_XML_P(0), (uint8 *) VARDATA(result));
-	PG_RETURN_BYTEA_P(result);
+	canonical_sha256(PG_GETARG_XML_P(0), hash);
+	PG_RETURN_BYTEA_P(tv_hash_bytea(hash));
 }
 
 /*
@@ -1313,9 +1312,7 @@ load_config(const char *study, const uint64 *gens, bool keep)
 	c->study = MemoryContextStrdup(cxt, study);
 	memcpy(c->gens, gens, sizeof(c->gens));
 
-	tv_become_owner(&as);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	tv_owner_spi_begin(&as);
 	if (SPI_execute_plan(tv_kept_plan(&rules_plan,
 									  "SELECT rule_name, kind, expr FROM trialvault.phi_rules_for($1)",
 									  1, &argtype),
@@ -1385,8 +1382,7 @@ load_config(const char *study, const uint64 *gens, bool keep)
 		if (name)
 			c->default_schema = MemoryContextStrdup(cxt, name);
 	}
-	SPI_finish();
-	tv_restore_user(&as);
+	tv_owner_spi_end(&as);
 	if (keep)
 		MemoryContextSetParent(cxt, TopMemoryContext);
 	return c;
@@ -1415,9 +1411,7 @@ resolve_schema(StudyConfig *c, const char *name)
 
 	args[0] = CStringGetTextDatum(c->study);
 	args[1] = CStringGetTextDatum(name);
-	tv_become_owner(&as);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	tv_owner_spi_begin(&as);
 	/* _current_schema() raises undefined_object when there is none. */
 	if (SPI_execute_plan(tv_kept_plan(&schema_plan,
 									  "SELECT version, xsd FROM trialvault._current_schema($1, $2)",
@@ -1437,8 +1431,7 @@ resolve_schema(StudyConfig *c, const char *name)
 	tv_sha_end(md, s->hash);
 	c->schemas = lappend(c->schemas, s);
 	MemoryContextSwitchTo(old);
-	SPI_finish();
-	tv_restore_user(&as);
+	tv_owner_spi_end(&as);
 	return s;
 }
 
@@ -1759,16 +1752,13 @@ report_problem(text *study, xmltype *doc, text *schema_name)
 		args[2] = (Datum) 0;
 		nulls[2] = 'n';
 	}
-	tv_become_owner(&as);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	tv_owner_spi_begin(&as);
 	if (SPI_execute_plan(tv_kept_plan(&report_plan,
 									  "SELECT trialvault._check_metadata_report($1, $2, $3)",
 									  3, argtypes),
 						 args, nulls, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not run the metadata report");
-	SPI_finish();
-	tv_restore_user(&as);
+	tv_owner_spi_end(&as);
 }
 
 /*
@@ -2389,7 +2379,6 @@ tv_inspect_metadata(PG_FUNCTION_ARGS)
 	uint8		hash[TV_HASH_LEN];
 	Datum		values[3];
 	bool		nulls[3] = {false, false, false};
-	bytea	   *h;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -2455,10 +2444,7 @@ tv_inspect_metadata(PG_FUNCTION_ARGS)
 	}
 	else
 		nulls[0] = nulls[1] = true;
-	h = palloc(VARHDRSZ + TV_HASH_LEN);
-	SET_VARSIZE(h, VARHDRSZ + TV_HASH_LEN);
-	memcpy(VARDATA(h), hash, TV_HASH_LEN);
-	values[2] = PointerGetDatum(h);
+	values[2] = PointerGetDatum(tv_hash_bytea(hash));
 	if (transient)
 		free_config(c);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));

@@ -1,11 +1,5 @@
 -- XML metadata: schemas, validation, PHI screening, extraction, safety.
-CREATE FUNCTION pg_temp.try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE stmt;
-	RETURN 'allowed';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
+\i sql/include/try.sql
 
 SELECT extversion FROM pg_extension WHERE extname = 'trialvault';
 

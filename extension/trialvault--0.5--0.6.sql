@@ -226,6 +226,9 @@ BEGIN
 END
 $$;
 
+-- Only tests called it.
+DROP FUNCTION trialvault._xml_nodes(xml);
+
 -- log_writer_status() gets a C symbol of its own version (the 0.3 to 0.5
 -- scripts share one that goes by the declared columns).
 CREATE OR REPLACE FUNCTION trialvault.log_writer_status(

@@ -563,27 +563,6 @@ tv_validate_xml(PG_FUNCTION_ARGS)
 typedef void (*NodeVisitor) (void *arg, const char *kind, const xmlChar *name,
 							 const char *path, const xmlChar *value);
 
-static void
-put_node(void *arg, const char *kind, const xmlChar *name,
-		 const char *path, const xmlChar *value)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) arg;
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
-
-	values[0] = CStringGetTextDatum(kind);
-	if (name)
-		values[1] = CStringGetTextDatum((const char *) name);
-	else
-		nulls[1] = true;
-	values[2] = CStringGetTextDatum(path);
-	if (value)
-		values[3] = CStringGetTextDatum((const char *) value);
-	else
-		nulls[3] = true;
-	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-}
-
 /*
  * Position counters of element names among one list of siblings.  libxml2
  * interns names in the document's dictionary, so equal names are equal
@@ -724,16 +703,17 @@ walk_document(xmltype *x, NodeVisitor visit, void *arg)
 PG_FUNCTION_INFO_V1(tv_xml_nodes);
 
 /*
- * trialvault._xml_nodes(doc xml)
- *	 RETURNS TABLE (kind text, name text, path text, value text)
- * Every element, attribute and non-blank text node, for PHI screening.
+ * trialvault._xml_nodes(), which only tests called, is gone since 0.6; the
+ * frozen scripts of 0.2 to 0.5 still create it, so the symbol stays.
  */
 Datum
 tv_xml_nodes(PG_FUNCTION_ARGS)
 {
-	InitMaterializedSRF(fcinfo, 0);
-	walk_document(PG_GETARG_XML_P(0), put_node, fcinfo->resultinfo);
-	return (Datum) 0;
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("trialvault._xml_nodes() was removed in trialvault 0.6"),
+			 errhint("Run ALTER EXTENSION trialvault UPDATE.")));
+	PG_RETURN_NULL();
 }
 
 /*

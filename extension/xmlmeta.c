@@ -2386,6 +2386,10 @@ tv_inspect_metadata(PG_FUNCTION_ARGS)
 		/* XPath rules need the tree. */
 		if (c->nxpaths == 0)
 			verdict = inspect_stream(xcxt, x, c, schema, hash);
+		/* Which path ran: the C14N differential test counts them. */
+		ereport(DEBUG2,
+				(errmsg_internal("trialvault: inspect_metadata took the %s path",
+								 verdict == VERDICT_FALLBACK ? "tree" : "streaming")));
 		if (verdict == VERDICT_FALLBACK)
 			verdict = inspect_tree(xcxt, x, c, schema, hash);
 	}

@@ -14,7 +14,12 @@ OBJS = \
 	extension/ddlguard.o \
 	extension/protect.o \
 	extension/verify.o \
-	extension/xmlmeta.o \
+	extension/xmldoc.o \
+	extension/xmlschema.o \
+	extension/xmlscreen.o \
+	extension/c14n.o \
+	extension/xmlextract.o \
+	extension/inspect.o \
 	extension/crypto.o \
 	extension/access.o \
 	extension/session.o \

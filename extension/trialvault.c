@@ -71,7 +71,7 @@ _PG_init(void)
 
 	/* Each component defines its own settings. */
 	tv_chain_init();
-	tv_xmlmeta_init();
+	tv_xmldoc_init();
 	tv_crypto_init();
 	tv_log_init();
 	MarkGUCPrefixReserved("trialvault");

@@ -3,27 +3,33 @@
  * trialvault.h
  *		Declarations shared by the trialvault extension's components.
  *
- * trialvault makes ordinary tables insert-only and hash-chained.  The pieces:
+ * trialvault makes ordinary tables insert-only and hash-chained, keeps
+ * clinical-trial documents with XML metadata, encrypts what holds PHI per
+ * study, and logs every decryption.  One C file per component:
  *
- *	trialvault.c	module load, GUCs, shared-memory requests
+ *	trialvault.c	module load: each component's Init, shared memory
  *	canon.c			canonical, dump-stable encoding of a row's values
- *	chain.c			the per-table chain state in shared memory, hashing on
- *					INSERT, and the transaction callbacks that publish it
+ *	chain.c			the chain columns, the per-table chain state in shared
+ *					memory, hashing on INSERT, and the transaction callbacks
+ *					that publish it
  *	guard.c			the guard trigger, what a protected table looks like,
  *					ON CONFLICT and drops
  *	ddlguard.c		deny by default: what DDL may do to protected tables,
  *					their types and the extension's own objects
  *	protect.c		trialvault.protect(): turning a table into a protected one
  *	verify.c		trialvault.verify(): recomputing and checking a chain
- *	xmlmeta.c		XML metadata: validation, PHI screening, C14N, extraction,
- *					and inspect_metadata(), all three in one pass
- *	crypto.c		master key, per-study data keys, field encryption
+ *	catalog.c		the extension's own objects described and sealed, for
+ *					verify() and the upgrade test
  *	owner.c			running as the extension's owner for the real caller
  *					(every management function), SPI and kept plans
+ *	crypto.c		master key, per-study data keys, field encryption
  *	access.c		open_document and emergency_open
  *	session.c		the session's open study and the scope the views filter by
- *	catalog.c		the extension's own objects described, for verify and
- *					the upgrade test
+ *	xmldoc.c, xmlschema.c, xmlscreen.c, c14n.c, xmlextract.c, inspect.c
+ *					XML metadata (see xmlmeta.h): safe parsing, XSD
+ *					validation, PHI screening, the canonical form, typed
+ *					extraction, and inspect_metadata() doing it all in one
+ *					pass for document loading
  *	../worker/logwriter.c	the log writer background worker and its queue
  *
  *-------------------------------------------------------------------------
@@ -120,9 +126,9 @@ extern bool tv_row_hash_matches(TupleDesc tupdesc, HeapTuple tuple,
 								const TvChainCols *cols, int64 seq,
 								const uint8 *prev_digest, const uint8 *stored_hash);
 
-/* xmlmeta.c */
+/* xmldoc.c (the XML metadata files: xmlmeta.h) */
 extern int	tv_max_metadata_size;
-extern void tv_xmlmeta_init(void);
+extern void tv_xmldoc_init(void);
 
 /* crypto.c */
 extern void tv_crypto_init(void);

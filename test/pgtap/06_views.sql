@@ -398,6 +398,8 @@ CREATE FUNCTION tv06.sql_as(p_role text, p_sql text) RETURNS text LANGUAGE sql I
 -- What p_role sees in a view, as the *_seen() helpers above give it
 -- ('audit_trail': the event ids as an array; 'audit_trail kinds': the
 -- distinct event kinds), or 'current_study': trialvault.current_study().
+-- For the DBA's secured view of the last sections: 'tv06_dba.ecrf_v', its
+-- subjects; 'tv06_dba.ecrf_v rows', its row count or the error (tv06.rows).
 CREATE FUNCTION tv06.seen(p_role text, p_view text) RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 	SELECT tv06.as_role(p_role, 'SELECT ' || CASE p_view
 		WHEN 'current_study' THEN 'trialvault.current_study()'
@@ -407,6 +409,8 @@ CREATE FUNCTION tv06.seen(p_role text, p_view text) RETURNS text LANGUAGE sql SE
 		WHEN 'my_decryption_log' THEN 'tv06.log_seen()'
 		WHEN 'audit_trail' THEN 'tv06.audit_seen()::text'
 		WHEN 'audit_trail kinds' THEN 'tv06.audit_kinds_seen()'
+		WHEN 'tv06_dba.ecrf_v' THEN $q$(SELECT string_agg(subject, ' ' ORDER BY subject) FROM tv06_dba.ecrf_v)$q$
+		WHEN 'tv06_dba.ecrf_v rows' THEN $q$tv06.rows('tv06_dba.ecrf_v')$q$
 	END)
 $$;
 -- One row of a table of what roles see, as one test: 'open_study' opens the
@@ -672,7 +676,7 @@ SET ROLE tv06_s2aud;
 SELECT ok(NOT (tv06.audit_seen() && tv06.audit_base(tv06.s1())), 'auditor of study 2: no event of study 1 in the trail');
 
 -- Members of study 1 only cannot open study 2.
-SELECT throws_ok(format('SET ROLE %I; SELECT trialvault.open_study(%L)', r, tv06.s2()), '42501',
+SELECT throws_ok(tv06.sql_as(r, format('SELECT trialvault.open_study(%L)', tv06.s2())), '42501',
 		format('permission denied to open study "%s"', tv06.s2()), format('%s cannot open study 2', r))
 	FROM unnest(ARRAY['tv06_staff_a', 'tv06_inv_a', 'tv06_mon', 'tv06_safety', 'tv06_sponsor', 'tv06_auditor']) r;
 SET ROLE tv06_outsider;
@@ -826,24 +830,28 @@ SELECT is(current_user::text, 'postgres', 'the suite is still in its transaction
 -- ---------------------------------------------------------------------
 SET ROLE tv06_staff_a;
 SELECT lives_ok($$SELECT trialvault.open_study(tv06.s1())$$, 'forgery: site staff A open study 1');
-SELECT throws_ok(format('SET trialvault.study = %L', tv06.s2()), '42602',
-	'invalid configuration parameter name "trialvault.study"', 'SET trialvault.study is refused (reserved prefix)');
-SELECT throws_ok(format('SET trialvault.current_study = %L', tv06.s2()), '42602',
-	'invalid configuration parameter name "trialvault.current_study"', 'SET trialvault.current_study is refused');
-SELECT throws_ok(format('SET LOCAL trialvault.open_study = %L', tv06.s2()), '42602',
-	'invalid configuration parameter name "trialvault.open_study"', 'SET LOCAL trialvault.open_study is refused');
-SELECT throws_ok(format('SELECT set_config(%L, %L, false)', 'trialvault.x', tv06.s2()), '42602',
-	'invalid configuration parameter name "trialvault.x"', 'set_config(''trialvault.x'', ...) is refused');
-SELECT throws_ok(format('SELECT set_config(%L, %L, true)', 'trialvault.study', tv06.s2()), '42602',
-	'invalid configuration parameter name "trialvault.study"', 'set_config(''trialvault.study'', ..., true) is refused');
-SELECT throws_ok('RESET trialvault.study', '42602', 'invalid configuration parameter name "trialvault.study"',
-	'RESET trialvault.study is refused');
-SELECT throws_ok(format('ALTER ROLE CURRENT_USER SET trialvault.study = %L', tv06.s2()), '42602',
-	'invalid configuration parameter name "trialvault.study"', 'ALTER ROLE ... SET trialvault.study is refused');
-SELECT throws_ok('SHOW trialvault.study', '42704', 'unrecognized configuration parameter "trialvault.study"',
-	'SHOW trialvault.study: 42704, there is no such setting');
-SELECT throws_ok($$SELECT current_setting('trialvault.current_study')$$, '42704',
-	'unrecognized configuration parameter "trialvault.current_study"', 'current_setting(''trialvault.current_study''): 42704');
+-- Settings under the reserved prefix, as site staff A: the statement, the
+-- error.
+SELECT throws_ok(c.sql, c.errcode, c.message, c.description) FROM (VALUES
+	(format('SET trialvault.study = %L', tv06.s2()), '42602',
+		'invalid configuration parameter name "trialvault.study"', 'SET trialvault.study is refused (reserved prefix)'),
+	(format('SET trialvault.current_study = %L', tv06.s2()), '42602',
+		'invalid configuration parameter name "trialvault.current_study"', 'SET trialvault.current_study is refused'),
+	(format('SET LOCAL trialvault.open_study = %L', tv06.s2()), '42602',
+		'invalid configuration parameter name "trialvault.open_study"', 'SET LOCAL trialvault.open_study is refused'),
+	(format('SELECT set_config(%L, %L, false)', 'trialvault.x', tv06.s2()), '42602',
+		'invalid configuration parameter name "trialvault.x"', 'set_config(''trialvault.x'', ...) is refused'),
+	(format('SELECT set_config(%L, %L, true)', 'trialvault.study', tv06.s2()), '42602',
+		'invalid configuration parameter name "trialvault.study"', 'set_config(''trialvault.study'', ..., true) is refused'),
+	('RESET trialvault.study', '42602',
+		'invalid configuration parameter name "trialvault.study"', 'RESET trialvault.study is refused'),
+	(format('ALTER ROLE CURRENT_USER SET trialvault.study = %L', tv06.s2()), '42602',
+		'invalid configuration parameter name "trialvault.study"', 'ALTER ROLE ... SET trialvault.study is refused'),
+	('SHOW trialvault.study', '42704',
+		'unrecognized configuration parameter "trialvault.study"', 'SHOW trialvault.study: 42704, there is no such setting'),
+	($$SELECT current_setting('trialvault.current_study')$$, '42704',
+		'unrecognized configuration parameter "trialvault.current_study"', 'current_setting(''trialvault.current_study''): 42704')
+) c(sql, errcode, message, description);
 SELECT is(trialvault.current_study(), tv06.s1(), 'after the refused settings the open study is still study 1');
 SELECT is(tv06.docs_seen(), 'a1 a2 a3', 'after the refused settings my_documents is unchanged');
 -- A mixed-case name passes PostgreSQL's (case-sensitive) reserved-prefix
@@ -1204,22 +1212,26 @@ SET ROLE tv06_staff_a;
 SELECT throws_ok($$SELECT trialvault.create_secured_view('tv06_dba.ecrf_x', 'tv06_dba.ecrf', 'study', 'site', '{secret}')$$,
 	'42501', 'permission denied to create a secured view of tv06_dba.ecrf', 'secured view: refused to a role that does not own the table');
 SET ROLE tv06_dba;
-SELECT throws_ok($$SELECT trialvault.create_secured_view('plain_v', 'tv06_dba.plain', 'study', 'site')$$,
-	'55000', 'table tv06_dba.plain is not protected', 'secured view: refused for an unprotected table (55000)');
-SELECT throws_ok($$SELECT trialvault.create_secured_view('ecrf_v', 'tv06_dba.ecrf', 'nope', 'site')$$,
-	'42703', 'column "nope" of tv06_dba.ecrf does not exist', 'secured view: unknown study column (42703)');
-SELECT throws_ok($$SELECT trialvault.create_secured_view('ecrf_v', 'tv06_dba.ecrf', 'study', 'nope')$$,
-	'42703', 'column "nope" of tv06_dba.ecrf does not exist', 'secured view: unknown site column (42703)');
-SELECT throws_ok($$SELECT trialvault.create_secured_view('ecrf_v', 'tv06_dba.ecrf', 'study', 'site', '{secret,nope}')$$,
-	'42703', 'column "nope" of tv06_dba.ecrf does not exist', 'secured view: unknown hidden column (42703)');
-SELECT throws_ok($$SELECT trialvault.create_secured_view('ecrf_v', 'tv06_dba.ecrf', 'study', 'site', '{study}')$$,
-	'22023', 'the study and site columns cannot be hidden', 'secured view: hiding the study column is refused');
-SELECT throws_ok($$SELECT trialvault.create_secured_view('ecrf_v', 'tv06_dba.ecrf', 'study', 'site', '{site,secret}')$$,
-	'22023', 'the study and site columns cannot be hidden', 'secured view: hiding the site column is refused');
-SELECT throws_ok($$SELECT trialvault.create_secured_view('other_v', 'tv06_dba.ecrf', 'study', 'site', '{secret}')$$,
-	'42P07', 'relation tv06_dba.other_v exists and is not a secured view', 'secured view: an existing ordinary view is not replaced');
-SELECT throws_ok($$SELECT trialvault.create_secured_view('plain', 'tv06_dba.ecrf', 'study', 'site', '{secret}')$$,
-	'42P07', 'relation tv06_dba.plain exists and is not a secured view', 'secured view: an existing table is not replaced');
+-- Calls refused to the table owner: create_secured_view's arguments, the
+-- error.
+SELECT throws_ok(format('SELECT trialvault.create_secured_view(%s)', c.args), c.errcode, c.message, c.description) FROM (VALUES
+	($$'plain_v', 'tv06_dba.plain', 'study', 'site'$$, '55000',
+		'table tv06_dba.plain is not protected', 'secured view: refused for an unprotected table (55000)'),
+	($$'ecrf_v', 'tv06_dba.ecrf', 'nope', 'site'$$, '42703',
+		'column "nope" of tv06_dba.ecrf does not exist', 'secured view: unknown study column (42703)'),
+	($$'ecrf_v', 'tv06_dba.ecrf', 'study', 'nope'$$, '42703',
+		'column "nope" of tv06_dba.ecrf does not exist', 'secured view: unknown site column (42703)'),
+	($$'ecrf_v', 'tv06_dba.ecrf', 'study', 'site', '{secret,nope}'$$, '42703',
+		'column "nope" of tv06_dba.ecrf does not exist', 'secured view: unknown hidden column (42703)'),
+	($$'ecrf_v', 'tv06_dba.ecrf', 'study', 'site', '{study}'$$, '22023',
+		'the study and site columns cannot be hidden', 'secured view: hiding the study column is refused'),
+	($$'ecrf_v', 'tv06_dba.ecrf', 'study', 'site', '{site,secret}'$$, '22023',
+		'the study and site columns cannot be hidden', 'secured view: hiding the site column is refused'),
+	($$'other_v', 'tv06_dba.ecrf', 'study', 'site', '{secret}'$$, '42P07',
+		'relation tv06_dba.other_v exists and is not a secured view', 'secured view: an existing ordinary view is not replaced'),
+	($$'plain', 'tv06_dba.ecrf', 'study', 'site', '{secret}'$$, '42P07',
+		'relation tv06_dba.plain exists and is not a secured view', 'secured view: an existing table is not replaced')
+) c(args, errcode, message, description);
 SELECT is(tv06.view_reads('tv06_dba.other_v') || '|' || tv06.rows('tv06_dba.plain'), '|0',
 	'secured view: the ordinary view and the table are still there, unchanged');
 SELECT throws_ok($$SELECT trialvault.create_secured_view('trialvault.ecrf_v', 'tv06_dba.ecrf', 'study', 'site', '{secret}')$$,
@@ -1245,26 +1257,23 @@ SELECT is((SELECT string_agg(subject, ' ' ORDER BY subject) FROM tv06_dba.ecrf_v
 	'secured view: site staff A see the rows of study 1, site A');
 SELECT throws_ok('SELECT secret FROM tv06_dba.ecrf_v', '42703', NULL, 'secured view: column secret is not there');
 SELECT throws_ok('SELECT * FROM tv06_dba.ecrf', '42501', 'permission denied for table ecrf', 'secured view: the table itself is refused');
-SET ROLE tv06_inv_b;
-SELECT lives_ok($$SELECT trialvault.open_study(tv06.s1())$$, 'secured view: investigator B open study 1');
-SELECT is((SELECT string_agg(subject, ' ' ORDER BY subject) FROM tv06_dba.ecrf_v), 'S1B-1',
-	'secured view: investigator B see the rows of study 1, site B');
-SET ROLE tv06_sponsor;
-SELECT lives_ok($$SELECT trialvault.open_study(tv06.s1())$$, 'secured view: the sponsor open study 1');
-SELECT is((SELECT string_agg(subject, ' ' ORDER BY subject) FROM tv06_dba.ecrf_v), 'S1A-1 S1A-2 S1B-1',
-	'secured view: the sponsor sees every row of study 1');
-SET ROLE tv06_mon_none;
-SELECT lives_ok($$SELECT trialvault.open_study(tv06.s1())$$, 'secured view: the monitor without authorization open study 1');
-SELECT is(tv06.rows('tv06_dba.ecrf_v'), '0', 'secured view: the monitor without authorization sees no row');
-SET ROLE tv06_both;
-SELECT lives_ok($$SELECT trialvault.open_study(tv06.s2())$$, 'secured view: member of both open study 2');
-SELECT is((SELECT string_agg(subject, ' ' ORDER BY subject) FROM tv06_dba.ecrf_v), 'S2A-1',
-	'secured view: member of both, study 2 open: study 2, site A only');
-SELECT lives_ok($$SELECT trialvault.open_study(tv06.s1())$$, 'secured view: member of both open study 1');
-SELECT is((SELECT string_agg(subject, ' ' ORDER BY subject) FROM tv06_dba.ecrf_v), 'S1B-1',
-	'secured view: member of both, study 1 open: study 1, site B only');
-SET ROLE tv06_outsider;
-SELECT is(tv06.rows('tv06_dba.ecrf_v'), '42501 permission denied for view ecrf_v', 'secured view: refused to the outsider');
+-- The other roles, one test a row (tv06.check): the study each opens, then
+-- the subjects of the rows it sees ('tv06_dba.ecrf_v') or the row count or
+-- error ('tv06_dba.ecrf_v rows').
+RESET ROLE;
+SELECT tv06.check(role, view, expected, description) FROM (VALUES
+	('tv06_inv_b', 'open_study', tv06.s1(), 'secured view: investigator B open study 1'),
+	('tv06_inv_b', 'tv06_dba.ecrf_v', 'S1B-1', 'secured view: investigator B see the rows of study 1, site B'),
+	('tv06_sponsor', 'open_study', tv06.s1(), 'secured view: the sponsor open study 1'),
+	('tv06_sponsor', 'tv06_dba.ecrf_v', 'S1A-1 S1A-2 S1B-1', 'secured view: the sponsor sees every row of study 1'),
+	('tv06_mon_none', 'open_study', tv06.s1(), 'secured view: the monitor without authorization open study 1'),
+	('tv06_mon_none', 'tv06_dba.ecrf_v rows', '0', 'secured view: the monitor without authorization sees no row'),
+	('tv06_both', 'open_study', tv06.s2(), 'secured view: member of both open study 2'),
+	('tv06_both', 'tv06_dba.ecrf_v', 'S2A-1', 'secured view: member of both, study 2 open: study 2, site A only'),
+	('tv06_both', 'open_study', tv06.s1(), 'secured view: member of both open study 1'),
+	('tv06_both', 'tv06_dba.ecrf_v', 'S1B-1', 'secured view: member of both, study 1 open: study 1, site B only'),
+	('tv06_outsider', 'tv06_dba.ecrf_v rows', '42501 permission denied for view ecrf_v', 'secured view: refused to the outsider')
+) c(role, view, expected, description);
 
 -- The table gains a column: one call shows it.
 SET ROLE tv06_dba;

@@ -21,6 +21,7 @@ OBJS = \
 	extension/xmlextract.o \
 	extension/inspect.o \
 	extension/crypto.o \
+	extension/rules.o \
 	extension/access.o \
 	extension/session.o \
 	extension/owner.o \

@@ -229,6 +229,47 @@ $$;
 -- Only tests called it.
 DROP FUNCTION trialvault._xml_nodes(xml);
 
+-- The access rules of open_document in one place, in C (extension/rules.c):
+-- the SQL decision it used to fall back to goes, with the helpers it
+-- shared with _revoke_monitor folded into _monitor_now.
+DROP FUNCTION trialvault._open_decision(bigint, name, boolean, text);
+DROP FUNCTION trialvault._open_grant(bigint, name);
+CREATE FUNCTION trialvault._monitor_now(study text, site text, monitor name) RETURNS text
+	LANGUAGE sql STABLE AS $$
+	SELECT trialvault._monitor_state($1, $2, $3,
+		(SELECT max(m.changed_at) FROM trialvault.memberships m
+		 WHERE m.study = $1 AND m.member = $3 AND m.study_role = 'monitor' AND m.granted))
+$$;
+COMMENT ON FUNCTION trialvault._monitor_now(text, text, name) IS
+	'Internal: a monitor''s authorization for a site right now, counting only authorizations given since the monitor role was last granted: valid, expired, revoked or none.';
+
+CREATE FUNCTION trialvault._emergency_reason_ok(reason text) RETURNS boolean
+	LANGUAGE sql IMMUTABLE AS $$
+	SELECT coalesce(array_length(regexp_split_to_array(btrim(coalesce($1, '')), '\s+'), 1), 0) >= 3
+		   AND length(btrim(coalesce($1, ''))) >= 12
+$$;
+COMMENT ON FUNCTION trialvault._emergency_reason_ok(text) IS
+	'Internal: whether an emergency_open reason is one: at least three words and twelve characters.';
+REVOKE ALL ON FUNCTION trialvault._monitor_now(text, text, name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION trialvault._emergency_reason_ok(text) FROM PUBLIC;
+CREATE OR REPLACE FUNCTION trialvault._revoke_monitor(requester name, monitor name, study text, site text)
+	RETURNS void
+	LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM trialvault._require_args('revoke_monitor', monitor, study, site);
+	PERFORM trialvault._require_investigator(requester, 'revoke a monitor', study, site);
+	IF trialvault._monitor_now(study, site, monitor) <> 'valid' THEN
+		RAISE NOTICE '% holds no valid monitor authorization for site % of study %; nothing to revoke',
+			monitor, site, study;
+		RETURN;
+	END IF;
+	INSERT INTO trialvault.monitor_authorizations (study, site, monitor, valid_until, granted, changed_by)
+		VALUES (study, site, monitor, NULL, false, requester);
+	PERFORM trialvault._audit('monitor_revoked', requester, study, site, NULL, monitor::text);
+END
+$$;
+
+
 -- log_writer_status() gets a C symbol of its own version (the 0.3 to 0.5
 -- scripts share one that goes by the declared columns).
 CREATE OR REPLACE FUNCTION trialvault.log_writer_status(

@@ -192,6 +192,62 @@ extern Datum tv_spi_value(struct _SPI_plan *plan, Datum *values, const char *nul
 						  bool read_only, Oid type, bool *isnull);
 extern Datum tv_call_as_owner(PG_FUNCTION_ARGS);
 
+/* rules.c: who may do what in a study */
+typedef enum TvStudyRole
+{
+	TV_ROLE_SITE_STAFF,
+	TV_ROLE_INVESTIGATOR,
+	TV_ROLE_MONITOR,
+	TV_ROLE_SAFETY,
+	TV_ROLE_SPONSOR,
+	TV_ROLE_AUDITOR,
+	TV_NROLES
+} TvStudyRole;
+
+typedef struct TvRoleHeld
+{
+	char	   *site;			/* NULL: study-wide */
+	TvStudyRole role;
+} TvRoleHeld;
+
+/* A member's roles in one study now. */
+typedef struct TvStanding
+{
+	char		study[TV_LOG_TEXT];
+	NameData	member;
+	uint64		gens[2];		/* of memberships and studies, when read */
+	int32		study_id;
+	bool		ever_member;	/* held a role once, even if none now */
+	int			nroles;
+	TvRoleHeld *roles;
+} TvStanding;
+
+/* What the rules look at in a document. */
+typedef struct TvDocFacts
+{
+	const char *site;
+	const char *doc_type;
+	bool		contains_phi;
+	const char *loaded_by;
+} TvDocFacts;
+
+/* A monitor's authorization at a site now: valid, expired, revoked, none. */
+typedef const char *(*TvMonitorStateFn) (void *arg, const char *site);
+
+extern const char *tv_role_name(TvStudyRole role);
+extern TvStanding *tv_standing(const char *study, const char *member);
+extern bool tv_holds(const TvStanding *s, const char *site, TvStudyRole role);
+extern bool tv_may_load(const TvStanding *s, const char *site);
+extern bool tv_reason_grants(const char *reason);
+extern const char *tv_open_reason(const TvStanding *s, const TvDocFacts *d,
+								  const char *requester,
+								  TvMonitorStateFn monitor_state, void *arg);
+extern const char *tv_emergency_reason(Oid requester, const char *why);
+extern struct List *tv_monitor_sites(const TvStanding *s);
+extern struct List *tv_scope(const TvStanding *s, const char *what);
+extern const char *tv_site_openings(const TvStanding *s, const char *site,
+									bool monitor_valid);
+
 /* session.c */
 extern const char *tv_session_study_raw(void);
 

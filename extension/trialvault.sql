@@ -913,6 +913,23 @@ $$;
 COMMENT ON FUNCTION trialvault._monitor_state(text, text, name, timestamptz) IS
 	'Internal: a monitor''s authorization for a site right now: valid, expired, revoked or none. Authorizations given before "since" (the monitor''s current role grant) count as none: revoking the monitor role ends them for good.';
 
+CREATE FUNCTION trialvault._monitor_now(study text, site text, monitor name) RETURNS text
+	LANGUAGE sql STABLE AS $$
+	SELECT trialvault._monitor_state($1, $2, $3,
+		(SELECT max(m.changed_at) FROM trialvault.memberships m
+		 WHERE m.study = $1 AND m.member = $3 AND m.study_role = 'monitor' AND m.granted))
+$$;
+COMMENT ON FUNCTION trialvault._monitor_now(text, text, name) IS
+	'Internal: a monitor''s authorization for a site right now, counting only authorizations given since the monitor role was last granted: valid, expired, revoked or none.';
+
+CREATE FUNCTION trialvault._emergency_reason_ok(reason text) RETURNS boolean
+	LANGUAGE sql IMMUTABLE AS $$
+	SELECT coalesce(array_length(regexp_split_to_array(btrim(coalesce($1, '')), '\s+'), 1), 0) >= 3
+		   AND length(btrim(coalesce($1, ''))) >= 12
+$$;
+COMMENT ON FUNCTION trialvault._emergency_reason_ok(text) IS
+	'Internal: whether an emergency_open reason is one: at least three words and twelve characters.';
+
 -- ---------------------------------------------------------------------
 -- Management.  The public functions are C entry points (tv_call_as_owner)
 -- that call the function of the same name with a leading underscore.
@@ -1092,10 +1109,7 @@ CREATE FUNCTION trialvault._revoke_monitor(requester name, monitor name, study t
 BEGIN
 	PERFORM trialvault._require_args('revoke_monitor', monitor, study, site);
 	PERFORM trialvault._require_investigator(requester, 'revoke a monitor', study, site);
-	IF trialvault._monitor_state(study, site, monitor,
-		(SELECT max(m.changed_at) FROM trialvault.memberships m
-		 WHERE m.study = _revoke_monitor.study AND m.member = _revoke_monitor.monitor
-		   AND m.study_role = 'monitor' AND m.granted)) <> 'valid' THEN
+	IF trialvault._monitor_now(study, site, monitor) <> 'valid' THEN
 		RAISE NOTICE '% holds no valid monitor authorization for site % of study %; nothing to revoke',
 			monitor, site, study;
 		RETURN;
@@ -1269,80 +1283,10 @@ BEGIN
 END
 $$;
 
--- What open_document and emergency_open decide, for the C entry points.
--- Plain SQL (not plpgsql), STABLE and set-returning, so that the planner
--- inlines them into the caller's kept plans: the decision runs on every
--- decryption, and a procedural version cost more than everything else on
--- that path together.  _open_grant() is the common case (the document, the
--- caller's roles, and the reason when one of the everyday rules grants
--- access); _open_decision() builds on it and decides every case.
-CREATE FUNCTION trialvault._open_grant(p_doc bigint, p_requester name)
-	RETURNS TABLE (found boolean, study text, site text, doc_type text,
-				   contains_phi boolean, loaded_by name, study_id integer,
-				   content bytea, content_enc bytea, roles text[], reason text)
-	LANGUAGE sql STABLE AS $$
-SELECT d.doc_id IS NOT NULL, d.study, d.site, d.doc_type, d.contains_phi, d.loaded_by,
-	   d.study_id, d.content, d.content_enc, r.roles,
-	   CASE WHEN d.doc_id IS NULL OR r.roles = '{}' THEN NULL
-			WHEN d.loaded_by = p_requester THEN 'loader'
-			WHEN NOT d.contains_phi THEN 'no_phi'
-			WHEN d.site || ':site_staff' = ANY (r.roles) THEN 'site_staff'
-			WHEN d.site || ':investigator' = ANY (r.roles) THEN 'investigator'
-			WHEN d.doc_type = 'sae' AND '*:safety' = ANY (r.roles) THEN 'safety' END
-FROM (SELECT 1) one
-LEFT JOIN (SELECT doc.doc_id, doc.study, doc.site, doc.doc_type, doc.contains_phi,
-				  doc.loaded_by, doc.content, doc.content_enc, s.study_id
-		   FROM trialvault.documents doc
-		   JOIN trialvault.studies s ON s.code = doc.study
-		   WHERE doc.doc_id = p_doc) d ON true
-CROSS JOIN LATERAL (
-	SELECT coalesce(array_agg(coalesce(c.site, '*') || ':' || c.study_role), '{}') AS roles
-	FROM trialvault._current_roles(d.study, p_requester) c) r
-$$;
-
-CREATE FUNCTION trialvault._open_decision(p_doc bigint, p_requester name,
-	p_emergency boolean, p_reason text)
-	RETURNS TABLE (granted boolean, reason text, study text, site text,
-				   study_id integer, contains_phi boolean, content bytea,
-				   content_enc bytea)
-	LANGUAGE sql STABLE AS $$
-SELECT x.reason IN ('loader', 'no_phi', 'site_staff', 'investigator', 'safety', 'monitor', 'emergency'),
-	   x.reason, g.study, g.site, g.study_id, g.contains_phi,
-	   CASE WHEN x.reason IN ('loader', 'no_phi', 'site_staff', 'investigator', 'safety', 'monitor', 'emergency')
-			THEN g.content END,
-	   CASE WHEN x.reason IN ('loader', 'no_phi', 'site_staff', 'investigator', 'safety', 'monitor', 'emergency')
-			THEN g.content_enc END
-FROM trialvault._open_grant(p_doc, p_requester) g
-CROSS JOIN LATERAL (
-	SELECT CASE
-	WHEN NOT g.found THEN 'no_such_document'
-	WHEN p_emergency THEN
-		CASE WHEN NOT pg_has_role(p_requester, 'trialvault_emergency', 'MEMBER')
-				THEN 'emergency_not_authorized'
-			 WHEN coalesce(array_length(regexp_split_to_array(btrim(coalesce(p_reason, '')), '\s+'), 1), 0) < 3
-				  OR length(btrim(coalesce(p_reason, ''))) < 12
-				THEN 'emergency_reason_missing'
-			 ELSE 'emergency' END
-	WHEN g.roles = '{}' THEN
-		CASE WHEN EXISTS (SELECT 1 FROM trialvault.memberships m
-						  WHERE m.study = g.study AND m.member = p_requester)
-			 THEN 'membership_revoked' ELSE 'not_a_member' END
-	WHEN g.reason IS NOT NULL THEN g.reason
-	WHEN '*:monitor' = ANY (g.roles) THEN
-		(SELECT CASE mon.state WHEN 'valid' THEN 'monitor'
-							   WHEN 'expired' THEN 'monitor_authorization_expired'
-							   WHEN 'revoked' THEN 'monitor_authorization_revoked'
-							   ELSE 'monitor_not_authorized' END
-		 FROM trialvault._monitor_state(g.study, g.site, p_requester,
-				(SELECT max(m.changed_at) FROM trialvault.memberships m
-				 WHERE m.study = g.study AND m.member = p_requester
-				   AND m.study_role = 'monitor' AND m.granted)) mon(state))
-	WHEN '*:sponsor' = ANY (g.roles) AND g.roles <@ ARRAY['*:sponsor', '*:auditor'] THEN 'sponsor_no_phi'
-	WHEN g.roles <@ ARRAY['*:auditor'] THEN 'auditor_no_phi'
-	WHEN EXISTS (SELECT 1 FROM unnest(g.roles) e
-				 WHERE e LIKE '%:site_staff' OR e LIKE '%:investigator') THEN 'other_site'
-	ELSE 'not_entitled' END AS reason) x
-$$;
+-- What open_document and emergency_open decide is decided in C, by the
+-- rules of extension/rules.c; SQL gives them data: the roles held now
+-- (_current_roles), a monitor's authorization now (_monitor_now) and
+-- whether an emergency reason is one (_emergency_reason_ok).
 
 DO $$
 DECLARE
@@ -1352,11 +1296,11 @@ BEGIN
 			 WHERE p.pronamespace = 'trialvault'::regnamespace
 			   AND p.proname IN ('_encrypt', '_ciphertext_ok', '_new_study_key', '_rewrap_keys', '_audit_durable',
 								 '_audit', '_require_admin', '_require_study', '_require_site',
-								 '_current_roles', '_monitor_state', '_create_study', '_add_site',
+								 '_current_roles', '_monitor_state', '_monitor_now', '_emergency_reason_ok',
+								 '_create_study', '_add_site',
 								 '_check_role_args', '_grant_role', '_revoke_role',
 								 '_require_investigator', '_authorize_monitor', '_revoke_monitor',
-								 '_rotate_study_key', '_rewrap_data_keys', '_load_document',
-								 '_open_grant', '_open_decision')
+								 '_rotate_study_key', '_rewrap_data_keys', '_load_document')
 	LOOP
 		EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
 		IF obj_description(f, 'pg_proc') IS NULL THEN

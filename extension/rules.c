@@ -437,6 +437,12 @@ sites_where(const TvStanding *s, TvStudyRole a, TvStudyRole b)
 	return sites;
 }
 
+static int
+cstring_cmp(const ListCell *a, const ListCell *b)
+{
+	return strcmp((char *) lfirst(a), (char *) lfirst(b));
+}
+
 static List *
 strings(List *values)
 {
@@ -474,6 +480,7 @@ tv_scope(const TvStanding *s, const char *what)
 		for (r = 0; r < TV_NROLES; r++)
 			if (holds_anywhere(s, (TvStudyRole) r))
 				roles = lappend(roles, (char *) tv_role_names[r]);
+		list_sort(roles, cstring_cmp);
 		return roles;
 	}
 	if (strcmp(what, "documents") == 0)

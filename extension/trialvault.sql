@@ -1452,75 +1452,7 @@ CREATE FUNCTION trialvault.current_study() RETURNS text
 COMMENT ON FUNCTION trialvault.current_study() IS
 	'The session''s open study, or NULL when none is open or the current user no longer holds a role in it. Kept in the backend, not in a setting: SET and set_config() cannot change it.';
 
--- What the current user may see in a study, by kind:
---   documents     sites whose documents they may list
---   monitor_sites sites they are authorized to monitor now
---   log_sites     sites whose decryption log they may read (investigators; auditors: all)
---   phi_sites     sites whose PHI documents they may open: their own sites as
---                 site staff or investigator, and those they monitor now
---   roles         the study roles they hold
---   role_entries  'site:role' for each role held ('*' for study-wide roles)
-CREATE FUNCTION trialvault._scope(requester name, study text, what text) RETURNS text[]
-	LANGUAGE plpgsql AS $$
-DECLARE
-	roles text[];
-	mon_since timestamptz;
-BEGIN
-	SELECT coalesce(array_agg(coalesce(c.site, '*') || ':' || c.study_role), '{}')
-		INTO roles FROM trialvault._current_roles(study, requester) c;
-	IF roles = '{}' THEN
-		RETURN '{}';
-	END IF;
-	CASE what
-	WHEN 'roles' THEN
-		RETURN ARRAY(SELECT DISTINCT split_part(r, ':', 2) FROM unnest(roles) r ORDER BY 1);
-	WHEN 'role_entries' THEN
-		RETURN roles;
-	WHEN 'documents' THEN
-		IF roles && ARRAY['*:safety', '*:sponsor', '*:auditor'] THEN
-			RETURN ARRAY(SELECT s.site FROM trialvault.sites s WHERE s.study = _scope.study);
-		END IF;
-		-- Sites of the caller's own site roles, plus those a monitor is
-		-- authorized for (a statement of its own, so that the common case
-		-- keeps a generic plan).
-		RETURN ARRAY(SELECT split_part(r, ':', 1) FROM unnest(roles) r
-					 WHERE split_part(r, ':', 2) IN ('site_staff', 'investigator'))
-			|| CASE WHEN '*:monitor' = ANY (roles)
-					THEN trialvault._scope(requester, study, 'monitor_sites')
-					ELSE '{}'::text[] END;
-	WHEN 'monitor_sites' THEN
-		IF NOT '*:monitor' = ANY (roles) THEN
-			RETURN '{}';
-		END IF;
-		SELECT max(m.changed_at) INTO mon_since FROM trialvault.memberships m
-			WHERE m.study = _scope.study AND m.member = requester
-			  AND m.study_role = 'monitor' AND m.granted;
-		RETURN ARRAY(SELECT s.site FROM trialvault.sites s
-					 WHERE s.study = _scope.study
-					   AND trialvault._monitor_state(_scope.study, s.site, requester, mon_since) = 'valid');
-	WHEN 'phi_sites' THEN
-		RETURN ARRAY(SELECT split_part(r, ':', 1) FROM unnest(roles) r
-					 WHERE split_part(r, ':', 2) IN ('site_staff', 'investigator'))
-			|| CASE WHEN '*:monitor' = ANY (roles)
-					THEN trialvault._scope(requester, study, 'monitor_sites')
-					ELSE '{}'::text[] END;
-	WHEN 'log_sites' THEN
-		IF '*:auditor' = ANY (roles) THEN
-			RETURN ARRAY(SELECT s.site FROM trialvault.sites s WHERE s.study = _scope.study);
-		END IF;
-		RETURN ARRAY(SELECT split_part(r, ':', 1) FROM unnest(roles) r
-					 WHERE split_part(r, ':', 2) = 'investigator');
-	ELSE
-		RAISE EXCEPTION 'unknown scope "%"', left(what, 100)
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Scopes: documents, monitor_sites, phi_sites, log_sites, roles, role_entries.';
-	END CASE;
-END
-$$;
-REVOKE ALL ON FUNCTION trialvault._scope(name, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION trialvault._open_study(name, text) FROM PUBLIC;
-COMMENT ON FUNCTION trialvault._scope(name, text, text) IS
-	'Internal: what a member may see in a study (documents, monitor_sites, phi_sites, log_sites, roles, role_entries); empty for non-members.';
 COMMENT ON FUNCTION trialvault._open_study(name, text) IS
 	'Internal: body of open_study(); checks the membership and records the event.';
 
@@ -1539,7 +1471,32 @@ CREATE FUNCTION trialvault._session_scope(what text) RETURNS text[]
 REVOKE ALL ON FUNCTION trialvault._session_scope(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION trialvault._session_scope(text) TO trialvault_user;
 COMMENT ON FUNCTION trialvault._session_scope(text) IS
-	'What the secured views filter by: trialvault._scope() for the current user in the session''s open study (empty when none is open). Only ever about the caller, so it cannot be pointed at someone else.';
+	'What the secured views filter by, for the current user in the session''s open study (empty when none is open or they hold no role there): documents (sites whose documents they may list), log_sites (sites whose decryption log they may read), roles (the roles they hold), monitor_sites (sites they are authorized to monitor now). Only ever about the caller, so it cannot be pointed at someone else.';
+
+CREATE FUNCTION trialvault._may_open(site text, doc_type text, contains_phi boolean, loaded_by name)
+	RETURNS boolean
+	LANGUAGE C STABLE AS 'MODULE_PATHNAME', 'tv_may_open';
+REVOKE ALL ON FUNCTION trialvault._may_open(text, text, boolean, name) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION trialvault._may_open(text, text, boolean, name) TO trialvault_user;
+COMMENT ON FUNCTION trialvault._may_open(text, text, boolean, name) IS
+	'Whether the current user may open a document with these facts in the session''s open study, by the rules open_document follows (emergencies aside). Only ever about the caller.';
+
+CREATE FUNCTION trialvault._session_roles(OUT site text, OUT study_role text)
+	RETURNS SETOF record
+	LANGUAGE C STABLE AS 'MODULE_PATHNAME', 'tv_session_roles';
+REVOKE ALL ON FUNCTION trialvault._session_roles() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION trialvault._session_roles() TO trialvault_user;
+COMMENT ON FUNCTION trialvault._session_roles() IS
+	'The current user''s roles in the session''s open study (site NULL for study-wide roles). Only ever about the caller.';
+
+CREATE FUNCTION trialvault._session_sites(OUT site text, OUT my_roles text[],
+	OUT may_load boolean, OUT may_open text)
+	RETURNS SETOF record
+	LANGUAGE C STABLE AS 'MODULE_PATHNAME', 'tv_session_sites';
+REVOKE ALL ON FUNCTION trialvault._session_sites() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION trialvault._session_sites() TO trialvault_user;
+COMMENT ON FUNCTION trialvault._session_sites() IS
+	'For each site of the session''s open study whose documents the current user may list: their roles there (or study-wide), whether they may load documents there, and what they may open there. Only ever about the caller.';
 
 -- ---------------------------------------------------------------------
 -- Secured views.  Owned by the extension's owner (so they read the base
@@ -1548,16 +1505,13 @@ COMMENT ON FUNCTION trialvault._session_scope(text) IS
 -- ---------------------------------------------------------------------
 
 -- The fingerprint of a PHI document's plaintext is shown only to those who
--- may open the document (the rules of _open_grant: loader, site staff and
--- investigators of its site, monitors authorized for it now, safety for an
--- SAE): anyone else could confirm a guess at its content by hashing it.
+-- may open the document (by the rules open_document follows, _may_open):
+-- anyone else could confirm a guess at its content by hashing it.
 CREATE VIEW trialvault.my_documents WITH (security_barrier) AS
 	SELECT d.doc_id, d.study, d.site, d.doc_type, d.contains_phi, d.metadata,
 		   d.metadata_schema, d.metadata_schema_version, d.metadata_sha256,
 		   d.loaded_by, d.loaded_at, d.content_length,
-		   CASE WHEN NOT d.contains_phi OR d.loaded_by = CURRENT_USER
-					 OR d.site = ANY ((SELECT trialvault._session_scope('phi_sites'))::text[])
-					 OR (d.doc_type = 'sae' AND 'safety' = ANY ((SELECT trialvault._session_scope('roles'))::text[]))
+		   CASE WHEN trialvault._may_open(d.site, d.doc_type, d.contains_phi, d.loaded_by)
 				THEN d.content_sha256 END AS content_sha256
 	FROM trialvault.documents d
 	WHERE d.study = (SELECT trialvault._session_study())
@@ -1566,30 +1520,16 @@ COMMENT ON VIEW trialvault.my_documents IS
 	'Documents of the open study the current user may see (site staff and investigators: their sites; monitors: sites they are authorized for now; safety, sponsor, auditor: all sites). Metadata and fingerprints only, never content; the fingerprint of a PHI document only for those who may open it.';
 
 CREATE VIEW trialvault.my_sites WITH (security_barrier) AS
-	SELECT s.study, s.site, s.name,
-		   ARRAY(SELECT split_part(r, ':', 2) FROM unnest(x.entries) r
-				 WHERE split_part(r, ':', 1) IN (s.site, '*') ORDER BY 1) AS my_roles,
-		   (s.site || ':site_staff') = ANY (x.entries)
-			   OR (s.site || ':investigator') = ANY (x.entries) AS may_load,
-		   CASE WHEN (s.site || ':site_staff') = ANY (x.entries)
-					 OR (s.site || ':investigator') = ANY (x.entries)
-					 OR s.site = ANY (x.monitor_sites) THEN 'all documents'
-				WHEN '*:safety' = ANY (x.entries) THEN 'sae documents and documents without PHI'
-				ELSE 'documents without PHI' END AS may_open
-	FROM trialvault.sites s,
-		 (SELECT trialvault._session_scope('role_entries') AS entries,
-				 trialvault._session_scope('documents') AS doc_sites,
-				 trialvault._session_scope('monitor_sites') AS monitor_sites) x
-	WHERE s.study = (SELECT trialvault._session_study())
-	  AND s.site = ANY (x.doc_sites);
+	SELECT s.study, s.site, s.name, x.my_roles, x.may_load, x.may_open
+	FROM trialvault.sites s
+	JOIN trialvault._session_sites() x ON x.site = s.site
+	WHERE s.study = (SELECT trialvault._session_study());
 COMMENT ON VIEW trialvault.my_sites IS
 	'Sites of the open study whose documents the current user may list, with their roles there, whether they may load documents, and what they may open.';
 
 CREATE VIEW trialvault.my_roles WITH (security_barrier) AS
-	SELECT trialvault.current_study() AS study,
-		   nullif(split_part(r, ':', 1), '*') AS site,
-		   split_part(r, ':', 2) AS study_role
-	FROM unnest(trialvault._session_scope('role_entries')) r;
+	SELECT trialvault.current_study() AS study, r.site, r.study_role
+	FROM trialvault._session_roles() r;
 COMMENT ON VIEW trialvault.my_roles IS
 	'The current user''s roles in the open study (site NULL for study-wide roles).';
 

@@ -23,6 +23,7 @@ OBJS = \
 	extension/crypto.o \
 	extension/rules.o \
 	extension/access.o \
+	extension/load.o \
 	extension/session.o \
 	extension/owner.o \
 	extension/catalog.o \

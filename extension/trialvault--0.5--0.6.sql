@@ -328,6 +328,15 @@ COMMENT ON VIEW trialvault.my_roles IS
 
 DROP FUNCTION trialvault._scope(name, text, text);
 
+-- load_document in one direction (extension/load.c): C decides, inspects
+-- and encrypts, and SQL only checks that the study and site exist, inserts
+-- and records; the plpgsql body that called back into C for each step goes.
+CREATE OR REPLACE FUNCTION trialvault.load_document(study text, site text, doc_type text,
+	contains_phi boolean, metadata xml, content bytea, schema_name text DEFAULT NULL)
+	RETURNS bigint
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_load_document';
+DROP FUNCTION trialvault._load_document(name, text, text, text, boolean, xml, bytea, text);
+
 -- log_writer_status() gets a C symbol of its own version (the 0.3 to 0.5
 -- scripts share one that goes by the declared columns).
 CREATE OR REPLACE FUNCTION trialvault.log_writer_status(

@@ -126,6 +126,17 @@ extern bool tv_row_hash_matches(TupleDesc tupdesc, HeapTuple tuple,
 								const TvChainCols *cols, int64 seq,
 								const uint8 *prev_digest, const uint8 *stored_hash);
 
+/* inspect.c: metadata screened, validated and hashed for document loading */
+typedef struct TvInspection
+{
+	char	   *schema;			/* the schema checked against; NULL: none */
+	int32		version;		/* its version */
+	uint8		hash[TV_HASH_LEN];	/* SHA-256 of the canonical form */
+} TvInspection;
+
+extern void tv_inspect(text *study, struct varlena *doc, text *schema_name,
+					   TvInspection *out);
+
 /* xmldoc.c (the XML metadata files: xmlmeta.h) */
 extern int	tv_max_metadata_size;
 extern void tv_xmldoc_init(void);

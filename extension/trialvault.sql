@@ -1212,76 +1212,6 @@ REVOKE ALL ON trialvault.decryption_log FROM PUBLIC;
 
 
 
--- Document loading checks and hashes the metadata in that one pass.
-CREATE FUNCTION trialvault._load_document(requester name, study text, site text,
-	doc_type text, contains_phi boolean, metadata xml, content bytea, schema_name text)
-	RETURNS bigint
-	LANGUAGE plpgsql AS $$
-DECLARE
-	sid integer;
-	id bigint;
-	ver integer;
-	sname text;
-	mhash bytea;
-	state text;
-	msg text;
-BEGIN
-	IF study IS NULL OR site IS NULL OR doc_type IS NULL OR contains_phi IS NULL
-	   OR metadata IS NULL OR content IS NULL THEN
-		RAISE EXCEPTION 'arguments of trialvault.load_document must not be NULL (only schema_name may be)'
-			USING ERRCODE = 'null_value_not_allowed';
-	END IF;
-	sid := trialvault._require_study(study);
-	PERFORM trialvault._require_site(study, site);
-	IF doc_type NOT IN ('source', 'protocol', 'blank_crf', 'sae', 'eform', 'other') THEN
-		RAISE EXCEPTION 'unknown document type "%"', left(doc_type, 100)
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Document types: source, protocol, blank_crf, sae, eform, other.';
-	END IF;
-	IF NOT EXISTS (SELECT 1 FROM trialvault._current_roles(study, requester) c
-				   WHERE c.site = _load_document.site
-					 AND c.study_role IN ('site_staff', 'investigator')) THEN
-		RAISE EXCEPTION 'permission denied to load documents for site % of study %', site, study
-			USING ERRCODE = 'insufficient_privilege',
-				  DETAIL = format('Role %s is neither site staff nor investigator of that site.', requester),
-				  HINT = 'A trialvault_admin grants study roles with trialvault.grant_role().';
-	END IF;
-	IF length(content) = 0 THEN
-		RAISE EXCEPTION 'document content is empty' USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-
-	BEGIN
-		SELECT i.checked_schema, i.checked_version, i.metadata_sha256 INTO sname, ver, mhash
-			FROM trialvault.inspect_metadata(study, metadata, schema_name) i;
-	EXCEPTION WHEN data_exception THEN
-		GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-		IF state = '22000' THEN
-			-- A PHI refusal: on record even though this transaction fails.
-			-- If that cannot be done, the load is refused all the same.
-			BEGIN
-				PERFORM trialvault._audit_durable('metadata_phi_refused', requester, study, site, NULL, msg);
-			EXCEPTION WHEN OTHERS THEN
-				GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = PG_EXCEPTION_DETAIL;
-				RAISE WARNING 'the refusal below could not be put on record: %', msg
-					USING DETAIL = state;
-			END;
-		END IF;
-		RAISE;
-	END;
-
-	id := nextval(pg_get_serial_sequence('trialvault.documents', 'doc_id'));
-	INSERT INTO trialvault.documents (doc_id, study, site, doc_type, contains_phi,
-		metadata, metadata_schema, metadata_schema_version, metadata_sha256,
-		content, content_enc, content_length, content_sha256, loaded_by)
-	VALUES (id, study, site, doc_type, contains_phi,
-		metadata, sname, ver, mhash,
-		CASE WHEN contains_phi THEN NULL ELSE content END,
-		CASE WHEN contains_phi THEN trialvault._encrypt(sid, study, id, 'content', content) END,
-		length(content), sha256(content), requester);
-	PERFORM trialvault._audit('document_loaded', requester, study, site, id, doc_type);
-	RETURN id;
-END
-$$;
 
 -- What open_document and emergency_open decide is decided in C, by the
 -- rules of extension/rules.c; SQL gives them data: the roles held now
@@ -1300,7 +1230,7 @@ BEGIN
 								 '_create_study', '_add_site',
 								 '_check_role_args', '_grant_role', '_revoke_role',
 								 '_require_investigator', '_authorize_monitor', '_revoke_monitor',
-								 '_rotate_study_key', '_rewrap_data_keys', '_load_document')
+								 '_rotate_study_key', '_rewrap_data_keys')
 	LOOP
 		EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
 		IF obj_description(f, 'pg_proc') IS NULL THEN
@@ -1361,7 +1291,7 @@ COMMENT ON FUNCTION trialvault.rewrap_data_keys() IS
 CREATE FUNCTION trialvault.load_document(study text, site text, doc_type text,
 	contains_phi boolean, metadata xml, content bytea, schema_name text DEFAULT NULL)
 	RETURNS bigint
-	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_call_as_owner';
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_load_document';
 COMMENT ON FUNCTION trialvault.load_document(text, text, text, boolean, xml, bytea, text) IS
 	'Loads a document for a site: the caller must be site staff or investigator there. Metadata is screened for PHI and validated (check_metadata); content with PHI is stored AES-256-GCM encrypted. Returns the document id.';
 

@@ -22,9 +22,13 @@
  *					verify() and the upgrade test
  *	owner.c			running as the extension's owner for the real caller
  *					(every management function), SPI and kept plans
+ *	rules.c			the access rules, each written once: who may open,
+ *					load, list and read what in a study
  *	crypto.c		master key, per-study data keys, field encryption
  *	access.c		open_document and emergency_open
- *	session.c		the session's open study and the scope the views filter by
+ *	load.c			load_document
+ *	session.c		the session's open study, and what the views ask about
+ *					the current user in it
  *	xmldoc.c, xmlschema.c, xmlscreen.c, c14n.c, xmlextract.c, inspect.c
  *					XML metadata (see xmlmeta.h): safe parsing, XSD
  *					validation, PHI screening, the canonical form, typed

@@ -43,6 +43,44 @@ static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr audit_plan = NULL;
 
 /*
+ * Run fn(arg) in a subtransaction, as a plpgsql EXCEPTION block does: NULL
+ * when it succeeded, else its error (in the caller's memory context), with
+ * the subtransaction rolled back and the caller's state restored.
+ */
+static ErrorData *
+in_subtransaction(void (*fn) (void *), void *arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData  *volatile e = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		e = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return e;
+}
+
+static void
+submit_record(void *arg)
+{
+	tv_log_submit((TvLogRecord *) arg);
+}
+
+/*
  * Put a metadata PHI refusal on record through the log writer.  If that
  * fails, say so and let the refusal itself go on.
  */
@@ -50,9 +88,8 @@ static void
 record_phi_refusal(const char *requester, const char *study, const char *site,
 				   const char *message)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
 	TvLogRecord rec;
+	ErrorData  *e;
 
 	memset(&rec, 0, sizeof(rec));
 	rec.kind = TV_LOG_AUDIT;
@@ -63,30 +100,26 @@ record_phi_refusal(const char *requester, const char *study, const char *site,
 	strlcpy(rec.site, site, sizeof(rec.site));
 	strlcpy(rec.detail, message ? message : "", sizeof(rec.detail));
 
-	BeginInternalSubTransaction(NULL);
-	PG_TRY();
-	{
-		tv_log_submit(&rec);
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *e;
-
-		MemoryContextSwitchTo(cxt);
-		e = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
+	if ((e = in_subtransaction(submit_record, &rec)) != NULL)
 		ereport(WARNING,
 				(errmsg("the refusal below could not be put on record: %s", e->message),
 				 e->detail ? errdetail_internal("%s", e->detail) : 0));
-		FreeErrorData(e);
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
+}
+
+typedef struct InspectCall
+{
+	text	   *study;
+	xmltype    *metadata;
+	text	   *schema;
+	TvInspection *out;
+} InspectCall;
+
+static void
+inspect_call(void *arg)
+{
+	InspectCall *c = (InspectCall *) arg;
+
+	tv_inspect(c->study, c->metadata, c->schema, c->out);
 }
 
 /*
@@ -97,33 +130,14 @@ static void
 inspect_or_record(text *study_t, xmltype *metadata, text *schema_t, TvInspection *ins,
 				  const char *requester, const char *study, const char *site)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
+	InspectCall call = {study_t, metadata, schema_t, ins};
+	ErrorData  *e = in_subtransaction(inspect_call, &call);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		tv_inspect(study_t, metadata, schema_t, ins);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *e;
-
-		MemoryContextSwitchTo(cxt);
-		e = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		if (e->sqlerrcode == ERRCODE_DATA_EXCEPTION)
-			record_phi_refusal(requester, study, site, e->message);
-		ReThrowError(e);
-	}
-	PG_END_TRY();
+	if (e == NULL)
+		return;
+	if (e->sqlerrcode == ERRCODE_DATA_EXCEPTION)
+		record_phi_refusal(requester, study, site, e->message);
+	ReThrowError(e);
 }
 
 PG_FUNCTION_INFO_V1(tv_load_document);

@@ -261,6 +261,7 @@ tv_open(FunctionCallInfo fcinfo, bool emergency)
 	MemoryContext outer = CurrentMemoryContext;
 
 	/* Fail closed before any work if nothing could be put on record. */
+	tv_require_schema();
 	tv_log_require_writer();
 	tv_log_coming();
 

@@ -160,6 +160,8 @@ tv_session_scope(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("scope must not be NULL")));
+	/* The views of older versions ask for scopes that are gone. */
+	tv_require_schema();
 	if (tv_opened_study == NULL)
 		PG_RETURN_ARRAYTYPE_P(construct_empty_array(TEXTOID));
 	what = text_to_cstring(PG_GETARG_TEXT_PP(0));

@@ -99,6 +99,8 @@ tv_name_datum(NameData *buf, const char *s)
 
 /* trialvault.c */
 extern bool tv_loaded_at_preload;
+extern void tv_require_preload(void);
+extern void tv_require_schema(void);
 
 /* canon.c */
 #define TV_SHA_CONTENT	0
@@ -279,7 +281,6 @@ extern bool tv_relation_can_be_guarded(Oid relid);
 extern void tv_refuse_protected(Oid relid, const char *what, const char *hint);
 extern void tv_refuse_late_trigger(Oid relid, const char *tgname);
 extern void tv_check_drop_guarded(Oid classId, Oid objectId, int subId);
-extern void tv_require_preload(void);
 
 /* ddlguard.c */
 extern void tv_ddlguard_init(void);

@@ -28,7 +28,9 @@
  *			| 'x' u32 4 type		an array, composite or range whose header
  *									names another type than the one declared
  *									(retyped in the catalog): never in a row
- *									as it was inserted
+ *									as it was inserted (inserts refuse it);
+ *									not in 0.5's encoding of user multiranges,
+ *									which took their text output
  *
  * Columns are taken in the byte order of their names, not their position,
  * because pg_dump can recreate an inheritance child with its columns in
@@ -136,8 +138,10 @@ static EVP_MD_CTX *tv_sha_ctx[TV_SHA_NCTX];
 /* Scratch buffer for encoding non-string values, kept across rows. */
 static StringInfoData tv_canon_buf;
 
-/* Set for one digest: encode as 0.5 did. */
+/* Set for one digest: encode as 0.5 did; refuse mistyped values (an insert). */
 static bool tv_legacy = false;
+static bool tv_inserting = false;
+static const char *tv_canon_column = NULL;
 
 static void canon_value(StringInfo buf, Oid typid, Datum value);
 static void append_tagged(StringInfo buf, char tag, const char *data, uint32 len);
@@ -560,6 +564,14 @@ canon_mistyped(StringInfo buf, Oid stored, Oid expected)
 
 	if (stored == expected)
 		return false;
+	if (tv_inserting)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("a value in column \"%s\" is of type %s, not of the type the column declares (%s)",
+						tv_canon_column ? tv_canon_column : "?",
+						format_type_be(stored), format_type_be(expected)),
+				 errdetail("The column, or the value it was copied from, was retyped in the catalog behind the guards' back."),
+				 errhint("Run trialvault.verify() on the table and on where the value came from.")));
 	be = pg_hton32((uint32) stored);
 	append_tagged(buf, 'x', (const char *) &be, sizeof(be));
 	return true;
@@ -828,8 +840,11 @@ tv_sha_end(EVP_MD_CTX *ctx, uint8 *out)
 
 /*
  * tv_row_content_digest: SHA-256 of the canonical encoding of a row's user
- * columns (chain columns, dropped and generated columns excluded), or with
- * legacy, as 0.5 encoded them (see the file header).
+ * columns (chain columns, dropped and generated columns excluded), in the
+ * current encoding or as 0.5 encoded them (see the file header).  For an
+ * insert (TV_DIGEST_INSERT) a value that names another type than its column
+ * is refused rather than encoded as the marker: it can only come from a
+ * catalog edited behind the guards' back.
  *
  * Large string-like values (the usual payload: bytea, text, xml) are fed to
  * the digest straight from the detoasted datum, without copying them into
@@ -839,8 +854,10 @@ tv_sha_end(EVP_MD_CTX *ctx, uint8 *out)
 void
 tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
 					  const TvChainCols *cols, uint8 *digest,
-					  bool legacy)
+					  TvDigestMode mode)
 {
+	bool		legacy = (mode == TV_DIGEST_LEGACY);
+
 	StringInfo	buf = &tv_canon_buf;
 	EVP_MD_CTX *md;
 	int			i;
@@ -856,6 +873,7 @@ tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
 	}
 	type_canon_forget_if_stale();
 	tv_legacy = legacy;
+	tv_inserting = (mode == TV_DIGEST_INSERT);
 	md = tv_sha_begin(TV_SHA_CONTENT);
 	tv_sha_update(md, legacy ? "TVROW1" : "TVROW2", 6);
 
@@ -887,6 +905,7 @@ tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
 			continue;
 
 		name = NameStr(att->attname);
+		tv_canon_column = name;
 		be = pg_hton32((uint32) strlen(name));
 		tv_sha_update(md, &be, 4);
 		tv_sha_update(md, name, strlen(name));

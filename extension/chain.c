@@ -307,11 +307,11 @@ tv_row_hash_matches(TupleDesc tupdesc, HeapTuple tuple, const TvChainCols *cols,
 	uint8		content[TV_HASH_LEN];
 	uint8		expect[TV_HASH_LEN];
 
-	tv_row_content_digest(tupdesc, tuple, cols, content, false);
+	tv_row_content_digest(tupdesc, tuple, cols, content, TV_DIGEST_VERIFY);
 	tv_row_hash(seq, prev_digest, content, expect);
 	if (memcmp(expect, stored_hash, TV_HASH_LEN) == 0)
 		return true;
-	tv_row_content_digest(tupdesc, tuple, cols, content, true);
+	tv_row_content_digest(tupdesc, tuple, cols, content, TV_DIGEST_LEGACY);
 	tv_row_hash(seq, prev_digest, content, expect);
 	return memcmp(expect, stored_hash, TV_HASH_LEN) == 0;
 }
@@ -798,7 +798,7 @@ tv_chain_insert(Relation rel, HeapTuple tuple)
 		return restore_row(rel, tuple, &cols);
 
 	/* The expensive part, outside any lock. */
-	tv_row_content_digest(tupdesc, tuple, &cols, content, false);
+	tv_row_content_digest(tupdesc, tuple, &cols, content, TV_DIGEST_INSERT);
 
 	lt = get_local_table(RelationGetRelid(rel));
 	if (lt->frames != NIL)

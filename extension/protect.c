@@ -149,7 +149,8 @@ chain_existing_rows(Relation rel, const char *qname)
 		}
 		old = MemoryContextSwitchTo(rowcxt);
 		tup = ExecFetchSlotHeapTuple(slot, false, &shouldfree);
-		tv_row_content_digest(tupdesc, tup, &cols, digests + n * TV_HASH_LEN, false);
+		tv_row_content_digest(tupdesc, tup, &cols, digests + n * TV_HASH_LEN,
+							  TV_DIGEST_INSERT);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(rowcxt);
 		tids[n] = slot->tts_tid;

@@ -109,9 +109,15 @@ extern void tv_require_schema(void);
 extern EVP_MD_CTX *tv_sha_begin(int which);
 extern void tv_sha_update(EVP_MD_CTX *ctx, const void *data, size_t len);
 extern void tv_sha_end(EVP_MD_CTX *ctx, uint8 *out);
+typedef enum TvDigestMode
+{
+	TV_DIGEST_VERIFY,			/* the current encoding, for checking a row */
+	TV_DIGEST_LEGACY,			/* the 0.5 encoding, for checking a row */
+	TV_DIGEST_INSERT			/* the current encoding; a mistyped value is an error */
+} TvDigestMode;
 extern void tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
 								  const TvChainCols *cols, uint8 *digest,
-								  bool legacy);
+								  TvDigestMode mode);
 
 /* chain.c */
 extern bool tv_find_chain_cols(TupleDesc tupdesc, TvChainCols *cols);

@@ -317,7 +317,15 @@ echo "   with no trialvault code. It finds the row the rogue superuser altered i
 chmod 755 "$TV_TMP"
 python3 scripts/trialvault-verify-export export source_documents -o "$TV_TMP/source_documents.tvx" \
 	-d "host=$(tv_dir demo) port=$(tv_port demo) user=postgres dbname=postgres" >/dev/null
-python3 scripts/trialvault-verify-export verify "$TV_TMP/source_documents.tvx" | sed 's/^/   /' || true
+python3 scripts/trialvault-verify-export verify "$TV_TMP/source_documents.tvx" >"$TV_TMP/verifier.out" || true
+sed 's/^/   /' "$TV_TMP/verifier.out"
+server=$(sql -At -c "SELECT ok || ' ' || bad_rows || ' ' || coalesce(first_bad, '') FROM trialvault.verify('source_documents')")
+mine="$(sed -n 's/^ok: //p' "$TV_TMP/verifier.out") $(sed -n 's/^bad_rows: //p' "$TV_TMP/verifier.out") $(sed -n 's/^first_bad: //p' "$TV_TMP/verifier.out")"
+if [ "${server/#t /true }" = "$mine" ] || [ "${server/#f /false }" = "$mine" ]; then
+	echo "   The verifier and verify() agree: ok, bad_rows and first_bad are the same."
+else
+	echo "   The verifier and verify() DISAGREE: verify() says '$server'."
+fi
 
 sql -c "SELECT pg_terminate_backend(pid) FROM trialvault.log_writer_status()" >/dev/null
 sleep 0.5

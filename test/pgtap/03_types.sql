@@ -1,6 +1,6 @@
 -- The canonical encoding: every kind of column verifies, under any session settings.
 BEGIN;
-SELECT plan(21);
+SELECT plan(22);
 
 CREATE TYPE mood AS ENUM ('low', 'ok', 'high');
 CREATE TYPE dose AS (amount numeric, unit text, given timestamptz);
@@ -161,6 +161,9 @@ INSERT INTO t_comp VALUES (ROW(5, 'mg'), '{1,2,3}');
 UPDATE pg_attribute SET atttypid = 't_amount'::regtype WHERE attrelid = 't_comp'::regclass AND attname = 'c';
 SELECT is((SELECT ok::text || ' ' || bad_rows FROM trialvault.verify('t_comp')), 'false 1',
 	'a composite column retyped to another composite type of the same layout: found');
+SELECT throws_ok('INSERT INTO t_comp (c) SELECT c FROM t_comp', 'XX001',
+	'a value in column "c" is of type t_dose, not of the type the column declares (t_amount)',
+	'and a value copied from it into a new row is refused, not hashed');
 UPDATE pg_attribute SET atttypid = 't_dose'::regtype WHERE attrelid = 't_comp'::regclass AND attname = 'c';
 UPDATE pg_attribute SET atttypid = 'text[]'::regtype WHERE attrelid = 't_comp'::regclass AND attname = 'a';
 SELECT is((SELECT ok::text || ' ' || bad_rows FROM trialvault.verify('t_comp')), 'false 1',

@@ -1,7 +1,7 @@
 # trialvault: PGXS build.
 #
 #   make && make install          build and install into the PostgreSQL found by pg_config
-#   make installcheck             pg_regress against a running server that preloads trialvault
+#   make installcheck             pg_regress in a throwaway instance (not as root)
 #   bash scripts/test.sh          everything (what CI runs; also: make test-all)
 #   bash scripts/demo.sh          the demo (also: make demo); make bench runs bench/
 
@@ -14,10 +14,16 @@ OBJS = \
 	extension/ddlguard.o \
 	extension/protect.o \
 	extension/verify.o \
-	extension/xmlmeta.o \
+	extension/xmldoc.o \
+	extension/xmlschema.o \
+	extension/xmlscreen.o \
+	extension/c14n.o \
+	extension/xmlextract.o \
+	extension/inspect.o \
 	extension/crypto.o \
 	extension/access.o \
 	extension/session.o \
+	extension/owner.o \
 	extension/catalog.o \
 	worker/logwriter.o
 
@@ -30,7 +36,10 @@ DATA = $(filter-out $(DATA_built),$(wildcard extension/trialvault--*.sql))
 SCRIPTS = scripts/trialvault-getkey
 
 REGRESS = protect guard deny bad_input verify xml access views
-REGRESS_OPTS = --inputdir=.
+# As pg_cron does: `make installcheck` starts its own throwaway instance
+# (initdb, the settings of test/regress.conf, a unix socket in a temp dir),
+# so any unprivileged user can run it after `make install`.
+REGRESS_OPTS = --inputdir=. --temp-config=$(srcdir)/test/regress.conf --temp-instance=./tmp_check
 
 PG_CONFIG ?= pg_config
 # -Wno-unused-parameter: PostgreSQL's own headers (ilist.h, bufpage.h, fmgr.h)

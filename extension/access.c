@@ -1,23 +1,13 @@
 /*-------------------------------------------------------------------------
  *
  * access.c
- *		The doors into studies and documents: management functions that know
- *		who called them, and open_document / emergency_open.
+ *		The door to documents: open_document and emergency_open.
  *
- * Users have no rights on trialvault's tables, so its functions must run as
- * the extension's owner; but they must also know who really called them.
- * SECURITY DEFINER hides that (current_user becomes the owner), and passing
- * current_user from an invoker wrapper could be forged by calling the inner
- * function directly.  So the public functions are C: they take the caller's
- * role from GetUserId(), switch to the owner of schema trialvault with a
- * fixed search_path (what fmgr does for SECURITY DEFINER), and call the
- * internal SQL function of the same name with an underscore, passing the
- * caller's role name first.  The internal functions are revoked from PUBLIC.
- *
- * open_document and emergency_open do more: the access decision (the
- * everyday grants in C, from a per-backend roles cache; everything else in
- * SQL), the decryption (crypto.c), and the record of the attempt, which the
- * log writer must have committed before the plaintext is returned
+ * Like every public function they run as the extension's owner for the
+ * real caller (owner.c).  Each call makes the access decision (the everyday
+ * grants in C, from a per-backend roles cache; everything else in SQL), the
+ * decryption (crypto.c), and the record of the attempt, which the log
+ * writer must have committed before the plaintext is returned
  * (logwriter.c).
  *
  *-------------------------------------------------------------------------
@@ -30,12 +20,9 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_namespace.h"
-#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
-#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -43,120 +30,9 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
-#include "utils/guc.h"
 #include "utils/lsyscache.h"
-#include "utils/syscache.h"
 
 #include "trialvault.h"
-
-#define TV_MAX_ARGS 8
-
-static Oid
-tv_owner(void)
-{
-	Oid			nsp = get_namespace_oid("trialvault", false);
-	HeapTuple	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for namespace %u", nsp);
-	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
-void
-tv_become_owner(TvAsOwner *s)
-{
-	GetUserIdAndSecContext(&s->save_userid, &s->save_sec);
-	SetUserIdAndSecContext(tv_owner(), s->save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	s->save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-							 true, 0, false);
-}
-
-void
-tv_restore_user(TvAsOwner *s)
-{
-	AtEOXact_GUC(true, s->save_nestlevel);
-	SetUserIdAndSecContext(s->save_userid, s->save_sec);
-}
-
-PG_FUNCTION_INFO_V1(tv_call_as_owner);
-
-/*
- * tv_call_as_owner: the body of every management function declared with
- * AS 'MODULE_PATHNAME', 'tv_call_as_owner'.  trialvault.f(a, b) runs
- * SELECT trialvault._f(<caller's role>, a, b) as the owner.
- */
-Datum
-tv_call_as_owner(PG_FUNCTION_ARGS)
-{
-	Oid			fnoid = fcinfo->flinfo->fn_oid;
-	HeapTuple	proctup;
-	Form_pg_proc proc;
-	StringInfoData sql;
-	Oid			types[TV_MAX_ARGS + 1];
-	Datum		values[TV_MAX_ARGS + 1];
-	char		nulls[TV_MAX_ARGS + 1];
-	int			nargs;
-	int			i;
-	Oid			rettype;
-	int16		typlen;
-	bool		typbyval;
-	Datum		result;
-	bool		isnull = true;
-	TvAsOwner	as;
-	NameData	caller;
-
-	proctup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fnoid));
-	if (!HeapTupleIsValid(proctup))
-		elog(ERROR, "cache lookup failed for function %u", fnoid);
-	proc = (Form_pg_proc) GETSTRUCT(proctup);
-	nargs = proc->pronargs;
-	if (nargs > TV_MAX_ARGS || proc->proretset)
-		elog(ERROR, "tv_call_as_owner cannot call %s", NameStr(proc->proname));
-	rettype = proc->prorettype;
-
-	initStringInfo(&sql);
-	appendStringInfo(&sql, "SELECT trialvault.%s($1",
-					 quote_identifier(psprintf("_%s", NameStr(proc->proname))));
-	types[0] = NAMEOID;
-	values[0] = tv_name_datum(&caller, GetUserNameFromId(GetUserId(), false));
-	nulls[0] = ' ';
-	for (i = 0; i < nargs; i++)
-	{
-		types[i + 1] = proc->proargtypes.values[i];
-		values[i + 1] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
-		nulls[i + 1] = PG_ARGISNULL(i) ? 'n' : ' ';
-		appendStringInfo(&sql, ", $%d", i + 2);
-	}
-	appendStringInfoChar(&sql, ')');
-	ReleaseSysCache(proctup);
-
-	tv_become_owner(&as);
-	SPI_connect();
-	if (SPI_execute_with_args(sql.data, nargs + 1, types, values, nulls,
-							  false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not run %s", sql.data);
-	result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (!isnull && rettype != VOIDOID)
-	{
-		get_typlenbyval(rettype, &typlen, &typbyval);
-		result = SPI_datumTransfer(result, typbyval, typlen);
-	}
-	SPI_finish();
-	tv_restore_user(&as);
-
-	if (isnull || rettype == VOIDOID)
-	{
-		if (rettype == VOIDOID)
-			PG_RETURN_VOID();
-		PG_RETURN_NULL();
-	}
-	return result;
-}
 
 /* Messages for the refusal reasons of trialvault._open_decision(). */
 static void
@@ -233,21 +109,6 @@ tv_spi_text(int col, bool *isnull)
 /* The decision queries, planned once per backend. */
 static SPIPlanPtr decision_plan = NULL;
 static SPIPlanPtr roles_plan = NULL;
-
-SPIPlanPtr
-tv_kept_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
-{
-	if (*slot == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		*slot = plan;
-	}
-	return *slot;
-}
 
 /*
  * What the decision found out about one call: the verdict, and the
@@ -647,8 +508,7 @@ tv_open(FunctionCallInfo fcinfo, bool emergency)
 	nulls[3] = why ? ' ' : 'n';
 
 	memset(&row, 0, sizeof(row));
-	tv_become_owner(&as);
-	SPI_connect();
+	tv_owner_spi_begin(&as);
 	if (emergency || !tv_open_everyday(doc_id, rec.requester, &row))
 	{
 		memset(&row, 0, sizeof(row));
@@ -704,8 +564,7 @@ tv_open(FunctionCallInfo fcinfo, bool emergency)
 		problem = tv_refusal_text(rec.reason, rec.study, rec.site);
 	if (problem)
 		problem = MemoryContextStrdup(outer, problem);
-	SPI_finish();
-	tv_restore_user(&as);
+	tv_owner_spi_end(&as);
 
 	/* The record must be durable before anything is returned. */
 	tv_log_submit(&rec);

@@ -12,8 +12,9 @@
  *	row    := "TVROW2" { u32 len(name) name u32 type value }
  *									non-NULL user columns, in byte order of name;
  *									type: the built-in type the column's type
- *									is (domains looked through), by its OID,
- *									or 0 for a user-defined type
+ *									is (domains looked through), by its OID
+ *									if PostgreSQL fixes it (below 10000),
+ *									else 0
  *	value  := 'r' u32 len bytes		string-like types: the stored bytes
  *			| 'b' u32 len bytes		built-in types: the binary send form
  *			| 'o' u32 len bytes		reg* types: the schema-qualified name
@@ -61,6 +62,7 @@
 #include <openssl/evp.h>
 
 #include "access/htup_details.h"
+#include "access/transam.h"
 #include "access/tupdesc.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
@@ -77,6 +79,7 @@
 #include "utils/regproc.h"
 #include "utils/syscache.h"
 #include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/multirangetypes.h"
@@ -99,7 +102,11 @@ typedef enum TvCanonMode
 	TV_CANON_MULTIRANGE			/* user-defined multiranges: range by range */
 } TvCanonMode;
 
-/* Per-type encoding plan, cached for the life of the backend. */
+/*
+ * Per-type encoding plan, cached per backend until a change to pg_type is
+ * seen (the syscache callback below marks the cache stale; it is emptied
+ * before the next row, never while a row is being encoded).
+ */
 typedef struct TvTypeCanon
 {
 	Oid			typid;			/* hash key: the column's declared type */
@@ -115,6 +122,8 @@ typedef struct TvTypeCanon
 } TvTypeCanon;
 
 static HTAB *tv_type_canon_cache = NULL;
+static MemoryContext tv_type_canon_cxt = NULL;
+static bool tv_type_canon_stale = false;
 
 /* The SHA-256 implementation, fetched once: OpenSSL 3 looks it up per call otherwise. */
 static EVP_MD *tv_sha256_md = NULL;
@@ -128,15 +137,6 @@ static bool tv_legacy = false;
 
 static void canon_value(StringInfo buf, Oid typid, Datum value);
 static void append_tagged(StringInfo buf, char tag, const char *data, uint32 len);
-
-bool
-tv_is_chain_column(const char *attname)
-{
-	return strcmp(attname, TV_COL_SEQ) == 0 ||
-		strcmp(attname, TV_COL_PREV_SEQS) == 0 ||
-		strcmp(attname, TV_COL_PREV_HASH) == 0 ||
-		strcmp(attname, TV_COL_HASH) == 0;
-}
 
 /*
  * Types whose binary send form depends on client_encoding (they use
@@ -355,6 +355,24 @@ type_send_function(Oid typid)
 	return result;
 }
 
+/* A type changed somewhere: forget every plan before the next row. */
+static void
+type_canon_invalidate(Datum arg, int cacheid, uint32 hashvalue)
+{
+	tv_type_canon_stale = true;
+}
+
+static void
+type_canon_forget_if_stale(void)
+{
+	if (!tv_type_canon_stale || tv_type_canon_cache == NULL)
+		return;
+	hash_destroy(tv_type_canon_cache);
+	tv_type_canon_cache = NULL;
+	MemoryContextReset(tv_type_canon_cxt);
+	tv_type_canon_stale = false;
+}
+
 static TvTypeCanon *
 lookup_type_canon(Oid typid)
 {
@@ -365,9 +383,16 @@ lookup_type_canon(Oid typid)
 	{
 		HASHCTL		ctl;
 
+		if (tv_type_canon_cxt == NULL)
+		{
+			tv_type_canon_cxt = AllocSetContextCreate(TopMemoryContext,
+													  "trialvault type encodings",
+													  ALLOCSET_SMALL_SIZES);
+			CacheRegisterSyscacheCallback(TYPEOID, type_canon_invalidate, (Datum) 0);
+		}
 		ctl.keysize = sizeof(Oid);
 		ctl.entrysize = sizeof(TvTypeCanon);
-		ctl.hcxt = TopMemoryContext;
+		ctl.hcxt = tv_type_canon_cxt;
 		tv_type_canon_cache = hash_create("trialvault type encodings", 64, &ctl,
 										  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
@@ -452,9 +477,9 @@ lookup_type_canon(Oid typid)
 			legacy_fnoid = fnoid;
 		}
 		if (OidIsValid(fnoid))
-			fmgr_info_cxt(fnoid, &t.fn, TopMemoryContext);
+			fmgr_info_cxt(fnoid, &t.fn, tv_type_canon_cxt);
 		if (OidIsValid(legacy_fnoid))
-			fmgr_info_cxt(legacy_fnoid, &t.legacy_fn, TopMemoryContext);
+			fmgr_info_cxt(legacy_fnoid, &t.legacy_fn, tv_type_canon_cxt);
 
 		tc = hash_search(tv_type_canon_cache, &typid, HASH_ENTER, &found);
 		memcpy(tc, &t, sizeof(t));
@@ -464,13 +489,17 @@ lookup_type_canon(Oid typid)
 
 /*
  * The identity of a value's type in the encoding: the OID of the built-in
- * type it is (after domains), the same in every cluster; 0 for a type
- * defined in the database, whose OID a dump and restore changes.
+ * type it is (after domains), which is fixed in PostgreSQL's sources and
+ * the same in every cluster of every version; 0 for any other type.  Only
+ * OIDs below FirstGenbkiObjectId are fixed: those up to FirstNormalObjectId
+ * are handed out while initdb runs (information_schema's types, the row
+ * types of system views) and differ between clusters and versions, and
+ * those above by CREATE TYPE, which a dump and restore renumbers.
  */
 static uint32
 type_identity(const TvTypeCanon *tc)
 {
-	return tc->basetype < FirstNormalObjectId ? (uint32) tc->basetype : 0;
+	return tc->basetype < FirstGenbkiObjectId ? (uint32) tc->basetype : 0;
 }
 
 static void
@@ -792,6 +821,7 @@ tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
 		initStringInfo(buf);
 		MemoryContextSwitchTo(old);
 	}
+	type_canon_forget_if_stale();
 	tv_legacy = legacy;
 	md = tv_sha_begin(TV_SHA_CONTENT);
 	tv_sha_update(md, legacy ? "TVROW1" : "TVROW2", 6);

@@ -167,20 +167,10 @@ const char *const tv_catalog_state_sql =
 
 /*
  * The descriptions name objects and types as search_path shows them
- * (regclass, regprocedure, format_type): run every query of this file with
- * the same fixed path, so that a script (whose path starts with schema
- * trialvault), verify() and an auditor's session describe alike.
+ * (regclass, regprocedure, format_type): every query of this file runs with
+ * the path pinned (tv_pin_search_path), so that a script (whose path starts
+ * with schema trialvault), verify() and an auditor's session describe alike.
  */
-static int
-fixed_search_path(void)
-{
-	int			nestlevel = NewGUCNestLevel();
-
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-							 true, 0, false);
-	return nestlevel;
-}
 
 PG_FUNCTION_INFO_V1(tv_catalog_state);
 
@@ -201,7 +191,7 @@ tv_catalog_state(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	sql = psprintf("SELECT s.object, s.definition FROM (%s) s(object, definition) ORDER BY 1",
 				   tv_catalog_state_sql);
-	nestlevel = fixed_search_path();
+	nestlevel = tv_pin_search_path();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
@@ -216,7 +206,7 @@ tv_catalog_state(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	SPI_finish();
-	AtEOXact_GUC(true, nestlevel);
+	tv_unpin_search_path(nestlevel);
 	PG_RETURN_NULL();
 }
 
@@ -256,7 +246,7 @@ tv_seal_catalog(PG_FUNCTION_ARGS)
 				   "        WHERE e.extname = 'trialvault'), s.object, %s "
 				   "FROM (%s) s(object, definition)",
 				   TV_FINGERPRINT, tv_catalog_state_sql);
-	nestlevel = fixed_search_path();
+	nestlevel = tv_pin_search_path();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	ret = SPI_execute(sql, false, 0);
@@ -264,7 +254,7 @@ tv_seal_catalog(PG_FUNCTION_ARGS)
 		elog(ERROR, "could not seal the catalog state of trialvault: %s",
 			 SPI_result_code_string(ret));
 	SPI_finish();
-	AtEOXact_GUC(true, nestlevel);
+	tv_unpin_search_path(nestlevel);
 	PG_RETURN_VOID();
 }
 
@@ -323,7 +313,7 @@ tv_catalog_problem(void)
 	if (!OidIsValid(get_relname_relid("catalog_seal", nsp)))
 		return psprintf("the extension's objects are not sealed (version %s predates 0.6)",
 						get_extension_version());
-	nestlevel = fixed_search_path();
+	nestlevel = tv_pin_search_path();
 
 	sql = psprintf("WITH v AS (SELECT e.extversion FROM pg_catalog.pg_extension e "
 				   "           WHERE e.extname = 'trialvault'), "
@@ -349,6 +339,6 @@ tv_catalog_problem(void)
 		if (!isnull)
 			result = TextDatumGetCString(d);
 	}
-	AtEOXact_GUC(true, nestlevel);
+	tv_unpin_search_path(nestlevel);
 	return result;
 }

@@ -56,6 +56,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -121,6 +122,10 @@ typedef struct TvLocalTable
 	bool		has_floor;		/* restore mode: restore_floor is set */
 	int64		restore_floor;	/* restore mode: newest tv_seq already there */
 } TvLocalTable;
+
+/* Settings (tv_chain_init) */
+static int	tv_max_protected_tables = 1000;
+static bool tv_restore_mode = false;
 
 static HTAB *tv_chain_hash = NULL;
 static TvChainShared *tv_chain_shared = NULL;
@@ -200,6 +205,56 @@ tv_chain_shmem_init(void)
 	LWLockRelease(AddinShmemInitLock);
 
 	LWLockRegisterTranche(tv_chain_shared->tranche_id, "trialvault_chain");
+}
+
+/*
+ * tv_find_chain_cols: find the chain columns of a relation; false unless
+ * all four exist with the right types.
+ */
+bool
+tv_find_chain_cols(TupleDesc tupdesc, TvChainCols *cols)
+{
+	int			i;
+
+	memset(cols, 0, sizeof(*cols));
+	for (i = 0; i < tupdesc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(tupdesc, i);
+		const char *name = NameStr(att->attname);
+
+		if (att->attisdropped)
+			continue;
+		if (strcmp(name, TV_COL_SEQ) == 0 && att->atttypid == INT8OID)
+			cols->seq = att->attnum;
+		else if (strcmp(name, TV_COL_PREV_SEQS) == 0 && att->atttypid == INT8ARRAYOID)
+			cols->prev_seqs = att->attnum;
+		else if (strcmp(name, TV_COL_PREV_HASH) == 0 && att->atttypid == BYTEAOID)
+			cols->prev_hash = att->attnum;
+		else if (strcmp(name, TV_COL_HASH) == 0 && att->atttypid == BYTEAOID)
+			cols->hash = att->attnum;
+	}
+	return cols->seq && cols->prev_seqs && cols->prev_hash && cols->hash;
+}
+
+/* tv_is_chain_column: is this the name of one of the chain columns? */
+bool
+tv_is_chain_column(const char *attname)
+{
+	return strcmp(attname, TV_COL_SEQ) == 0 ||
+		strcmp(attname, TV_COL_PREV_SEQS) == 0 ||
+		strcmp(attname, TV_COL_PREV_HASH) == 0 ||
+		strcmp(attname, TV_COL_HASH) == 0;
+}
+
+/* tv_hash_bytea: a hash or digest as the bytea the chain columns hold. */
+bytea *
+tv_hash_bytea(const uint8 *hash)
+{
+	bytea	   *b = palloc(VARHDRSZ + TV_HASH_LEN);
+
+	SET_VARSIZE(b, VARHDRSZ + TV_HASH_LEN);
+	memcpy(VARDATA(b), hash, TV_HASH_LEN);
+	return b;
 }
 
 /*
@@ -729,7 +784,6 @@ tv_chain_insert(Relation rel, HeapTuple tuple)
 	int			replcols[4];
 	Datum		replvals[4];
 	bool		replnulls[4] = {false, false, false, false};
-	bytea	   *b;
 
 	tv_require_preload();
 	if (!tv_find_chain_cols(tupdesc, &cols))
@@ -803,15 +857,9 @@ tv_chain_insert(Relation rel, HeapTuple tuple)
 	replvals[1] = PointerGetDatum(construct_array(refdatums, nrefs, INT8OID, 8,
 												  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	replcols[2] = cols.prev_hash;
-	b = palloc(VARHDRSZ + TV_HASH_LEN);
-	SET_VARSIZE(b, VARHDRSZ + TV_HASH_LEN);
-	memcpy(VARDATA(b), prev, TV_HASH_LEN);
-	replvals[2] = PointerGetDatum(b);
+	replvals[2] = PointerGetDatum(tv_hash_bytea(prev));
 	replcols[3] = cols.hash;
-	b = palloc(VARHDRSZ + TV_HASH_LEN);
-	SET_VARSIZE(b, VARHDRSZ + TV_HASH_LEN);
-	memcpy(VARDATA(b), hash, TV_HASH_LEN);
-	replvals[3] = PointerGetDatum(b);
+	replvals[3] = PointerGetDatum(tv_hash_bytea(hash));
 
 	return heap_modify_tuple_by_cols(tuple, tupdesc, 4, replcols, replvals,
 									 replnulls);
@@ -1042,6 +1090,22 @@ tv_chain_generation(Oid relid, uint64 *gen)
 void
 tv_chain_init(void)
 {
+	DefineCustomIntVariable("trialvault.max_protected_tables",
+							"Maximum number of protected tables, across all databases, whose chain state is kept in shared memory.",
+							"Each protected table written to since the server started uses one slot.",
+							&tv_max_protected_tables,
+							1000, 16, 1000000,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+	DefineCustomBoolVariable("trialvault.restore_mode",
+							 "Keep the chain columns of rows inserted into protected tables, for restoring a dump.",
+							 "Each row must carry all four chain columns and its tv_hash must match its contents; trialvault.verify() checks the links afterwards.",
+							 &tv_restore_mode,
+							 false,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
 	RegisterXactCallback(tv_xact_callback, NULL);
 	RegisterSubXactCallback(tv_subxact_callback, NULL);
 }

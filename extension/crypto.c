@@ -275,12 +275,6 @@ tv_require_master_key(void)
 				 errhint("Set trialvault.master_key_command in postgresql.conf to a command that prints the key, and restart the server.")));
 }
 
-bool
-tv_master_key_ok(void)
-{
-	return tv_master.ok;
-}
-
 static EVP_CIPHER *
 tv_cipher(void)
 {
@@ -476,26 +470,18 @@ tv_data_key(int32 study_id, const char *study, int32 version, const char **probl
 	values[1] = Int32GetDatum(version);
 	values[2] = CStringGetTextDatum(tv_master.id);
 	SPI_connect();
-	if (key_plan == NULL)
-	{
-		/* Planned once: encryption looks up the newest version every time. */
-		SPIPlanPtr	plan = SPI_prepare(
-									   "SELECT v.version, k.wrapped, EXISTS ("
-									   "    SELECT 1 FROM trialvault.study_keys a "
-									   "    WHERE a.study_id = $1 AND a.version = v.version) "
-									   "FROM (SELECT CASE WHEN $2 > 0 THEN $2 ELSE ("
-									   "        SELECT max(a.version) FROM trialvault.study_keys a "
-									   "        WHERE a.study_id = $1) END AS version) v "
-									   "LEFT JOIN trialvault.study_keys k ON k.study_id = $1 "
-									   "  AND k.version = v.version AND k.master_key_id = $3",
-									   3, types);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		key_plan = plan;
-	}
-	if (SPI_execute_plan(key_plan, values, NULL, true, 1) != SPI_OK_SELECT ||
+	/* Kept: encryption looks up the newest version every time. */
+	if (SPI_execute_plan(tv_kept_plan(&key_plan,
+									  "SELECT v.version, k.wrapped, EXISTS ("
+									  "    SELECT 1 FROM trialvault.study_keys a "
+									  "    WHERE a.study_id = $1 AND a.version = v.version) "
+									  "FROM (SELECT CASE WHEN $2 > 0 THEN $2 ELSE ("
+									  "        SELECT max(a.version) FROM trialvault.study_keys a "
+									  "        WHERE a.study_id = $1) END AS version) v "
+									  "LEFT JOIN trialvault.study_keys k ON k.study_id = $1 "
+									  "  AND k.version = v.version AND k.master_key_id = $3",
+									  3, types),
+						 values, NULL, true, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "could not read trialvault.study_keys");
 	v = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));

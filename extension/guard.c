@@ -273,35 +273,6 @@ tv_table_problem(Oid relid)
 }
 
 /*
- * tv_find_chain_cols: find the chain columns of a relation; false unless
- * all four exist with the right types.
- */
-bool
-tv_find_chain_cols(TupleDesc tupdesc, TvChainCols *cols)
-{
-	int			i;
-
-	memset(cols, 0, sizeof(*cols));
-	for (i = 0; i < tupdesc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(tupdesc, i);
-		const char *name = NameStr(att->attname);
-
-		if (att->attisdropped)
-			continue;
-		if (strcmp(name, TV_COL_SEQ) == 0 && att->atttypid == INT8OID)
-			cols->seq = att->attnum;
-		else if (strcmp(name, TV_COL_PREV_SEQS) == 0 && att->atttypid == INT8ARRAYOID)
-			cols->prev_seqs = att->attnum;
-		else if (strcmp(name, TV_COL_PREV_HASH) == 0 && att->atttypid == BYTEAOID)
-			cols->prev_hash = att->attnum;
-		else if (strcmp(name, TV_COL_HASH) == 0 && att->atttypid == BYTEAOID)
-			cols->hash = att->attnum;
-	}
-	return cols->seq && cols->prev_seqs && cols->prev_hash && cols->hash;
-}
-
-/*
  * A BEFORE ... FOR EACH ROW trigger on INSERT or UPDATE that fires after
  * the chain trigger (triggers fire in name order) could change a row after
  * it was hashed.  Returns the name of the first such trigger of the

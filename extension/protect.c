@@ -175,8 +175,6 @@ chain_existing_rows(Relation rel, const char *qname)
 		uint8		prevdigest[TV_HASH_LEN];
 		uint8		hash[TV_HASH_LEN];
 		Datum		refdatum;
-		bytea	   *pb;
-		bytea	   *hb;
 		int64		seq = i + 1;
 
 		CHECK_FOR_INTERRUPTS();
@@ -185,19 +183,13 @@ chain_existing_rows(Relation rel, const char *qname)
 		tv_row_hash(seq, prevdigest, digests + i * TV_HASH_LEN, hash);
 
 		refdatum = Int64GetDatum(seq - 1);
-		pb = palloc(VARHDRSZ + TV_HASH_LEN);
-		SET_VARSIZE(pb, VARHDRSZ + TV_HASH_LEN);
-		memcpy(VARDATA(pb), prevdigest, TV_HASH_LEN);
-		hb = palloc(VARHDRSZ + TV_HASH_LEN);
-		SET_VARSIZE(hb, VARHDRSZ + TV_HASH_LEN);
-		memcpy(VARDATA(hb), hash, TV_HASH_LEN);
 
 		values[0] = Int64GetDatum(seq);
 		values[1] = PointerGetDatum(construct_array(&refdatum, i == 0 ? 0 : 1,
 													INT8OID, 8, FLOAT8PASSBYVAL,
 													TYPALIGN_DOUBLE));
-		values[2] = PointerGetDatum(pb);
-		values[3] = PointerGetDatum(hb);
+		values[2] = PointerGetDatum(tv_hash_bytea(prevdigest));
+		values[3] = PointerGetDatum(tv_hash_bytea(hash));
 		values[4] = PointerGetDatum(&tids[i]);
 		if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_UPDATE ||
 			SPI_processed != 1)
@@ -314,7 +306,7 @@ tv_protect(PG_FUNCTION_ARGS)
 	 * on it, which nobody else has: a table takes a slot of shared memory
 	 * once guarded, so only protect() may guard one.
 	 */
-	tv_become_owner(&as);
+	tv_owner_spi_begin(&as);
 	tv_ddl_protecting(relid);
 	PG_TRY();
 	{
@@ -325,7 +317,7 @@ tv_protect(PG_FUNCTION_ARGS)
 		tv_ddl_protecting(InvalidOid);
 	}
 	PG_END_TRY();
-	tv_restore_user(&as);
+	tv_owner_spi_end(&as);
 	tv_chain_forget(relid);
 
 	ereport(NOTICE,
@@ -355,9 +347,6 @@ protect_as_owner(Oid relid, const char *qname, bool has_cols)
 		"ENABLE ALWAYS TRIGGER " TV_TRIG_ROW ", "
 		"ENABLE ALWAYS TRIGGER " TV_TRIG_CHAIN,
 	};
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "trialvault: SPI_connect failed");
 
 	if (has_cols)
 	{
@@ -389,7 +378,5 @@ protect_as_owner(Oid relid, const char *qname, bool has_cols)
 
 	for (i = 0; i < (int) lengthof(trig_sql); i++)
 		spi_exec(psprintf(trig_sql[i], qname));
-
-	SPI_finish();
 	return chained;
 }

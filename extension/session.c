@@ -50,9 +50,7 @@ tv_still_member(const char *study, const char *requester)
 						2, types);
 	values[0] = CStringGetTextDatum(study);
 	values[1] = tv_name_datum(&name, requester);
-	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not check the membership");
-	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	return DatumGetBool(tv_spi_value(plan, values, NULL, true, BOOLOID, &isnull));
 }
 
 /*
@@ -113,11 +111,9 @@ tv_current_study(PG_FUNCTION_ARGS)
 	if (tv_opened_study == NULL)
 		PG_RETURN_NULL();
 	requester = GetUserNameFromId(GetUserId(), false);
-	tv_become_owner(&as);
-	SPI_connect();
+	tv_owner_spi_begin(&as);
 	ok = tv_still_member(tv_opened_study, requester);
-	SPI_finish();
-	tv_restore_user(&as);
+	tv_owner_spi_end(&as);
 	if (!ok)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(tv_opened_study));
@@ -171,16 +167,10 @@ tv_session_scope(PG_FUNCTION_ARGS)
 	values[1] = CStringGetTextDatum(tv_opened_study);
 	values[2] = PG_GETARG_DATUM(0);
 
-	tv_become_owner(&as);
-	SPI_connect();
+	tv_owner_spi_begin(&as);
 	plan = tv_kept_plan(&scope_plan, "SELECT trialvault._scope($1, $2, $3)", 3, types);
-	if (SPI_execute_plan(plan, values, nulls, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not compute the session's scope");
-	result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (!isnull)
-		result = SPI_datumTransfer(result, false, -1);
-	SPI_finish();
-	tv_restore_user(&as);
+	result = tv_spi_value(plan, values, nulls, true, TEXTARRAYOID, &isnull);
+	tv_owner_spi_end(&as);
 	if (isnull)
 		PG_RETURN_ARRAYTYPE_P(construct_empty_array(TEXTOID));
 	return result;

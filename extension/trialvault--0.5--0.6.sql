@@ -226,6 +226,22 @@ BEGIN
 END
 $$;
 
+-- Only tests called it.
+DROP FUNCTION trialvault._xml_nodes(xml);
+
+-- log_writer_status() gets a C symbol of its own version (the 0.3 to 0.5
+-- scripts share one that goes by the declared columns).
+CREATE OR REPLACE FUNCTION trialvault.log_writer_status(
+	OUT pid integer,
+	OUT database text,
+	OUT queued bigint,
+	OUT written bigint,
+	OUT failed bigint,
+	OUT batches bigint,
+	OUT queue_size integer,
+	OUT announced integer)
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_log_writer_status_0_6';
+
 -- =====================================================================
 -- Last: seal what this script created (see catalog_seal above).
 -- =====================================================================

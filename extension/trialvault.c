@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * trialvault.c
- *		Module entry point: GUCs, shared memory, and the hooks of every
- *		component.
+ *		Module entry point: each component's Init (which defines its settings
+ *		and installs its hooks), and the shared memory they need.
  *
  * trialvault must be loaded through shared_preload_libraries: the chain
  * state lives in shared memory and the guards are hooks that must be in
@@ -29,8 +29,6 @@ PG_MODULE_MAGIC;
 void		_PG_init(void);
 
 bool		tv_loaded_at_preload = false;
-bool		tv_restore_mode = false;
-int			tv_max_protected_tables = 1000;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -71,23 +69,9 @@ _PG_init(void)
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
-	DefineCustomIntVariable("trialvault.max_protected_tables",
-							"Maximum number of protected tables, across all databases, whose chain state is kept in shared memory.",
-							"Each protected table written to since the server started uses one slot.",
-							&tv_max_protected_tables,
-							1000, 16, 1000000,
-							PGC_POSTMASTER,
-							0,
-							NULL, NULL, NULL);
-	DefineCustomBoolVariable("trialvault.restore_mode",
-							 "Keep the chain columns of rows inserted into protected tables, for restoring a dump.",
-							 "Each row must carry all four chain columns and its tv_hash must match its contents; trialvault.verify() checks the links afterwards.",
-							 &tv_restore_mode,
-							 false,
-							 PGC_SUSET,
-							 0,
-							 NULL, NULL, NULL);
-	tv_xmlmeta_init();
+	/* Each component defines its own settings. */
+	tv_chain_init();
+	tv_xmldoc_init();
 	tv_crypto_init();
 	tv_log_init();
 	MarkGUCPrefixReserved("trialvault");
@@ -96,8 +80,6 @@ _PG_init(void)
 	shmem_request_hook = tv_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = tv_shmem_startup;
-
-	tv_chain_init();
 
 	tv_loaded_at_preload = true;
 }

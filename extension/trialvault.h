@@ -3,26 +3,33 @@
  * trialvault.h
  *		Declarations shared by the trialvault extension's components.
  *
- * trialvault makes ordinary tables insert-only and hash-chained.  The pieces:
+ * trialvault makes ordinary tables insert-only and hash-chained, keeps
+ * clinical-trial documents with XML metadata, encrypts what holds PHI per
+ * study, and logs every decryption.  One C file per component:
  *
- *	trialvault.c	module load, GUCs, shared-memory requests
+ *	trialvault.c	module load: each component's Init, shared memory
  *	canon.c			canonical, dump-stable encoding of a row's values
- *	chain.c			the per-table chain state in shared memory, hashing on
- *					INSERT, and the transaction callbacks that publish it
+ *	chain.c			the chain columns, the per-table chain state in shared
+ *					memory, hashing on INSERT, and the transaction callbacks
+ *					that publish it
  *	guard.c			the guard trigger, what a protected table looks like,
  *					ON CONFLICT and drops
  *	ddlguard.c		deny by default: what DDL may do to protected tables,
  *					their types and the extension's own objects
  *	protect.c		trialvault.protect(): turning a table into a protected one
  *	verify.c		trialvault.verify(): recomputing and checking a chain
- *	xmlmeta.c		XML metadata: validation, PHI screening, C14N, extraction,
- *					and inspect_metadata(), all three in one pass
+ *	catalog.c		the extension's own objects described and sealed, for
+ *					verify() and the upgrade test
+ *	owner.c			running as the extension's owner for the real caller
+ *					(every management function), SPI and kept plans
  *	crypto.c		master key, per-study data keys, field encryption
- *	access.c		management functions that know their caller;
- *					open_document and emergency_open
+ *	access.c		open_document and emergency_open
  *	session.c		the session's open study and the scope the views filter by
- *	catalog.c		the extension's own objects described, for verify and
- *					the upgrade test
+ *	xmldoc.c, xmlschema.c, xmlscreen.c, c14n.c, xmlextract.c, inspect.c
+ *					XML metadata (see xmlmeta.h): safe parsing, XSD
+ *					validation, PHI screening, the canonical form, typed
+ *					extraction, and inspect_metadata() doing it all in one
+ *					pass for document loading
  *	../worker/logwriter.c	the log writer background worker and its queue
  *
  *-------------------------------------------------------------------------
@@ -88,8 +95,6 @@ tv_name_datum(NameData *buf, const char *s)
 
 /* trialvault.c */
 extern bool tv_loaded_at_preload;
-extern bool tv_restore_mode;
-extern int	tv_max_protected_tables;
 
 /* canon.c */
 #define TV_SHA_CONTENT	0
@@ -101,9 +106,11 @@ extern void tv_sha_end(EVP_MD_CTX *ctx, uint8 *out);
 extern void tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
 								  const TvChainCols *cols, uint8 *digest,
 								  bool legacy);
-extern bool tv_is_chain_column(const char *attname);
 
 /* chain.c */
+extern bool tv_find_chain_cols(TupleDesc tupdesc, TvChainCols *cols);
+extern bool tv_is_chain_column(const char *attname);
+extern bytea *tv_hash_bytea(const uint8 *hash);
 extern Size tv_chain_shmem_size(void);
 extern void tv_chain_shmem_init(void);
 extern void tv_chain_init(void);
@@ -119,13 +126,12 @@ extern bool tv_row_hash_matches(TupleDesc tupdesc, HeapTuple tuple,
 								const TvChainCols *cols, int64 seq,
 								const uint8 *prev_digest, const uint8 *stored_hash);
 
-/* xmlmeta.c */
+/* xmldoc.c (the XML metadata files: xmlmeta.h) */
 extern int	tv_max_metadata_size;
-extern void tv_xmlmeta_init(void);
+extern void tv_xmldoc_init(void);
 
 /* crypto.c */
 extern void tv_crypto_init(void);
-extern bool tv_master_key_ok(void);
 extern bytea *tv_encrypt_field(int32 study_id, const char *study, int64 doc_id,
 							   const char *field, const uint8 *data, Size len);
 extern bytea *tv_decrypt_field(int32 study_id, const char *study, int64 doc_id,
@@ -166,7 +172,7 @@ extern void tv_log_require_writer(void);
 extern void tv_log_submit(const TvLogRecord *rec);
 extern void tv_log_coming(void);
 
-/* access.c: running as the extension's owner, for the real caller */
+/* owner.c: running as the extension's owner, for the real caller */
 typedef struct TvAsOwner
 {
 	Oid			save_userid;
@@ -174,18 +180,23 @@ typedef struct TvAsOwner
 	int			save_nestlevel;
 } TvAsOwner;
 
+extern int	tv_pin_search_path(void);
+extern void tv_unpin_search_path(int nestlevel);
 extern void tv_become_owner(TvAsOwner *s);
 extern void tv_restore_user(TvAsOwner *s);
-extern Datum tv_call_as_owner(PG_FUNCTION_ARGS);
+extern void tv_owner_spi_begin(TvAsOwner *s);
+extern void tv_owner_spi_end(TvAsOwner *s);
 extern struct _SPI_plan *tv_kept_plan(struct _SPI_plan **slot, const char *sql,
 									  int nargs, Oid *types);
+extern Datum tv_spi_value(struct _SPI_plan *plan, Datum *values, const char *nulls,
+						  bool read_only, Oid type, bool *isnull);
+extern Datum tv_call_as_owner(PG_FUNCTION_ARGS);
 
 /* session.c */
 extern const char *tv_session_study_raw(void);
 
 /* guard.c */
 extern void tv_guard_init(void);
-extern bool tv_find_chain_cols(TupleDesc tupdesc, TvChainCols *cols);
 extern bool tv_is_guard_function(Oid funcoid);
 extern bool tv_is_guard_trigger_name(const char *name);
 extern char *tv_guard_problem(Oid relid);

@@ -236,16 +236,8 @@ CREATE FUNCTION trialvault._validate(xsd xml, doc xml, max_errors integer,
 COMMENT ON FUNCTION trialvault._validate(xml, xml, integer) IS
 	'Internal: validates a document against an XSD, one row per error.';
 
-CREATE FUNCTION trialvault._xml_nodes(doc xml,
-	OUT kind text, OUT name text, OUT path text, OUT value text)
-	RETURNS SETOF record
-	LANGUAGE C IMMUTABLE STRICT
-	AS 'MODULE_PATHNAME', 'tv_xml_nodes';
-COMMENT ON FUNCTION trialvault._xml_nodes(xml) IS
-	'Internal: every element, attribute and non-blank text node of a document, for PHI screening.';
 REVOKE ALL ON FUNCTION trialvault._check_xsd(xml) FROM PUBLIC;
 REVOKE ALL ON FUNCTION trialvault._validate(xml, xml, integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION trialvault._xml_nodes(xml) FROM PUBLIC;
 
 -- Registered schemas: insert-only and chained; a new registration under the
 -- same name is a new version.
@@ -1462,7 +1454,7 @@ CREATE FUNCTION trialvault.log_writer_status(
 	OUT batches bigint,
 	OUT queue_size integer,
 	OUT announced integer)
-	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_log_writer_status';
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_log_writer_status_0_6';
 COMMENT ON FUNCTION trialvault.log_writer_status() IS
 	'The log writer: its pid (NULL when not running), database, records waiting, records written and failed, commits (batches) since server start, the queue''s size, and the backends deciding a decryption right now (whose records the writer briefly waits for before a commit).';
 

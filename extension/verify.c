@@ -324,14 +324,11 @@ extension_problem(void)
 	TvAsOwner	as;
 
 	/* The seal is readable by the extension's owner only. */
-	tv_become_owner(&as);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	tv_owner_spi_begin(&as);
 	problem = tv_catalog_problem();
 	if (problem)
 		problem = MemoryContextStrdup(outer, problem);
-	SPI_finish();
-	tv_restore_user(&as);
+	tv_owner_spi_end(&as);
 	return problem;
 }
 
@@ -356,7 +353,6 @@ tv_verify(PG_FUNCTION_ARGS)
 	int64		nheads = 0;
 	int64		i;
 	uint8		head_digest[TV_HASH_LEN];
-	bytea	   *hd;
 	AclResult	aclresult;
 
 	if (PG_ARGISNULL(0))
@@ -425,10 +421,7 @@ tv_verify(PG_FUNCTION_ARGS)
 		nulls[2] = true;
 	values[3] = Int64GetDatum(st.bad_rows);
 	values[4] = Int64GetDatum(nheads);
-	hd = palloc(VARHDRSZ + TV_HASH_LEN);
-	SET_VARSIZE(hd, VARHDRSZ + TV_HASH_LEN);
-	memcpy(VARDATA(hd), head_digest, TV_HASH_LEN);
-	values[5] = PointerGetDatum(hd);
+	values[5] = PointerGetDatum(tv_hash_bytea(head_digest));
 	values[6] = CStringGetTextDatum(guard ? guard : "intact");
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(rettupdesc),

@@ -1,11 +1,5 @@
 -- Bad input to protect() and verify(): each a clear error with a proper SQLSTATE.
-CREATE FUNCTION pg_temp.try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE stmt;
-	RETURN 'allowed';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
+\i sql/include/try.sql
 
 CREATE VIEW v_docs AS SELECT 1 AS a;
 CREATE MATERIALIZED VIEW mv_docs AS SELECT 1 AS a;

@@ -1,13 +1,7 @@
 -- Deny by default: the routes around insert-only and tamper evidence that the
 -- 0.5 guards left open, tried as the table owner and as a superuser.  Each
 -- statement below went through on 0.5.
-CREATE FUNCTION pg_temp.try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE stmt;
-	RETURN 'allowed';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
+\i sql/include/try.sql
 
 CREATE ROLE regress_deny_owner LOGIN;
 GRANT EXECUTE ON FUNCTION trialvault.protect(regclass) TO regress_deny_owner;

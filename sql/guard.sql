@@ -1,11 +1,5 @@
 -- What the guards refuse, for superusers, table owners and under replica role.
-CREATE FUNCTION pg_temp.try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE stmt;
-	RETURN 'allowed';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
+\i sql/include/try.sql
 
 CREATE TABLE source_doc (id serial PRIMARY KEY, site text, body bytea);
 INSERT INTO source_doc (site, body) VALUES ('S01', '\x0102'), ('S02', '\x0304');

@@ -2,13 +2,7 @@
 -- rights, forged settings.  (Each role against each view, leaky functions
 -- and search_path tricks: test/pgtap/06_views.sql.)  Runs after access.sql,
 -- whose study REG-1 (sites A and B) and roles it uses.
-CREATE FUNCTION pg_temp.try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE stmt;
-	RETURN 'allowed';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
+\i sql/include/try.sql
 
 -- Nothing is open in a new session: every view is empty, not an error.
 SET ROLE regress_tv_staff;

@@ -1,11 +1,5 @@
 -- XML metadata: schemas, validation, PHI screening, extraction, safety.
-CREATE FUNCTION pg_temp.try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE stmt;
-	RETURN 'allowed';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
+\i sql/include/try.sql
 
 SELECT extversion FROM pg_extension WHERE extname = 'trialvault';
 
@@ -151,7 +145,6 @@ SELECT stmt, pg_temp.try(stmt) FROM (VALUES
 	('SELECT count(*) FROM trialvault.screen_metadata(''ONCO-7'', ''<meta><DOB>x</DOB></meta>'')'),
 	('SELECT trialvault.check_metadata(''ONCO-7'', ''<meta kind="k"><visit>1</visit><form>f</form></meta>'', ''visit'')'),
 	('SELECT count(*) FROM trialvault.phi_rules_for(''ONCO-7'')'),
-	('SELECT count(*) FROM trialvault._xml_nodes(''<a/>'')'),
 	('SELECT * FROM trialvault.metadata_schemas')
 ) AS t(stmt);
 RESET ROLE;

@@ -603,18 +603,6 @@ tv_write_audit(const TvLogRecord *r, SPIPlanPtr plan)
 static SPIPlanPtr dplan = NULL;
 static SPIPlanPtr aplan = NULL;
 
-static SPIPlanPtr
-tv_writer_plan(const char *sql, int nargs, Oid *types)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
-
-	if (plan == NULL)
-		elog(ERROR, "could not prepare the log insert: %s",
-			 SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
-}
-
 /*
  * Take queued records, in queue order, into recs[n..]; returns the new count.
  * They must be contiguous with those already taken (the writer is the only
@@ -711,7 +699,7 @@ tv_write_batch(TvLogRecord *recs, int *np, bool more, MemoryContext cxt,
 
 					for (c = 0; c < TV_DCOLS; c++)
 						types[c] = get_array_type(tv_dtypes[c]);
-					dplan = tv_writer_plan(tv_decryption_insert, TV_DCOLS, types);
+					(void) tv_kept_plan(&dplan, tv_decryption_insert, TV_DCOLS, types);
 				}
 				for (run = 1; i + run < n && recs[i + run].kind == TV_LOG_DECRYPTION; run++)
 					;
@@ -719,9 +707,8 @@ tv_write_batch(TvLogRecord *recs, int *np, bool more, MemoryContext cxt,
 			}
 			else
 			{
-				if (aplan == NULL)
-					aplan = tv_writer_plan(tv_audit_insert, 11, atypes);
-				tv_write_audit(&recs[i], aplan);
+				tv_write_audit(&recs[i],
+							   tv_kept_plan(&aplan, tv_audit_insert, 11, atypes));
 				run = 1;
 			}
 		}
@@ -859,26 +846,34 @@ tv_logwriter_main(Datum arg)
 	}
 }
 
-PG_FUNCTION_INFO_V1(tv_log_writer_status);
-
 /*
- * trialvault.log_writer_status(): pid, database, queue depth and counters.
+ * The columns of log_writer_status() in each version of its SQL
+ * declaration, as pg_stat_statements keeps one C symbol per version of its
+ * view: a server whose library is newer than the SQL objects of a database
+ * (before ALTER EXTENSION UPDATE) must still answer with the columns that
+ * database declares.
  */
-Datum
-tv_log_writer_status(PG_FUNCTION_ARGS)
+#define TV_LWS_COLS_0_3		7	/* pid .. queue_size */
+#define TV_LWS_COLS_0_5		8	/* + announced */
+
+static Datum
+log_writer_status(FunctionCallInfo fcinfo, int ncols)
 {
 	TupleDesc	tupdesc;
-	Datum		values[8];
-	bool		nulls[8] = {false, false, false, false, false, false, false, false};
+	Datum		values[TV_LWS_COLS_0_5];
+	bool		nulls[TV_LWS_COLS_0_5] = {0};
 	pid_t		pid;
 
 	if (tv_queue == NULL)
 		tv_require_preload();
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	/* 0.4's SQL has no "announced" column until ALTER EXTENSION UPDATE. */
-	if (tupdesc->natts != 7 && tupdesc->natts != 8)
-		elog(ERROR, "log_writer_status() returns %d columns, not 7 or 8", tupdesc->natts);
+	if (tupdesc->natts != ncols)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("trialvault.log_writer_status() is declared with %d columns, but its C function returns %d",
+						tupdesc->natts, ncols),
+				 errhint("Run ALTER EXTENSION trialvault UPDATE.")));
 	LWLockAcquire(tv_queue->lock, LW_SHARED);
 	pid = tv_queue->writer_pid;
 	values[0] = Int32GetDatum(pid);
@@ -889,7 +884,35 @@ tv_log_writer_status(PG_FUNCTION_ARGS)
 	values[4] = Int64GetDatum((int64) tv_queue->failed);
 	values[5] = Int64GetDatum((int64) tv_queue->batches);
 	values[6] = Int32GetDatum(tv_queue->nslots);
-	values[7] = Int32GetDatum((int32) pg_atomic_read_u32(&tv_queue->coming));
+	if (ncols >= TV_LWS_COLS_0_5)
+		values[7] = Int32GetDatum((int32) pg_atomic_read_u32(&tv_queue->coming));
 	LWLockRelease(tv_queue->lock);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+PG_FUNCTION_INFO_V1(tv_log_writer_status);
+
+/*
+ * The symbol the frozen scripts of 0.3 to 0.5 declare log_writer_status()
+ * with: 0.3 and 0.4 with 7 columns, 0.5 with 8.  It cannot tell those
+ * versions apart otherwise, so it goes by the declaration.
+ */
+Datum
+tv_log_writer_status(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	return log_writer_status(fcinfo, tupdesc->natts == TV_LWS_COLS_0_3 ?
+							 TV_LWS_COLS_0_3 : TV_LWS_COLS_0_5);
+}
+
+PG_FUNCTION_INFO_V1(tv_log_writer_status_0_6);
+
+/* trialvault.log_writer_status() from 0.6 on: pid, database, queue depth and counters. */
+Datum
+tv_log_writer_status_0_6(PG_FUNCTION_ARGS)
+{
+	return log_writer_status(fcinfo, TV_LWS_COLS_0_5);
 }

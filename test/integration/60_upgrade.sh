@@ -74,4 +74,29 @@ q planted "$state" >"$TV_TMP/state.planted"
 planted_diff=$(diff "$TV_TMP/state.fresh" "$TV_TMP/state.planted" | grep -c '^[<>]' || true)
 check "a planted difference in one function body fails the comparison ($planted_diff lines differ)" [ "$planted_diff" -ge 2 ]
 
+# log_writer_status() has one C symbol per version of its declaration
+# (as pg_stat_statements does): the shared one of the 0.3 to 0.5 scripts
+# answers with the columns a not yet updated database declares, the 0.6 one
+# checks it is declared as it expects.
+tv_psql up -c "CREATE DATABASE at04" -c "CREATE DATABASE at05" >/dev/null
+for v in 0.4 0.5; do
+	db=at${v/./}
+	tv_psql up -d "$db" -c "SET client_min_messages = warning" -c "CREATE EXTENSION pgcrypto" \
+		-c "CREATE EXTENSION trialvault VERSION '$v'" >/dev/null
+	cols=$([ "$v" = 0.4 ] && echo 7 || echo 8)
+	is "$(q "$db" "SELECT (SELECT count(*) FROM json_object_keys(row_to_json(s))) || ':' || (s.queue_size > 0)
+				   FROM trialvault.log_writer_status() s")" "$cols:true" \
+		"at $v, log_writer_status() answers with the $cols columns that version declares"
+done
+is "$(q old "SELECT prosrc FROM pg_proc WHERE oid = 'trialvault.log_writer_status()'::regprocedure")" \
+	tv_log_writer_status_0_6 "the update binds log_writer_status() to the 0.6 symbol"
+is "$(q old "SELECT (SELECT count(*) FROM json_object_keys(row_to_json(s))) FROM trialvault.log_writer_status() s")" 8 \
+	"... which answers with 8 columns"
+q planted "CREATE FUNCTION public.lws7(OUT pid int, OUT database text, OUT queued bigint, OUT written bigint,
+	OUT failed bigint, OUT batches bigint, OUT queue_size int)
+	LANGUAGE C AS '\$libdir/trialvault', 'tv_log_writer_status_0_6'" >/dev/null
+like "$(tv_psql up -d planted -v VERBOSITY=verbose -c "SELECT * FROM public.lws7()" 2>&1 || true)" \
+	"0A000: trialvault.log_writer_status\(\) is declared with 7 columns, but its C function returns 8" \
+	"the 0.6 symbol refuses a declaration with other columns"
+
 done_testing

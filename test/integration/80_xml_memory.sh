@@ -62,12 +62,12 @@ DECLARE
 	n bigint;
 BEGIN
 	-- warm up
-	SELECT count(*) INTO n FROM trialvault._xml_nodes(('<m>' || repeat('<v/>', 10000) || '</m>')::xml);
+	SELECT count(*) INTO n FROM trialvault._screen_nodes(('<m>' || repeat('<v/>', 10000) || '</m>')::xml, ARRAY['r'], ARRAY['element'], ARRAY['nomatch']);
 	t0 := clock_timestamp();
-	SELECT count(*) INTO n FROM trialvault._xml_nodes(('<m>' || repeat('<v/>', 10000) || '</m>')::xml);
+	SELECT count(*) INTO n FROM trialvault._screen_nodes(('<m>' || repeat('<v/>', 10000) || '</m>')::xml, ARRAY['r'], ARRAY['element'], ARRAY['nomatch']);
 	small := extract(epoch FROM clock_timestamp() - t0);
 	t0 := clock_timestamp();
-	SELECT count(*) INTO n FROM trialvault._xml_nodes(('<m>' || repeat('<v/>', 160000) || '</m>')::xml);
+	SELECT count(*) INTO n FROM trialvault._screen_nodes(('<m>' || repeat('<v/>', 160000) || '</m>')::xml, ARRAY['r'], ARRAY['element'], ARRAY['nomatch']);
 	big := extract(epoch FROM clock_timestamp() - t0);
 	RAISE NOTICE 'RATIO %', round((big / greatest(small, 0.0001))::numeric, 1);
 END $$;

@@ -16,8 +16,8 @@ SQL
 
 # One long-lived session (A), so its caches survive between the steps; B is
 # a fresh psql each time.
-tv_session_start cache A
-a() { tv_session A "$1"; }
+sess_open cache postgres A -qAt -v ON_ERROR_STOP=0 -v VERBOSITY=default
+a() { sess_query A "$1"; }
 b() { tv_psql cache -At -c "$1"; }
 
 INSPECT="SELECT coalesce(i.checked_version::text, '-') FROM trialvault.inspect_metadata('S', '<m>42</m>') i;"

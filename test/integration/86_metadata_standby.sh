@@ -35,8 +35,8 @@ tv_cluster_restart standby
 is "$(tv_psql standby -At -c 'SELECT pg_is_in_recovery()')" t "the standby is in recovery"
 
 # One standby session kept open across the steps.
-tv_session_start standby S
-s() { tv_session S "$1"; }
+sess_open standby postgres S -qAt -v ON_ERROR_STOP=0 -v VERBOSITY=default
+s() { sess_query S "$1"; }
 
 # wait_replayed: until the standby has replayed everything the primary wrote.
 wait_replayed() {

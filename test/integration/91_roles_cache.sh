@@ -36,8 +36,8 @@ SQL
 id() { tv_psql roles -At -c "SELECT id FROM ids WHERE name = '$1'"; }
 A=$(id a) B=$(id b) BSAE=$(id bsae)
 
-tv_session_start roles A
-a() { tv_session A "$1"; }
+sess_open roles postgres A -qAt -v ON_ERROR_STOP=0 -v VERBOSITY=default
+a() { sess_query A "$1"; }
 b() { tv_psql roles -At -c "$1"; }
 # What open_document gives A for a document: the bytes, or the error.
 open_as() { a "SET ROLE $1; SELECT trialvault.open_document($2); RESET ROLE;" | grep -v '^SET\|^RESET' | head -1; }

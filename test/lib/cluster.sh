@@ -14,10 +14,29 @@
 #   tv_cluster_stop NAME [mode]             pg_ctl stop (fast by default)
 #   tv_cluster_restart NAME                 start a stopped cluster again
 #   tv_cluster_crash NAME                   pg_ctl stop -m immediate (a crash)
-#   tv_session_start NAME SESSION           a psql session on NAME kept open in
-#                                           the background (per-backend state
-#                                           survives between steps)
-#   tv_session SESSION SQL                  run SQL in it, print what it printed
+#
+# Sessions: a psql kept open in the background, reading from a FIFO, so that
+# per-backend state survives between steps and steps of several sessions
+# interleave.  Its output (stdout and stderr) goes to a file.
+#
+#   sess_open CL DB NAME [psql args]        start session NAME on cluster CL
+#                                           (psql -v VERBOSITY=verbose and
+#                                           ON_ERROR_STOP=1 unless overridden)
+#   sess_run NAME SQL                       send SQL and wait (30 s at most)
+#                                           until psql has run it; fails if it
+#                                           does not get there (blocked, or
+#                                           psql exited on an error)
+#   sess_query NAME SQL                     sess_run, then print what this
+#                                           step printed (for -At sessions)
+#   sess_send NAME SQL                      send SQL without waiting
+#   sess_close NAME                         end it; returns psql's exit status
+#                                           (124 when it had to be killed)
+#   sess_output NAME                        everything it printed so far
+#   wait_until DESC SECS CMD...             poll CMD until it succeeds
+#                                           (false on timeout)
+#
+# Close sessions before starting a cluster: a process started while a
+# session is open inherits the write end of its FIFO.
 
 PGBIN=${PGBIN:-$(pg_config --bindir)}
 TV_OS_USER=${TV_OS_USER:-postgres}
@@ -125,39 +144,116 @@ tv_psql() {
 		"$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"
 }
 
-# Sessions: psql reads from a FIFO held open on a file descriptor; its
-# output goes to a file that tv_session reads up to a marker it echoes.
-declare -A TV_SESSION_FD=()
-declare -A TV_SESSION_OUT=()
-
-tv_session_start() {
-	local name=$1 session=$2 dir fd
-	dir=$(tv_dir "$name")
-	mkfifo "$dir/$session.in"
-	: >"$dir/$session.out"
-	tv_psql "$name" -qAt -v ON_ERROR_STOP=0 <"$dir/$session.in" >"$dir/$session.out" 2>&1 &
-	exec {fd}>"$dir/$session.in"
-	TV_SESSION_FD[$session]=$fd
-	TV_SESSION_OUT[$session]=$dir/$session.out
-}
-
-tv_session() {
-	local session=$1 sql=$2 out mark start
-	out=${TV_SESSION_OUT[$session]}
-	mark="--step-$RANDOM$RANDOM--"
-	start=$(wc -l <"$out")
-	printf '%s\n\\echo %s\n' "$sql" "$mark" >&"${TV_SESSION_FD[$session]}"
-	for _ in $(seq 1 400); do
-		grep -q -- "^$mark\$" "$out" && break
+wait_until() {
+	local desc=$1 secs=$2
+	shift 2
+	local deadline=$((SECONDS + secs))
+	while ! "$@"; do
+		if [ "$SECONDS" -ge "$deadline" ]; then
+			echo "# timed out after ${secs}s waiting for: $desc" >&2
+			return 1
+		fi
 		sleep 0.05
 	done
-	tail -n +$((start + 1)) "$out" | sed "/^$mark\$/,\$d"
+}
+
+declare -A TV_SESS_FD=()
+declare -A TV_SESS_PID=()
+declare -A TV_SESS_CL=()
+TV_SESS_MARK=0
+
+sess_open() {
+	local cl=$1 db=$2 name=$3 dir fifo fd
+	shift 3
+	dir=$(tv_dir "$cl")
+	fifo="$dir/sess-$name.in"
+	rm -f "$fifo"
+	mkfifo "$fifo"
+	chmod 644 "$fifo"
+	: >"$dir/sess-$name.out"
+	(
+		# Do not hold the other sessions' FIFOs open, or they never see EOF.
+		for fd in "${TV_SESS_FD[@]}"; do exec {fd}>&-; done
+		PGAPPNAME="sess_$name" tv_psql "$cl" -d "$db" -v VERBOSITY=verbose "$@" \
+			<"$fifo" >"$dir/sess-$name.out" 2>&1
+	) &
+	TV_SESS_PID[$name]=$!
+	exec {fd}>"$fifo"
+	TV_SESS_FD[$name]=$fd
+	TV_SESS_CL[$name]=$cl
+	sess_run "$name" "SELECT 'connected';"
+}
+
+sess_outfile() {
+	echo "$(tv_dir "${TV_SESS_CL[$1]}")/sess-$1.out"
+}
+
+sess_output() {
+	cat "$(sess_outfile "$1")"
+}
+
+sess_send() {
+	local name=$1 sql=$2
+	printf '%s\n' "$sql" >&"${TV_SESS_FD[$name]}"
+}
+
+# Done when psql has echoed the step's mark (it runs statements in order,
+# so everything sent before has run), or when psql is gone.
+_sess_done() {
+	local name=$1 mark=$2
+	grep -qx -- "$mark" "$(sess_outfile "$name")" && return 0
+	kill -0 "${TV_SESS_PID[$name]}" 2>/dev/null && return 1
+	echo "# session $name exited; its output:" >&2
+	sed 's/^/#   /' "$(sess_outfile "$name")" >&2
+	TV_SESS_GONE=1
+}
+
+# sess_run NAME SQL: send SQL and its mark; sets TV_SESS_STEP_START (the
+# output's line count before) and TV_SESS_STEP_MARK.
+sess_run() {
+	local name=$1 sql=$2 mark
+	TV_SESS_MARK=$((TV_SESS_MARK + 1))
+	mark="--tvmark-$TV_SESS_MARK-$$--"
+	TV_SESS_STEP_MARK=$mark
+	TV_SESS_STEP_START=$(wc -l <"$(sess_outfile "$name")")
+	TV_SESS_GONE=0
+	sess_send "$name" "$sql"
+	sess_send "$name" "\\echo $mark"
+	wait_until "session $name to run: $sql" 30 _sess_done "$name" "$mark" &&
+		[ "$TV_SESS_GONE" = 0 ]
+}
+
+sess_query() {
+	local name=$1 rc=0
+	sess_run "$@" || rc=$?
+	tail -n +$((TV_SESS_STEP_START + 1)) "$(sess_outfile "$name")" |
+		sed "/^$TV_SESS_STEP_MARK\$/,\$d"
+	return "$rc"
+}
+
+_pid_gone() {
+	! kill -0 "$1" 2>/dev/null
+}
+
+sess_close() {
+	local name=$1 rc=0 fd=${TV_SESS_FD[$1]} pid=${TV_SESS_PID[$1]}
+	exec {fd}>&-
+	# A process started while the session was open (a postmaster, say)
+	# may hold its FIFO open too: do not wait for EOF forever.
+	if ! wait_until "session $name to end" 10 _pid_gone "$pid"; then
+		kill "$pid" 2>/dev/null || true
+		pkill -P "$pid" 2>/dev/null || true
+		rc=124
+	fi
+	wait "$pid" || rc=${rc/#0/$?}
+	unset "TV_SESS_FD[$name]" "TV_SESS_PID[$name]"
+	return "$rc"
 }
 
 tv_cleanup() {
 	local name session fd
-	for session in "${!TV_SESSION_FD[@]}"; do
-		fd=${TV_SESSION_FD[$session]}
+	for session in "${!TV_SESS_FD[@]}"; do
+		fd=${TV_SESS_FD[$session]}
 		exec {fd}>&-
 	done
 	for name in "${TV_CLUSTERS[@]}"; do

@@ -7,9 +7,16 @@
 -- outlive this suite's ROLLBACK.  Each run uses a study code of its own, and
 -- tv05.logged() only looks at rows for this run's documents written since it
 -- last looked, so reruns on the same cluster do not see each other's rows.
--- Refusals of open_document/emergency_open are checked through tv05.err():
--- SQLSTATE 42501, the message, the detail that says why, and the hint that
--- names the logged reason code.
+-- Refusals of open_document/emergency_open are checked through
+-- tv05.as_role(): SQLSTATE 42501, the message, the detail that says why, and
+-- the hint that names the logged reason code.
+--
+-- Long runs of the same check are tables: a VALUES list of cases and one
+-- query that runs the assertion for each row, in the order of the rows (a
+-- role's steps run as that role through tv05.as_role/tv05.sql_as, SET ROLE
+-- for that one statement).  The expected values stay written out in the
+-- rows.  Tables of open attempts (tv05.check) run as the superuser, which
+-- alone may read the decryption log.
 BEGIN;
 SELECT plan(130);
 
@@ -32,24 +39,47 @@ CREATE FUNCTION tv05.doc(p_name text) RETURNS bigint LANGUAGE sql STABLE
 	AS $$ SELECT doc_id FROM tv05.docs WHERE name = p_name $$;
 CREATE FUNCTION tv05.body(p_name text) RETURNS bytea LANGUAGE sql STABLE
 	AS $$ SELECT body FROM tv05.docs WHERE name = p_name $$;
--- The error a statement raises, as 'SQLSTATE message / detail / hint' (or
--- 'no error'), and the refusal open_document and emergency_open should give:
--- 42501, a detail that says why, and the logged reason code in the hint.
-CREATE FUNCTION tv05.err(p_sql text) RETURNS text LANGUAGE plpgsql AS $$
+-- Runs p_sql as p_role (SET ROLE for that one statement, then back to the
+-- role that was current) and returns the first column of its first row as
+-- text (bytea as '\x...'), or the error it raises as 'SQLSTATE message /
+-- detail / hint'.  tv05.refusal() is the refusal open_document and
+-- emergency_open should give: 42501, a detail that says why, and the logged
+-- reason code in the hint.
+CREATE FUNCTION tv05.as_role(p_role text, p_sql text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
+	prev text := current_setting('role');
+	r text;
 	st text;
 	msg text;
 	det text;
 	hnt text;
 BEGIN
-	EXECUTE p_sql;
-	RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-	GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-		det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
-	RETURN format('%s %s / %s / %s', st, msg, det, hnt);
+	PERFORM set_config('role', p_role, false);
+	BEGIN
+		EXECUTE p_sql INTO r;
+	EXCEPTION WHEN OTHERS THEN
+		GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
+			det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+		r := format('%s %s / %s / %s', st, msg, det, hnt);
+	END;
+	PERFORM set_config('role', prev, false);
+	RETURN r;
 END
 $$;
+-- run_as runs p_sql as p_role the same way but lets its error through;
+-- sql_as gives the statement that does so, for throws_ok (whose
+-- subtransaction, rolled back, also undoes the SET ROLE).
+CREATE FUNCTION tv05.run_as(p_role text, p_sql text) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+	prev text := current_setting('role');
+BEGIN
+	PERFORM set_config('role', p_role, false);
+	EXECUTE p_sql;
+	PERFORM set_config('role', prev, false);
+END
+$$;
+CREATE FUNCTION tv05.sql_as(p_role text, p_sql text) RETURNS text LANGUAGE sql IMMUTABLE
+	AS $$ SELECT format('SELECT tv05.run_as(%L, %L)', p_role, p_sql) $$;
 CREATE FUNCTION tv05.refusal(p_name text, p_reason text) RETURNS text LANGUAGE sql STABLE AS $$
 	SELECT format('42501 permission denied to open document %s / %s / The attempt is recorded in the decryption log (reason "%s").',
 		d.doc_id,
@@ -121,6 +151,25 @@ $$;
 CREATE FUNCTION tv05.logged(p_name text, p_requester name) RETURNS text LANGUAGE sql
 	AS $$ SELECT tv05.logged_id(tv05.doc(p_name), p_requester) $$;
 
+-- One row of a table of open attempts, as one test (run as the superuser):
+--   'open' / 'emergency_open': the call (emergency_open with p_reason) as
+--       p_role gives the document's content (p_expected 'content') or the
+--       refusal for the reason code p_expected (tv05.refusal);
+--   'logged': the decryption_log row p_role's last attempt at p_doc left
+--       (tv05.logged) is p_expected.
+CREATE FUNCTION tv05.check(p_role text, p_step text, p_doc text, p_expected text, p_description text,
+	p_reason text DEFAULT NULL) RETURNS text LANGUAGE sql AS $$
+	SELECT CASE p_step
+		WHEN 'logged' THEN is(tv05.logged(p_doc, p_role), p_expected, p_description)
+		ELSE is(tv05.as_role(p_role, CASE p_step
+					WHEN 'open' THEN format('SELECT trialvault.open_document(%s)', tv05.doc(p_doc))
+					WHEN 'emergency_open' THEN format('SELECT trialvault.emergency_open(%s, %L)', tv05.doc(p_doc), p_reason)
+				END),
+			CASE p_expected WHEN 'content' THEN tv05.body(p_doc)::text ELSE tv05.refusal(p_doc, p_expected) END,
+			p_description)
+	END
+$$;
+
 -- Login roles (rolled back at the end).
 CREATE ROLE tv05_admin LOGIN IN ROLE trialvault_admin;
 CREATE ROLE tv05_outsider LOGIN;
@@ -162,55 +211,54 @@ RESET ROLE;
 SELECT is((SELECT count(*) FROM trialvault.current_memberships WHERE study = tv05.study()), 12::bigint,
 	'the study has the 12 granted roles');
 
-SET ROLE tv05_outsider;
-SELECT throws_ok($$SELECT trialvault.add_site(tv05.study(), 'C', 'Site C')$$,
-	'42501', 'permission denied to add a site', 'add_site refused to a plain login role');
-SELECT throws_ok($$SELECT trialvault.grant_role('tv05_outsider', tv05.study(), 'A', 'investigator')$$,
-	'42501', 'permission denied to grant_role', 'grant_role refused to a plain login role');
-SELECT throws_ok($$SELECT trialvault.revoke_role('tv05_staff_a', tv05.study(), 'A', 'site_staff')$$,
-	'42501', 'permission denied to revoke_role', 'revoke_role refused to a plain login role');
-SELECT throws_ok($$SELECT trialvault.rotate_study_key(tv05.study())$$,
-	'42501', 'permission denied to rotate a study key', 'rotate_study_key refused to a plain login role');
-SET ROLE tv05_inv_a;
-SELECT throws_ok($$SELECT trialvault.grant_role('tv05_outsider', tv05.study(), 'A', 'site_staff')$$,
-	'42501', 'permission denied to grant_role', 'grant_role refused to an investigator of the study');
-RESET ROLE;
+-- Management calls refused (42501) to roles outside trialvault_admin: the
+-- role, the call, the message.
+SELECT throws_ok(tv05.sql_as(c.role, c.sql), '42501', c.message, c.description) FROM (VALUES
+	('tv05_outsider', $$SELECT trialvault.add_site(tv05.study(), 'C', 'Site C')$$,
+		'permission denied to add a site', 'add_site refused to a plain login role'),
+	('tv05_outsider', $$SELECT trialvault.grant_role('tv05_outsider', tv05.study(), 'A', 'investigator')$$,
+		'permission denied to grant_role', 'grant_role refused to a plain login role'),
+	('tv05_outsider', $$SELECT trialvault.revoke_role('tv05_staff_a', tv05.study(), 'A', 'site_staff')$$,
+		'permission denied to revoke_role', 'revoke_role refused to a plain login role'),
+	('tv05_outsider', $$SELECT trialvault.rotate_study_key(tv05.study())$$,
+		'permission denied to rotate a study key', 'rotate_study_key refused to a plain login role'),
+	('tv05_inv_a', $$SELECT trialvault.grant_role('tv05_outsider', tv05.study(), 'A', 'site_staff')$$,
+		'permission denied to grant_role', 'grant_role refused to an investigator of the study')
+) c(role, sql, message, description);
 SELECT is((SELECT count(*) FROM trialvault.current_memberships WHERE study = tv05.study()), 12::bigint,
 	'the refused calls changed no membership');
 
 -- ---------------------------------------------------------------------
 -- Loading: site staff and investigators of that site only
 -- ---------------------------------------------------------------------
-SET ROLE tv05_staff_a;
-SELECT ok(tv05.load('src', 'A', 'source', true,
-	'Source note: patient Jane Roe, MRN 4711-SRC, born 1970-01-01, 12 Elm Street') > 0,
-	'site staff loads a PHI source document at their site');
-SELECT ok(tv05.load('sae', 'A', 'sae', true,
-	'SAE report: patient John Doe, MRN 4712-SAE, anaphylaxis after dose 3') > 0,
-	'site staff loads a PHI sae document');
-SELECT ok(tv05.load('proto', 'A', 'protocol', false,
-	'Protocol v2.1: inclusion criteria, visit schedule (no PHI)') > 0,
-	'site staff loads a protocol without PHI');
-SET ROLE tv05_inv_a;
-SELECT ok(tv05.load('inv', 'A', 'eform', true,
-	'eForm entered by investigator: patient Mary Major, MRN 4713-INV') > 0,
-	'an investigator loads a PHI document at their site');
-SET ROLE tv05_staff_b;
-SELECT ok(tv05.load('b', 'B', 'source', true,
-	'Site B source note: patient Richard Miles, MRN 4714-B') > 0,
-	'site staff of site B loads at site B');
-SELECT throws_ok($$SELECT trialvault.load_document(tv05.study(), 'A', 'source', true, '<doc/>', '\x0102')$$,
-	'42501', tv05.load_denied('A'), 'load_document refused to site staff of another site');
-SET ROLE tv05_sponsor;
-SELECT throws_ok($$SELECT trialvault.load_document(tv05.study(), 'A', 'protocol', false, '<doc/>', '\x0102')$$,
-	'42501', tv05.load_denied('A'), 'load_document refused to the sponsor');
-SET ROLE tv05_mon;
-SELECT throws_ok($$SELECT trialvault.load_document(tv05.study(), 'A', 'source', true, '<doc/>', '\x0102')$$,
-	'42501', tv05.load_denied('A'), 'load_document refused to a monitor');
-SET ROLE tv05_outsider;
-SELECT throws_ok($$SELECT trialvault.load_document(tv05.study(), 'A', 'source', true, '<doc/>', '\x0102')$$,
-	'42501', tv05.load_denied('A'), 'load_document refused to a role outside the study');
-RESET ROLE;
+-- Loads allowed: the role, the document (name, site, type, PHI, text).
+SELECT ok(tv05.as_role(c.role, format('SELECT tv05.load(%L, %L, %L, %L, %L) > 0',
+		c.name, c.site, c.doc_type, c.phi, c.body)) = 'true', c.description) FROM (VALUES
+	('tv05_staff_a', 'src', 'A', 'source', true,
+		'Source note: patient Jane Roe, MRN 4711-SRC, born 1970-01-01, 12 Elm Street',
+		'site staff loads a PHI source document at their site'),
+	('tv05_staff_a', 'sae', 'A', 'sae', true,
+		'SAE report: patient John Doe, MRN 4712-SAE, anaphylaxis after dose 3',
+		'site staff loads a PHI sae document'),
+	('tv05_staff_a', 'proto', 'A', 'protocol', false,
+		'Protocol v2.1: inclusion criteria, visit schedule (no PHI)',
+		'site staff loads a protocol without PHI'),
+	('tv05_inv_a', 'inv', 'A', 'eform', true,
+		'eForm entered by investigator: patient Mary Major, MRN 4713-INV',
+		'an investigator loads a PHI document at their site'),
+	('tv05_staff_b', 'b', 'B', 'source', true,
+		'Site B source note: patient Richard Miles, MRN 4714-B',
+		'site staff of site B loads at site B')
+) c(role, name, site, doc_type, phi, body, description);
+-- Loads at site A refused (42501): the role, the document's type and PHI flag.
+SELECT throws_ok(tv05.sql_as(c.role,
+		format($$SELECT trialvault.load_document(tv05.study(), 'A', %L, %s, '<doc/>', '\x0102')$$, c.doc_type, c.phi::text)),
+	'42501', tv05.load_denied('A'), c.description) FROM (VALUES
+	('tv05_staff_b', 'source', true, 'load_document refused to site staff of another site'),
+	('tv05_sponsor', 'protocol', false, 'load_document refused to the sponsor'),
+	('tv05_mon', 'source', true, 'load_document refused to a monitor'),
+	('tv05_outsider', 'source', true, 'load_document refused to a role outside the study')
+) c(role, doc_type, phi, description);
 SELECT is((SELECT string_agg(t.name || '=' || d.loaded_by || '@' || d.site, ' ' ORDER BY t.name)
 	FROM tv05.docs t JOIN trialvault.documents d USING (doc_id)),
 	'b=tv05_staff_b@B inv=tv05_inv_a@A proto=tv05_staff_a@A sae=tv05_staff_a@A src=tv05_staff_a@A',
@@ -233,105 +281,83 @@ SELECT is(tv05.logged('src', 'tv05_staff_a'), 'refused study_not_open tv05_staff
 	'logged: refused, study_not_open');
 SET ROLE tv05_staff_a;
 SELECT lives_ok(format('SELECT trialvault.open_study(%L)', tv05.study()), 'the loader opens the study');
+RESET ROLE;
 
 -- ---------------------------------------------------------------------
 -- Loader, site staff and investigator of the document's site; other site
 -- ---------------------------------------------------------------------
-SET ROLE tv05_staff_a;
-SELECT is(trialvault.open_document(tv05.doc('src')), tv05.body('src'), 'the loader opens the document');
-RESET ROLE;
-SELECT is(tv05.logged('src', 'tv05_staff_a'), 'granted loader tv05_staff_a S/A', 'logged: granted, loader');
-
-SET ROLE tv05_staff_a2;
-SELECT is(trialvault.open_document(tv05.doc('src')), tv05.body('src'), 'other site staff of the site open it');
-RESET ROLE;
-SELECT is(tv05.logged('src', 'tv05_staff_a2'), 'granted site_staff tv05_staff_a2 S/A', 'logged: granted, site_staff');
-
-SET ROLE tv05_inv_a;
-SELECT is(trialvault.open_document(tv05.doc('src')), tv05.body('src'), 'the investigator of the site opens it');
-RESET ROLE;
-SELECT is(tv05.logged('src', 'tv05_inv_a'), 'granted investigator tv05_inv_a S/A', 'logged: granted, investigator');
-
-SET ROLE tv05_staff_a2;
-SELECT is(trialvault.open_document(tv05.doc('inv')), tv05.body('inv'),
-	'site staff open a document the investigator loaded');
-RESET ROLE;
-SELECT is(tv05.logged('inv', 'tv05_staff_a2'), 'granted site_staff tv05_staff_a2 S/A', 'logged: granted, site_staff');
-
-SET ROLE tv05_staff_b;
-SELECT is(tv05.err($$SELECT trialvault.open_document(tv05.doc('src'))$$), tv05.refusal('src', 'other_site'),
-	'site staff of another site are refused');
-RESET ROLE;
-SELECT is(tv05.logged('src', 'tv05_staff_b'), 'refused other_site tv05_staff_b S/A', 'logged: refused, other_site');
-
-SET ROLE tv05_inv_b;
-SELECT is(tv05.err($$SELECT trialvault.open_document(tv05.doc('src'))$$), tv05.refusal('src', 'other_site'),
-	'the investigator of another site is refused');
-RESET ROLE;
-SELECT is(tv05.logged('src', 'tv05_inv_b'), 'refused other_site tv05_inv_b S/A', 'logged: refused, other_site');
+-- Open attempts, one test a row, in order (tv05.check): 'open' as the role
+-- gives the content or the refusal of the reason code in "expected";
+-- 'logged' is the decryption_log row the role's attempt left.
+SELECT tv05.check(role, step, doc, expected, description) FROM (VALUES
+	('tv05_staff_a', 'open', 'src', 'content', 'the loader opens the document'),
+	('tv05_staff_a', 'logged', 'src', 'granted loader tv05_staff_a S/A', 'logged: granted, loader'),
+	('tv05_staff_a2', 'open', 'src', 'content', 'other site staff of the site open it'),
+	('tv05_staff_a2', 'logged', 'src', 'granted site_staff tv05_staff_a2 S/A', 'logged: granted, site_staff'),
+	('tv05_inv_a', 'open', 'src', 'content', 'the investigator of the site opens it'),
+	('tv05_inv_a', 'logged', 'src', 'granted investigator tv05_inv_a S/A', 'logged: granted, investigator'),
+	('tv05_staff_a2', 'open', 'inv', 'content', 'site staff open a document the investigator loaded'),
+	('tv05_staff_a2', 'logged', 'inv', 'granted site_staff tv05_staff_a2 S/A', 'logged: granted, site_staff'),
+	('tv05_staff_b', 'open', 'src', 'other_site', 'site staff of another site are refused'),
+	('tv05_staff_b', 'logged', 'src', 'refused other_site tv05_staff_b S/A', 'logged: refused, other_site'),
+	('tv05_inv_b', 'open', 'src', 'other_site', 'the investigator of another site is refused'),
+	('tv05_inv_b', 'logged', 'src', 'refused other_site tv05_inv_b S/A', 'logged: refused, other_site')
+) c(role, step, doc, expected, description);
 
 -- ---------------------------------------------------------------------
 -- Monitors
 -- ---------------------------------------------------------------------
-SET ROLE tv05_mon;
-SELECT is(tv05.err($$SELECT trialvault.open_document(tv05.doc('src'))$$), tv05.refusal('src', 'monitor_not_authorized'),
-	'a monitor without authorization is refused');
-RESET ROLE;
-SELECT is(tv05.logged('src', 'tv05_mon'), 'refused monitor_not_authorized tv05_mon S/A',
-	'logged: refused, monitor_not_authorized');
+SELECT tv05.check(role, step, doc, expected, description) FROM (VALUES
+	('tv05_mon', 'open', 'src', 'monitor_not_authorized', 'a monitor without authorization is refused'),
+	('tv05_mon', 'logged', 'src', 'refused monitor_not_authorized tv05_mon S/A', 'logged: refused, monitor_not_authorized')
+) c(role, step, doc, expected, description);
 
-SET ROLE tv05_staff_a;
-SELECT throws_ok($$SELECT trialvault.authorize_monitor('tv05_mon', tv05.study(), 'A', clock_timestamp() + interval '1 hour')$$,
-	'42501', 'permission denied to authorize a monitor', 'authorize_monitor refused to site staff');
-SET ROLE tv05_inv_b;
-SELECT throws_ok($$SELECT trialvault.authorize_monitor('tv05_mon', tv05.study(), 'A', clock_timestamp() + interval '1 hour')$$,
-	'42501', 'permission denied to authorize a monitor', 'authorize_monitor refused to the investigator of another site');
-SET ROLE tv05_admin;
-SELECT throws_ok($$SELECT trialvault.authorize_monitor('tv05_mon', tv05.study(), 'A', clock_timestamp() + interval '1 hour')$$,
-	'42501', 'permission denied to authorize a monitor', 'authorize_monitor refused to a trialvault_admin who is no investigator');
-SET ROLE tv05_inv_a;
-SELECT throws_ok($$SELECT trialvault.authorize_monitor('tv05_outsider', tv05.study(), 'A', clock_timestamp() + interval '1 hour')$$,
-	'22023', format('tv05_outsider does not hold the monitor role in study %s', tv05.study()),
-	'authorize_monitor refuses a role that does not hold the monitor role');
-SELECT throws_ok($$SELECT trialvault.authorize_monitor('tv05_mon', tv05.study(), 'A', clock_timestamp() - interval '1 second')$$,
-	'22023', 'valid_until must lie in the future', 'authorize_monitor refuses a valid_until in the past');
-RESET ROLE;
+-- authorize_monitor refused: the caller, the role to authorize, for how long
+-- from now, the error.
+SELECT throws_ok(tv05.sql_as(c.role,
+		format($$SELECT trialvault.authorize_monitor(%L, tv05.study(), 'A', clock_timestamp() + %L::interval)$$, c.monitor, c.valid_for)),
+	c.errcode, c.message, c.description) FROM (VALUES
+	('tv05_staff_a', 'tv05_mon', '1 hour', '42501', 'permission denied to authorize a monitor',
+		'authorize_monitor refused to site staff'),
+	('tv05_inv_b', 'tv05_mon', '1 hour', '42501', 'permission denied to authorize a monitor',
+		'authorize_monitor refused to the investigator of another site'),
+	('tv05_admin', 'tv05_mon', '1 hour', '42501', 'permission denied to authorize a monitor',
+		'authorize_monitor refused to a trialvault_admin who is no investigator'),
+	('tv05_inv_a', 'tv05_outsider', '1 hour', '22023', format('tv05_outsider does not hold the monitor role in study %s', tv05.study()),
+		'authorize_monitor refuses a role that does not hold the monitor role'),
+	('tv05_inv_a', 'tv05_mon', '-1 second', '22023', 'valid_until must lie in the future',
+		'authorize_monitor refuses a valid_until in the past')
+) c(role, monitor, valid_for, errcode, message, description);
 SELECT is((SELECT count(*) FROM trialvault.monitor_authorizations WHERE study = tv05.study()), 0::bigint,
 	'the refused authorizations left no row');
 
-SET ROLE tv05_mon;
-SELECT is(tv05.err($$SELECT trialvault.open_document(tv05.doc('src'))$$), tv05.refusal('src', 'monitor_not_authorized'),
-	'the monitor is still refused after the refused authorizations');
-RESET ROLE;
-SELECT is(tv05.logged('src', 'tv05_mon'), 'refused monitor_not_authorized tv05_mon S/A',
-	'logged: refused, monitor_not_authorized');
+SELECT tv05.check(role, step, doc, expected, description) FROM (VALUES
+	('tv05_mon', 'open', 'src', 'monitor_not_authorized', 'the monitor is still refused after the refused authorizations'),
+	('tv05_mon', 'logged', 'src', 'refused monitor_not_authorized tv05_mon S/A', 'logged: refused, monitor_not_authorized')
+) c(role, step, doc, expected, description);
 
 SET ROLE tv05_inv_a;
 SELECT lives_ok($$SELECT trialvault.authorize_monitor('tv05_mon', tv05.study(), 'A', clock_timestamp() + interval '1 hour')$$,
 	'the investigator of site A authorizes a monitor for site A');
-SET ROLE tv05_mon;
-SELECT is(trialvault.open_document(tv05.doc('src')), tv05.body('src'), 'the authorized monitor opens a PHI document of the site');
 RESET ROLE;
-SELECT is(tv05.logged('src', 'tv05_mon'), 'granted monitor tv05_mon S/A', 'logged: granted, monitor');
-SET ROLE tv05_mon;
-SELECT is(tv05.err($$SELECT trialvault.open_document(tv05.doc('b'))$$), tv05.refusal('b', 'monitor_not_authorized'),
-	'the monitor authorized for site A is refused at site B');
-RESET ROLE;
-SELECT is(tv05.logged('b', 'tv05_mon'), 'refused monitor_not_authorized tv05_mon S/B',
-	'logged: refused, monitor_not_authorized (site B)');
+SELECT tv05.check(role, step, doc, expected, description) FROM (VALUES
+	('tv05_mon', 'open', 'src', 'content', 'the authorized monitor opens a PHI document of the site'),
+	('tv05_mon', 'logged', 'src', 'granted monitor tv05_mon S/A', 'logged: granted, monitor'),
+	('tv05_mon', 'open', 'b', 'monitor_not_authorized', 'the monitor authorized for site A is refused at site B'),
+	('tv05_mon', 'logged', 'b', 'refused monitor_not_authorized tv05_mon S/B', 'logged: refused, monitor_not_authorized (site B)')
+) c(role, step, doc, expected, description);
 
 -- A monitor authorized for another site only.
 SET ROLE tv05_inv_b;
 SELECT lives_ok($$SELECT trialvault.authorize_monitor('tv05_mon2', tv05.study(), 'B', clock_timestamp() + interval '1 hour')$$,
 	'the investigator of site B authorizes a monitor for site B');
-SET ROLE tv05_mon2;
-SELECT is(tv05.err($$SELECT trialvault.open_document(tv05.doc('src'))$$), tv05.refusal('src', 'monitor_not_authorized'),
-	'a monitor authorized for site B only is refused at site A');
-SELECT is(trialvault.open_document(tv05.doc('b')), tv05.body('b'), 'the same monitor opens the document of site B');
 RESET ROLE;
-SELECT is(tv05.logged('src', 'tv05_mon2'), 'refused monitor_not_authorized tv05_mon2 S/A',
-	'logged: refused at site A, monitor_not_authorized');
-SELECT is(tv05.logged('b', 'tv05_mon2'), 'granted monitor tv05_mon2 S/B', 'logged: granted at site B, monitor');
+SELECT tv05.check(role, step, doc, expected, description) FROM (VALUES
+	('tv05_mon2', 'open', 'src', 'monitor_not_authorized', 'a monitor authorized for site B only is refused at site A'),
+	('tv05_mon2', 'open', 'b', 'content', 'the same monitor opens the document of site B'),
+	('tv05_mon2', 'logged', 'src', 'refused monitor_not_authorized tv05_mon2 S/A', 'logged: refused at site A, monitor_not_authorized'),
+	('tv05_mon2', 'logged', 'b', 'granted monitor tv05_mon2 S/B', 'logged: granted at site B, monitor')
+) c(role, step, doc, expected, description);
 
 -- Revoking the monitor role ends its authorizations: granting the role
 -- again does not bring them back.
@@ -340,173 +366,138 @@ SELECT lives_ok($$SELECT trialvault.revoke_role('tv05_mon2', tv05.study(), NULL,
 	'the monitor role of tv05_mon2 is revoked');
 SELECT lives_ok($$SELECT trialvault.grant_role('tv05_mon2', tv05.study(), NULL, 'monitor')$$,
 	'and granted again');
-SET ROLE tv05_mon2;
-SELECT is(tv05.err($$SELECT trialvault.open_document(tv05.doc('b'))$$), tv05.refusal('b', 'monitor_not_authorized'),
-	'the authorization for site B given before the revocation does not come back');
 RESET ROLE;
-SELECT is(tv05.logged('b', 'tv05_mon2'), 'refused monitor_not_authorized tv05_mon2 S/B',
-	'logged: refused at site B, monitor_not_authorized');
+SELECT tv05.check(role, step, doc, expected, description) FROM (VALUES
+	('tv05_mon2', 'open', 'b', 'monitor_not_authorized', 'the authorization for site B given before the revocation does not come back'),
+	('tv05_mon2', 'logged', 'b', 'refused monitor_not_authorized tv05_mon2 S/B', 'logged: refused at site B, monitor_not_authorized')
+) c(role, step, doc, expected, description);
 
 -- An authorization that expires.
 SET ROLE tv05_inv_a;
 SELECT lives_ok($$SELECT trialvault.authorize_monitor('tv05_mon3', tv05.study(), 'A', clock_timestamp() + interval '1 second')$$,
 	'a one-second monitor authorization');
-SET ROLE tv05_mon3;
-SELECT is(trialvault.open_document(tv05.doc('src')), tv05.body('src'), 'the monitor opens the document while it is valid');
 RESET ROLE;
-SELECT is(tv05.logged('src', 'tv05_mon3'), 'granted monitor tv05_mon3 S/A', 'logged: granted, monitor');
+SELECT tv05.check(role, step, doc, expected, description) FROM (VALUES
+	('tv05_mon3', 'open', 'src', 'content', 'the monitor opens the document while it is valid'),
+	('tv05_mon3', 'logged', 'src', 'granted monitor tv05_mon3 S/A', 'logged: granted, monitor')
+) c(role, step, doc, expected, description);
 DO $$ BEGIN PERFORM pg_sleep(1.2); END $$;
-SET ROLE tv05_mon3;
-SELECT is(tv05.err($$SELECT trialvault.open_document(tv05.doc('src'))$$), tv05.refusal('src', 'monitor_authorization_expired'),
-	'the monitor is refused once the authorization has expired');
-RESET ROLE;
-SELECT is(tv05.logged('src', 'tv05_mon3'), 'refused monitor_authorization_expired tv05_mon3 S/A',
-	'logged: refused, monitor_authorization_expired');
+SELECT tv05.check(role, step, doc, expected, description) FROM (VALUES
+	('tv05_mon3', 'open', 'src', 'monitor_authorization_expired', 'the monitor is refused once the authorization has expired'),
+	('tv05_mon3', 'logged', 'src', 'refused monitor_authorization_expired tv05_mon3 S/A', 'logged: refused, monitor_authorization_expired')
+) c(role, step, doc, expected, description);
 
 -- Revocation.
 SET ROLE tv05_inv_b;
 SELECT throws_ok($$SELECT trialvault.revoke_monitor('tv05_mon', tv05.study(), 'A')$$,
 	'42501', 'permission denied to revoke a monitor', 'revoke_monitor refused to the investigator of another site');
-SET ROLE tv05_mon;
-SELECT is(trialvault.open_document(tv05.doc('sae')), tv05.body('sae'), 'the monitor still opens documents of site A');
 RESET ROLE;
-SELECT is(tv05.logged('sae', 'tv05_mon'), 'granted monitor tv05_mon S/A', 'logged: granted, monitor');
+SELECT tv05.check(role, step, doc, expected, description) FROM (VALUES
+	('tv05_mon', 'open', 'sae', 'content', 'the monitor still opens documents of site A'),
+	('tv05_mon', 'logged', 'sae', 'granted monitor tv05_mon S/A', 'logged: granted, monitor')
+) c(role, step, doc, expected, description);
 SET ROLE tv05_inv_a;
 SELECT lives_ok($$SELECT trialvault.revoke_monitor('tv05_mon', tv05.study(), 'A')$$,
 	'the investigator of site A revokes the monitor');
-SET ROLE tv05_mon;
-SELECT is(tv05.err($$SELECT trialvault.open_document(tv05.doc('src'))$$), tv05.refusal('src', 'monitor_authorization_revoked'),
-	'the revoked monitor is refused');
 RESET ROLE;
-SELECT is(tv05.logged('src', 'tv05_mon'), 'refused monitor_authorization_revoked tv05_mon S/A',
-	'logged: refused, monitor_authorization_revoked');
-SET ROLE tv05_mon;
-SELECT is(trialvault.open_document(tv05.doc('proto')), tv05.body('proto'),
-	'the revoked monitor is still a member and opens documents without PHI');
-RESET ROLE;
-SELECT is(tv05.logged('proto', 'tv05_mon'), 'granted no_phi tv05_mon S/A', 'logged: granted, no_phi');
+SELECT tv05.check(role, step, doc, expected, description) FROM (VALUES
+	('tv05_mon', 'open', 'src', 'monitor_authorization_revoked', 'the revoked monitor is refused'),
+	('tv05_mon', 'logged', 'src', 'refused monitor_authorization_revoked tv05_mon S/A', 'logged: refused, monitor_authorization_revoked'),
+	('tv05_mon', 'open', 'proto', 'content', 'the revoked monitor is still a member and opens documents without PHI'),
+	('tv05_mon', 'logged', 'proto', 'granted no_phi tv05_mon S/A', 'logged: granted, no_phi')
+) c(role, step, doc, expected, description);
 
 -- ---------------------------------------------------------------------
--- Safety: sae documents only
+-- Safety: sae documents only.  Sponsor and auditor: never PHI; documents
+-- without PHI: any member
 -- ---------------------------------------------------------------------
-SET ROLE tv05_safety;
-SELECT is(trialvault.open_document(tv05.doc('sae')), tv05.body('sae'), 'safety opens an sae document');
-RESET ROLE;
-SELECT is(tv05.logged('sae', 'tv05_safety'), 'granted safety tv05_safety S/A', 'logged: granted, safety');
-SET ROLE tv05_safety;
-SELECT is(tv05.err($$SELECT trialvault.open_document(tv05.doc('src'))$$), tv05.refusal('src', 'not_entitled'),
-	'safety is refused a PHI document that is not an sae');
-RESET ROLE;
-SELECT is(tv05.logged('src', 'tv05_safety'), 'refused not_entitled tv05_safety S/A', 'logged: refused, not_entitled');
+SELECT tv05.check(role, step, doc, expected, description) FROM (VALUES
+	('tv05_safety', 'open', 'sae', 'content', 'safety opens an sae document'),
+	('tv05_safety', 'logged', 'sae', 'granted safety tv05_safety S/A', 'logged: granted, safety'),
+	('tv05_safety', 'open', 'src', 'not_entitled', 'safety is refused a PHI document that is not an sae'),
+	('tv05_safety', 'logged', 'src', 'refused not_entitled tv05_safety S/A', 'logged: refused, not_entitled'),
 
--- ---------------------------------------------------------------------
--- Sponsor and auditor: never PHI; documents without PHI: any member
--- ---------------------------------------------------------------------
-SET ROLE tv05_sponsor;
-SELECT is(tv05.err($$SELECT trialvault.open_document(tv05.doc('src'))$$), tv05.refusal('src', 'sponsor_no_phi'),
-	'the sponsor is refused a PHI document');
-SELECT is(tv05.err($$SELECT trialvault.open_document(tv05.doc('sae'))$$), tv05.refusal('sae', 'sponsor_no_phi'),
-	'the sponsor is refused a PHI sae document');
-SELECT is(trialvault.open_document(tv05.doc('proto')), tv05.body('proto'), 'the sponsor opens the protocol (no PHI)');
-RESET ROLE;
-SELECT is(tv05.logged('src', 'tv05_sponsor'), 'refused sponsor_no_phi tv05_sponsor S/A', 'logged: refused, sponsor_no_phi');
-SELECT is(tv05.logged('sae', 'tv05_sponsor'), 'refused sponsor_no_phi tv05_sponsor S/A', 'logged: refused (sae), sponsor_no_phi');
-SELECT is(tv05.logged('proto', 'tv05_sponsor'), 'granted no_phi tv05_sponsor S/A', 'logged: granted, no_phi');
+	('tv05_sponsor', 'open', 'src', 'sponsor_no_phi', 'the sponsor is refused a PHI document'),
+	('tv05_sponsor', 'open', 'sae', 'sponsor_no_phi', 'the sponsor is refused a PHI sae document'),
+	('tv05_sponsor', 'open', 'proto', 'content', 'the sponsor opens the protocol (no PHI)'),
+	('tv05_sponsor', 'logged', 'src', 'refused sponsor_no_phi tv05_sponsor S/A', 'logged: refused, sponsor_no_phi'),
+	('tv05_sponsor', 'logged', 'sae', 'refused sponsor_no_phi tv05_sponsor S/A', 'logged: refused (sae), sponsor_no_phi'),
+	('tv05_sponsor', 'logged', 'proto', 'granted no_phi tv05_sponsor S/A', 'logged: granted, no_phi'),
 
-SET ROLE tv05_auditor;
-SELECT is(tv05.err($$SELECT trialvault.open_document(tv05.doc('src'))$$), tv05.refusal('src', 'auditor_no_phi'),
-	'the auditor is refused a PHI document');
-SELECT is(trialvault.open_document(tv05.doc('proto')), tv05.body('proto'), 'the auditor opens the protocol (no PHI)');
-RESET ROLE;
-SELECT is(tv05.logged('src', 'tv05_auditor'), 'refused auditor_no_phi tv05_auditor S/A', 'logged: refused, auditor_no_phi');
-SELECT is(tv05.logged('proto', 'tv05_auditor'), 'granted no_phi tv05_auditor S/A', 'logged: granted, no_phi');
+	('tv05_auditor', 'open', 'src', 'auditor_no_phi', 'the auditor is refused a PHI document'),
+	('tv05_auditor', 'open', 'proto', 'content', 'the auditor opens the protocol (no PHI)'),
+	('tv05_auditor', 'logged', 'src', 'refused auditor_no_phi tv05_auditor S/A', 'logged: refused, auditor_no_phi'),
+	('tv05_auditor', 'logged', 'proto', 'granted no_phi tv05_auditor S/A', 'logged: granted, no_phi'),
 
-SET ROLE tv05_staff_b;
-SELECT is(trialvault.open_document(tv05.doc('proto')), tv05.body('proto'),
-	'site staff of another site open a document without PHI');
-RESET ROLE;
-SELECT is(tv05.logged('proto', 'tv05_staff_b'), 'granted no_phi tv05_staff_b S/A', 'logged: granted, no_phi');
+	('tv05_staff_b', 'open', 'proto', 'content', 'site staff of another site open a document without PHI'),
+	('tv05_staff_b', 'logged', 'proto', 'granted no_phi tv05_staff_b S/A', 'logged: granted, no_phi'),
 
-SET ROLE tv05_outsider;
-SELECT is(tv05.err($$SELECT trialvault.open_document(tv05.doc('proto'))$$), tv05.refusal('proto', 'not_a_member'),
-	'a role outside the study is refused even a document without PHI');
-RESET ROLE;
-SELECT is(tv05.logged('proto', 'tv05_outsider'), 'refused not_a_member tv05_outsider S/A', 'logged: refused, not_a_member');
+	('tv05_outsider', 'open', 'proto', 'not_a_member', 'a role outside the study is refused even a document without PHI'),
+	('tv05_outsider', 'logged', 'proto', 'refused not_a_member tv05_outsider S/A', 'logged: refused, not_a_member')
+) c(role, step, doc, expected, description);
 
 -- ---------------------------------------------------------------------
 -- Revoked membership, and a new grant
 -- ---------------------------------------------------------------------
-SET ROLE tv05_revoked;
-SELECT is(trialvault.open_document(tv05.doc('src')), tv05.body('src'), 'site staff open the document before revocation');
-RESET ROLE;
-SELECT is(tv05.logged('src', 'tv05_revoked'), 'granted site_staff tv05_revoked S/A', 'logged: granted, site_staff');
+SELECT tv05.check(role, step, doc, expected, description) FROM (VALUES
+	('tv05_revoked', 'open', 'src', 'content', 'site staff open the document before revocation'),
+	('tv05_revoked', 'logged', 'src', 'granted site_staff tv05_revoked S/A', 'logged: granted, site_staff')
+) c(role, step, doc, expected, description);
 SET ROLE tv05_admin;
 SELECT lives_ok($$SELECT trialvault.revoke_role('tv05_revoked', tv05.study(), 'A', 'site_staff')$$,
 	'revoke_role allowed to a member of trialvault_admin');
-SET ROLE tv05_revoked;
-SELECT is(tv05.err($$SELECT trialvault.open_document(tv05.doc('src'))$$), tv05.refusal('src', 'membership_revoked'),
-	'a revoked member is refused at once');
-SELECT is(tv05.err($$SELECT trialvault.open_document(tv05.doc('proto'))$$), tv05.refusal('proto', 'membership_revoked'),
-	'a revoked member is refused even a document without PHI');
 RESET ROLE;
-SELECT is(tv05.logged('src', 'tv05_revoked'), 'refused membership_revoked tv05_revoked S/A',
-	'logged: refused, membership_revoked');
-SELECT is(tv05.logged('proto', 'tv05_revoked'), 'refused membership_revoked tv05_revoked S/A',
-	'logged: refused (no PHI), membership_revoked');
+SELECT tv05.check(role, step, doc, expected, description) FROM (VALUES
+	('tv05_revoked', 'open', 'src', 'membership_revoked', 'a revoked member is refused at once'),
+	('tv05_revoked', 'open', 'proto', 'membership_revoked', 'a revoked member is refused even a document without PHI'),
+	('tv05_revoked', 'logged', 'src', 'refused membership_revoked tv05_revoked S/A', 'logged: refused, membership_revoked'),
+	('tv05_revoked', 'logged', 'proto', 'refused membership_revoked tv05_revoked S/A', 'logged: refused (no PHI), membership_revoked')
+) c(role, step, doc, expected, description);
 SET ROLE tv05_admin;
 SELECT lives_ok($$SELECT trialvault.grant_role('tv05_revoked', tv05.study(), 'A', 'site_staff')$$,
 	'the role is granted again');
-SET ROLE tv05_revoked;
-SELECT is(trialvault.open_document(tv05.doc('src')), tv05.body('src'), 'after the new grant the document opens again');
 RESET ROLE;
-SELECT is(tv05.logged('src', 'tv05_revoked'), 'granted site_staff tv05_revoked S/A', 'logged: granted, site_staff');
+SELECT tv05.check(role, step, doc, expected, description) FROM (VALUES
+	('tv05_revoked', 'open', 'src', 'content', 'after the new grant the document opens again'),
+	('tv05_revoked', 'logged', 'src', 'granted site_staff tv05_revoked S/A', 'logged: granted, site_staff')
+) c(role, step, doc, expected, description);
 
 -- A loader whose roles are revoked is no longer let in as the loader.
 SET ROLE tv05_admin;
 SELECT lives_ok($$SELECT trialvault.revoke_role('tv05_staff_b', tv05.study(), 'B', 'site_staff')$$,
 	'site staff of site B revoked');
-SET ROLE tv05_staff_b;
-SELECT is(tv05.err($$SELECT trialvault.open_document(tv05.doc('b'))$$), tv05.refusal('b', 'membership_revoked'),
-	'the loader is refused after their membership is revoked');
 RESET ROLE;
-SELECT is(tv05.logged('b', 'tv05_staff_b'), 'refused membership_revoked tv05_staff_b S/B',
-	'logged: refused, membership_revoked');
+SELECT tv05.check(role, step, doc, expected, description) FROM (VALUES
+	('tv05_staff_b', 'open', 'b', 'membership_revoked', 'the loader is refused after their membership is revoked'),
+	('tv05_staff_b', 'logged', 'b', 'refused membership_revoked tv05_staff_b S/B', 'logged: refused, membership_revoked')
+) c(role, step, doc, expected, description);
 
 -- ---------------------------------------------------------------------
 -- Emergency access
 -- ---------------------------------------------------------------------
-SET ROLE tv05_staff_a2;
-SELECT is(tv05.err($$SELECT trialvault.emergency_open(tv05.doc('src'), 'Patient collapsed in clinic, allergy list needed now')$$),
-	tv05.refusal('src', 'emergency_not_authorized'), 'emergency_open refused to a non-member of trialvault_emergency (even site staff)');
-RESET ROLE;
-SELECT is(tv05.logged('src', 'tv05_staff_a2'),
-	'refused emergency_not_authorized tv05_staff_a2 S/A emergency: Patient collapsed in clinic, allergy list needed now',
-	'logged: refused, emergency_not_authorized, marked as emergency');
-
-SET ROLE tv05_emerg;
-SELECT is(tv05.err($$SELECT trialvault.emergency_open(tv05.doc('src'), 'urgent')$$),
-	tv05.refusal('src', 'emergency_reason_missing'), 'emergency_open refuses a one-word reason');
-RESET ROLE;
-SELECT is(tv05.logged('src', 'tv05_emerg'), 'refused emergency_reason_missing tv05_emerg S/A emergency: urgent',
-	'logged: refused, emergency_reason_missing');
-SET ROLE tv05_emerg;
-SELECT is(tv05.err($$SELECT trialvault.emergency_open(tv05.doc('src'), 'need it now')$$),
-	tv05.refusal('src', 'emergency_reason_missing'), 'emergency_open refuses a three-word reason shorter than 12 characters');
-RESET ROLE;
-SELECT is(tv05.logged('src', 'tv05_emerg'), 'refused emergency_reason_missing tv05_emerg S/A emergency: need it now',
-	'logged: refused, emergency_reason_missing');
-SET ROLE tv05_emerg;
-SELECT is(trialvault.emergency_open(tv05.doc('src'), 'Patient collapsed in clinic, allergy list needed now'),
-	tv05.body('src'), 'emergency_open with a proper reason returns the content');
-RESET ROLE;
-SELECT is(tv05.logged('src', 'tv05_emerg'),
-	'granted emergency tv05_emerg S/A emergency: Patient collapsed in clinic, allergy list needed now',
-	'logged: granted, emergency, with the reason');
-SET ROLE tv05_emerg;
-SELECT is(tv05.err($$SELECT trialvault.open_document(tv05.doc('src'))$$), tv05.refusal('src', 'not_a_member'),
-	'the emergency role alone gives no ordinary access');
-RESET ROLE;
-SELECT is(tv05.logged('src', 'tv05_emerg'), 'refused not_a_member tv05_emerg S/A', 'logged: refused, not_a_member, not emergency');
+-- Attempts at document src as above; 'emergency_open' calls emergency_open
+-- with the reason given.
+SELECT tv05.check(role, step, 'src', expected, description, reason) FROM (VALUES
+	('tv05_staff_a2', 'emergency_open', 'Patient collapsed in clinic, allergy list needed now', 'emergency_not_authorized',
+		'emergency_open refused to a non-member of trialvault_emergency (even site staff)'),
+	('tv05_staff_a2', 'logged', NULL,
+		'refused emergency_not_authorized tv05_staff_a2 S/A emergency: Patient collapsed in clinic, allergy list needed now',
+		'logged: refused, emergency_not_authorized, marked as emergency'),
+	('tv05_emerg', 'emergency_open', 'urgent', 'emergency_reason_missing', 'emergency_open refuses a one-word reason'),
+	('tv05_emerg', 'logged', NULL, 'refused emergency_reason_missing tv05_emerg S/A emergency: urgent',
+		'logged: refused, emergency_reason_missing'),
+	('tv05_emerg', 'emergency_open', 'need it now', 'emergency_reason_missing',
+		'emergency_open refuses a three-word reason shorter than 12 characters'),
+	('tv05_emerg', 'logged', NULL, 'refused emergency_reason_missing tv05_emerg S/A emergency: need it now',
+		'logged: refused, emergency_reason_missing'),
+	('tv05_emerg', 'emergency_open', 'Patient collapsed in clinic, allergy list needed now', 'content',
+		'emergency_open with a proper reason returns the content'),
+	('tv05_emerg', 'logged', NULL,
+		'granted emergency tv05_emerg S/A emergency: Patient collapsed in clinic, allergy list needed now',
+		'logged: granted, emergency, with the reason'),
+	('tv05_emerg', 'open', NULL, 'not_a_member', 'the emergency role alone gives no ordinary access'),
+	('tv05_emerg', 'logged', NULL, 'refused not_a_member tv05_emerg S/A', 'logged: refused, not_a_member, not emergency')
+) c(role, step, reason, expected, description);
 
 -- ---------------------------------------------------------------------
 -- No such document
@@ -532,12 +523,12 @@ SELECT ok(tv05.load('rot', 'A', 'source', true,
 RESET ROLE;
 SELECT is((SELECT get_byte(content_enc, 10) FROM trialvault.documents WHERE doc_id = tv05.doc('rot')), 2,
 	'the new document is under data key version 2');
-SET ROLE tv05_staff_a;
-SELECT is(trialvault.open_document(tv05.doc('src')), tv05.body('src'), 'the document from before the rotation still opens');
-SELECT is(trialvault.open_document(tv05.doc('rot')), tv05.body('rot'), 'the document from after the rotation opens');
-RESET ROLE;
-SELECT is(tv05.logged('src', 'tv05_staff_a'), 'granted loader tv05_staff_a S/A', 'logged: granted, loader (old key)');
-SELECT is(tv05.logged('rot', 'tv05_staff_a'), 'granted loader tv05_staff_a S/A', 'logged: granted, loader (new key)');
+SELECT tv05.check(role, step, doc, expected, description) FROM (VALUES
+	('tv05_staff_a', 'open', 'src', 'content', 'the document from before the rotation still opens'),
+	('tv05_staff_a', 'open', 'rot', 'content', 'the document from after the rotation opens'),
+	('tv05_staff_a', 'logged', 'src', 'granted loader tv05_staff_a S/A', 'logged: granted, loader (old key)'),
+	('tv05_staff_a', 'logged', 'rot', 'granted loader tv05_staff_a S/A', 'logged: granted, loader (new key)')
+) c(role, step, doc, expected, description);
 
 -- ---------------------------------------------------------------------
 -- PHI is not stored in plain; the log as a whole

@@ -16,6 +16,12 @@
 -- leaky function captured), the reference is read from the base tables by
 -- the superuser.
 --
+-- Long runs of the same check are tables: a VALUES list of cases and one
+-- query that runs the assertion for each row, in the order of the rows, so
+-- that the steps still happen in sequence.  A role's step runs as that role
+-- through tv06.as_role/tv06.sql_as (SET ROLE for that one statement); the
+-- expected values stay written out in the rows.
+--
 -- The decryption-log rows are written by the log writer in its own
 -- transaction and outlive this suite's ROLLBACK, so every run uses study
 -- codes of its own; the views filter by study, so reruns on one cluster do
@@ -128,8 +134,11 @@ CREATE FUNCTION tv06.audit_seen() RETURNS bigint[] LANGUAGE sql STABLE SET searc
 CREATE FUNCTION tv06.audit_kinds_seen() RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 	AS $$ SELECT coalesce(string_agg(DISTINCT event, ' ' ORDER BY event), '') FROM trialvault.audit_trail $$;
 -- The reference: a study's audit events and decryption-log rows in the base
--- tables (read as the superuser who owns these helpers).
-CREATE FUNCTION tv06.audit_base(p_study text) RETURNS bigint[] LANGUAGE sql STABLE SECURITY DEFINER
+-- tables (read as the superuser who owns these helpers).  audit_base is
+-- VOLATILE so that, as an expected value in a table below, it reads the
+-- events the table's earlier rows wrote (a STABLE function would read with
+-- the snapshot the whole query started with).
+CREATE FUNCTION tv06.audit_base(p_study text) RETURNS bigint[] LANGUAGE sql VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	AS $$ SELECT ARRAY(SELECT event_id FROM trialvault.audit_events WHERE study = p_study ORDER BY event_id) $$;
 CREATE FUNCTION tv06.log_base(p_study text) RETURNS bigint[] LANGUAGE sql STABLE SECURITY DEFINER
@@ -346,6 +355,75 @@ CREATE FUNCTION tv06.cols(p_rel regclass, p_except name[] DEFAULT '{}') RETURNS 
 	WHERE a.attrelid = p_rel AND a.attnum > 0 AND NOT a.attisdropped AND NOT (a.attname = ANY (p_except))
 $$;
 
+-- Runs p_sql as p_role (SET ROLE for that one statement, then back to the
+-- role that was current) and returns the first column of its first row as
+-- text (bytea as '\x...'), or the error as tv06.err() reports it.  run_as
+-- runs it the same way but lets the error through; sql_as gives the
+-- statement that calls run_as, for lives_ok and throws_ok (whose
+-- subtransaction, rolled back on an error, also undoes the SET ROLE).
+CREATE FUNCTION tv06.as_role(p_role text, p_sql text) RETURNS text LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	prev text := current_setting('role');
+	r text;
+	st text;
+	msg text;
+	hnt text;
+BEGIN
+	PERFORM set_config('role', p_role, false);
+	BEGIN
+		EXECUTE p_sql INTO r;
+	EXCEPTION WHEN OTHERS THEN
+		GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, hnt = PG_EXCEPTION_HINT;
+		r := format('%s %s / %s', st, msg, hnt);
+	END;
+	PERFORM set_config('role', prev, false);
+	RETURN r;
+END
+$$;
+CREATE FUNCTION tv06.run_as(p_role text, p_sql text) RETURNS void LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	prev text := current_setting('role');
+BEGIN
+	PERFORM set_config('role', p_role, false);
+	EXECUTE p_sql;
+	PERFORM set_config('role', prev, false);
+END
+$$;
+CREATE FUNCTION tv06.sql_as(p_role text, p_sql text) RETURNS text LANGUAGE sql IMMUTABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$ SELECT format('SELECT tv06.run_as(%L, %L)', p_role, p_sql) $$;
+
+-- What p_role sees in a view, as the *_seen() helpers above give it
+-- ('audit_trail': the event ids as an array; 'audit_trail kinds': the
+-- distinct event kinds), or 'current_study': trialvault.current_study().
+-- For the DBA's secured view of the last sections: 'tv06_dba.ecrf_v', its
+-- subjects; 'tv06_dba.ecrf_v rows', its row count or the error (tv06.rows).
+CREATE FUNCTION tv06.seen(p_role text, p_view text) RETURNS text LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+	SELECT tv06.as_role(p_role, 'SELECT ' || CASE p_view
+		WHEN 'current_study' THEN 'trialvault.current_study()'
+		WHEN 'my_documents' THEN 'tv06.docs_seen()'
+		WHEN 'my_sites' THEN 'tv06.sites_seen()'
+		WHEN 'my_roles' THEN 'tv06.roles_seen()'
+		WHEN 'my_decryption_log' THEN 'tv06.log_seen()'
+		WHEN 'audit_trail' THEN 'tv06.audit_seen()::text'
+		WHEN 'audit_trail kinds' THEN 'tv06.audit_kinds_seen()'
+		WHEN 'tv06_dba.ecrf_v' THEN $q$(SELECT string_agg(subject, ' ' ORDER BY subject) FROM tv06_dba.ecrf_v)$q$
+		WHEN 'tv06_dba.ecrf_v rows' THEN $q$tv06.rows('tv06_dba.ecrf_v')$q$
+	END)
+$$;
+-- One row of a table of what roles see, as one test: 'open_study' opens the
+-- study p_expected as p_role (lives_ok); any other p_view: what p_role sees
+-- there (tv06.seen) is p_expected.
+CREATE FUNCTION tv06.check(p_role text, p_view text, p_expected text, p_description text) RETURNS text
+	LANGUAGE sql AS $$
+	SELECT CASE p_view
+		WHEN 'open_study' THEN lives_ok(tv06.sql_as(p_role, format('SELECT trialvault.open_study(%L)', p_expected)), p_description)
+		ELSE is(tv06.seen(p_role, p_view), p_expected, p_description)
+	END
+$$;
+
 -- Login roles (rolled back at the end).
 CREATE ROLE tv06_admin LOGIN IN ROLE trialvault_admin;
 CREATE ROLE tv06_outsider LOGIN;
@@ -426,16 +504,18 @@ SELECT is(tv06.view_counts(), tv06.no_rows(), 'the superuser, who holds no study
 -- ---------------------------------------------------------------------
 -- open_study: members only, known studies, no NULL
 -- ---------------------------------------------------------------------
-SET ROLE tv06_outsider;
-SELECT throws_ok($$SELECT trialvault.open_study(tv06.s1())$$, '42501',
-	format('permission denied to open study "%s"', tv06.s1()), 'open_study refused to a role outside the study');
+-- Refused calls: the role, the call, the error.
+SELECT throws_ok(tv06.sql_as(c.role, c.sql), c.errcode, c.message, c.description) FROM (VALUES
+	('tv06_outsider', $$SELECT trialvault.open_study(tv06.s1())$$, '42501',
+		format('permission denied to open study "%s"', tv06.s1()), 'open_study refused to a role outside the study'),
+	('tv06_staff_a', $$SELECT trialvault.open_study(tv06.s2())$$, '42501',
+		format('permission denied to open study "%s"', tv06.s2()), 'open_study refused for a study the member holds no role in'),
+	('tv06_staff_a', $$SELECT trialvault.open_study(tv06.s1() || '-nope')$$, '42704',
+		format('study "%s-nope" does not exist', tv06.s1()), 'open_study of an unknown study: 42704'),
+	('tv06_staff_a', $$SELECT trialvault.open_study(NULL)$$, '22004',
+		'arguments of trialvault.open_study must not be NULL', 'open_study(NULL): 22004')
+) c(role, sql, errcode, message, description);
 SET ROLE tv06_staff_a;
-SELECT throws_ok($$SELECT trialvault.open_study(tv06.s2())$$, '42501',
-	format('permission denied to open study "%s"', tv06.s2()), 'open_study refused for a study the member holds no role in');
-SELECT throws_ok($$SELECT trialvault.open_study(tv06.s1() || '-nope')$$, '42704',
-	format('study "%s-nope" does not exist', tv06.s1()), 'open_study of an unknown study: 42704');
-SELECT throws_ok($$SELECT trialvault.open_study(NULL)$$, '22004',
-	'arguments of trialvault.open_study must not be NULL', 'open_study(NULL): 22004');
 SELECT is(trialvault.current_study(), NULL, 'after the refused calls no study is open');
 SELECT lives_ok($$SELECT trialvault.open_study(tv06.s1())$$, 'site staff open study 1');
 SELECT is(trialvault.current_study(), tv06.s1(), 'current_study() names it');
@@ -447,47 +527,52 @@ SELECT is(trialvault.current_study(), tv06.s1(), 'a refused open_study leaves th
 -- Decryption attempts, for the logs seen below (each requester opens
 -- study 1 first; the session has one open study, whoever acts)
 -- ---------------------------------------------------------------------
-SET ROLE tv06_staff_a;
-SELECT is(trialvault.open_document(tv06.doc('a1')), tv06.body('a1'), 'site staff open a1');
-SELECT alike(tv06.err(format('SELECT trialvault.open_document(%s)', tv06.doc('b1'))), '42501 permission denied to open document %',
-	'site staff of A are refused b1 (site B)');
-SET ROLE tv06_mon;
-SELECT lives_ok($$SELECT trialvault.open_study(tv06.s1())$$, 'the monitor opens study 1');
-SELECT is(trialvault.open_document(tv06.doc('a1')), tv06.body('a1'), 'the monitor authorized for A opens a1');
-SELECT alike(tv06.err(format('SELECT trialvault.open_document(%s)', tv06.doc('b1'))), '42501 permission denied to open document %',
-	'the monitor is refused b1 (not authorized for B)');
-SET ROLE tv06_mon_none;
-SELECT lives_ok($$SELECT trialvault.open_study(tv06.s1())$$, 'the monitor without authorization opens study 1');
-SELECT alike(tv06.err(format('SELECT trialvault.open_document(%s)', tv06.doc('a1'))), '42501 permission denied to open document %',
-	'the monitor without authorization is refused a1');
-SET ROLE tv06_inv_b;
-SELECT lives_ok($$SELECT trialvault.open_study(tv06.s1())$$, 'the investigator of B opens study 1');
-SELECT is(trialvault.open_document(tv06.doc('b2')), tv06.body('b2'), 'the investigator of B opens b2');
-SET ROLE tv06_sponsor;
-SELECT lives_ok($$SELECT trialvault.open_study(tv06.s1())$$, 'the sponsor opens study 1');
-SELECT is(trialvault.open_document(tv06.doc('a2')), tv06.body('a2'), 'the sponsor opens a2 (no PHI)');
-SET ROLE tv06_outsider;
-SELECT alike(tv06.err(format('SELECT trialvault.open_document(%s)', tv06.doc('a1'))), '42501 permission denied to open document %',
-	'the outsider is refused a1');
-SET ROLE tv06_s2inv;
-SELECT lives_ok($$SELECT trialvault.open_study(tv06.s2())$$, 'the investigator of study 2, site B opens study 2');
-SELECT is(trialvault.open_document(tv06.doc('y1')), tv06.body('y1'), 'and opens y1');
+-- One test a row, in order: 'open_study' opens the study given as the role;
+-- 'opens': open_document of the document named returns its content;
+-- 'refused': it is refused (42501).
+RESET ROLE;
+SELECT CASE c.step
+		WHEN 'open_study' THEN lives_ok(tv06.sql_as(c.role, format('SELECT trialvault.open_study(%L)', c.arg)), c.description)
+		WHEN 'opens' THEN is(tv06.as_role(c.role, format('SELECT trialvault.open_document(%s)', tv06.doc(c.arg))),
+			tv06.body(c.arg)::text, c.description)
+		WHEN 'refused' THEN alike(tv06.as_role(c.role, format('SELECT trialvault.open_document(%s)', tv06.doc(c.arg))),
+			'42501 permission denied to open document %', c.description)
+	END FROM (VALUES
+	('tv06_staff_a', 'opens', 'a1', 'site staff open a1'),
+	('tv06_staff_a', 'refused', 'b1', 'site staff of A are refused b1 (site B)'),
+	('tv06_mon', 'open_study', tv06.s1(), 'the monitor opens study 1'),
+	('tv06_mon', 'opens', 'a1', 'the monitor authorized for A opens a1'),
+	('tv06_mon', 'refused', 'b1', 'the monitor is refused b1 (not authorized for B)'),
+	('tv06_mon_none', 'open_study', tv06.s1(), 'the monitor without authorization opens study 1'),
+	('tv06_mon_none', 'refused', 'a1', 'the monitor without authorization is refused a1'),
+	('tv06_inv_b', 'open_study', tv06.s1(), 'the investigator of B opens study 1'),
+	('tv06_inv_b', 'opens', 'b2', 'the investigator of B opens b2'),
+	('tv06_sponsor', 'open_study', tv06.s1(), 'the sponsor opens study 1'),
+	('tv06_sponsor', 'opens', 'a2', 'the sponsor opens a2 (no PHI)'),
+	('tv06_outsider', 'refused', 'a1', 'the outsider is refused a1'),
+	('tv06_s2inv', 'open_study', tv06.s2(), 'the investigator of study 2, site B opens study 2'),
+	('tv06_s2inv', 'opens', 'y1', 'and opens y1')
+) c(role, step, arg, description);
 
 -- ---------------------------------------------------------------------
 -- A member of both studies sees the open one only; opening the other
 -- switches
 -- ---------------------------------------------------------------------
+-- What the member of both sees, one test a row (tv06.check): 'open_study'
+-- opens the study given, the other rows give a view and what it shows.
+SELECT tv06.check(role, view, expected, description) FROM (VALUES
+	('tv06_both', 'open_study', tv06.s1(), 'member of both: opens study 1'),
+	('tv06_both', 'current_study', tv06.s1(), 'member of both: current_study() is study 1'),
+	('tv06_both', 'my_documents', 'b1 b2', 'member of both, study 1 open: my_documents shows study 1, site B only'),
+	('tv06_both', 'my_sites', 'S1/B:site_staff:load:all documents', 'member of both, study 1 open: my_sites'),
+	('tv06_both', 'my_roles', 'S1/B:site_staff', 'member of both, study 1 open: my_roles'),
+	('tv06_both', 'open_study', tv06.s2(), 'member of both: opens study 2'),
+	('tv06_both', 'current_study', tv06.s2(), 'member of both: current_study() is now study 2'),
+	('tv06_both', 'my_documents', 'x1', 'member of both, study 2 open: my_documents shows study 2, site A only'),
+	('tv06_both', 'my_sites', 'S2/A:site_staff:load:all documents', 'member of both, study 2 open: my_sites'),
+	('tv06_both', 'my_roles', 'S2/A:site_staff', 'member of both, study 2 open: my_roles')
+) c(role, view, expected, description);
 SET ROLE tv06_both;
-SELECT lives_ok($$SELECT trialvault.open_study(tv06.s1())$$, 'member of both: opens study 1');
-SELECT is(trialvault.current_study(), tv06.s1(), 'member of both: current_study() is study 1');
-SELECT is(tv06.docs_seen(), 'b1 b2', 'member of both, study 1 open: my_documents shows study 1, site B only');
-SELECT is(tv06.sites_seen(), 'S1/B:site_staff:load:all documents', 'member of both, study 1 open: my_sites');
-SELECT is(tv06.roles_seen(), 'S1/B:site_staff', 'member of both, study 1 open: my_roles');
-SELECT lives_ok($$SELECT trialvault.open_study(tv06.s2())$$, 'member of both: opens study 2');
-SELECT is(trialvault.current_study(), tv06.s2(), 'member of both: current_study() is now study 2');
-SELECT is(tv06.docs_seen(), 'x1', 'member of both, study 2 open: my_documents shows study 2, site A only');
-SELECT is(tv06.sites_seen(), 'S2/A:site_staff:load:all documents', 'member of both, study 2 open: my_sites');
-SELECT is(tv06.roles_seen(), 'S2/A:site_staff', 'member of both, study 2 open: my_roles');
 SELECT is(trialvault.open_document(tv06.doc('x1')), tv06.body('x1'), 'member of both, study 2 open: opens x1');
 SELECT is(tv06.err(format('SELECT trialvault.open_document(%s)', tv06.doc('b1'))), tv06.not_open('b1'),
 	'member of both, study 2 open: b1 of study 1 is refused with a hint to open study 1');
@@ -495,101 +580,103 @@ SELECT lives_ok($$SELECT trialvault.open_study(tv06.s1())$$, 'member of both: op
 SELECT is(tv06.docs_seen(), 'b1 b2', 'member of both: back to study 1''s rows');
 
 -- ---------------------------------------------------------------------
--- Each study role against each view (study 1 open)
+-- Each study role against each view (study 1 open; study 2 for the last
+-- two roles)
 -- ---------------------------------------------------------------------
-SET ROLE tv06_staff_a;
-SELECT lives_ok($$SELECT trialvault.open_study(tv06.s1())$$, 'site staff A: open study 1');
-SELECT is(tv06.docs_seen(), 'a1 a2 a3', 'site staff A: my_documents = the documents of site A');
-SELECT is(tv06.sites_seen(), 'S1/A:site_staff:load:all documents', 'site staff A: my_sites');
-SELECT is(tv06.roles_seen(), 'S1/A:site_staff', 'site staff A: my_roles');
-SELECT is(tv06.log_seen(), '', 'site staff A: my_decryption_log is empty (not theirs to read)');
-SELECT is(tv06.audit_seen(), '{}'::bigint[], 'site staff A: audit_trail is empty');
+-- One test a row, in order (tv06.check): each role opens its study, then
+-- what it sees in each view, written out ('audit_trail' as the array of
+-- event ids; the auditors' trails are compared with the base table).
+RESET ROLE;
+SELECT tv06.check(role, view, expected, description) FROM (VALUES
+	('tv06_staff_a', 'open_study', tv06.s1(), 'site staff A: open study 1'),
+	('tv06_staff_a', 'my_documents', 'a1 a2 a3', 'site staff A: my_documents = the documents of site A'),
+	('tv06_staff_a', 'my_sites', 'S1/A:site_staff:load:all documents', 'site staff A: my_sites'),
+	('tv06_staff_a', 'my_roles', 'S1/A:site_staff', 'site staff A: my_roles'),
+	('tv06_staff_a', 'my_decryption_log', '', 'site staff A: my_decryption_log is empty (not theirs to read)'),
+	('tv06_staff_a', 'audit_trail', '{}', 'site staff A: audit_trail is empty'),
 
-SET ROLE tv06_inv_a;
-SELECT lives_ok($$SELECT trialvault.open_study(tv06.s1())$$, 'investigator A: open study 1');
-SELECT is(tv06.docs_seen(), 'a1 a2 a3', 'investigator A: my_documents = the documents of site A');
-SELECT is(tv06.sites_seen(), 'S1/A:investigator:load:all documents', 'investigator A: my_sites');
-SELECT is(tv06.roles_seen(), 'S1/A:investigator', 'investigator A: my_roles');
-SELECT is(tv06.log_seen(),
-	'a1:staff_a:study_not_open a1:staff_a:loader a1:mon:monitor a1:mon_none:monitor_not_authorized a2:sponsor:no_phi a1:outsider:not_a_member',
-	'investigator A: my_decryption_log = every attempt at site A of study 1, by anyone');
-SELECT is(tv06.audit_seen(), '{}'::bigint[], 'investigator A: audit_trail is empty');
+	('tv06_inv_a', 'open_study', tv06.s1(), 'investigator A: open study 1'),
+	('tv06_inv_a', 'my_documents', 'a1 a2 a3', 'investigator A: my_documents = the documents of site A'),
+	('tv06_inv_a', 'my_sites', 'S1/A:investigator:load:all documents', 'investigator A: my_sites'),
+	('tv06_inv_a', 'my_roles', 'S1/A:investigator', 'investigator A: my_roles'),
+	('tv06_inv_a', 'my_decryption_log',
+		'a1:staff_a:study_not_open a1:staff_a:loader a1:mon:monitor a1:mon_none:monitor_not_authorized a2:sponsor:no_phi a1:outsider:not_a_member',
+		'investigator A: my_decryption_log = every attempt at site A of study 1, by anyone'),
+	('tv06_inv_a', 'audit_trail', '{}', 'investigator A: audit_trail is empty'),
 
-SET ROLE tv06_inv_b;
-SELECT lives_ok($$SELECT trialvault.open_study(tv06.s1())$$, 'investigator B: open study 1');
-SELECT is(tv06.docs_seen(), 'b1 b2', 'investigator B: my_documents = the documents of site B');
-SELECT is(tv06.sites_seen(), 'S1/B:investigator:load:all documents', 'investigator B: my_sites');
-SELECT is(tv06.roles_seen(), 'S1/B:investigator', 'investigator B: my_roles');
-SELECT is(tv06.log_seen(),
-	'b1:staff_a:other_site b1:mon:monitor_not_authorized b2:inv_b:loader b1:both:study_not_open',
-	'investigator B: my_decryption_log = every attempt at site B of study 1');
-SELECT is(tv06.audit_seen(), '{}'::bigint[], 'investigator B: audit_trail is empty');
+	('tv06_inv_b', 'open_study', tv06.s1(), 'investigator B: open study 1'),
+	('tv06_inv_b', 'my_documents', 'b1 b2', 'investigator B: my_documents = the documents of site B'),
+	('tv06_inv_b', 'my_sites', 'S1/B:investigator:load:all documents', 'investigator B: my_sites'),
+	('tv06_inv_b', 'my_roles', 'S1/B:investigator', 'investigator B: my_roles'),
+	('tv06_inv_b', 'my_decryption_log',
+		'b1:staff_a:other_site b1:mon:monitor_not_authorized b2:inv_b:loader b1:both:study_not_open',
+		'investigator B: my_decryption_log = every attempt at site B of study 1'),
+	('tv06_inv_b', 'audit_trail', '{}', 'investigator B: audit_trail is empty'),
 
-SET ROLE tv06_mon;
-SELECT lives_ok($$SELECT trialvault.open_study(tv06.s1())$$, 'monitor (authorized A): open study 1');
-SELECT is(tv06.docs_seen(), 'a1 a2 a3', 'monitor (authorized A): my_documents = site A');
-SELECT is(tv06.sites_seen(), 'S1/A:monitor:no load:all documents', 'monitor (authorized A): my_sites = site A');
-SELECT is(tv06.roles_seen(), 'S1/*:monitor', 'monitor (authorized A): my_roles');
-SELECT is(tv06.log_seen(), 'a1:mon:monitor b1:mon:monitor_not_authorized',
-	'monitor (authorized A): my_decryption_log = their own attempts, at any site');
-SELECT is(tv06.audit_seen(), '{}'::bigint[], 'monitor (authorized A): audit_trail is empty');
+	('tv06_mon', 'open_study', tv06.s1(), 'monitor (authorized A): open study 1'),
+	('tv06_mon', 'my_documents', 'a1 a2 a3', 'monitor (authorized A): my_documents = site A'),
+	('tv06_mon', 'my_sites', 'S1/A:monitor:no load:all documents', 'monitor (authorized A): my_sites = site A'),
+	('tv06_mon', 'my_roles', 'S1/*:monitor', 'monitor (authorized A): my_roles'),
+	('tv06_mon', 'my_decryption_log', 'a1:mon:monitor b1:mon:monitor_not_authorized',
+		'monitor (authorized A): my_decryption_log = their own attempts, at any site'),
+	('tv06_mon', 'audit_trail', '{}', 'monitor (authorized A): audit_trail is empty'),
 
-SET ROLE tv06_mon_none;
-SELECT lives_ok($$SELECT trialvault.open_study(tv06.s1())$$, 'monitor (no authorization): open study 1');
-SELECT is(tv06.docs_seen(), '', 'monitor (no authorization): my_documents is empty');
-SELECT is(tv06.sites_seen(), '', 'monitor (no authorization): my_sites is empty');
-SELECT is(tv06.roles_seen(), 'S1/*:monitor', 'monitor (no authorization): my_roles still shows the role');
-SELECT is(tv06.log_seen(), 'a1:mon_none:monitor_not_authorized', 'monitor (no authorization): my_decryption_log = their own attempt');
-SELECT is(tv06.audit_seen(), '{}'::bigint[], 'monitor (no authorization): audit_trail is empty');
+	('tv06_mon_none', 'open_study', tv06.s1(), 'monitor (no authorization): open study 1'),
+	('tv06_mon_none', 'my_documents', '', 'monitor (no authorization): my_documents is empty'),
+	('tv06_mon_none', 'my_sites', '', 'monitor (no authorization): my_sites is empty'),
+	('tv06_mon_none', 'my_roles', 'S1/*:monitor', 'monitor (no authorization): my_roles still shows the role'),
+	('tv06_mon_none', 'my_decryption_log', 'a1:mon_none:monitor_not_authorized',
+		'monitor (no authorization): my_decryption_log = their own attempt'),
+	('tv06_mon_none', 'audit_trail', '{}', 'monitor (no authorization): audit_trail is empty'),
 
-SET ROLE tv06_safety;
-SELECT lives_ok($$SELECT trialvault.open_study(tv06.s1())$$, 'safety: open study 1');
-SELECT is(tv06.docs_seen(), 'a1 a2 a3 b1 b2', 'safety: my_documents = every document of study 1');
-SELECT is(tv06.sites_seen(),
-	'S1/A:safety:no load:sae documents and documents without PHI | S1/B:safety:no load:sae documents and documents without PHI',
-	'safety: my_sites = both sites');
-SELECT is(tv06.roles_seen(), 'S1/*:safety', 'safety: my_roles');
-SELECT is(tv06.log_seen(), '', 'safety: my_decryption_log is empty');
-SELECT is(tv06.audit_seen(), '{}'::bigint[], 'safety: audit_trail is empty');
+	('tv06_safety', 'open_study', tv06.s1(), 'safety: open study 1'),
+	('tv06_safety', 'my_documents', 'a1 a2 a3 b1 b2', 'safety: my_documents = every document of study 1'),
+	('tv06_safety', 'my_sites',
+		'S1/A:safety:no load:sae documents and documents without PHI | S1/B:safety:no load:sae documents and documents without PHI',
+		'safety: my_sites = both sites'),
+	('tv06_safety', 'my_roles', 'S1/*:safety', 'safety: my_roles'),
+	('tv06_safety', 'my_decryption_log', '', 'safety: my_decryption_log is empty'),
+	('tv06_safety', 'audit_trail', '{}', 'safety: audit_trail is empty'),
 
-SET ROLE tv06_sponsor;
-SELECT lives_ok($$SELECT trialvault.open_study(tv06.s1())$$, 'sponsor: open study 1');
-SELECT is(tv06.docs_seen(), 'a1 a2 a3 b1 b2', 'sponsor: my_documents = every document of study 1 (metadata only)');
-SELECT is(tv06.sites_seen(),
-	'S1/A:sponsor:no load:documents without PHI | S1/B:sponsor:no load:documents without PHI', 'sponsor: my_sites = both sites');
-SELECT is(tv06.roles_seen(), 'S1/*:sponsor', 'sponsor: my_roles');
-SELECT is(tv06.log_seen(), '', 'sponsor: my_decryption_log is empty (not even their own attempt)');
-SELECT is(tv06.audit_seen(), '{}'::bigint[], 'sponsor: audit_trail is empty');
+	('tv06_sponsor', 'open_study', tv06.s1(), 'sponsor: open study 1'),
+	('tv06_sponsor', 'my_documents', 'a1 a2 a3 b1 b2', 'sponsor: my_documents = every document of study 1 (metadata only)'),
+	('tv06_sponsor', 'my_sites',
+		'S1/A:sponsor:no load:documents without PHI | S1/B:sponsor:no load:documents without PHI',
+		'sponsor: my_sites = both sites'),
+	('tv06_sponsor', 'my_roles', 'S1/*:sponsor', 'sponsor: my_roles'),
+	('tv06_sponsor', 'my_decryption_log', '', 'sponsor: my_decryption_log is empty (not even their own attempt)'),
+	('tv06_sponsor', 'audit_trail', '{}', 'sponsor: audit_trail is empty'),
 
-SET ROLE tv06_auditor;
-SELECT lives_ok($$SELECT trialvault.open_study(tv06.s1())$$, 'auditor: open study 1');
-SELECT is(tv06.docs_seen(), 'a1 a2 a3 b1 b2', 'auditor: my_documents = every document of study 1 (metadata only)');
-SELECT is(tv06.sites_seen(),
-	'S1/A:auditor:no load:documents without PHI | S1/B:auditor:no load:documents without PHI', 'auditor: my_sites = both sites');
-SELECT is(tv06.roles_seen(), 'S1/*:auditor', 'auditor: my_roles');
-SELECT is(tv06.log_seen(),
-	'a1:staff_a:study_not_open a1:staff_a:loader b1:staff_a:other_site a1:mon:monitor b1:mon:monitor_not_authorized a1:mon_none:monitor_not_authorized b2:inv_b:loader a2:sponsor:no_phi a1:outsider:not_a_member b1:both:study_not_open',
-	'auditor: my_decryption_log = every attempt in study 1, nothing of study 2');
-SELECT is(tv06.audit_seen(), tv06.audit_base(tv06.s1()), 'auditor: audit_trail = every audit event of study 1');
-SELECT is(tv06.audit_kinds_seen(),
-	'data_key_created document_loaded monitor_authorized role_granted site_added study_created study_opened',
-	'auditor: the trail holds the study, site, role, key, document, authorization and open events');
+	('tv06_auditor', 'open_study', tv06.s1(), 'auditor: open study 1'),
+	('tv06_auditor', 'my_documents', 'a1 a2 a3 b1 b2', 'auditor: my_documents = every document of study 1 (metadata only)'),
+	('tv06_auditor', 'my_sites',
+		'S1/A:auditor:no load:documents without PHI | S1/B:auditor:no load:documents without PHI',
+		'auditor: my_sites = both sites'),
+	('tv06_auditor', 'my_roles', 'S1/*:auditor', 'auditor: my_roles'),
+	('tv06_auditor', 'my_decryption_log',
+		'a1:staff_a:study_not_open a1:staff_a:loader b1:staff_a:other_site a1:mon:monitor b1:mon:monitor_not_authorized a1:mon_none:monitor_not_authorized b2:inv_b:loader a2:sponsor:no_phi a1:outsider:not_a_member b1:both:study_not_open',
+		'auditor: my_decryption_log = every attempt in study 1, nothing of study 2'),
+	('tv06_auditor', 'audit_trail', tv06.audit_base(tv06.s1())::text, 'auditor: audit_trail = every audit event of study 1'),
+	('tv06_auditor', 'audit_trail kinds',
+		'data_key_created document_loaded monitor_authorized role_granted site_added study_created study_opened',
+		'auditor: the trail holds the study, site, role, key, document, authorization and open events'),
 
-SET ROLE tv06_s2inv;
-SELECT lives_ok($$SELECT trialvault.open_study(tv06.s2())$$, 'investigator of study 2, site B: open study 2');
-SELECT is(tv06.docs_seen(), 'y1', 'investigator of study 2, site B: my_documents = y1 only (not study 1''s site B)');
-SELECT is(tv06.sites_seen(), 'S2/B:investigator:load:all documents', 'investigator of study 2, site B: my_sites');
-SELECT is(tv06.log_seen(), 'y1:s2inv:loader', 'investigator of study 2, site B: my_decryption_log = site B of study 2 only');
+	('tv06_s2inv', 'open_study', tv06.s2(), 'investigator of study 2, site B: open study 2'),
+	('tv06_s2inv', 'my_documents', 'y1', 'investigator of study 2, site B: my_documents = y1 only (not study 1''s site B)'),
+	('tv06_s2inv', 'my_sites', 'S2/B:investigator:load:all documents', 'investigator of study 2, site B: my_sites'),
+	('tv06_s2inv', 'my_decryption_log', 'y1:s2inv:loader',
+		'investigator of study 2, site B: my_decryption_log = site B of study 2 only'),
 
+	('tv06_s2aud', 'open_study', tv06.s2(), 'auditor of study 2: open study 2'),
+	('tv06_s2aud', 'my_documents', 'x1 y1', 'auditor of study 2: my_documents = study 2 only'),
+	('tv06_s2aud', 'my_decryption_log', 'y1:s2inv:loader x1:both:loader', 'auditor of study 2: my_decryption_log = study 2 only'),
+	('tv06_s2aud', 'audit_trail', tv06.audit_base(tv06.s2())::text, 'auditor of study 2: audit_trail = the events of study 2')
+) c(role, view, expected, description);
 SET ROLE tv06_s2aud;
-SELECT lives_ok($$SELECT trialvault.open_study(tv06.s2())$$, 'auditor of study 2: open study 2');
-SELECT is(tv06.docs_seen(), 'x1 y1', 'auditor of study 2: my_documents = study 2 only');
-SELECT is(tv06.log_seen(), 'y1:s2inv:loader x1:both:loader', 'auditor of study 2: my_decryption_log = study 2 only');
-SELECT is(tv06.audit_seen(), tv06.audit_base(tv06.s2()), 'auditor of study 2: audit_trail = the events of study 2');
 SELECT ok(NOT (tv06.audit_seen() && tv06.audit_base(tv06.s1())), 'auditor of study 2: no event of study 1 in the trail');
 
 -- Members of study 1 only cannot open study 2.
-SELECT throws_ok(format('SET ROLE %I; SELECT trialvault.open_study(%L)', r, tv06.s2()), '42501',
+SELECT throws_ok(tv06.sql_as(r, format('SELECT trialvault.open_study(%L)', tv06.s2())), '42501',
 		format('permission denied to open study "%s"', tv06.s2()), format('%s cannot open study 2', r))
 	FROM unnest(ARRAY['tv06_staff_a', 'tv06_inv_a', 'tv06_mon', 'tv06_safety', 'tv06_sponsor', 'tv06_auditor']) r;
 SET ROLE tv06_outsider;
@@ -616,62 +703,40 @@ SELECT is(ARRAY(SELECT format('%s:%s', c.relname, p.priv) FROM pg_class c
 GRANT pg_read_server_files, pg_write_server_files
 	TO tv06_staff_a, tv06_inv_a, tv06_mon, tv06_safety, tv06_sponsor, tv06_auditor, tv06_outsider;
 
-SET ROLE tv06_staff_a;
-SELECT lives_ok($$COPY (SELECT 1) TO '/dev/null'$$, 'control: site staff may COPY to a server file (so a refusal below is the table''s)');
-SELECT is(tv06.direct(format('trialvault.%I', t)::regclass), '', format('site staff: SELECT/INSERT/UPDATE/DELETE/TRUNCATE/COPY on trialvault.%s refused (42501)', t))
-	FROM unnest(ARRAY['studies', 'sites', 'memberships', 'monitor_authorizations', 'study_keys', 'documents', 'decryption_log',
-		'audit_events', 'metadata_schemas', 'phi_rules', 'metadata_defaults', 'metadata_namespaces', 'catalog_seal', 'current_memberships']) t;
-SELECT is(tv06.direct_seqs(), '', 'site staff: every sequence of trialvault refused (SELECT, nextval, setval)');
-SELECT is(tv06.direct_funcs(), '', 'site staff: every internal function of trialvault refused');
-
-SET ROLE tv06_inv_a;
-SELECT lives_ok($$COPY (SELECT 1) TO '/dev/null'$$, 'control: the investigator may COPY to a server file');
-SELECT is(tv06.direct(format('trialvault.%I', t)::regclass), '', format('investigator: SELECT/INSERT/UPDATE/DELETE/TRUNCATE/COPY on trialvault.%s refused (42501)', t))
-	FROM unnest(ARRAY['studies', 'sites', 'memberships', 'monitor_authorizations', 'study_keys', 'documents', 'decryption_log',
-		'audit_events', 'metadata_schemas', 'phi_rules', 'metadata_defaults', 'metadata_namespaces', 'catalog_seal', 'current_memberships']) t;
-SELECT is(tv06.direct_seqs(), '', 'investigator: every sequence of trialvault refused');
-SELECT is(tv06.direct_funcs(), '', 'investigator: every internal function of trialvault refused');
-
-SET ROLE tv06_mon;
-SELECT lives_ok($$COPY (SELECT 1) TO '/dev/null'$$, 'control: the monitor may COPY to a server file');
-SELECT is(tv06.direct(format('trialvault.%I', t)::regclass), '', format('monitor (authorized): SELECT/INSERT/UPDATE/DELETE/TRUNCATE/COPY on trialvault.%s refused (42501)', t))
-	FROM unnest(ARRAY['studies', 'sites', 'memberships', 'monitor_authorizations', 'study_keys', 'documents', 'decryption_log',
-		'audit_events', 'metadata_schemas', 'phi_rules', 'metadata_defaults', 'metadata_namespaces', 'catalog_seal', 'current_memberships']) t;
-SELECT is(tv06.direct_seqs(), '', 'monitor: every sequence of trialvault refused');
-SELECT is(tv06.direct_funcs(), '', 'monitor: every internal function of trialvault refused');
-
-SET ROLE tv06_safety;
-SELECT lives_ok($$COPY (SELECT 1) TO '/dev/null'$$, 'control: safety may COPY to a server file');
-SELECT is(tv06.direct(format('trialvault.%I', t)::regclass), '', format('safety: SELECT/INSERT/UPDATE/DELETE/TRUNCATE/COPY on trialvault.%s refused (42501)', t))
-	FROM unnest(ARRAY['studies', 'sites', 'memberships', 'monitor_authorizations', 'study_keys', 'documents', 'decryption_log',
-		'audit_events', 'metadata_schemas', 'phi_rules', 'metadata_defaults', 'metadata_namespaces', 'catalog_seal', 'current_memberships']) t;
-SELECT is(tv06.direct_seqs(), '', 'safety: every sequence of trialvault refused');
-SELECT is(tv06.direct_funcs(), '', 'safety: every internal function of trialvault refused');
-
-SET ROLE tv06_sponsor;
-SELECT lives_ok($$COPY (SELECT 1) TO '/dev/null'$$, 'control: the sponsor may COPY to a server file');
-SELECT is(tv06.direct(format('trialvault.%I', t)::regclass), '', format('sponsor: SELECT/INSERT/UPDATE/DELETE/TRUNCATE/COPY on trialvault.%s refused (42501)', t))
-	FROM unnest(ARRAY['studies', 'sites', 'memberships', 'monitor_authorizations', 'study_keys', 'documents', 'decryption_log',
-		'audit_events', 'metadata_schemas', 'phi_rules', 'metadata_defaults', 'metadata_namespaces', 'catalog_seal', 'current_memberships']) t;
-SELECT is(tv06.direct_seqs(), '', 'sponsor: every sequence of trialvault refused');
-SELECT is(tv06.direct_funcs(), '', 'sponsor: every internal function of trialvault refused');
-
-SET ROLE tv06_auditor;
-SELECT lives_ok($$COPY (SELECT 1) TO '/dev/null'$$, 'control: the auditor may COPY to a server file');
-SELECT is(tv06.direct(format('trialvault.%I', t)::regclass), '', format('auditor: SELECT/INSERT/UPDATE/DELETE/TRUNCATE/COPY on trialvault.%s refused (42501)', t))
-	FROM unnest(ARRAY['studies', 'sites', 'memberships', 'monitor_authorizations', 'study_keys', 'documents', 'decryption_log',
-		'audit_events', 'metadata_schemas', 'phi_rules', 'metadata_defaults', 'metadata_namespaces', 'catalog_seal', 'current_memberships']) t;
-SELECT is(tv06.direct_seqs(), '', 'auditor: every sequence of trialvault refused');
-SELECT is(tv06.direct_funcs(), '', 'auditor: every internal function of trialvault refused');
-
-SET ROLE tv06_outsider;
-SELECT lives_ok($$COPY (SELECT 1) TO '/dev/null'$$, 'control: the outsider may COPY to a server file');
-SELECT is(tv06.direct(format('trialvault.%I', t)::regclass), '', format('outsider: SELECT/INSERT/UPDATE/DELETE/TRUNCATE/COPY on trialvault.%s refused (42501)', t))
-	FROM unnest(ARRAY['studies', 'sites', 'memberships', 'monitor_authorizations', 'study_keys', 'documents', 'decryption_log',
-		'audit_events', 'metadata_schemas', 'phi_rules', 'metadata_defaults', 'metadata_namespaces', 'catalog_seal', 'current_memberships']) t;
-SELECT is(tv06.direct_seqs(), '', 'outsider: every sequence of trialvault refused');
-SELECT is(tv06.direct_funcs(), '', 'outsider: every internal function of trialvault refused');
-RESET ROLE;
+-- Per role, in order: a control COPY to a server file (lives_ok, so that a
+-- refusal below is the table's, not the file's); then, through
+-- tv06.direct(), every base table of trialvault and current_memberships;
+-- every sequence (tv06.direct_seqs); every internal function
+-- (tv06.direct_funcs): each way in refused, '' expected.  The columns give
+-- the wording of the descriptions: the control's, the role as the table
+-- checks name it, as the sequence and function checks name it, and what the
+-- sequence check adds.
+SELECT CASE s.what
+		WHEN 'control' THEN lives_ok(tv06.sql_as(s.role, $$COPY (SELECT 1) TO '/dev/null'$$), 'control: ' || s.control)
+		WHEN 'sequences' THEN is(tv06.as_role(s.role, 'SELECT tv06.direct_seqs()'), '',
+			s.who || ': every sequence of trialvault refused' || s.seq_note)
+		WHEN 'functions' THEN is(tv06.as_role(s.role, 'SELECT tv06.direct_funcs()'), '',
+			s.who || ': every internal function of trialvault refused')
+		ELSE is(tv06.as_role(s.role, format('SELECT tv06.direct(%L::regclass)', format('trialvault.%I', s.what))), '',
+			format('%s: SELECT/INSERT/UPDATE/DELETE/TRUNCATE/COPY on trialvault.%s refused (42501)', s.who_tables, s.what))
+	END
+	-- The steps as a set-returning function in the select list: all of one
+	-- role's steps, in this order, before the next role's.
+	FROM (SELECT r.*, unnest(ARRAY['control',
+			'studies', 'sites', 'memberships', 'monitor_authorizations', 'study_keys', 'documents', 'decryption_log',
+			'audit_events', 'metadata_schemas', 'phi_rules', 'metadata_defaults', 'metadata_namespaces', 'catalog_seal',
+			'current_memberships',
+			'sequences', 'functions']) AS what
+		FROM (VALUES
+			('tv06_staff_a', 'site staff may COPY to a server file (so a refusal below is the table''s)',
+				'site staff', 'site staff', ' (SELECT, nextval, setval)'),
+			('tv06_inv_a', 'the investigator may COPY to a server file', 'investigator', 'investigator', ''),
+			('tv06_mon', 'the monitor may COPY to a server file', 'monitor (authorized)', 'monitor', ''),
+			('tv06_safety', 'safety may COPY to a server file', 'safety', 'safety', ''),
+			('tv06_sponsor', 'the sponsor may COPY to a server file', 'sponsor', 'sponsor', ''),
+			('tv06_auditor', 'the auditor may COPY to a server file', 'auditor', 'auditor', ''),
+			('tv06_outsider', 'the outsider may COPY to a server file', 'outsider', 'outsider', '')
+		) r(role, control, who_tables, who, seq_note)) s;
 
 -- COPY to and from the client, as plain statements (see the header).
 \set ON_ERROR_STOP 0
@@ -765,24 +830,28 @@ SELECT is(current_user::text, 'postgres', 'the suite is still in its transaction
 -- ---------------------------------------------------------------------
 SET ROLE tv06_staff_a;
 SELECT lives_ok($$SELECT trialvault.open_study(tv06.s1())$$, 'forgery: site staff A open study 1');
-SELECT throws_ok(format('SET trialvault.study = %L', tv06.s2()), '42602',
-	'invalid configuration parameter name "trialvault.study"', 'SET trialvault.study is refused (reserved prefix)');
-SELECT throws_ok(format('SET trialvault.current_study = %L', tv06.s2()), '42602',
-	'invalid configuration parameter name "trialvault.current_study"', 'SET trialvault.current_study is refused');
-SELECT throws_ok(format('SET LOCAL trialvault.open_study = %L', tv06.s2()), '42602',
-	'invalid configuration parameter name "trialvault.open_study"', 'SET LOCAL trialvault.open_study is refused');
-SELECT throws_ok(format('SELECT set_config(%L, %L, false)', 'trialvault.x', tv06.s2()), '42602',
-	'invalid configuration parameter name "trialvault.x"', 'set_config(''trialvault.x'', ...) is refused');
-SELECT throws_ok(format('SELECT set_config(%L, %L, true)', 'trialvault.study', tv06.s2()), '42602',
-	'invalid configuration parameter name "trialvault.study"', 'set_config(''trialvault.study'', ..., true) is refused');
-SELECT throws_ok('RESET trialvault.study', '42602', 'invalid configuration parameter name "trialvault.study"',
-	'RESET trialvault.study is refused');
-SELECT throws_ok(format('ALTER ROLE CURRENT_USER SET trialvault.study = %L', tv06.s2()), '42602',
-	'invalid configuration parameter name "trialvault.study"', 'ALTER ROLE ... SET trialvault.study is refused');
-SELECT throws_ok('SHOW trialvault.study', '42704', 'unrecognized configuration parameter "trialvault.study"',
-	'SHOW trialvault.study: 42704, there is no such setting');
-SELECT throws_ok($$SELECT current_setting('trialvault.current_study')$$, '42704',
-	'unrecognized configuration parameter "trialvault.current_study"', 'current_setting(''trialvault.current_study''): 42704');
+-- Settings under the reserved prefix, as site staff A: the statement, the
+-- error.
+SELECT throws_ok(c.sql, c.errcode, c.message, c.description) FROM (VALUES
+	(format('SET trialvault.study = %L', tv06.s2()), '42602',
+		'invalid configuration parameter name "trialvault.study"', 'SET trialvault.study is refused (reserved prefix)'),
+	(format('SET trialvault.current_study = %L', tv06.s2()), '42602',
+		'invalid configuration parameter name "trialvault.current_study"', 'SET trialvault.current_study is refused'),
+	(format('SET LOCAL trialvault.open_study = %L', tv06.s2()), '42602',
+		'invalid configuration parameter name "trialvault.open_study"', 'SET LOCAL trialvault.open_study is refused'),
+	(format('SELECT set_config(%L, %L, false)', 'trialvault.x', tv06.s2()), '42602',
+		'invalid configuration parameter name "trialvault.x"', 'set_config(''trialvault.x'', ...) is refused'),
+	(format('SELECT set_config(%L, %L, true)', 'trialvault.study', tv06.s2()), '42602',
+		'invalid configuration parameter name "trialvault.study"', 'set_config(''trialvault.study'', ..., true) is refused'),
+	('RESET trialvault.study', '42602',
+		'invalid configuration parameter name "trialvault.study"', 'RESET trialvault.study is refused'),
+	(format('ALTER ROLE CURRENT_USER SET trialvault.study = %L', tv06.s2()), '42602',
+		'invalid configuration parameter name "trialvault.study"', 'ALTER ROLE ... SET trialvault.study is refused'),
+	('SHOW trialvault.study', '42704',
+		'unrecognized configuration parameter "trialvault.study"', 'SHOW trialvault.study: 42704, there is no such setting'),
+	($$SELECT current_setting('trialvault.current_study')$$, '42704',
+		'unrecognized configuration parameter "trialvault.current_study"', 'current_setting(''trialvault.current_study''): 42704')
+) c(sql, errcode, message, description);
 SELECT is(trialvault.current_study(), tv06.s1(), 'after the refused settings the open study is still study 1');
 SELECT is(tv06.docs_seen(), 'a1 a2 a3', 'after the refused settings my_documents is unchanged');
 -- A mixed-case name passes PostgreSQL's (case-sensitive) reserved-prefix
@@ -1143,22 +1212,26 @@ SET ROLE tv06_staff_a;
 SELECT throws_ok($$SELECT trialvault.create_secured_view('tv06_dba.ecrf_x', 'tv06_dba.ecrf', 'study', 'site', '{secret}')$$,
 	'42501', 'permission denied to create a secured view of tv06_dba.ecrf', 'secured view: refused to a role that does not own the table');
 SET ROLE tv06_dba;
-SELECT throws_ok($$SELECT trialvault.create_secured_view('plain_v', 'tv06_dba.plain', 'study', 'site')$$,
-	'55000', 'table tv06_dba.plain is not protected', 'secured view: refused for an unprotected table (55000)');
-SELECT throws_ok($$SELECT trialvault.create_secured_view('ecrf_v', 'tv06_dba.ecrf', 'nope', 'site')$$,
-	'42703', 'column "nope" of tv06_dba.ecrf does not exist', 'secured view: unknown study column (42703)');
-SELECT throws_ok($$SELECT trialvault.create_secured_view('ecrf_v', 'tv06_dba.ecrf', 'study', 'nope')$$,
-	'42703', 'column "nope" of tv06_dba.ecrf does not exist', 'secured view: unknown site column (42703)');
-SELECT throws_ok($$SELECT trialvault.create_secured_view('ecrf_v', 'tv06_dba.ecrf', 'study', 'site', '{secret,nope}')$$,
-	'42703', 'column "nope" of tv06_dba.ecrf does not exist', 'secured view: unknown hidden column (42703)');
-SELECT throws_ok($$SELECT trialvault.create_secured_view('ecrf_v', 'tv06_dba.ecrf', 'study', 'site', '{study}')$$,
-	'22023', 'the study and site columns cannot be hidden', 'secured view: hiding the study column is refused');
-SELECT throws_ok($$SELECT trialvault.create_secured_view('ecrf_v', 'tv06_dba.ecrf', 'study', 'site', '{site,secret}')$$,
-	'22023', 'the study and site columns cannot be hidden', 'secured view: hiding the site column is refused');
-SELECT throws_ok($$SELECT trialvault.create_secured_view('other_v', 'tv06_dba.ecrf', 'study', 'site', '{secret}')$$,
-	'42P07', 'relation tv06_dba.other_v exists and is not a secured view', 'secured view: an existing ordinary view is not replaced');
-SELECT throws_ok($$SELECT trialvault.create_secured_view('plain', 'tv06_dba.ecrf', 'study', 'site', '{secret}')$$,
-	'42P07', 'relation tv06_dba.plain exists and is not a secured view', 'secured view: an existing table is not replaced');
+-- Calls refused to the table owner: create_secured_view's arguments, the
+-- error.
+SELECT throws_ok(format('SELECT trialvault.create_secured_view(%s)', c.args), c.errcode, c.message, c.description) FROM (VALUES
+	($$'plain_v', 'tv06_dba.plain', 'study', 'site'$$, '55000',
+		'table tv06_dba.plain is not protected', 'secured view: refused for an unprotected table (55000)'),
+	($$'ecrf_v', 'tv06_dba.ecrf', 'nope', 'site'$$, '42703',
+		'column "nope" of tv06_dba.ecrf does not exist', 'secured view: unknown study column (42703)'),
+	($$'ecrf_v', 'tv06_dba.ecrf', 'study', 'nope'$$, '42703',
+		'column "nope" of tv06_dba.ecrf does not exist', 'secured view: unknown site column (42703)'),
+	($$'ecrf_v', 'tv06_dba.ecrf', 'study', 'site', '{secret,nope}'$$, '42703',
+		'column "nope" of tv06_dba.ecrf does not exist', 'secured view: unknown hidden column (42703)'),
+	($$'ecrf_v', 'tv06_dba.ecrf', 'study', 'site', '{study}'$$, '22023',
+		'the study and site columns cannot be hidden', 'secured view: hiding the study column is refused'),
+	($$'ecrf_v', 'tv06_dba.ecrf', 'study', 'site', '{site,secret}'$$, '22023',
+		'the study and site columns cannot be hidden', 'secured view: hiding the site column is refused'),
+	($$'other_v', 'tv06_dba.ecrf', 'study', 'site', '{secret}'$$, '42P07',
+		'relation tv06_dba.other_v exists and is not a secured view', 'secured view: an existing ordinary view is not replaced'),
+	($$'plain', 'tv06_dba.ecrf', 'study', 'site', '{secret}'$$, '42P07',
+		'relation tv06_dba.plain exists and is not a secured view', 'secured view: an existing table is not replaced')
+) c(args, errcode, message, description);
 SELECT is(tv06.view_reads('tv06_dba.other_v') || '|' || tv06.rows('tv06_dba.plain'), '|0',
 	'secured view: the ordinary view and the table are still there, unchanged');
 SELECT throws_ok($$SELECT trialvault.create_secured_view('trialvault.ecrf_v', 'tv06_dba.ecrf', 'study', 'site', '{secret}')$$,
@@ -1184,26 +1257,23 @@ SELECT is((SELECT string_agg(subject, ' ' ORDER BY subject) FROM tv06_dba.ecrf_v
 	'secured view: site staff A see the rows of study 1, site A');
 SELECT throws_ok('SELECT secret FROM tv06_dba.ecrf_v', '42703', NULL, 'secured view: column secret is not there');
 SELECT throws_ok('SELECT * FROM tv06_dba.ecrf', '42501', 'permission denied for table ecrf', 'secured view: the table itself is refused');
-SET ROLE tv06_inv_b;
-SELECT lives_ok($$SELECT trialvault.open_study(tv06.s1())$$, 'secured view: investigator B open study 1');
-SELECT is((SELECT string_agg(subject, ' ' ORDER BY subject) FROM tv06_dba.ecrf_v), 'S1B-1',
-	'secured view: investigator B see the rows of study 1, site B');
-SET ROLE tv06_sponsor;
-SELECT lives_ok($$SELECT trialvault.open_study(tv06.s1())$$, 'secured view: the sponsor open study 1');
-SELECT is((SELECT string_agg(subject, ' ' ORDER BY subject) FROM tv06_dba.ecrf_v), 'S1A-1 S1A-2 S1B-1',
-	'secured view: the sponsor sees every row of study 1');
-SET ROLE tv06_mon_none;
-SELECT lives_ok($$SELECT trialvault.open_study(tv06.s1())$$, 'secured view: the monitor without authorization open study 1');
-SELECT is(tv06.rows('tv06_dba.ecrf_v'), '0', 'secured view: the monitor without authorization sees no row');
-SET ROLE tv06_both;
-SELECT lives_ok($$SELECT trialvault.open_study(tv06.s2())$$, 'secured view: member of both open study 2');
-SELECT is((SELECT string_agg(subject, ' ' ORDER BY subject) FROM tv06_dba.ecrf_v), 'S2A-1',
-	'secured view: member of both, study 2 open: study 2, site A only');
-SELECT lives_ok($$SELECT trialvault.open_study(tv06.s1())$$, 'secured view: member of both open study 1');
-SELECT is((SELECT string_agg(subject, ' ' ORDER BY subject) FROM tv06_dba.ecrf_v), 'S1B-1',
-	'secured view: member of both, study 1 open: study 1, site B only');
-SET ROLE tv06_outsider;
-SELECT is(tv06.rows('tv06_dba.ecrf_v'), '42501 permission denied for view ecrf_v', 'secured view: refused to the outsider');
+-- The other roles, one test a row (tv06.check): the study each opens, then
+-- the subjects of the rows it sees ('tv06_dba.ecrf_v') or the row count or
+-- error ('tv06_dba.ecrf_v rows').
+RESET ROLE;
+SELECT tv06.check(role, view, expected, description) FROM (VALUES
+	('tv06_inv_b', 'open_study', tv06.s1(), 'secured view: investigator B open study 1'),
+	('tv06_inv_b', 'tv06_dba.ecrf_v', 'S1B-1', 'secured view: investigator B see the rows of study 1, site B'),
+	('tv06_sponsor', 'open_study', tv06.s1(), 'secured view: the sponsor open study 1'),
+	('tv06_sponsor', 'tv06_dba.ecrf_v', 'S1A-1 S1A-2 S1B-1', 'secured view: the sponsor sees every row of study 1'),
+	('tv06_mon_none', 'open_study', tv06.s1(), 'secured view: the monitor without authorization open study 1'),
+	('tv06_mon_none', 'tv06_dba.ecrf_v rows', '0', 'secured view: the monitor without authorization sees no row'),
+	('tv06_both', 'open_study', tv06.s2(), 'secured view: member of both open study 2'),
+	('tv06_both', 'tv06_dba.ecrf_v', 'S2A-1', 'secured view: member of both, study 2 open: study 2, site A only'),
+	('tv06_both', 'open_study', tv06.s1(), 'secured view: member of both open study 1'),
+	('tv06_both', 'tv06_dba.ecrf_v', 'S1B-1', 'secured view: member of both, study 1 open: study 1, site B only'),
+	('tv06_outsider', 'tv06_dba.ecrf_v rows', '42501 permission denied for view ecrf_v', 'secured view: refused to the outsider')
+) c(role, view, expected, description);
 
 -- The table gains a column: one call shows it.
 SET ROLE tv06_dba;

@@ -452,6 +452,46 @@ is "$(q $CL postgres "SELECT tv_hash = digest('TVHASH1'::bytea || int8send(tv_se
 agree t_ident "1: type identities of domains, an enum, a composite and arrays"
 is "$X_OK:$X_ROWS" "true:1" "1: ... verifies"
 
+# Types numbered from 10000 to 16383 (information_schema's types and their
+# arrays, the row types of system views and of information_schema's tables),
+# whose OIDs initdb gives per cluster, carry identity 0 like types defined in
+# the database; domains among them over built-in types carry their base
+# type's (cardinal_number: int4's, character_data: varchar's, sql_identifier:
+# name's).  Computed here in SQL from the specification.
+tv_psql $CL -d postgres >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE TABLE t_initdb (cn information_schema.cardinal_number[],
+	ic information_schema.information_schema_catalog_name, sz information_schema.sql_sizing);
+SELECT trialvault.protect('t_initdb');
+INSERT INTO t_initdb VALUES ('{3,NULL}', ROW('catalogue é'),
+	ROW(34, 'MAXIMUM_CATALOG_NAME_LENGTH', NULL, 'a note'));
+SQL
+is "$(q $CL postgres "SELECT count(*) FROM pg_type WHERE oid BETWEEN 10000 AND 16383
+                          AND oid IN (SELECT atttypid FROM pg_attribute
+                                       WHERE attrelid = 't_initdb'::regclass
+                                         AND attname IN ('cn', 'ic', 'sz'))")" 3 \
+	"1: information_schema.cardinal_number[] and the two row types are numbered by initdb"
+is "$(q $CL postgres "SELECT tv_hash = digest('TVHASH1'::bytea || int8send(tv_seq) ||
+	tv_prev_hash || digest('TVROW2'::bytea ||
+	       lg05.col2('cn', 0, lg05.tagged('a',
+	           int4send(1) || int4send(2) || int4send(1) || lg05.tagged('b', int4send(cn[1])) ||
+	           'n'::bytea)) ||
+	       lg05.col2('ic', 0, lg05.tagged('d',
+	           lg05.col2('catalog_name', 'name'::regtype::oid::int,
+	                     lg05.txt((ic).catalog_name::text)))) ||
+	       lg05.col2('sz', 0, lg05.tagged('d',
+	           lg05.col2('comments', 'varchar'::regtype::oid::int, lg05.txt((sz).comments)) ||
+	           lg05.col2('sizing_id', 'int4'::regtype::oid::int,
+	                     lg05.tagged('b', int4send((sz).sizing_id))) ||
+	           lg05.col2('sizing_name', 'varchar'::regtype::oid::int,
+	                     lg05.txt((sz).sizing_name)) ||
+	           lg05.col2('supported_value', 'int4'::regtype::oid::int,
+	                     lg05.tagged('b', int4send((sz).supported_value))))),
+	       'sha256'), 'sha256') FROM t_initdb")" t \
+	"1: types numbered by initdb carry identity 0 (tv_hash is the specification's)"
+agree t_initdb "1: information_schema.cardinal_number[] and row types numbered by initdb"
+is "$X_OK:$X_ROWS" "true:1" "1: ... verifies"
+
 # Rows of the 0.5 kind changed behind the guards: found alike.
 guards t_legacy D
 tv_psql $CL -d postgres >/dev/null <<'SQL'

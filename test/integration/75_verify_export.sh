@@ -807,6 +807,91 @@ retype ua2 amount int4
 agree t_cretype "2: the attribute's type put back"
 is "$X_OK:$X_ROWS" "true:5" "2: ... verifies again"
 
+# An array column retyped in pg_attribute: binary COPY sends the element
+# type the arrays were stored with, trialvault reads the elements as the
+# column's element type.  Between types stored alike (int4[] to float4[],
+# text[] to bytea[], and an int4[] attribute of a composite to float4[]) the
+# verifier encodes them as the column's, and finds what verify() finds: the
+# rows hashed by 0.6 with a value there are bad, the one hashed by 0.5 (in
+# the 0.5 encoding computed in SQL) is not.  Between types not stored alike
+# (int4[] to int8[]) the bytes mean nothing as the new type: every row with
+# a value there is bad, in both.
+tv_psql $CL -d postgres >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE TYPE ia AS (xs int4[]);
+CREATE TABLE t_aretype (note text, a int4[], ts text[], c ia);
+SELECT trialvault.protect('t_aretype');
+SET trialvault.restore_mode = on;
+INSERT INTO t_aretype (note, a, ts, c, tv_seq, tv_prev_seqs, tv_prev_hash, tv_hash)
+SELECT '0.5', '{7,NULL}', '{x,NULL}', ROW('{8}')::ia, ch.k, ch.ps, ch.prev, ch.h
+  FROM lg05.chain(ARRAY[digest('TVROW1'::bytea ||
+           lg05.col('a', lg05.tagged('a', int4send(1) || int4send(2) || int4send(1) ||
+                                          lg05.tagged('b', int4send(7)) || 'n'::bytea)) ||
+           lg05.col('c', lg05.tagged('c', int4send(1) ||
+                                          lg05.tagged('a', int4send(1) || int4send(1) ||
+                                                           int4send(1) ||
+                                                           lg05.tagged('b', int4send(8))))) ||
+           lg05.col('note', lg05.txt('0.5')) ||
+           lg05.col('ts', lg05.tagged('a', int4send(1) || int4send(2) || int4send(1) ||
+                                           lg05.txt('x') || 'n'::bytea)), 'sha256')]) AS ch;
+RESET trialvault.restore_mode;
+INSERT INTO t_aretype VALUES ('0.6', '{7,NULL}', '{x,NULL}', ROW('{8}')),
+	('only a', '[0:1]={1,2}', NULL, NULL), ('no arrays', NULL, NULL, ROW(NULL));
+SQL
+agree t_aretype "2: arrays, an array in a composite, and a row hashed by 0.5"
+is "$X_OK:$X_ROWS" "true:4" "2: ... verifies"
+retype t_aretype a 'float4[]'
+agree t_aretype "2: an int4[] column retyped to float4[] in pg_attribute"
+is "$X_RC:$X_OK:$X_BAD_ROWS" "1:false:2" \
+	"2: ... the 2 rows hashed now with a value there are bad, the 0.5 one not"
+like "$X_FIRST_BAD" "^row tv_seq=2 ctid=\\([0-9]+,[0-9]+\\): contents do not match tv_hash" \
+	"2: ... named"
+pat="note: column a \\(real\\[\\]\\): real\\[\\] values whose elements are stored as integer, "
+like "$X_ERR" "${pat}in 3 row\\(s\\), the first in row tv_seq=1 " \
+	"2: ... and the verifier notes the arrays stored as int4[]"
+retype t_aretype a 'int8[]'
+agree t_aretype "2: an int4[] column retyped to int8[] in pg_attribute (not stored alike)"
+is "$X_RC:$X_OK:$X_BAD_ROWS" "1:false:3" "2: ... the 3 rows with a value there are bad"
+retype t_aretype a 'int4[]'
+retype t_aretype ts 'bytea[]'
+agree t_aretype "2: a text[] column retyped to bytea[] in pg_attribute"
+is "$X_OK:$X_BAD_ROWS" "false:1" "2: ... the row hashed now with a value there is bad"
+retype t_aretype ts 'text[]'
+retype ia xs 'float4[]'
+agree t_aretype "2: a composite's int4[] attribute retyped to float4[] in pg_attribute"
+is "$X_OK:$X_BAD_ROWS" "false:1" "2: ... the row hashed now with a value there is bad"
+retype ia xs 'int4[]'
+agree t_aretype "2: the types put back"
+is "$X_RC:$X_OK:$X_ROWS:$X_ERR" "0:true:4:" "2: ... verifies again, without a note"
+
+# An array of composites retyped to an array of another composite type with
+# the same attributes: trialvault encodes each element by the type it was
+# stored as (named inside the value), so verify() finds nothing.  The
+# verifier does the same when the export describes that type (ua2, the type
+# of column c), and cannot tell when it does not (exit 2, the column named).
+tv_psql $CL -d postgres >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE TYPE ua2b AS (unit text, amount int4);
+CREATE TYPE ua3 AS (unit text, amount int4);
+CREATE TABLE t_csretype (cs ua3[]);
+SELECT trialvault.protect('t_csretype');
+INSERT INTO t_csretype VALUES (ARRAY[ROW('mg', 5)::ua3]);
+UPDATE pg_attribute SET atttypid = 'ua2b[]'::regtype
+ WHERE attrelid IN ('t_cretype'::regclass, 't_csretype'::regclass) AND attname = 'cs';
+SQL
+agree t_cretype "2: composites' array retyped to another composite's, the stored one described"
+is "$X_OK:$X_BAD_ROWS" "true:0" "2: ... verifies"
+verify_into $CL "$DB" t_csretype
+is "$V_OK:$V_BAD_ROWS" "t:0" "2: the same, the stored type not described: verify() is ok"
+vx_export t_csretype "$VXD/csretype.tvx"
+vx_into "$VXD/csretype.tvx"
+pat="column cs \\(public\\.ua2b\\[\\]\\): its public\\.ua2b\\[\\] values hold elements stored as "
+like "$X_RC:$X_ERR" "^2:.*not independently verifiable.*${pat}type [0-9]+: trialvault encodes" \
+	"2: ... the verifier: not independently verifiable (exit 2), the column named"
+retype t_cretype cs 'ua2[]'
+agree t_cretype "2: the array's type put back"
+is "$X_OK:$X_ROWS" "true:5" "2: ... verifies again"
+
 # --- 3. the export itself; anchors -----------------------------------------------
 
 make_linear t_file

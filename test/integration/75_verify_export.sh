@@ -865,13 +865,14 @@ agree t_aretype "2: the types put back"
 is "$X_RC:$X_OK:$X_ROWS:$X_ERR" "0:true:4:" "2: ... verifies again, without a note"
 
 # An array of composites retyped to an array of another composite type with
-# the same attributes: trialvault encodes each element by the type it was
-# stored as (named inside the value), so verify() finds nothing.  The
-# verifier does the same when the export describes that type (ua2, the type
-# of column c), and cannot tell when it does not (exit 2, the column named).
+# attributes of the same types under other names: trialvault encodes each
+# element by the type it was stored as (named inside the value), so verify()
+# finds nothing.  The verifier does the same when the export describes that
+# type (ua2, the type of column c), and cannot tell when it does not (exit
+# 2, the column named).
 tv_psql $CL -d postgres >/dev/null <<'SQL'
 SET client_min_messages = warning;
-CREATE TYPE ua2b AS (unit text, amount int4);
+CREATE TYPE ua2b AS (label text, dose int4);
 CREATE TYPE ua3 AS (unit text, amount int4);
 CREATE TABLE t_csretype (cs ua3[]);
 SELECT trialvault.protect('t_csretype');

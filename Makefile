@@ -21,7 +21,9 @@ OBJS = \
 	extension/xmlextract.o \
 	extension/inspect.o \
 	extension/crypto.o \
+	extension/rules.o \
 	extension/access.o \
+	extension/load.o \
 	extension/session.o \
 	extension/owner.o \
 	extension/catalog.o \
@@ -44,7 +46,7 @@ REGRESS_OPTS = --inputdir=. --temp-config=$(srcdir)/test/regress.conf --temp-ins
 PG_CONFIG ?= pg_config
 # -Wno-unused-parameter: PostgreSQL's own headers (ilist.h, bufpage.h, fmgr.h)
 # and callback signatures trip it; everything else in -Wextra stays on.
-PG_CPPFLAGS = -I$(srcdir)/extension -Wall -Wextra -Wno-unused-parameter -Werror
+PG_CPPFLAGS = -I$(srcdir)/extension -DTV_EXTVERSION='"$(EXTVERSION)"' -Wall -Wextra -Wno-unused-parameter -Werror
 SHLIB_LINK = -lcrypto -lxml2
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)

@@ -98,178 +98,20 @@ tv_refusal_text(const char *reason, const char *study, const char *site)
 	return psprintf("Your roles in study \"%s\" do not entitle you to this document.", study);
 }
 
-static char *
-tv_spi_text(int col, bool *isnull)
-{
-	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, isnull);
-
-	return *isnull ? NULL : TextDatumGetCString(d);
-}
-
-/* The decision queries, planned once per backend. */
-static SPIPlanPtr decision_plan = NULL;
-static SPIPlanPtr roles_plan = NULL;
-
 /*
- * What the decision found out about one call: the verdict, and the
- * document's study, site and stored content.  The content (ciphertext when
- * contains_phi) lives in the SPI context on the SQL path and in the
- * caller's context on the everyday path; either way it is gone after
- * SPI_finish, by which time it has been decrypted or copied.
+ * What one call found out: the verdict, and the document's study, site and
+ * stored content (ciphertext when contains_phi), in the caller's context.
  */
 typedef struct TvOpenRow
 {
 	bool		granted;
-	char	   *reason;
+	const char *reason;
 	char	   *study;
 	char	   *site;
 	int32		study_id;
 	bool		contains_phi;
 	bytea	   *stored;			/* content, or content_enc with PHI; NULL if none */
 } TvOpenRow;
-
-/* ---------------------------------------------------------------------
- * The everyday grant, without SQL
- *
- * Nearly every call is a member opening a document that one of the
- * everyday rules grants: the loader, a document without PHI, site staff or
- * the investigator of its site, safety for an SAE.  Deciding that in SQL
- * (_open_grant) started a join and an aggregate on every call, which cost
- * about as much as the rest of open_document together.  Here the document
- * is read through its primary key, and the caller's roles in its study
- * (with the study's id) come from a small per-backend cache that stays
- * valid while the generation numbers of trialvault.memberships and
- * trialvault.studies have not moved (tv_chain_generation).
- *
- * This path can only grant, and only what _open_grant grants: anything
- * else (no such document, no rule that applies, monitors, emergencies)
- * goes to the SQL decision, which stays the one authority on refusals.
- * The rules below must follow the CASE of _open_grant exactly.
- * ---------------------------------------------------------------------
- */
-#define TV_ROLES_CACHE 8
-
-typedef struct TvRoles
-{
-	char		study[TV_LOG_TEXT];
-	NameData	member;
-	uint64		gens[2];		/* of memberships and studies */
-	int32		study_id;
-	int			nroles;
-	char	  **roles;			/* "site:role", "*:role" for study-wide */
-} TvRoles;
-
-static TvRoles *roles_cache[TV_ROLES_CACHE];
-static int	roles_cache_next = 0;
-static MemoryContext roles_cxt = NULL;
-
-static void
-tv_roles_free(TvRoles *r)
-{
-	int			i;
-
-	for (i = 0; i < r->nroles; i++)
-		pfree(r->roles[i]);
-	if (r->roles)
-		pfree(r->roles);
-	pfree(r);
-}
-
-/*
- * The caller's current roles in a study, and the study's id, from the
- * cache or from SQL (_current_roles, the same function _open_grant uses).
- * NULL when there is no such study.  A result that could not be cached is
- * allocated in CurrentMemoryContext.
- */
-static TvRoles *
-tv_study_roles(const char *study, const char *member, bool cacheable,
-			   const uint64 *gens)
-{
-	Oid			types[2] = {TEXTOID, NAMEOID};
-	Datum		values[2];
-	NameData	mname;
-	TvRoles    *r;
-	MemoryContext old;
-	Datum	   *elems;
-	bool	   *enulls;
-	int			nelems;
-	bool		isnull;
-	int			slot;
-	int			i;
-
-	for (slot = 0; slot < TV_ROLES_CACHE; slot++)
-	{
-		r = roles_cache[slot];
-		if (r && strcmp(r->study, study) == 0 && strcmp(NameStr(r->member), member) == 0)
-		{
-			if (cacheable && r->gens[0] == gens[0] && r->gens[1] == gens[1])
-				return r;
-			break;
-		}
-	}
-
-	namestrcpy(&mname, member);
-	values[0] = CStringGetTextDatum(study);
-	values[1] = NameGetDatum(&mname);
-	if (SPI_execute_plan(tv_kept_plan(&roles_plan,
-									  "SELECT s.study_id, coalesce((SELECT array_agg(coalesce(c.site, '*') || ':' || c.study_role) "
-									  "FROM trialvault._current_roles($1, $2) c), '{}') "
-									  "FROM trialvault.studies s WHERE s.code = $1",
-									  2, types),
-						 values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the roles of %s in study %s", member, study);
-	if (SPI_processed != 1)
-		return NULL;
-
-	/* Taken apart here; only the result is copied into the cache. */
-	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)),
-					  TEXTOID, -1, false, TYPALIGN_INT, &elems, &enulls, &nelems);
-
-	if (cacheable && roles_cxt == NULL)
-		roles_cxt = AllocSetContextCreate(TopMemoryContext, "trialvault roles cache",
-										  ALLOCSET_SMALL_SIZES);
-	old = MemoryContextSwitchTo(cacheable ? roles_cxt : CurrentMemoryContext);
-	r = palloc0(sizeof(TvRoles));
-	strlcpy(r->study, study, sizeof(r->study));
-	namestrcpy(&r->member, member);
-	r->gens[0] = gens[0];
-	r->gens[1] = gens[1];
-	r->study_id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	r->nroles = nelems;
-	r->roles = nelems > 0 ? palloc(sizeof(char *) * nelems) : NULL;
-	for (i = 0; i < nelems; i++)
-		r->roles[i] = TextDatumGetCString(elems[i]);
-	MemoryContextSwitchTo(old);
-	SPI_freetuptable(SPI_tuptable);
-
-	if (cacheable)
-	{
-		/* Replace the stale entry for this key, or the oldest one. */
-		if (slot == TV_ROLES_CACHE)
-			slot = roles_cache_next++ % TV_ROLES_CACHE;
-		if (roles_cache[slot])
-			tv_roles_free(roles_cache[slot]);
-		roles_cache[slot] = r;
-	}
-	return r;
-}
-
-/* Does the caller hold <site>:<role>, as _open_grant writes it? */
-static bool
-tv_has_role(const TvRoles *r, const char *site, const char *role)
-{
-	size_t		sl = strlen(site);
-	int			i;
-
-	for (i = 0; i < r->nroles; i++)
-	{
-		const char *e = r->roles[i];
-
-		if (strncmp(e, site, sl) == 0 && e[sl] == ':' && strcmp(e + sl + 1, role) == 0)
-			return true;
-	}
-	return false;
-}
 
 /* One text column of the document row, as a C string. */
 static char *
@@ -283,7 +125,7 @@ tv_doc_text(HeapTuple tup, TupleDesc desc, AttrNumber att)
 	return TextDatumGetCString(d);
 }
 
-/* The columns of trialvault.documents the everyday decision reads. */
+/* The columns of trialvault.documents the decision reads. */
 enum
 {
 	DOC_ID, DOC_STUDY, DOC_SITE, DOC_TYPE, DOC_PHI, DOC_LOADED_BY, DOC_CONTENT,
@@ -318,17 +160,15 @@ tv_doc_atts(TupleDesc desc, AttrNumber *atts)
 }
 
 /*
- * The everyday decision: true, with *row filled in (stored content in
- * CurrentMemoryContext), when one of the everyday rules grants the
- * requester this document; false when the SQL decision must decide.
+ * Read a document through its primary key, without SQL (a query cost about
+ * as much as the rest of open_document): its facts into *d and row, its
+ * stored content detoasted into CurrentMemoryContext.  False when there is
+ * no such document.
  */
 static bool
-tv_open_everyday(int64 doc_id, const char *requester, TvOpenRow *row)
+tv_read_document(int64 doc_id, TvDocFacts *d, TvOpenRow *row)
 {
 	Oid			nsp = get_namespace_oid("trialvault", false);
-	Oid			relids[2];
-	uint64		gens[2];
-	bool		cacheable = true;
 	Relation	rel;
 	Oid			pkey;
 	ScanKeyData key;
@@ -338,22 +178,6 @@ tv_open_everyday(int64 doc_id, const char *requester, TvOpenRow *row)
 	AttrNumber	atts[DOC_NCOLS];
 	bool		found = false;
 	bool		isnull;
-	char	   *loaded_by = NULL;
-	char	   *doc_type = NULL;
-	TvRoles    *roles;
-	const char *reason = NULL;
-	int			i;
-
-	relids[0] = get_relname_relid("memberships", nsp);
-	relids[1] = get_relname_relid("studies", nsp);
-	for (i = 0; i < 2; i++)
-	{
-		if (!OidIsValid(relids[i]))
-			return false;
-		/* Read before the snapshot below is taken (see tv_chain_generation). */
-		if (!tv_chain_generation(relids[i], &gens[i]))
-			cacheable = false;
-	}
 
 	/* What a non-read-only SPI query would see: our own earlier commands too. */
 	CommandCounterIncrement();
@@ -372,78 +196,50 @@ tv_open_everyday(int64 doc_id, const char *requester, TvOpenRow *row)
 	tup = systable_getnext(scan);
 	if (HeapTupleIsValid(tup))
 	{
-		Datum		d;
+		Datum		v;
 
 		found = true;
 		row->study = tv_doc_text(tup, desc, atts[DOC_STUDY]);
 		row->site = tv_doc_text(tup, desc, atts[DOC_SITE]);
-		doc_type = tv_doc_text(tup, desc, atts[DOC_TYPE]);
 		row->contains_phi = DatumGetBool(heap_getattr(tup, atts[DOC_PHI], desc, &isnull));
-		loaded_by = pstrdup(NameStr(*DatumGetName(heap_getattr(tup, atts[DOC_LOADED_BY],
-																  desc, &isnull))));
+		d->site = row->site;
+		d->doc_type = tv_doc_text(tup, desc, atts[DOC_TYPE]);
+		d->contains_phi = row->contains_phi;
+		d->loaded_by = pstrdup(NameStr(*DatumGetName(heap_getattr(tup, atts[DOC_LOADED_BY],
+																	 desc, &isnull))));
 		/* Detoasted now, while the snapshot that found the row is active. */
-		d = heap_getattr(tup, atts[row->contains_phi ? DOC_CONTENT_ENC : DOC_CONTENT],
+		v = heap_getattr(tup, atts[row->contains_phi ? DOC_CONTENT_ENC : DOC_CONTENT],
 						 desc, &isnull);
-		row->stored = isnull ? NULL : DatumGetByteaPCopy(d);
+		row->stored = isnull ? NULL : DatumGetByteaPCopy(v);
 	}
 	systable_endscan(scan);
 	/* Keep the lock until the end of the transaction, as a query would. */
 	table_close(rel, NoLock);
 	PopActiveSnapshot();
-	if (!found)
-		return false;
-
-	roles = tv_study_roles(row->study, requester, cacheable, gens);
-	if (roles == NULL || roles->nroles == 0)
-		return false;
-
-	/* The CASE of _open_grant, in its order. */
-	if (strcmp(loaded_by, requester) == 0)
-		reason = "loader";
-	else if (!row->contains_phi)
-		reason = "no_phi";
-	else if (tv_has_role(roles, row->site, "site_staff"))
-		reason = "site_staff";
-	else if (tv_has_role(roles, row->site, "investigator"))
-		reason = "investigator";
-	else if (strcmp(doc_type, "sae") == 0 && tv_has_role(roles, "*", "safety"))
-		reason = "safety";
-	if (reason == NULL)
-		return false;
-
-	row->granted = true;
-	row->reason = (char *) reason;
-	row->study_id = roles->study_id;
-	return true;
+	return found;
 }
 
-/* The SQL decision: every case, refusals included. */
-static void
-tv_open_decision(Datum *values, char *nulls, TvOpenRow *row)
+static SPIPlanPtr monitor_plan = NULL;
+
+/* A monitor's authorization at a site now, for tv_open_reason(). */
+static const char *
+tv_monitor_now(void *arg, const char *site)
 {
-	Oid			types[4] = {INT8OID, NAMEOID, BOOLOID, TEXTOID};
+	const char *const *who = (const char *const *) arg;	/* study, monitor */
+	Oid			types[3] = {TEXTOID, TEXTOID, NAMEOID};
+	Datum		values[3];
+	NameData	name;
 	bool		isnull;
-	Datum		d;
+	Datum		state;
 
-	if (SPI_execute_plan(tv_kept_plan(&decision_plan,
-									  "SELECT granted, reason, study, site, study_id, "
-									  "contains_phi, content, content_enc "
-									  "FROM trialvault._open_decision($1, $2, $3, $4)",
-									  4, types),
-						 values, nulls, false, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "trialvault._open_decision returned no row");
-
-	row->granted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	row->reason = tv_spi_text(2, &isnull);
-	row->study = tv_spi_text(3, &isnull);
-	row->site = tv_spi_text(4, &isnull);
-	if (row->study)
-		row->study_id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull));
-	row->contains_phi = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull));
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-					  row->contains_phi ? 8 : 7, &isnull);
-	row->stored = isnull ? NULL : DatumGetByteaPP(d);
+	values[0] = CStringGetTextDatum(who[0]);
+	values[1] = CStringGetTextDatum(site);
+	values[2] = tv_name_datum(&name, who[1]);
+	state = tv_spi_value(tv_kept_plan(&monitor_plan,
+									  "SELECT trialvault._monitor_now($1, $2, $3)",
+									  3, types),
+						 values, NULL, true, TEXTOID, &isnull);
+	return isnull ? "none" : TextDatumGetCString(state);
 }
 
 /*
@@ -456,15 +252,16 @@ tv_open(FunctionCallInfo fcinfo, bool emergency)
 	char	   *why = NULL;
 	TvLogRecord rec;
 	TvAsOwner	as;
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
 	TvOpenRow	row;
-	NameData	requester;
+	TvDocFacts	facts;
+	TvStanding *standing = NULL;
+	Oid			requester = GetUserId();	/* before becoming the owner */
 	bytea	   *content = NULL;
 	const char *problem = NULL;
 	MemoryContext outer = CurrentMemoryContext;
 
 	/* Fail closed before any work if nothing could be put on record. */
+	tv_require_schema();
 	tv_log_require_writer();
 	tv_log_coming();
 
@@ -501,18 +298,32 @@ tv_open(FunctionCallInfo fcinfo, bool emergency)
 						   TV_LOG_DETAIL - 1)));
 	}
 
-	values[0] = Int64GetDatum(doc_id);
-	values[1] = tv_name_datum(&requester, rec.requester);
-	values[2] = BoolGetDatum(emergency);
-	values[3] = why ? CStringGetTextDatum(why) : (Datum) 0;
-	nulls[3] = why ? ' ' : 'n';
-
 	memset(&row, 0, sizeof(row));
 	tv_owner_spi_begin(&as);
-	if (emergency || !tv_open_everyday(doc_id, rec.requester, &row))
+	if (!tv_read_document(doc_id, &facts, &row))
+		row.reason = "no_such_document";
+	else if ((standing = tv_standing(row.study, rec.requester)) == NULL)
 	{
-		memset(&row, 0, sizeof(row));
-		tv_open_decision(values, nulls, &row);
+		/* documents.study references studies: cannot happen, but refuse */
+		row.study = row.site = NULL;
+		row.reason = "no_such_document";
+	}
+	else if (emergency)
+		row.reason = tv_emergency_reason(requester, why);
+	else
+	{
+		const char *who[2] = {row.study, rec.requester};
+
+		row.reason = tv_open_reason(standing, &facts, rec.requester, tv_monitor_now,
+									(void *) who);
+	}
+	row.granted = tv_reason_grants(row.reason);
+	if (standing)
+		row.study_id = standing->study_id;
+	if (!row.granted && row.stored)
+	{
+		pfree(row.stored);
+		row.stored = NULL;
 	}
 
 	if (row.granted && row.contains_phi && row.stored == NULL)

@@ -25,6 +25,10 @@
  *			| 'g' u32 len range		ranges: flags and bounds
  *			| 'm' u32 len ranges	user-defined multiranges: each range as 'g'
  *			| 'n'					a NULL element inside an array
+ *			| 'x' u32 4 type		an array, composite or range whose header
+ *									names another type than the one declared
+ *									(retyped in the catalog): never in a row
+ *									as it was inserted
  *
  * Columns are taken in the byte order of their names, not their position,
  * because pg_dump can recreate an inheritance child with its columns in
@@ -541,6 +545,26 @@ finish_nested(StringInfo buf, int at)
 	memcpy(buf->data + at, &be, 4);
 }
 
+/*
+ * Arrays, composites and ranges name their own type in their header.  One
+ * that names another type than the column (attribute, element) it is
+ * stored in was retyped in the catalog behind the guards' back; reading it
+ * as the declared type could read past its end.  It is encoded as a tag
+ * ('x' and the type it names) that no value of a consistent row produces,
+ * so its row's hash cannot match, whichever encoding the row was hashed in.
+ */
+static bool
+canon_mistyped(StringInfo buf, Oid stored, Oid expected)
+{
+	uint32		be;
+
+	if (stored == expected)
+		return false;
+	be = pg_hton32((uint32) stored);
+	append_tagged(buf, 'x', (const char *) &be, sizeof(be));
+	return true;
+}
+
 static void
 canon_array(StringInfo buf, TvTypeCanon *tc, Datum value)
 {
@@ -555,6 +579,8 @@ canon_array(StringInfo buf, TvTypeCanon *tc, Datum value)
 	int			at;
 	int			i;
 
+	if (canon_mistyped(buf, ARR_ELEMTYPE(arr), tc->elemtype))
+		return;
 	deconstruct_array(arr, tc->elemtype, etc->typlen, etc->typbyval,
 					  etc->typalign, &elems, &nulls, &nelems);
 
@@ -588,7 +614,7 @@ attname_cmp(const void *a, const void *b)
  * ('c').
  */
 static void
-canon_composite(StringInfo buf, Datum value)
+canon_composite(StringInfo buf, Oid expected, Datum value)
 {
 	HeapTupleHeader th = DatumGetHeapTupleHeader(value);
 	TupleDesc	tupdesc;
@@ -598,6 +624,8 @@ canon_composite(StringInfo buf, Datum value)
 	int			at;
 	int			i;
 
+	if (canon_mistyped(buf, HeapTupleHeaderGetTypeId(th), expected))
+		return;
 	tupdesc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(th),
 									 HeapTupleHeaderGetTypMod(th));
 	tuple.t_len = HeapTupleHeaderGetDatumLength(th);
@@ -640,17 +668,20 @@ canon_composite(StringInfo buf, Datum value)
 }
 
 static void
-canon_range(StringInfo buf, Datum value)
+canon_range(StringInfo buf, Oid expected, Datum value)
 {
 	RangeType  *r = DatumGetRangeTypeP(value);
-	TypeCacheEntry *typcache = lookup_type_cache(RangeTypeGetOid(r),
-												 TYPECACHE_RANGE_INFO);
+	TypeCacheEntry *typcache;
 	RangeBound	lower;
 	RangeBound	upper;
 	bool		empty;
-	char		flags = range_get_flags(r);
+	char		flags;
 	int			at;
 
+	if (canon_mistyped(buf, RangeTypeGetOid(r), expected))
+		return;
+	typcache = lookup_type_cache(RangeTypeGetOid(r), TYPECACHE_RANGE_INFO);
+	flags = range_get_flags(r);
 	range_deserialize(typcache, r, &lower, &upper, &empty);
 	at = begin_nested(buf, 'g');
 	appendStringInfoChar(buf, flags);
@@ -663,20 +694,22 @@ canon_range(StringInfo buf, Datum value)
 
 /* A user-defined multirange: its ranges in order, each as a range. */
 static void
-canon_multirange(StringInfo buf, Datum value)
+canon_multirange(StringInfo buf, Oid expected, Datum value)
 {
 	MultirangeType *mr = DatumGetMultirangeTypeP(value);
-	TypeCacheEntry *typcache = lookup_type_cache(MultirangeTypeGetOid(mr),
-												 TYPECACHE_MULTIRANGE_INFO);
+	TypeCacheEntry *typcache;
 	int32		nranges;
 	RangeType **ranges;
 	int			at;
 	int32		i;
 
+	if (canon_mistyped(buf, MultirangeTypeGetOid(mr), expected))
+		return;
+	typcache = lookup_type_cache(MultirangeTypeGetOid(mr), TYPECACHE_MULTIRANGE_INFO);
 	multirange_deserialize(typcache->rngtype, mr, &nranges, &ranges);
 	at = begin_nested(buf, 'm');
 	for (i = 0; i < nranges; i++)
-		canon_range(buf, RangeTypePGetDatum(ranges[i]));
+		canon_range(buf, typcache->rngtype->type_id, RangeTypePGetDatum(ranges[i]));
 	finish_nested(buf, at);
 }
 
@@ -730,13 +763,13 @@ canon_value(StringInfo buf, Oid typid, Datum value)
 			canon_array(buf, tc, value);
 			break;
 		case TV_CANON_COMPOSITE:
-			canon_composite(buf, value);
+			canon_composite(buf, tc->basetype, value);
 			break;
 		case TV_CANON_RANGE:
-			canon_range(buf, value);
+			canon_range(buf, tc->basetype, value);
 			break;
 		case TV_CANON_MULTIRANGE:
-			canon_multirange(buf, value);
+			canon_multirange(buf, tc->basetype, value);
 			break;
 	}
 }

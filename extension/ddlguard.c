@@ -367,6 +367,16 @@ refuse_extension(const char *what, const char *objdesc)
 			 errhint("Use ALTER EXTENSION trialvault UPDATE.")));
 }
 
+/* The same for one of the extension's relations, unless its own script runs. */
+static void
+refuse_extension_relation(const char *what, Oid relid)
+{
+	if (!tv_in_own_script())
+		refuse_extension(what,
+						 psprintf("relation %s",
+								  quote_qualified_identifier("trialvault", get_rel_name(relid))));
+}
+
 static void
 refuse_type(const char *what, Oid typid, Oid user)
 {
@@ -376,6 +386,32 @@ refuse_type(const char *what, Oid typid, Oid user)
 					what, format_type_be(typid), get_rel_name(user)),
 			 errdetail("Changing a type would change the meaning of rows already stored in a protected table."),
 			 errhint("Create a new type and add a new column that uses it.")));
+}
+
+/*
+ * What ALTER TABLE and RENAME do alike: refuse on the extension's relations
+ * (outside its scripts) and on the row types of protected tables; approve
+ * an index's changes for its table.  True when nothing more is to check.
+ */
+static bool
+relation_basics(Oid relid, const char *what, const char *type_what, TvApproval *ap,
+				TvGuarded *g, Oid *user)
+{
+	*g = classify_relation(relid, user);
+	if (*g == TV_GUARDED_EXTENSION)
+	{
+		refuse_extension_relation(what, relid);
+		return true;
+	}
+	if (*g == TV_GUARDED_TYPE)
+		refuse_type(type_what, get_rel_type_id(relid), *user);
+	if (get_rel_relkind(relid) == RELKIND_INDEX)
+	{
+		/* Index-level changes never touch rows: approve its table. */
+		approve(ap, IndexGetRelation(relid, true));
+		return true;
+	}
+	return false;
 }
 
 /* The refusal of the net: a change no statement check approved. */
@@ -647,26 +683,9 @@ check_alter_table(AlterTableStmt *stmt, TvApproval *ap)
 
 	if (!OidIsValid(relid))
 		return;
-	g = classify_relation(relid, &user);
-	if (g == TV_GUARDED_EXTENSION)
-	{
-		if (!tv_in_own_script())
-			refuse_extension("ALTER TABLE",
-							 psprintf("relation %s",
-									  quote_qualified_identifier("trialvault", get_rel_name(relid))));
+	/* ALTER TYPE ... ADD/DROP/ALTER/RENAME ATTRIBUTE comes here too. */
+	if (relation_basics(relid, "ALTER TABLE", "ALTER TYPE ... ATTRIBUTE", ap, &g, &user))
 		return;
-	}
-	if (g == TV_GUARDED_TYPE)
-	{
-		/* ALTER TYPE ... ADD/DROP/ALTER/RENAME ATTRIBUTE */
-		refuse_type("ALTER TYPE ... ATTRIBUTE", get_rel_type_id(relid), user);
-	}
-	if (get_rel_relkind(relid) == RELKIND_INDEX)
-	{
-		/* Index-level changes never touch rows: approve its table. */
-		approve(ap, IndexGetRelation(relid, true));
-		return;
-	}
 
 	reached = stmt->relation->inh ? find_all_inheritors(relid, NoLock, NULL)
 		: list_make1_oid(relid);
@@ -778,22 +797,8 @@ check_rename(RenameStmt *stmt, TvApproval *ap)
 			return;
 	}
 
-	g = classify_relation(relid, &user);
-	if (g == TV_GUARDED_EXTENSION)
-	{
-		if (!tv_in_own_script())
-			refuse_extension("RENAME",
-							 psprintf("relation %s",
-									  quote_qualified_identifier("trialvault", get_rel_name(relid))));
+	if (relation_basics(relid, "RENAME", "RENAME ATTRIBUTE", ap, &g, &user))
 		return;
-	}
-	if (g == TV_GUARDED_TYPE)
-		refuse_type("RENAME ATTRIBUTE", get_rel_type_id(relid), user);
-	if (get_rel_relkind(relid) == RELKIND_INDEX)
-	{
-		approve(ap, IndexGetRelation(relid, true));
-		return;
-	}
 
 	switch (stmt->renameType)
 	{
@@ -1068,10 +1073,7 @@ check_create_trigger(CreateTrigStmt *stmt, TvApproval *ap)
 	g = classify_relation(relid, &user);
 	if (g == TV_GUARDED_EXTENSION)
 	{
-		if (!tv_in_own_script())
-			refuse_extension("CREATE TRIGGER",
-							 psprintf("relation %s",
-									  quote_qualified_identifier("trialvault", get_rel_name(relid))));
+		refuse_extension_relation("CREATE TRIGGER", relid);
 		return;
 	}
 
@@ -1149,10 +1151,7 @@ check_on_relation(RangeVar *rv, const char *what, const char *hint, TvApproval *
 	switch (classify_relation(relid, &user))
 	{
 		case TV_GUARDED_EXTENSION:
-			if (!tv_in_own_script())
-				refuse_extension(what,
-								 psprintf("relation %s",
-										  quote_qualified_identifier("trialvault", get_rel_name(relid))));
+			refuse_extension_relation(what, relid);
 			break;
 		case TV_GUARDED_PROTECTED:
 			if (!harmless)

@@ -582,39 +582,22 @@ check_identifier(const char *what, const char *s)
 				 errhint("Study codes and metadata schema names have at most 64 characters.")));
 }
 
-PG_FUNCTION_INFO_V1(tv_inspect_metadata);
-
 /*
- * trialvault.inspect_metadata(study text, doc xml, schema_name text)
- *	 RETURNS (checked_schema text, checked_version integer,
- *			  metadata_sha256 bytea)
+ * Screen, validate and hash a study's metadata (see the file header);
+ * raises the error users see when it is refused.  schema_t NULL: the
+ * study's default schema, if it has one.
  */
-Datum
-tv_inspect_metadata(PG_FUNCTION_ARGS)
+void
+tv_inspect(text *study_t, xmltype *x, text *schema_t, TvInspection *out)
 {
-	TupleDesc	tupdesc;
-	text	   *study_t;
-	xmltype    *x;
-	text	   *schema_t = PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2);
 	char	   *study;
 	const char *sname;
 	StudyConfig *c;
 	bool		transient;
-	MetaSchema *ms = NULL;
+	MetaSchema *volatile ms = NULL;
 	PgXmlErrorContext *xcxt;
 	volatile Verdict verdict = VERDICT_FALLBACK;
-	uint8		hash[TV_HASH_LEN];
-	Datum		values[3];
-	bool		nulls[3] = {false, false, false};
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("arguments of trialvault.inspect_metadata must not be NULL (only schema_name may be)")));
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "inspect_metadata must return a record");
-	study_t = PG_GETARG_TEXT_PP(0);
-	x = PG_GETARG_XML_P(1);
 	study = text_to_cstring(study_t);
 	check_identifier("study code", study);
 	if (schema_t)
@@ -632,13 +615,13 @@ tv_inspect_metadata(PG_FUNCTION_ARGS)
 
 		/* XPath rules need the tree. */
 		if (c->screen.nxpaths == 0)
-			verdict = inspect_stream(xcxt, x, c, schema, hash);
+			verdict = inspect_stream(xcxt, x, c, schema, out->hash);
 		/* Which path ran: the C14N differential test counts them. */
 		ereport(DEBUG2,
 				(errmsg_internal("trialvault: inspect_metadata took the %s path",
 								 verdict == VERDICT_FALLBACK ? "tree" : "streaming")));
 		if (verdict == VERDICT_FALLBACK)
-			verdict = inspect_tree(xcxt, x, c, schema, hash);
+			verdict = inspect_tree(xcxt, x, c, schema, out->hash);
 	}
 	PG_CATCH();
 	{
@@ -665,19 +648,45 @@ tv_inspect_metadata(PG_FUNCTION_ARGS)
 		 * matched more than lower() does: the metadata is clean and valid.
 		 */
 		report_problem(study_t, x, schema_t);
-		tv_c14n_sha256(x, hash);
+		tv_c14n_sha256(x, out->hash);
 	}
 
-	if (ms)
+	out->schema = ms ? pstrdup(ms->name) : NULL;
+	out->version = ms ? ms->version : 0;
+	if (transient)
+		free_config(c);
+}
+
+PG_FUNCTION_INFO_V1(tv_inspect_metadata);
+
+/*
+ * trialvault.inspect_metadata(study text, doc xml, schema_name text)
+ *	 RETURNS (checked_schema text, checked_version integer,
+ *			  metadata_sha256 bytea)
+ */
+Datum
+tv_inspect_metadata(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	TvInspection ins;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("arguments of trialvault.inspect_metadata must not be NULL (only schema_name may be)")));
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "inspect_metadata must return a record");
+	tv_inspect(PG_GETARG_TEXT_PP(0), PG_GETARG_XML_P(1),
+			   PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2), &ins);
+	if (ins.schema)
 	{
-		values[0] = CStringGetTextDatum(ms->name);
-		values[1] = Int32GetDatum(ms->version);
+		values[0] = CStringGetTextDatum(ins.schema);
+		values[1] = Int32GetDatum(ins.version);
 	}
 	else
 		nulls[0] = nulls[1] = true;
-	values[2] = PointerGetDatum(tv_hash_bytea(hash));
-	if (transient)
-		free_config(c);
+	values[2] = PointerGetDatum(tv_hash_bytea(ins.hash));
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
 }
-

@@ -19,6 +19,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -28,29 +29,16 @@
 
 static char *tv_opened_study = NULL;
 
-/* Kept plans, prepared on first use. */
-static SPIPlanPtr member_plan = NULL;
-static SPIPlanPtr scope_plan = NULL;
-
 /*
- * The open study if the current user may use it now, else NULL.  The caller
- * runs as the owner, connected to SPI.
+ * Does the current user hold a role in the study now?  The caller runs as
+ * the owner, connected to SPI.
  */
 static bool
 tv_still_member(const char *study, const char *requester)
 {
-	Oid			types[2] = {TEXTOID, NAMEOID};
-	Datum		values[2];
-	NameData	name;
-	bool		isnull;
-	SPIPlanPtr	plan;
+	TvStanding *s = tv_standing(study, requester);
 
-	plan = tv_kept_plan(&member_plan,
-						"SELECT EXISTS (SELECT 1 FROM trialvault._current_roles($1, $2))",
-						2, types);
-	values[0] = CStringGetTextDatum(study);
-	values[1] = tv_name_datum(&name, requester);
-	return DatumGetBool(tv_spi_value(plan, values, NULL, true, BOOLOID, &isnull));
+	return s != NULL && s->nroles > 0;
 }
 
 /*
@@ -134,44 +122,258 @@ tv_session_study(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(tv_opened_study));
 }
 
+/* A list of C strings as a text[], in CurrentMemoryContext. */
+static ArrayType *
+text_array(List *values)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(list_length(values), 1));
+	ListCell   *lc;
+	int			n = 0;
+
+	foreach(lc, values)
+		elems[n++] = CStringGetTextDatum((char *) lfirst(lc));
+	return construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT);
+}
+
 PG_FUNCTION_INFO_V1(tv_session_scope);
 
 /*
  * trialvault._session_scope(what): for the current user in the open study,
- * the list trialvault._scope() computes (sites whose documents they may
- * list, roles they hold, ...); empty when no study is open or they are no
- * longer a member.  What the secured views filter by.
+ * what tv_scope() lists (sites whose documents they may list, sites whose
+ * log they may read, roles they hold, sites they monitor now); empty when
+ * no study is open or they are no longer a member.  What the secured views
+ * filter by.
  */
 Datum
 tv_session_scope(PG_FUNCTION_ARGS)
 {
 	TvAsOwner	as;
 	char	   *requester;
-	NameData	name;
-	Oid			types[3] = {NAMEOID, TEXTOID, TEXTOID};
-	Datum		values[3];
-	char		nulls[3] = {' ', ' ', ' '};
-	Datum		result;
-	bool		isnull = true;
-	SPIPlanPtr	plan;
+	char	   *what;
+	TvStanding *s;
+	List	   *values = NIL;
+	ArrayType  *result;
+	MemoryContext outer = CurrentMemoryContext;
+	MemoryContext old;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("scope must not be NULL")));
+	/* The views of older versions ask for scopes that are gone. */
+	tv_require_schema();
 	if (tv_opened_study == NULL)
 		PG_RETURN_ARRAYTYPE_P(construct_empty_array(TEXTOID));
-
+	what = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	requester = GetUserNameFromId(GetUserId(), false);
-	values[0] = tv_name_datum(&name, requester);
-	values[1] = CStringGetTextDatum(tv_opened_study);
-	values[2] = PG_GETARG_DATUM(0);
 
 	tv_owner_spi_begin(&as);
-	plan = tv_kept_plan(&scope_plan, "SELECT trialvault._scope($1, $2, $3)", 3, types);
-	result = tv_spi_value(plan, values, nulls, true, TEXTARRAYOID, &isnull);
+	s = tv_standing(tv_opened_study, requester);
+	if (s)
+		values = tv_scope(s, what);
+	old = MemoryContextSwitchTo(outer);
+	result = text_array(values);
+	MemoryContextSwitchTo(old);
 	tv_owner_spi_end(&as);
-	if (isnull)
-		PG_RETURN_ARRAYTYPE_P(construct_empty_array(TEXTOID));
-	return result;
+	PG_RETURN_ARRAYTYPE_P(result);
+}
+
+/*
+ * What _may_open() keeps for the rest of its query: the current user's
+ * standing in the open study when the query started, and the sites they
+ * monitor, so that each row costs no query.
+ */
+typedef struct MayOpenCache
+{
+	bool		member;
+	TvStanding	standing;
+	List	   *monitor_sites;
+	char	   *requester;
+} MayOpenCache;
+
+static const char *
+cached_monitor_state(void *arg, const char *site)
+{
+	MayOpenCache *c = (MayOpenCache *) arg;
+	ListCell   *lc;
+
+	foreach(lc, c->monitor_sites)
+		if (strcmp((char *) lfirst(lc), site) == 0)
+			return "valid";
+	return "none";
+}
+
+static MayOpenCache *
+may_open_cache(FunctionCallInfo fcinfo)
+{
+	MayOpenCache *c = (MayOpenCache *) fcinfo->flinfo->fn_extra;
+	TvAsOwner	as;
+	TvStanding *s;
+	MemoryContext old;
+	int			i;
+
+	if (c)
+		return c;
+	c = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(MayOpenCache));
+	c->requester = MemoryContextStrdup(fcinfo->flinfo->fn_mcxt,
+									   GetUserNameFromId(GetUserId(), false));
+	if (tv_opened_study != NULL)
+	{
+		tv_owner_spi_begin(&as);
+		s = tv_standing(tv_opened_study, c->requester);
+		old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+		if (s && s->nroles > 0)
+		{
+			List	   *mon = tv_monitor_sites(s);
+			ListCell   *lc;
+
+			c->member = true;
+			c->standing = *s;
+			c->standing.roles = palloc(sizeof(TvRoleHeld) * s->nroles);
+			for (i = 0; i < s->nroles; i++)
+			{
+				c->standing.roles[i].role = s->roles[i].role;
+				c->standing.roles[i].site = s->roles[i].site ? pstrdup(s->roles[i].site) : NULL;
+			}
+			foreach(lc, mon)
+				c->monitor_sites = lappend(c->monitor_sites, pstrdup((char *) lfirst(lc)));
+		}
+		MemoryContextSwitchTo(old);
+		tv_owner_spi_end(&as);
+	}
+	fcinfo->flinfo->fn_extra = c;
+	return c;
+}
+
+PG_FUNCTION_INFO_V1(tv_may_open);
+
+/*
+ * trialvault._may_open(site, doc_type, contains_phi, loaded_by): whether
+ * the current user may open a document with these facts in the open study,
+ * by the rules open_document follows (emergencies aside).  my_documents
+ * shows the fingerprint of a PHI document's plaintext only then: anyone
+ * else could confirm a guess at its content by hashing it.
+ */
+Datum
+tv_may_open(PG_FUNCTION_ARGS)
+{
+	MayOpenCache *c;
+	TvDocFacts	d;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		PG_RETURN_BOOL(false);
+	c = may_open_cache(fcinfo);
+	if (!c->member)
+		PG_RETURN_BOOL(false);
+	d.site = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	d.doc_type = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	d.contains_phi = PG_GETARG_BOOL(2);
+	d.loaded_by = NameStr(*PG_GETARG_NAME(3));
+	PG_RETURN_BOOL(tv_reason_grants(tv_open_reason(&c->standing, &d, c->requester,
+												   cached_monitor_state, c)));
+}
+
+/* Does a list of C strings hold s? */
+static bool
+in_list(List *values, const char *s)
+{
+	ListCell   *lc;
+
+	foreach(lc, values)
+		if (strcmp((char *) lfirst(lc), s) == 0)
+			return true;
+	return false;
+}
+
+static int
+str_cmp(const ListCell *a, const ListCell *b)
+{
+	return strcmp((char *) lfirst(a), (char *) lfirst(b));
+}
+
+PG_FUNCTION_INFO_V1(tv_session_roles);
+
+/*
+ * trialvault._session_roles() RETURNS TABLE (site text, study_role text):
+ * the current user's roles in the open study (site NULL for study-wide
+ * ones); none when no study is open or they are no longer a member.
+ */
+Datum
+tv_session_roles(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	TvAsOwner	as;
+	TvStanding *s;
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (tv_opened_study == NULL)
+		return (Datum) 0;
+	tv_owner_spi_begin(&as);
+	s = tv_standing(tv_opened_study, GetUserNameFromId(as.save_userid, false));
+	for (i = 0; s && i < s->nroles; i++)
+	{
+		Datum		values[2];
+		bool		nulls[2] = {false, false};
+
+		if (s->roles[i].site)
+			values[0] = CStringGetTextDatum(s->roles[i].site);
+		else
+			nulls[0] = true;
+		values[1] = CStringGetTextDatum(tv_role_name(s->roles[i].role));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	tv_owner_spi_end(&as);
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(tv_session_sites);
+
+/*
+ * trialvault._session_sites() RETURNS TABLE (site text, my_roles text[],
+ * may_load boolean, may_open text): for each site of the open study whose
+ * documents the current user may list, the roles they hold there (or
+ * study-wide), whether they may load documents there, and what they may
+ * open there in words.
+ */
+Datum
+tv_session_sites(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	TvAsOwner	as;
+	TvStanding *s;
+	List	   *sites;
+	List	   *monitored;
+	ListCell   *lc;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (tv_opened_study == NULL)
+		return (Datum) 0;
+	tv_owner_spi_begin(&as);
+	s = tv_standing(tv_opened_study, GetUserNameFromId(as.save_userid, false));
+	if (s)
+	{
+		sites = tv_scope(s, "documents");
+		monitored = tv_monitor_sites(s);
+		foreach(lc, sites)
+		{
+			const char *site = lfirst(lc);
+			List	   *roles = NIL;
+			Datum		values[4];
+			bool		nulls[4] = {false, false, false, false};
+			int			i;
+
+			for (i = 0; i < s->nroles; i++)
+				if (s->roles[i].site == NULL || strcmp(s->roles[i].site, site) == 0)
+					roles = lappend(roles, (char *) tv_role_name(s->roles[i].role));
+			list_sort(roles, str_cmp);
+			values[0] = CStringGetTextDatum(site);
+			values[1] = PointerGetDatum(text_array(roles));
+			values[2] = BoolGetDatum(tv_may_load(s, site));
+			values[3] = CStringGetTextDatum(tv_site_openings(s, site, in_list(monitored, site)));
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
+	}
+	tv_owner_spi_end(&as);
+	return (Datum) 0;
 }

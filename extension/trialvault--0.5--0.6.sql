@@ -229,6 +229,114 @@ $$;
 -- Only tests called it.
 DROP FUNCTION trialvault._xml_nodes(xml);
 
+-- The access rules of open_document in one place, in C (extension/rules.c):
+-- the SQL decision it used to fall back to goes, with the helpers it
+-- shared with _revoke_monitor folded into _monitor_now.
+DROP FUNCTION trialvault._open_decision(bigint, name, boolean, text);
+DROP FUNCTION trialvault._open_grant(bigint, name);
+CREATE FUNCTION trialvault._monitor_now(study text, site text, monitor name) RETURNS text
+	LANGUAGE sql STABLE AS $$
+	SELECT trialvault._monitor_state($1, $2, $3,
+		(SELECT max(m.changed_at) FROM trialvault.memberships m
+		 WHERE m.study = $1 AND m.member = $3 AND m.study_role = 'monitor' AND m.granted))
+$$;
+COMMENT ON FUNCTION trialvault._monitor_now(text, text, name) IS
+	'Internal: a monitor''s authorization for a site right now, counting only authorizations given since the monitor role was last granted: valid, expired, revoked or none.';
+
+CREATE FUNCTION trialvault._emergency_reason_ok(reason text) RETURNS boolean
+	LANGUAGE sql IMMUTABLE AS $$
+	SELECT coalesce(array_length(regexp_split_to_array(btrim(coalesce($1, '')), '\s+'), 1), 0) >= 3
+		   AND length(btrim(coalesce($1, ''))) >= 12
+$$;
+COMMENT ON FUNCTION trialvault._emergency_reason_ok(text) IS
+	'Internal: whether an emergency_open reason is one: at least three words and twelve characters.';
+REVOKE ALL ON FUNCTION trialvault._monitor_now(text, text, name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION trialvault._emergency_reason_ok(text) FROM PUBLIC;
+CREATE OR REPLACE FUNCTION trialvault._revoke_monitor(requester name, monitor name, study text, site text)
+	RETURNS void
+	LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM trialvault._require_args('revoke_monitor', monitor, study, site);
+	PERFORM trialvault._require_investigator(requester, 'revoke a monitor', study, site);
+	IF trialvault._monitor_now(study, site, monitor) <> 'valid' THEN
+		RAISE NOTICE '% holds no valid monitor authorization for site % of study %; nothing to revoke',
+			monitor, site, study;
+		RETURN;
+	END IF;
+	INSERT INTO trialvault.monitor_authorizations (study, site, monitor, valid_until, granted, changed_by)
+		VALUES (study, site, monitor, NULL, false, requester);
+	PERFORM trialvault._audit('monitor_revoked', requester, study, site, NULL, monitor::text);
+END
+$$;
+
+
+-- The views ask the same rules as open_document (rules.c), instead of
+-- restating them in SQL over 'site:role' strings that _scope() built.
+CREATE FUNCTION trialvault._may_open(site text, doc_type text, contains_phi boolean, loaded_by name)
+	RETURNS boolean
+	LANGUAGE C STABLE AS 'MODULE_PATHNAME', 'tv_may_open';
+REVOKE ALL ON FUNCTION trialvault._may_open(text, text, boolean, name) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION trialvault._may_open(text, text, boolean, name) TO trialvault_user;
+COMMENT ON FUNCTION trialvault._may_open(text, text, boolean, name) IS
+	'Whether the current user may open a document with these facts in the session''s open study, by the rules open_document follows (emergencies aside). Only ever about the caller.';
+
+CREATE FUNCTION trialvault._session_roles(OUT site text, OUT study_role text)
+	RETURNS SETOF record
+	LANGUAGE C STABLE AS 'MODULE_PATHNAME', 'tv_session_roles';
+REVOKE ALL ON FUNCTION trialvault._session_roles() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION trialvault._session_roles() TO trialvault_user;
+COMMENT ON FUNCTION trialvault._session_roles() IS
+	'The current user''s roles in the session''s open study (site NULL for study-wide roles). Only ever about the caller.';
+
+CREATE FUNCTION trialvault._session_sites(OUT site text, OUT my_roles text[],
+	OUT may_load boolean, OUT may_open text)
+	RETURNS SETOF record
+	LANGUAGE C STABLE AS 'MODULE_PATHNAME', 'tv_session_sites';
+REVOKE ALL ON FUNCTION trialvault._session_sites() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION trialvault._session_sites() TO trialvault_user;
+COMMENT ON FUNCTION trialvault._session_sites() IS
+	'For each site of the session''s open study whose documents the current user may list: their roles there (or study-wide), whether they may load documents there, and what they may open there. Only ever about the caller.';
+
+COMMENT ON FUNCTION trialvault._session_scope(text) IS
+	'What the secured views filter by, for the current user in the session''s open study (empty when none is open or they hold no role there): documents (sites whose documents they may list), log_sites (sites whose decryption log they may read), roles (the roles they hold), monitor_sites (sites they are authorized to monitor now). Only ever about the caller, so it cannot be pointed at someone else.';
+
+CREATE OR REPLACE VIEW trialvault.my_documents WITH (security_barrier) AS
+	SELECT d.doc_id, d.study, d.site, d.doc_type, d.contains_phi, d.metadata,
+		   d.metadata_schema, d.metadata_schema_version, d.metadata_sha256,
+		   d.loaded_by, d.loaded_at, d.content_length,
+		   CASE WHEN trialvault._may_open(d.site, d.doc_type, d.contains_phi, d.loaded_by)
+				THEN d.content_sha256 END AS content_sha256
+	FROM trialvault.documents d
+	WHERE d.study = (SELECT trialvault._session_study())
+	  AND d.site = ANY ((SELECT trialvault._session_scope('documents'))::text[]);
+COMMENT ON VIEW trialvault.my_documents IS
+	'Documents of the open study the current user may see (site staff and investigators: their sites; monitors: sites they are authorized for now; safety, sponsor, auditor: all sites). Metadata and fingerprints only, never content; the fingerprint of a PHI document only for those who may open it.';
+
+CREATE OR REPLACE VIEW trialvault.my_sites WITH (security_barrier) AS
+	SELECT s.study, s.site, s.name, x.my_roles, x.may_load, x.may_open
+	FROM trialvault.sites s
+	JOIN trialvault._session_sites() x ON x.site = s.site
+	WHERE s.study = (SELECT trialvault._session_study());
+COMMENT ON VIEW trialvault.my_sites IS
+	'Sites of the open study whose documents the current user may list, with their roles there, whether they may load documents, and what they may open.';
+
+CREATE OR REPLACE VIEW trialvault.my_roles WITH (security_barrier) AS
+	SELECT trialvault.current_study() AS study, r.site, r.study_role
+	FROM trialvault._session_roles() r;
+COMMENT ON VIEW trialvault.my_roles IS
+	'The current user''s roles in the open study (site NULL for study-wide roles).';
+
+DROP FUNCTION trialvault._scope(name, text, text);
+
+-- load_document in one direction (extension/load.c): C decides, inspects
+-- and encrypts, and SQL only checks that the study and site exist, inserts
+-- and records; the plpgsql body that called back into C for each step goes.
+CREATE OR REPLACE FUNCTION trialvault.load_document(study text, site text, doc_type text,
+	contains_phi boolean, metadata xml, content bytea, schema_name text DEFAULT NULL)
+	RETURNS bigint
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_load_document';
+DROP FUNCTION trialvault._load_document(name, text, text, text, boolean, xml, bytea, text);
+
 -- log_writer_status() gets a C symbol of its own version (the 0.3 to 0.5
 -- scripts share one that goes by the declared columns).
 CREATE OR REPLACE FUNCTION trialvault.log_writer_status(

@@ -15,11 +15,20 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
+#include "storage/proc.h"
 #include "storage/shmem.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
 #include "utils/guc.h"
 
 #include "trialvault.h"
@@ -110,4 +119,49 @@ tv_require_preload_sql(PG_FUNCTION_ARGS)
 {
 	tv_require_preload();
 	PG_RETURN_VOID();
+}
+
+/*
+ * tv_require_schema: refuse when this database's trialvault objects are not
+ * those of this library's version: the library was upgraded and ALTER
+ * EXTENSION trialvault UPDATE has not run yet.  Entry points that rely on
+ * SQL objects of the current version call it (the older objects would fail
+ * them halfway, or the older views ask for what no longer exists).  Checked
+ * once per transaction.
+ */
+void
+tv_require_schema(void)
+{
+	static LocalTransactionId checked = InvalidLocalTransactionId;
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	char	   *version = NULL;
+
+	if (checked == MyProc->lxid)
+		return;
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum("trialvault"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			version = TextDatumGetCString(d);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	if (version == NULL || strcmp(version, TV_EXTVERSION) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("trialvault's objects in this database are version %s, its library is version %s",
+						version ? version : "(none)", TV_EXTVERSION),
+				 errhint("Run ALTER EXTENSION trialvault UPDATE.")));
+	checked = MyProc->lxid;
 }

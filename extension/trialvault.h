@@ -22,9 +22,13 @@
  *					verify() and the upgrade test
  *	owner.c			running as the extension's owner for the real caller
  *					(every management function), SPI and kept plans
+ *	rules.c			the access rules, each written once: who may open,
+ *					load, list and read what in a study
  *	crypto.c		master key, per-study data keys, field encryption
  *	access.c		open_document and emergency_open
- *	session.c		the session's open study and the scope the views filter by
+ *	load.c			load_document
+ *	session.c		the session's open study, and what the views ask about
+ *					the current user in it
  *	xmldoc.c, xmlschema.c, xmlscreen.c, c14n.c, xmlextract.c, inspect.c
  *					XML metadata (see xmlmeta.h): safe parsing, XSD
  *					validation, PHI screening, the canonical form, typed
@@ -95,6 +99,8 @@ tv_name_datum(NameData *buf, const char *s)
 
 /* trialvault.c */
 extern bool tv_loaded_at_preload;
+extern void tv_require_preload(void);
+extern void tv_require_schema(void);
 
 /* canon.c */
 #define TV_SHA_CONTENT	0
@@ -125,6 +131,17 @@ extern void tv_row_hash(int64 seq, const uint8 *prev_digest,
 extern bool tv_row_hash_matches(TupleDesc tupdesc, HeapTuple tuple,
 								const TvChainCols *cols, int64 seq,
 								const uint8 *prev_digest, const uint8 *stored_hash);
+
+/* inspect.c: metadata screened, validated and hashed for document loading */
+typedef struct TvInspection
+{
+	char	   *schema;			/* the schema checked against; NULL: none */
+	int32		version;		/* its version */
+	uint8		hash[TV_HASH_LEN];	/* SHA-256 of the canonical form */
+} TvInspection;
+
+extern void tv_inspect(text *study, struct varlena *doc, text *schema_name,
+					   TvInspection *out);
 
 /* xmldoc.c (the XML metadata files: xmlmeta.h) */
 extern int	tv_max_metadata_size;
@@ -192,6 +209,62 @@ extern Datum tv_spi_value(struct _SPI_plan *plan, Datum *values, const char *nul
 						  bool read_only, Oid type, bool *isnull);
 extern Datum tv_call_as_owner(PG_FUNCTION_ARGS);
 
+/* rules.c: who may do what in a study */
+typedef enum TvStudyRole
+{
+	TV_ROLE_SITE_STAFF,
+	TV_ROLE_INVESTIGATOR,
+	TV_ROLE_MONITOR,
+	TV_ROLE_SAFETY,
+	TV_ROLE_SPONSOR,
+	TV_ROLE_AUDITOR,
+	TV_NROLES
+} TvStudyRole;
+
+typedef struct TvRoleHeld
+{
+	char	   *site;			/* NULL: study-wide */
+	TvStudyRole role;
+} TvRoleHeld;
+
+/* A member's roles in one study now. */
+typedef struct TvStanding
+{
+	char		study[TV_LOG_TEXT];
+	NameData	member;
+	uint64		gens[2];		/* of memberships and studies, when read */
+	int32		study_id;
+	bool		ever_member;	/* held a role once, even if none now */
+	int			nroles;
+	TvRoleHeld *roles;
+} TvStanding;
+
+/* What the rules look at in a document. */
+typedef struct TvDocFacts
+{
+	const char *site;
+	const char *doc_type;
+	bool		contains_phi;
+	const char *loaded_by;
+} TvDocFacts;
+
+/* A monitor's authorization at a site now: valid, expired, revoked, none. */
+typedef const char *(*TvMonitorStateFn) (void *arg, const char *site);
+
+extern const char *tv_role_name(TvStudyRole role);
+extern TvStanding *tv_standing(const char *study, const char *member);
+extern bool tv_holds(const TvStanding *s, const char *site, TvStudyRole role);
+extern bool tv_may_load(const TvStanding *s, const char *site);
+extern bool tv_reason_grants(const char *reason);
+extern const char *tv_open_reason(const TvStanding *s, const TvDocFacts *d,
+								  const char *requester,
+								  TvMonitorStateFn monitor_state, void *arg);
+extern const char *tv_emergency_reason(Oid requester, const char *why);
+extern struct List *tv_monitor_sites(const TvStanding *s);
+extern struct List *tv_scope(const TvStanding *s, const char *what);
+extern const char *tv_site_openings(const TvStanding *s, const char *site,
+									bool monitor_valid);
+
 /* session.c */
 extern const char *tv_session_study_raw(void);
 
@@ -208,7 +281,6 @@ extern bool tv_relation_can_be_guarded(Oid relid);
 extern void tv_refuse_protected(Oid relid, const char *what, const char *hint);
 extern void tv_refuse_late_trigger(Oid relid, const char *tgname);
 extern void tv_check_drop_guarded(Oid classId, Oid objectId, int subId);
-extern void tv_require_preload(void);
 
 /* ddlguard.c */
 extern void tv_ddlguard_init(void);

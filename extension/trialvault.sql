@@ -913,6 +913,23 @@ $$;
 COMMENT ON FUNCTION trialvault._monitor_state(text, text, name, timestamptz) IS
 	'Internal: a monitor''s authorization for a site right now: valid, expired, revoked or none. Authorizations given before "since" (the monitor''s current role grant) count as none: revoking the monitor role ends them for good.';
 
+CREATE FUNCTION trialvault._monitor_now(study text, site text, monitor name) RETURNS text
+	LANGUAGE sql STABLE AS $$
+	SELECT trialvault._monitor_state($1, $2, $3,
+		(SELECT max(m.changed_at) FROM trialvault.memberships m
+		 WHERE m.study = $1 AND m.member = $3 AND m.study_role = 'monitor' AND m.granted))
+$$;
+COMMENT ON FUNCTION trialvault._monitor_now(text, text, name) IS
+	'Internal: a monitor''s authorization for a site right now, counting only authorizations given since the monitor role was last granted: valid, expired, revoked or none.';
+
+CREATE FUNCTION trialvault._emergency_reason_ok(reason text) RETURNS boolean
+	LANGUAGE sql IMMUTABLE AS $$
+	SELECT coalesce(array_length(regexp_split_to_array(btrim(coalesce($1, '')), '\s+'), 1), 0) >= 3
+		   AND length(btrim(coalesce($1, ''))) >= 12
+$$;
+COMMENT ON FUNCTION trialvault._emergency_reason_ok(text) IS
+	'Internal: whether an emergency_open reason is one: at least three words and twelve characters.';
+
 -- ---------------------------------------------------------------------
 -- Management.  The public functions are C entry points (tv_call_as_owner)
 -- that call the function of the same name with a leading underscore.
@@ -1092,10 +1109,7 @@ CREATE FUNCTION trialvault._revoke_monitor(requester name, monitor name, study t
 BEGIN
 	PERFORM trialvault._require_args('revoke_monitor', monitor, study, site);
 	PERFORM trialvault._require_investigator(requester, 'revoke a monitor', study, site);
-	IF trialvault._monitor_state(study, site, monitor,
-		(SELECT max(m.changed_at) FROM trialvault.memberships m
-		 WHERE m.study = _revoke_monitor.study AND m.member = _revoke_monitor.monitor
-		   AND m.study_role = 'monitor' AND m.granted)) <> 'valid' THEN
+	IF trialvault._monitor_now(study, site, monitor) <> 'valid' THEN
 		RAISE NOTICE '% holds no valid monitor authorization for site % of study %; nothing to revoke',
 			monitor, site, study;
 		RETURN;
@@ -1198,151 +1212,11 @@ REVOKE ALL ON trialvault.decryption_log FROM PUBLIC;
 
 
 
--- Document loading checks and hashes the metadata in that one pass.
-CREATE FUNCTION trialvault._load_document(requester name, study text, site text,
-	doc_type text, contains_phi boolean, metadata xml, content bytea, schema_name text)
-	RETURNS bigint
-	LANGUAGE plpgsql AS $$
-DECLARE
-	sid integer;
-	id bigint;
-	ver integer;
-	sname text;
-	mhash bytea;
-	state text;
-	msg text;
-BEGIN
-	IF study IS NULL OR site IS NULL OR doc_type IS NULL OR contains_phi IS NULL
-	   OR metadata IS NULL OR content IS NULL THEN
-		RAISE EXCEPTION 'arguments of trialvault.load_document must not be NULL (only schema_name may be)'
-			USING ERRCODE = 'null_value_not_allowed';
-	END IF;
-	sid := trialvault._require_study(study);
-	PERFORM trialvault._require_site(study, site);
-	IF doc_type NOT IN ('source', 'protocol', 'blank_crf', 'sae', 'eform', 'other') THEN
-		RAISE EXCEPTION 'unknown document type "%"', left(doc_type, 100)
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Document types: source, protocol, blank_crf, sae, eform, other.';
-	END IF;
-	IF NOT EXISTS (SELECT 1 FROM trialvault._current_roles(study, requester) c
-				   WHERE c.site = _load_document.site
-					 AND c.study_role IN ('site_staff', 'investigator')) THEN
-		RAISE EXCEPTION 'permission denied to load documents for site % of study %', site, study
-			USING ERRCODE = 'insufficient_privilege',
-				  DETAIL = format('Role %s is neither site staff nor investigator of that site.', requester),
-				  HINT = 'A trialvault_admin grants study roles with trialvault.grant_role().';
-	END IF;
-	IF length(content) = 0 THEN
-		RAISE EXCEPTION 'document content is empty' USING ERRCODE = 'invalid_parameter_value';
-	END IF;
 
-	BEGIN
-		SELECT i.checked_schema, i.checked_version, i.metadata_sha256 INTO sname, ver, mhash
-			FROM trialvault.inspect_metadata(study, metadata, schema_name) i;
-	EXCEPTION WHEN data_exception THEN
-		GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-		IF state = '22000' THEN
-			-- A PHI refusal: on record even though this transaction fails.
-			-- If that cannot be done, the load is refused all the same.
-			BEGIN
-				PERFORM trialvault._audit_durable('metadata_phi_refused', requester, study, site, NULL, msg);
-			EXCEPTION WHEN OTHERS THEN
-				GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = PG_EXCEPTION_DETAIL;
-				RAISE WARNING 'the refusal below could not be put on record: %', msg
-					USING DETAIL = state;
-			END;
-		END IF;
-		RAISE;
-	END;
-
-	id := nextval(pg_get_serial_sequence('trialvault.documents', 'doc_id'));
-	INSERT INTO trialvault.documents (doc_id, study, site, doc_type, contains_phi,
-		metadata, metadata_schema, metadata_schema_version, metadata_sha256,
-		content, content_enc, content_length, content_sha256, loaded_by)
-	VALUES (id, study, site, doc_type, contains_phi,
-		metadata, sname, ver, mhash,
-		CASE WHEN contains_phi THEN NULL ELSE content END,
-		CASE WHEN contains_phi THEN trialvault._encrypt(sid, study, id, 'content', content) END,
-		length(content), sha256(content), requester);
-	PERFORM trialvault._audit('document_loaded', requester, study, site, id, doc_type);
-	RETURN id;
-END
-$$;
-
--- What open_document and emergency_open decide, for the C entry points.
--- Plain SQL (not plpgsql), STABLE and set-returning, so that the planner
--- inlines them into the caller's kept plans: the decision runs on every
--- decryption, and a procedural version cost more than everything else on
--- that path together.  _open_grant() is the common case (the document, the
--- caller's roles, and the reason when one of the everyday rules grants
--- access); _open_decision() builds on it and decides every case.
-CREATE FUNCTION trialvault._open_grant(p_doc bigint, p_requester name)
-	RETURNS TABLE (found boolean, study text, site text, doc_type text,
-				   contains_phi boolean, loaded_by name, study_id integer,
-				   content bytea, content_enc bytea, roles text[], reason text)
-	LANGUAGE sql STABLE AS $$
-SELECT d.doc_id IS NOT NULL, d.study, d.site, d.doc_type, d.contains_phi, d.loaded_by,
-	   d.study_id, d.content, d.content_enc, r.roles,
-	   CASE WHEN d.doc_id IS NULL OR r.roles = '{}' THEN NULL
-			WHEN d.loaded_by = p_requester THEN 'loader'
-			WHEN NOT d.contains_phi THEN 'no_phi'
-			WHEN d.site || ':site_staff' = ANY (r.roles) THEN 'site_staff'
-			WHEN d.site || ':investigator' = ANY (r.roles) THEN 'investigator'
-			WHEN d.doc_type = 'sae' AND '*:safety' = ANY (r.roles) THEN 'safety' END
-FROM (SELECT 1) one
-LEFT JOIN (SELECT doc.doc_id, doc.study, doc.site, doc.doc_type, doc.contains_phi,
-				  doc.loaded_by, doc.content, doc.content_enc, s.study_id
-		   FROM trialvault.documents doc
-		   JOIN trialvault.studies s ON s.code = doc.study
-		   WHERE doc.doc_id = p_doc) d ON true
-CROSS JOIN LATERAL (
-	SELECT coalesce(array_agg(coalesce(c.site, '*') || ':' || c.study_role), '{}') AS roles
-	FROM trialvault._current_roles(d.study, p_requester) c) r
-$$;
-
-CREATE FUNCTION trialvault._open_decision(p_doc bigint, p_requester name,
-	p_emergency boolean, p_reason text)
-	RETURNS TABLE (granted boolean, reason text, study text, site text,
-				   study_id integer, contains_phi boolean, content bytea,
-				   content_enc bytea)
-	LANGUAGE sql STABLE AS $$
-SELECT x.reason IN ('loader', 'no_phi', 'site_staff', 'investigator', 'safety', 'monitor', 'emergency'),
-	   x.reason, g.study, g.site, g.study_id, g.contains_phi,
-	   CASE WHEN x.reason IN ('loader', 'no_phi', 'site_staff', 'investigator', 'safety', 'monitor', 'emergency')
-			THEN g.content END,
-	   CASE WHEN x.reason IN ('loader', 'no_phi', 'site_staff', 'investigator', 'safety', 'monitor', 'emergency')
-			THEN g.content_enc END
-FROM trialvault._open_grant(p_doc, p_requester) g
-CROSS JOIN LATERAL (
-	SELECT CASE
-	WHEN NOT g.found THEN 'no_such_document'
-	WHEN p_emergency THEN
-		CASE WHEN NOT pg_has_role(p_requester, 'trialvault_emergency', 'MEMBER')
-				THEN 'emergency_not_authorized'
-			 WHEN coalesce(array_length(regexp_split_to_array(btrim(coalesce(p_reason, '')), '\s+'), 1), 0) < 3
-				  OR length(btrim(coalesce(p_reason, ''))) < 12
-				THEN 'emergency_reason_missing'
-			 ELSE 'emergency' END
-	WHEN g.roles = '{}' THEN
-		CASE WHEN EXISTS (SELECT 1 FROM trialvault.memberships m
-						  WHERE m.study = g.study AND m.member = p_requester)
-			 THEN 'membership_revoked' ELSE 'not_a_member' END
-	WHEN g.reason IS NOT NULL THEN g.reason
-	WHEN '*:monitor' = ANY (g.roles) THEN
-		(SELECT CASE mon.state WHEN 'valid' THEN 'monitor'
-							   WHEN 'expired' THEN 'monitor_authorization_expired'
-							   WHEN 'revoked' THEN 'monitor_authorization_revoked'
-							   ELSE 'monitor_not_authorized' END
-		 FROM trialvault._monitor_state(g.study, g.site, p_requester,
-				(SELECT max(m.changed_at) FROM trialvault.memberships m
-				 WHERE m.study = g.study AND m.member = p_requester
-				   AND m.study_role = 'monitor' AND m.granted)) mon(state))
-	WHEN '*:sponsor' = ANY (g.roles) AND g.roles <@ ARRAY['*:sponsor', '*:auditor'] THEN 'sponsor_no_phi'
-	WHEN g.roles <@ ARRAY['*:auditor'] THEN 'auditor_no_phi'
-	WHEN EXISTS (SELECT 1 FROM unnest(g.roles) e
-				 WHERE e LIKE '%:site_staff' OR e LIKE '%:investigator') THEN 'other_site'
-	ELSE 'not_entitled' END AS reason) x
-$$;
+-- What open_document and emergency_open decide is decided in C, by the
+-- rules of extension/rules.c; SQL gives them data: the roles held now
+-- (_current_roles), a monitor's authorization now (_monitor_now) and
+-- whether an emergency reason is one (_emergency_reason_ok).
 
 DO $$
 DECLARE
@@ -1352,11 +1226,11 @@ BEGIN
 			 WHERE p.pronamespace = 'trialvault'::regnamespace
 			   AND p.proname IN ('_encrypt', '_ciphertext_ok', '_new_study_key', '_rewrap_keys', '_audit_durable',
 								 '_audit', '_require_admin', '_require_study', '_require_site',
-								 '_current_roles', '_monitor_state', '_create_study', '_add_site',
+								 '_current_roles', '_monitor_state', '_monitor_now', '_emergency_reason_ok',
+								 '_create_study', '_add_site',
 								 '_check_role_args', '_grant_role', '_revoke_role',
 								 '_require_investigator', '_authorize_monitor', '_revoke_monitor',
-								 '_rotate_study_key', '_rewrap_data_keys', '_load_document',
-								 '_open_grant', '_open_decision')
+								 '_rotate_study_key', '_rewrap_data_keys')
 	LOOP
 		EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
 		IF obj_description(f, 'pg_proc') IS NULL THEN
@@ -1417,7 +1291,7 @@ COMMENT ON FUNCTION trialvault.rewrap_data_keys() IS
 CREATE FUNCTION trialvault.load_document(study text, site text, doc_type text,
 	contains_phi boolean, metadata xml, content bytea, schema_name text DEFAULT NULL)
 	RETURNS bigint
-	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_call_as_owner';
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_load_document';
 COMMENT ON FUNCTION trialvault.load_document(text, text, text, boolean, xml, bytea, text) IS
 	'Loads a document for a site: the caller must be site staff or investigator there. Metadata is screened for PHI and validated (check_metadata); content with PHI is stored AES-256-GCM encrypted. Returns the document id.';
 
@@ -1508,75 +1382,7 @@ CREATE FUNCTION trialvault.current_study() RETURNS text
 COMMENT ON FUNCTION trialvault.current_study() IS
 	'The session''s open study, or NULL when none is open or the current user no longer holds a role in it. Kept in the backend, not in a setting: SET and set_config() cannot change it.';
 
--- What the current user may see in a study, by kind:
---   documents     sites whose documents they may list
---   monitor_sites sites they are authorized to monitor now
---   log_sites     sites whose decryption log they may read (investigators; auditors: all)
---   phi_sites     sites whose PHI documents they may open: their own sites as
---                 site staff or investigator, and those they monitor now
---   roles         the study roles they hold
---   role_entries  'site:role' for each role held ('*' for study-wide roles)
-CREATE FUNCTION trialvault._scope(requester name, study text, what text) RETURNS text[]
-	LANGUAGE plpgsql AS $$
-DECLARE
-	roles text[];
-	mon_since timestamptz;
-BEGIN
-	SELECT coalesce(array_agg(coalesce(c.site, '*') || ':' || c.study_role), '{}')
-		INTO roles FROM trialvault._current_roles(study, requester) c;
-	IF roles = '{}' THEN
-		RETURN '{}';
-	END IF;
-	CASE what
-	WHEN 'roles' THEN
-		RETURN ARRAY(SELECT DISTINCT split_part(r, ':', 2) FROM unnest(roles) r ORDER BY 1);
-	WHEN 'role_entries' THEN
-		RETURN roles;
-	WHEN 'documents' THEN
-		IF roles && ARRAY['*:safety', '*:sponsor', '*:auditor'] THEN
-			RETURN ARRAY(SELECT s.site FROM trialvault.sites s WHERE s.study = _scope.study);
-		END IF;
-		-- Sites of the caller's own site roles, plus those a monitor is
-		-- authorized for (a statement of its own, so that the common case
-		-- keeps a generic plan).
-		RETURN ARRAY(SELECT split_part(r, ':', 1) FROM unnest(roles) r
-					 WHERE split_part(r, ':', 2) IN ('site_staff', 'investigator'))
-			|| CASE WHEN '*:monitor' = ANY (roles)
-					THEN trialvault._scope(requester, study, 'monitor_sites')
-					ELSE '{}'::text[] END;
-	WHEN 'monitor_sites' THEN
-		IF NOT '*:monitor' = ANY (roles) THEN
-			RETURN '{}';
-		END IF;
-		SELECT max(m.changed_at) INTO mon_since FROM trialvault.memberships m
-			WHERE m.study = _scope.study AND m.member = requester
-			  AND m.study_role = 'monitor' AND m.granted;
-		RETURN ARRAY(SELECT s.site FROM trialvault.sites s
-					 WHERE s.study = _scope.study
-					   AND trialvault._monitor_state(_scope.study, s.site, requester, mon_since) = 'valid');
-	WHEN 'phi_sites' THEN
-		RETURN ARRAY(SELECT split_part(r, ':', 1) FROM unnest(roles) r
-					 WHERE split_part(r, ':', 2) IN ('site_staff', 'investigator'))
-			|| CASE WHEN '*:monitor' = ANY (roles)
-					THEN trialvault._scope(requester, study, 'monitor_sites')
-					ELSE '{}'::text[] END;
-	WHEN 'log_sites' THEN
-		IF '*:auditor' = ANY (roles) THEN
-			RETURN ARRAY(SELECT s.site FROM trialvault.sites s WHERE s.study = _scope.study);
-		END IF;
-		RETURN ARRAY(SELECT split_part(r, ':', 1) FROM unnest(roles) r
-					 WHERE split_part(r, ':', 2) = 'investigator');
-	ELSE
-		RAISE EXCEPTION 'unknown scope "%"', left(what, 100)
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Scopes: documents, monitor_sites, phi_sites, log_sites, roles, role_entries.';
-	END CASE;
-END
-$$;
-REVOKE ALL ON FUNCTION trialvault._scope(name, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION trialvault._open_study(name, text) FROM PUBLIC;
-COMMENT ON FUNCTION trialvault._scope(name, text, text) IS
-	'Internal: what a member may see in a study (documents, monitor_sites, phi_sites, log_sites, roles, role_entries); empty for non-members.';
 COMMENT ON FUNCTION trialvault._open_study(name, text) IS
 	'Internal: body of open_study(); checks the membership and records the event.';
 
@@ -1595,7 +1401,32 @@ CREATE FUNCTION trialvault._session_scope(what text) RETURNS text[]
 REVOKE ALL ON FUNCTION trialvault._session_scope(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION trialvault._session_scope(text) TO trialvault_user;
 COMMENT ON FUNCTION trialvault._session_scope(text) IS
-	'What the secured views filter by: trialvault._scope() for the current user in the session''s open study (empty when none is open). Only ever about the caller, so it cannot be pointed at someone else.';
+	'What the secured views filter by, for the current user in the session''s open study (empty when none is open or they hold no role there): documents (sites whose documents they may list), log_sites (sites whose decryption log they may read), roles (the roles they hold), monitor_sites (sites they are authorized to monitor now). Only ever about the caller, so it cannot be pointed at someone else.';
+
+CREATE FUNCTION trialvault._may_open(site text, doc_type text, contains_phi boolean, loaded_by name)
+	RETURNS boolean
+	LANGUAGE C STABLE AS 'MODULE_PATHNAME', 'tv_may_open';
+REVOKE ALL ON FUNCTION trialvault._may_open(text, text, boolean, name) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION trialvault._may_open(text, text, boolean, name) TO trialvault_user;
+COMMENT ON FUNCTION trialvault._may_open(text, text, boolean, name) IS
+	'Whether the current user may open a document with these facts in the session''s open study, by the rules open_document follows (emergencies aside). Only ever about the caller.';
+
+CREATE FUNCTION trialvault._session_roles(OUT site text, OUT study_role text)
+	RETURNS SETOF record
+	LANGUAGE C STABLE AS 'MODULE_PATHNAME', 'tv_session_roles';
+REVOKE ALL ON FUNCTION trialvault._session_roles() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION trialvault._session_roles() TO trialvault_user;
+COMMENT ON FUNCTION trialvault._session_roles() IS
+	'The current user''s roles in the session''s open study (site NULL for study-wide roles). Only ever about the caller.';
+
+CREATE FUNCTION trialvault._session_sites(OUT site text, OUT my_roles text[],
+	OUT may_load boolean, OUT may_open text)
+	RETURNS SETOF record
+	LANGUAGE C STABLE AS 'MODULE_PATHNAME', 'tv_session_sites';
+REVOKE ALL ON FUNCTION trialvault._session_sites() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION trialvault._session_sites() TO trialvault_user;
+COMMENT ON FUNCTION trialvault._session_sites() IS
+	'For each site of the session''s open study whose documents the current user may list: their roles there (or study-wide), whether they may load documents there, and what they may open there. Only ever about the caller.';
 
 -- ---------------------------------------------------------------------
 -- Secured views.  Owned by the extension's owner (so they read the base
@@ -1604,16 +1435,13 @@ COMMENT ON FUNCTION trialvault._session_scope(text) IS
 -- ---------------------------------------------------------------------
 
 -- The fingerprint of a PHI document's plaintext is shown only to those who
--- may open the document (the rules of _open_grant: loader, site staff and
--- investigators of its site, monitors authorized for it now, safety for an
--- SAE): anyone else could confirm a guess at its content by hashing it.
+-- may open the document (by the rules open_document follows, _may_open):
+-- anyone else could confirm a guess at its content by hashing it.
 CREATE VIEW trialvault.my_documents WITH (security_barrier) AS
 	SELECT d.doc_id, d.study, d.site, d.doc_type, d.contains_phi, d.metadata,
 		   d.metadata_schema, d.metadata_schema_version, d.metadata_sha256,
 		   d.loaded_by, d.loaded_at, d.content_length,
-		   CASE WHEN NOT d.contains_phi OR d.loaded_by = CURRENT_USER
-					 OR d.site = ANY ((SELECT trialvault._session_scope('phi_sites'))::text[])
-					 OR (d.doc_type = 'sae' AND 'safety' = ANY ((SELECT trialvault._session_scope('roles'))::text[]))
+		   CASE WHEN trialvault._may_open(d.site, d.doc_type, d.contains_phi, d.loaded_by)
 				THEN d.content_sha256 END AS content_sha256
 	FROM trialvault.documents d
 	WHERE d.study = (SELECT trialvault._session_study())
@@ -1622,30 +1450,16 @@ COMMENT ON VIEW trialvault.my_documents IS
 	'Documents of the open study the current user may see (site staff and investigators: their sites; monitors: sites they are authorized for now; safety, sponsor, auditor: all sites). Metadata and fingerprints only, never content; the fingerprint of a PHI document only for those who may open it.';
 
 CREATE VIEW trialvault.my_sites WITH (security_barrier) AS
-	SELECT s.study, s.site, s.name,
-		   ARRAY(SELECT split_part(r, ':', 2) FROM unnest(x.entries) r
-				 WHERE split_part(r, ':', 1) IN (s.site, '*') ORDER BY 1) AS my_roles,
-		   (s.site || ':site_staff') = ANY (x.entries)
-			   OR (s.site || ':investigator') = ANY (x.entries) AS may_load,
-		   CASE WHEN (s.site || ':site_staff') = ANY (x.entries)
-					 OR (s.site || ':investigator') = ANY (x.entries)
-					 OR s.site = ANY (x.monitor_sites) THEN 'all documents'
-				WHEN '*:safety' = ANY (x.entries) THEN 'sae documents and documents without PHI'
-				ELSE 'documents without PHI' END AS may_open
-	FROM trialvault.sites s,
-		 (SELECT trialvault._session_scope('role_entries') AS entries,
-				 trialvault._session_scope('documents') AS doc_sites,
-				 trialvault._session_scope('monitor_sites') AS monitor_sites) x
-	WHERE s.study = (SELECT trialvault._session_study())
-	  AND s.site = ANY (x.doc_sites);
+	SELECT s.study, s.site, s.name, x.my_roles, x.may_load, x.may_open
+	FROM trialvault.sites s
+	JOIN trialvault._session_sites() x ON x.site = s.site
+	WHERE s.study = (SELECT trialvault._session_study());
 COMMENT ON VIEW trialvault.my_sites IS
 	'Sites of the open study whose documents the current user may list, with their roles there, whether they may load documents, and what they may open.';
 
 CREATE VIEW trialvault.my_roles WITH (security_barrier) AS
-	SELECT trialvault.current_study() AS study,
-		   nullif(split_part(r, ':', 1), '*') AS site,
-		   split_part(r, ':', 2) AS study_role
-	FROM unnest(trialvault._session_scope('role_entries')) r;
+	SELECT trialvault.current_study() AS study, r.site, r.study_role
+	FROM trialvault._session_roles() r;
 COMMENT ON VIEW trialvault.my_roles IS
 	'The current user''s roles in the open study (site NULL for study-wide roles).';
 

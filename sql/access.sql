@@ -210,8 +210,8 @@ SELECT stmt, pg_temp.try(stmt) FROM (VALUES
 	('SELECT count(*) FROM trialvault.current_memberships'),
 	('INSERT INTO trialvault.decryption_log (requester, session_user_name, requested_at, granted, reason, backend_pid) VALUES (''x'', ''x'', now(), true, ''x'', 1)'),
 	('SELECT trialvault._encrypt(1, ''REG-1'', 1, ''content'', ''\x00'')'),
-	('SELECT trialvault._open_decision(1, ''regress_tv_staff'', false, NULL)'),
-	('SELECT trialvault._load_document(''regress_tv_admin'', ''REG-1'', ''A'', ''source'', true, ''<m/>'', ''\x01'', NULL)'),
+	('SELECT trialvault._monitor_now(''REG-1'', ''A'', ''regress_tv_staff'')'),
+	('SELECT trialvault._require_site(''REG-1'', ''A'')'),
 	('SELECT trialvault._create_study(''regress_tv_admin'', ''FORGED'', ''t'')')
 ) t(stmt);
 RESET ROLE;

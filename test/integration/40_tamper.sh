@@ -175,9 +175,9 @@ edit_and_check "the fixed search_path taken off protect() (pg_proc.proconfig)" \
 	"UPDATE pg_proc SET proconfig = '{\"search_path=pg_catalog, pg_temp\"}' WHERE oid = 'trialvault.protect(regclass)'::regprocedure" \
 	'extension object "function trialvault.protect\(regclass\)" differs'
 edit_and_check "a function made SECURITY DEFINER (pg_proc.prosecdef)" \
-	"UPDATE pg_proc SET prosecdef = true WHERE oid = 'trialvault._open_decision(bigint, name, boolean, text)'::regprocedure" \
-	"UPDATE pg_proc SET prosecdef = false WHERE oid = 'trialvault._open_decision(bigint, name, boolean, text)'::regprocedure" \
-	'extension object "function trialvault._open_decision'
+	"UPDATE pg_proc SET prosecdef = true WHERE oid = 'trialvault._monitor_now(text, text, name)'::regprocedure" \
+	"UPDATE pg_proc SET prosecdef = false WHERE oid = 'trialvault._monitor_now(text, text, name)'::regprocedure" \
+	'extension object "function trialvault._monitor_now'
 edit_and_check "row level security forced on the decryption log" \
 	"UPDATE pg_class SET relrowsecurity = true, relforcerowsecurity = true WHERE oid = 'trialvault.decryption_log'::regclass" \
 	"UPDATE pg_class SET relrowsecurity = false, relforcerowsecurity = false WHERE oid = 'trialvault.decryption_log'::regclass" \

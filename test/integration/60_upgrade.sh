@@ -88,6 +88,16 @@ for v in 0.4 0.5; do
 				   FROM trialvault.log_writer_status() s")" "$cols:true" \
 		"at $v, log_writer_status() answers with the $cols columns that version declares"
 done
+# A library newer than a database's trialvault objects refuses what would
+# fail halfway on the older objects, and says what to run.
+for call in "SELECT trialvault.open_document(1)" "SELECT trialvault._session_scope('documents')"; do
+	like "$(tv_psql up -d at05 -v VERBOSITY=verbose -c "$call" 2>&1 || true)" \
+		"55000: trialvault's objects in this database are version 0.5, its library is version $version" \
+		"at 0.5 with the $version library, ${call#SELECT } is refused until the update"
+done
+like "$(tv_psql up -d at05 -c "SELECT trialvault.open_document(1)" 2>&1 || true)" \
+	"HINT: +Run ALTER EXTENSION trialvault UPDATE" "... with a hint that says what to run"
+is "$(q old "SELECT count(*) FROM trialvault.my_documents")" 0 "an updated database's views work (no study open: empty)"
 is "$(q old "SELECT prosrc FROM pg_proc WHERE oid = 'trialvault.log_writer_status()'::regprocedure")" \
 	tv_log_writer_status_0_6 "the update binds log_writer_status() to the 0.6 symbol"
 is "$(q old "SELECT (SELECT count(*) FROM json_object_keys(row_to_json(s))) FROM trialvault.log_writer_status() s")" 8 \

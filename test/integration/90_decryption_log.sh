@@ -189,6 +189,14 @@ SELECT trialvault.open_document($PHI);
 SQL
 )
 like "$out" "ERROR: +55000:" "2: a call that would be refused fails closed the same way (55000)"
+# A metadata PHI refusal is put on record through the writer too; with the
+# writer down the refusal stands, and says it could not be recorded.
+out=$(tv_psql $CL -d postgres -U loader1 -v VERBOSITY=verbose -c \
+	"SELECT trialvault.load_document('S1', 'A', 'source', true,
+	 '<doc><PatientName>Jane Roe</PatientName></doc>', '\\x01')" 2>&1 || true)
+like "$out" "WARNING: +[0-9A-Z]{5}: the refusal below could not be put on record: the trialvault log writer is not running" \
+	"2: a metadata PHI refusal while the writer is down says it could not be put on record"
+like "$out" "ERROR: +22000: .*PHI" "2: ... and the load is refused all the same (22000)"
 check "2: the writer was still down during these calls" writer_down
 check "2: the postmaster restarts the log writer (30 s at most)" wait_until "writer to come back" 30 writer_up "$wpid"
 is "$(logcount)" "$rows_before" "2: no log row was added while the writer was down"

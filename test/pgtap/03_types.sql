@@ -1,6 +1,6 @@
 -- The canonical encoding: every kind of column verifies, under any session settings.
 BEGIN;
-SELECT plan(18);
+SELECT plan(21);
 
 CREATE TYPE mood AS ENUM ('low', 'ok', 'high');
 CREATE TYPE dose AS (amount numeric, unit text, given timestamptz);
@@ -146,6 +146,27 @@ UPDATE pg_attribute SET atttypid = 'bytea'::regtype WHERE attrelid = 't_retype':
 SELECT is((SELECT ok FROM trialvault.verify('t_retype')), false, 'text retyped to bytea: found too');
 UPDATE pg_attribute SET atttypid = 'text'::regtype WHERE attrelid = 't_retype'::regclass AND attname = 's';
 SELECT is((SELECT ok FROM trialvault.verify('t_retype')), true, 'and the table verifies again once undone');
+
+-- Arrays, composites and ranges name their type in each value.  A column
+-- retyped in the catalog to another composite type of the same layout
+-- (both user types, so the same type identity 0) reads with the other
+-- type's attribute names: the value no longer matches its column, which
+-- verify() finds; an array retyped to an element type of another layout
+-- is reported, not read past its end.
+CREATE TYPE t_dose AS (dose int4, unit text);
+CREATE TYPE t_amount AS (amount int4, unit text);
+CREATE TABLE t_comp (c t_dose, a int4[]);
+SELECT trialvault.protect('t_comp');
+INSERT INTO t_comp VALUES (ROW(5, 'mg'), '{1,2,3}');
+UPDATE pg_attribute SET atttypid = 't_amount'::regtype WHERE attrelid = 't_comp'::regclass AND attname = 'c';
+SELECT is((SELECT ok::text || ' ' || bad_rows FROM trialvault.verify('t_comp')), 'false 1',
+	'a composite column retyped to another composite type of the same layout: found');
+UPDATE pg_attribute SET atttypid = 't_dose'::regtype WHERE attrelid = 't_comp'::regclass AND attname = 'c';
+UPDATE pg_attribute SET atttypid = 'text[]'::regtype WHERE attrelid = 't_comp'::regclass AND attname = 'a';
+SELECT is((SELECT ok::text || ' ' || bad_rows FROM trialvault.verify('t_comp')), 'false 1',
+	'an int4[] column retyped to text[]: found, without reading int4 data as text');
+UPDATE pg_attribute SET atttypid = 'int4[]'::regtype WHERE attrelid = 't_comp'::regclass AND attname = 'a';
+SELECT is((SELECT ok FROM trialvault.verify('t_comp')), true, 'and verified again once undone');
 
 -- A row hashed by 0.5 (no types, "TVROW1") still verifies; restore mode
 -- brings one in with its chain columns, as a dump of a 0.5 database would.

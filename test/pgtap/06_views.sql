@@ -270,9 +270,9 @@ BEGIN
 END
 $$;
 -- The same for every internal function (name starting with "_") except the
--- four meant to be callable (_session_scope and _session_study: the views'
--- filter, granted to trialvault_user; _require_args and _current_schema:
--- argument checks),
+-- ones meant to be callable (_session_scope, _session_study, _may_open,
+-- _session_roles and _session_sites: what the views ask, granted to
+-- trialvault_user; _require_args and _current_schema: argument checks),
 -- each called with NULL arguments (as sub-selects: a strict function called
 -- with constant NULLs is folded away by the planner, permission unchecked).
 CREATE FUNCTION tv06.direct_funcs() RETURNS text LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -288,7 +288,8 @@ BEGIN
 					 FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY a(typ, ord) JOIN pg_type t ON t.oid = a.typ) AS args
 			 FROM pg_proc p
 			 WHERE p.pronamespace = 'trialvault'::regnamespace AND p.proname LIKE '\_%'
-			   AND p.proname NOT IN ('_session_scope', '_session_study', '_require_args', '_current_schema')
+			   AND p.proname NOT IN ('_session_scope', '_session_study', '_may_open', '_session_roles',
+									 '_session_sites', '_require_args', '_current_schema')
 			 ORDER BY 1 LOOP
 		n := n + 1;
 		BEGIN

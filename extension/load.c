@@ -1,0 +1,301 @@
+/*-------------------------------------------------------------------------
+ *
+ * load.c
+ *		trialvault.load_document(): a document into trialvault.documents,
+ *		in one direction.
+ *
+ * The caller's right to load for the site is decided by the rules
+ * (rules.c), the metadata is screened, validated and hashed by
+ * tv_inspect() (inspect.c), PHI content is encrypted by crypto.c, and only
+ * then does SQL run: the checks that the study and site exist, the INSERT,
+ * and the audit event.  (Until 0.6 a plpgsql function in the middle called
+ * back into C for each of those steps.)
+ *
+ * A document refused for PHI in its metadata is an event worth keeping
+ * even though the load fails: it is put on record through the log writer
+ * (which commits it on its own) before the error reaches the caller.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/xml.h"
+
+#include "trialvault.h"
+
+static const char *const tv_doc_types[] = {
+	"source", "protocol", "blank_crf", "sae", "eform", "other"
+};
+
+static SPIPlanPtr study_plan = NULL;
+static SPIPlanPtr site_plan = NULL;
+static SPIPlanPtr nextval_plan = NULL;
+static SPIPlanPtr insert_plan = NULL;
+static SPIPlanPtr audit_plan = NULL;
+
+/*
+ * Run fn(arg) in a subtransaction, as a plpgsql EXCEPTION block does: NULL
+ * when it succeeded, else its error (in the caller's memory context), with
+ * the subtransaction rolled back and the caller's state restored.
+ */
+static ErrorData *
+in_subtransaction(void (*fn) (void *), void *arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData  *volatile e = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		e = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return e;
+}
+
+static void
+submit_record(void *arg)
+{
+	tv_log_submit((TvLogRecord *) arg);
+}
+
+/*
+ * Put a metadata PHI refusal on record through the log writer.  If that
+ * fails, say so and let the refusal itself go on.
+ */
+static void
+record_phi_refusal(const char *requester, const char *study, const char *site,
+				   const char *message)
+{
+	TvLogRecord rec;
+	ErrorData  *e;
+
+	memset(&rec, 0, sizeof(rec));
+	rec.kind = TV_LOG_AUDIT;
+	tv_log_context(&rec);
+	strlcpy(rec.reason, "metadata_phi_refused", sizeof(rec.reason));
+	strlcpy(rec.requester, requester, sizeof(rec.requester));
+	strlcpy(rec.study, study, sizeof(rec.study));
+	strlcpy(rec.site, site, sizeof(rec.site));
+	strlcpy(rec.detail, message ? message : "", sizeof(rec.detail));
+
+	if ((e = in_subtransaction(submit_record, &rec)) != NULL)
+		ereport(WARNING,
+				(errmsg("the refusal below could not be put on record: %s", e->message),
+				 e->detail ? errdetail_internal("%s", e->detail) : 0));
+}
+
+typedef struct InspectCall
+{
+	text	   *study;
+	xmltype    *metadata;
+	text	   *schema;
+	TvInspection *out;
+} InspectCall;
+
+static void
+inspect_call(void *arg)
+{
+	InspectCall *c = (InspectCall *) arg;
+
+	tv_inspect(c->study, c->metadata, c->schema, c->out);
+}
+
+/*
+ * tv_inspect() in a subtransaction, so that a PHI refusal (SQLSTATE 22000)
+ * can be put on record before it is raised again.
+ */
+static void
+inspect_or_record(text *study_t, xmltype *metadata, text *schema_t, TvInspection *ins,
+				  const char *requester, const char *study, const char *site)
+{
+	InspectCall call = {study_t, metadata, schema_t, ins};
+	ErrorData  *e = in_subtransaction(inspect_call, &call);
+
+	if (e == NULL)
+		return;
+	if (e->sqlerrcode == ERRCODE_DATA_EXCEPTION)
+		record_phi_refusal(requester, study, site, e->message);
+	ReThrowError(e);
+}
+
+PG_FUNCTION_INFO_V1(tv_load_document);
+
+/*
+ * trialvault.load_document(study, site, doc_type, contains_phi, metadata,
+ *							content, schema_name DEFAULT NULL) RETURNS bigint
+ */
+Datum
+tv_load_document(PG_FUNCTION_ARGS)
+{
+	char	   *study;
+	char	   *site;
+	char	   *doc_type;
+	bool		contains_phi;
+	xmltype    *metadata;
+	bytea	   *content;
+	text	   *schema_t;
+	char	   *requester;
+	NameData	requester_name;
+	TvAsOwner	as;
+	TvStanding *standing;
+	TvInspection ins;
+	int32		study_id;
+	int64		doc_id;
+	bool		known_type = false;
+	bool		isnull;
+	int			i;
+
+	for (i = 0; i < 6; i++)
+		if (PG_ARGISNULL(i))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("arguments of trialvault.load_document must not be NULL (only schema_name may be)")));
+	study = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	site = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	doc_type = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	contains_phi = PG_GETARG_BOOL(3);
+	metadata = PG_GETARG_XML_P(4);
+	content = PG_GETARG_BYTEA_PP(5);
+	schema_t = PG_NARGS() > 6 && !PG_ARGISNULL(6) ? PG_GETARG_TEXT_PP(6) : NULL;
+	requester = GetUserNameFromId(GetUserId(), false);
+
+	tv_owner_spi_begin(&as);
+
+	/* The study and the site exist (SQL's errors, as the other functions give). */
+	{
+		Oid			types[2] = {TEXTOID, TEXTOID};
+		Datum		values[2];
+
+		values[0] = PG_GETARG_DATUM(0);
+		values[1] = PG_GETARG_DATUM(1);
+		study_id = DatumGetInt32(tv_spi_value(tv_kept_plan(&study_plan,
+														   "SELECT trialvault._require_study($1)",
+														   1, types),
+											  values, NULL, false, INT4OID, &isnull));
+		(void) tv_spi_value(tv_kept_plan(&site_plan,
+										 "SELECT trialvault._require_site($1, $2)", 2, types),
+							values, NULL, false, VOIDOID, &isnull);
+	}
+	for (i = 0; i < (int) lengthof(tv_doc_types); i++)
+		known_type |= strcmp(doc_type, tv_doc_types[i]) == 0;
+	if (!known_type)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown document type \"%s\"",
+						pnstrdup(doc_type, pg_mbcharcliplen(doc_type, strlen(doc_type), 100))),
+				 errhint("Document types: source, protocol, blank_crf, sae, eform, other.")));
+
+	standing = tv_standing(study, requester);
+	if (standing == NULL || !tv_may_load(standing, site))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to load documents for site %s of study %s", site, study),
+				 errdetail("Role %s is neither site staff nor investigator of that site.", requester),
+				 errhint("A trialvault_admin grants study roles with trialvault.grant_role().")));
+	if (VARSIZE_ANY_EXHDR(content) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("document content is empty")));
+
+	inspect_or_record(PG_GETARG_TEXT_PP(0), metadata, schema_t, &ins, requester, study, site);
+
+	/* The row, with PHI content encrypted under the study's newest key. */
+	{
+		static const Oid types[14] = {
+			INT8OID, TEXTOID, TEXTOID, TEXTOID, BOOLOID, XMLOID, TEXTOID, INT4OID,
+			BYTEAOID, BYTEAOID, BYTEAOID, INT8OID, BYTEAOID, NAMEOID
+		};
+		Datum		values[14];
+		char		nulls[14];
+		uint8		sha[TV_HASH_LEN];
+		EVP_MD_CTX *md;
+
+		doc_id = DatumGetInt64(tv_spi_value(tv_kept_plan(&nextval_plan,
+														 "SELECT nextval(pg_get_serial_sequence('trialvault.documents', 'doc_id'))",
+														 0, NULL),
+											NULL, NULL, false, INT8OID, &isnull));
+		memset(nulls, ' ', sizeof(nulls));
+		values[0] = Int64GetDatum(doc_id);
+		values[1] = PG_GETARG_DATUM(0);
+		values[2] = PG_GETARG_DATUM(1);
+		values[3] = PG_GETARG_DATUM(2);
+		values[4] = BoolGetDatum(contains_phi);
+		values[5] = PointerGetDatum(metadata);
+		if (ins.schema)
+		{
+			values[6] = CStringGetTextDatum(ins.schema);
+			values[7] = Int32GetDatum(ins.version);
+		}
+		else
+			nulls[6] = nulls[7] = 'n';
+		values[8] = PointerGetDatum(tv_hash_bytea(ins.hash));
+		if (contains_phi)
+		{
+			nulls[9] = 'n';
+			values[10] = PointerGetDatum(tv_encrypt_field(study_id, study, doc_id, "content",
+														  (uint8 *) VARDATA_ANY(content),
+														  VARSIZE_ANY_EXHDR(content)));
+		}
+		else
+		{
+			values[9] = PointerGetDatum(content);
+			nulls[10] = 'n';
+		}
+		values[11] = Int64GetDatum((int64) VARSIZE_ANY_EXHDR(content));
+		md = tv_sha_begin(TV_SHA_CONTENT);
+		tv_sha_update(md, VARDATA_ANY(content), VARSIZE_ANY_EXHDR(content));
+		tv_sha_end(md, sha);
+		values[12] = PointerGetDatum(tv_hash_bytea(sha));
+		values[13] = tv_name_datum(&requester_name, requester);
+
+		if (SPI_execute_plan(tv_kept_plan(&insert_plan,
+										  "INSERT INTO trialvault.documents (doc_id, study, site, doc_type, "
+										  "contains_phi, metadata, metadata_schema, metadata_schema_version, "
+										  "metadata_sha256, content, content_enc, content_length, "
+										  "content_sha256, loaded_by) "
+										  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+										  14, (Oid *) types),
+							 values, nulls, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not insert into trialvault.documents");
+	}
+
+	{
+		Oid			types[6] = {TEXTOID, NAMEOID, TEXTOID, TEXTOID, INT8OID, TEXTOID};
+		Datum		values[6];
+
+		values[0] = CStringGetTextDatum("document_loaded");
+		values[1] = tv_name_datum(&requester_name, requester);
+		values[2] = PG_GETARG_DATUM(0);
+		values[3] = PG_GETARG_DATUM(1);
+		values[4] = Int64GetDatum(doc_id);
+		values[5] = PG_GETARG_DATUM(2);
+		(void) tv_spi_value(tv_kept_plan(&audit_plan,
+										 "SELECT trialvault._audit($1, $2, $3, $4, $5, $6)",
+										 6, types),
+							values, NULL, false, VOIDOID, &isnull);
+	}
+	tv_owner_spi_end(&as);
+	PG_RETURN_INT64(doc_id);
+}

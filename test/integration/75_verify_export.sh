@@ -25,7 +25,13 @@
 #      failing two checks counts once in bad_rows; columns and composite
 #      attributes retyped in pg_attribute between types with the same bytes
 #      (rows hashed by 0.6 are bad, a row hashed by 0.5, of plain columns or
-#      of a composite, is not);
+#      of a composite, is not); array, composite, range and multirange
+#      columns retyped to other such types, whose values trialvault encodes
+#      as a marker naming their stored type (every row with one is bad, also
+#      one hashed by 0.5, and a row that copied one after the retype is
+#      not): arrays agree, composites and ranges where the export shows the
+#      stored type's attribute types or bound sizes, and differ as
+#      documented where it does not;
 #   3. an export changed after it was made is found; a truncated one is
 #      refused (exit 2); rows removed from the end pass without an anchor
 #      and fail with one; a chain re-hashed from a changed row onward
@@ -807,15 +813,13 @@ retype ua2 amount int4
 agree t_cretype "2: the attribute's type put back"
 is "$X_OK:$X_ROWS" "true:5" "2: ... verifies again"
 
-# An array column retyped in pg_attribute: binary COPY sends the element
-# type the arrays were stored with, trialvault reads the elements as the
-# column's element type.  Between types stored alike (int4[] to float4[],
-# text[] to bytea[], and an int4[] attribute of a composite to float4[]) the
-# verifier encodes them as the column's, and finds what verify() finds: the
-# rows hashed by 0.6 with a value there are bad, the one hashed by 0.5 (in
-# the 0.5 encoding computed in SQL) is not.  Between types not stored alike
-# (int4[] to int8[]) the bytes mean nothing as the new type: every row with
-# a value there is bad, in both.
+# An array column retyped in pg_attribute: every array names the element
+# type it was stored with, which is then not the column's; trialvault
+# encodes such an array as a marker naming that type ('x'), in either
+# encoding, and binary COPY sends the type too.  So every row with a value
+# there is bad, in both, also the one hashed by 0.5 (in the 0.5 encoding
+# computed in SQL), whichever the two types (int4[] to float4[] or int8[],
+# text[] to bytea[], an int4[] attribute of a composite to float4[]).
 tv_psql $CL -d postgres >/dev/null <<'SQL'
 SET client_min_messages = warning;
 CREATE TYPE ia AS (xs int4[]);
@@ -842,34 +846,50 @@ agree t_aretype "2: arrays, an array in a composite, and a row hashed by 0.5"
 is "$X_OK:$X_ROWS" "true:4" "2: ... verifies"
 retype t_aretype a 'float4[]'
 agree t_aretype "2: an int4[] column retyped to float4[] in pg_attribute"
-is "$X_RC:$X_OK:$X_BAD_ROWS" "1:false:2" \
-	"2: ... the 2 rows hashed now with a value there are bad, the 0.5 one not"
-like "$X_FIRST_BAD" "^row tv_seq=2 ctid=\\([0-9]+,[0-9]+\\): contents do not match tv_hash" \
+is "$X_RC:$X_OK:$X_BAD_ROWS" "1:false:3" \
+	"2: ... the 3 rows with a value there are bad, the one hashed by 0.5 too"
+like "$X_FIRST_BAD" "^row tv_seq=1 ctid=\\([0-9]+,[0-9]+\\): contents do not match tv_hash" \
 	"2: ... named"
 pat="note: column a \\(real\\[\\]\\): real\\[\\] values whose elements are stored as integer, "
 like "$X_ERR" "${pat}in 3 row\\(s\\), the first in row tv_seq=1 " \
 	"2: ... and the verifier notes the arrays stored as int4[]"
 retype t_aretype a 'int8[]'
-agree t_aretype "2: an int4[] column retyped to int8[] in pg_attribute (not stored alike)"
+agree t_aretype "2: an int4[] column retyped to int8[] in pg_attribute"
 is "$X_RC:$X_OK:$X_BAD_ROWS" "1:false:3" "2: ... the 3 rows with a value there are bad"
 retype t_aretype a 'int4[]'
 retype t_aretype ts 'bytea[]'
 agree t_aretype "2: a text[] column retyped to bytea[] in pg_attribute"
-is "$X_OK:$X_BAD_ROWS" "false:1" "2: ... the row hashed now with a value there is bad"
+is "$X_OK:$X_BAD_ROWS" "false:2" "2: ... both rows with a value there are bad"
 retype t_aretype ts 'text[]'
 retype ia xs 'float4[]'
 agree t_aretype "2: a composite's int4[] attribute retyped to float4[] in pg_attribute"
-is "$X_OK:$X_BAD_ROWS" "false:1" "2: ... the row hashed now with a value there is bad"
+is "$X_OK:$X_BAD_ROWS" "false:2" "2: ... both rows with a value there are bad"
 retype ia xs 'int4[]'
 agree t_aretype "2: the types put back"
 is "$X_RC:$X_OK:$X_ROWS:$X_ERR" "0:true:4:" "2: ... verifies again, without a note"
 
-# An array of composites retyped to an array of another composite type with
-# attributes of the same types under other names: trialvault encodes each
-# element by the type it was stored as (named inside the value), so verify()
-# finds nothing.  The verifier does the same when the export describes that
-# type (ua2, the type of column c), and cannot tell when it does not (exit
-# 2, the column named).
+# An array copied, after the retype, into a new row: it keeps the element
+# type it was stored with, and the new row is hashed with the marker, which
+# names that type; verify() finds that row intact, and so does the
+# verifier, which writes the marker as trialvault does.
+tv_psql $CL -d postgres >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE TABLE t_acopy (note text, a int4[]);
+SELECT trialvault.protect('t_acopy');
+INSERT INTO t_acopy VALUES ('inserted', '{1,NULL,3}');
+UPDATE pg_attribute SET atttypid = 'float4[]'::regtype
+ WHERE attrelid = 't_acopy'::regclass AND attname = 'a';
+INSERT INTO t_acopy SELECT 'copied', a FROM t_acopy;
+SQL
+agree t_acopy "2: an int4[] column retyped to float4[], then an array copied into a new row"
+is "$X_OK:$X_BAD_ROWS" "false:1" "2: ... only one row is bad, in both"
+like "$X_FIRST_BAD" "^row tv_seq=1 ctid=\\(0,1\\): contents do not match tv_hash" \
+	"2: ... the one inserted before: the copied row's marker is trialvault's"
+
+# An array of composites retyped to an array of another composite type, the
+# stored one described in the export (ua2, the type of column c) or not
+# (ua3): the array names its stored element type, so every row with a value
+# there is bad, in both.
 tv_psql $CL -d postgres >/dev/null <<'SQL'
 SET client_min_messages = warning;
 CREATE TYPE ua2b AS (label text, dose int4);
@@ -881,17 +901,108 @@ UPDATE pg_attribute SET atttypid = 'ua2b[]'::regtype
  WHERE attrelid IN ('t_cretype'::regclass, 't_csretype'::regclass) AND attname = 'cs';
 SQL
 agree t_cretype "2: composites' array retyped to another composite's, the stored one described"
-is "$X_OK:$X_BAD_ROWS" "true:0" "2: ... verifies"
-verify_into $CL "$DB" t_csretype
-is "$V_OK:$V_BAD_ROWS" "t:0" "2: the same, the stored type not described: verify() is ok"
-vx_export t_csretype "$VXD/csretype.tvx"
-vx_into "$VXD/csretype.tvx"
-pat="column cs \\(public\\.ua2b\\[\\]\\): its public\\.ua2b\\[\\] values hold elements stored as "
-like "$X_RC:$X_ERR" "^2:.*not independently verifiable.*${pat}type [0-9]+: trialvault encodes" \
-	"2: ... the verifier: not independently verifiable (exit 2), the column named"
+is "$X_OK:$X_BAD_ROWS" "false:2" "2: ... the 2 rows with a value there are bad"
+agree t_csretype "2: the same, the stored type not described"
+is "$X_RC:$X_OK:$X_BAD_ROWS" "1:false:1" "2: ... the row is bad (no longer exit 2)"
+pat="note: column cs \\(public\\.ua2b\\[\\]\\): public\\.ua2b\\[\\] values whose elements"
+like "$X_ERR" "$pat are stored as type [0-9]+, in 1 row" "2: ... noted, with the stored OID"
 retype t_cretype cs 'ua2[]'
 agree t_cretype "2: the array's type put back"
 is "$X_OK:$X_ROWS" "true:5" "2: ... verifies again"
+
+# A composite column retyped in pg_attribute to another composite type, and
+# a range column and a multirange column to other range types: trialvault
+# encodes each value as the marker naming its stored type, so every row with
+# a value there is bad, also the one hashed by 0.5.  Binary COPY does not
+# send that type, only the stored type's attribute types and the bounds in
+# the stored subtype's send form: the verifier finds the values whose
+# attributes are of other types, or whose bounds are of another size than
+# the column type's subtype's (int4 to int8), and agrees.  Where they are
+# not, it encodes them as the column's type (documented): a composite type
+# with the same attribute types under other names gives another encoding in
+# 0.6's form (the row hashed by 0.6 is bad), but not in 0.5's (by position:
+# the row hashed by 0.5 passes); one with the same names and types, or a
+# range type whose bounds read the same, gives the same (the rows pass).
+tv_psql $CL -d postgres >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE TYPE cdose AS (dose int4, unit text);
+CREATE TYPE camount AS (amount int4, unit text);
+CREATE TYPE cdose8 AS (dose int8, unit text);
+CREATE TYPE cdose2 AS (dose int4, unit text);
+CREATE TYPE r4 AS RANGE (subtype = int4, multirange_type_name = r4m);
+CREATE TYPE r8 AS RANGE (subtype = int8, multirange_type_name = r8m);
+CREATE TYPE r4b AS RANGE (subtype = int4, multirange_type_name = r4bm);
+CREATE TABLE t_ctretype (note text, c cdose, r r4, m r4m);
+SELECT trialvault.protect('t_ctretype');
+SET trialvault.restore_mode = on;
+INSERT INTO t_ctretype (note, c, tv_seq, tv_prev_seqs, tv_prev_hash, tv_hash)
+SELECT '0.5', ROW(5, 'mg')::cdose, ch.k, ch.ps, ch.prev, ch.h
+  FROM lg05.chain(ARRAY[digest('TVROW1'::bytea ||
+                               lg05.col('c', lg05.tagged('c', int4send(1) ||
+                                                              lg05.tagged('b', int4send(5)) ||
+                                                              int4send(2) || lg05.txt('mg'))) ||
+                               lg05.col('note', lg05.txt('0.5')), 'sha256')]) AS ch;
+RESET trialvault.restore_mode;
+INSERT INTO t_ctretype (note, c) VALUES ('0.6', ROW(5, 'mg'));
+INSERT INTO t_ctretype (note, r, m) VALUES ('ranges', '[1,5)', '{[1,2),[4,5]}');
+INSERT INTO t_ctretype (note) VALUES ('no values');
+SQL
+agree t_ctretype "2: a composite, a range and a multirange column, a row hashed by 0.5"
+is "$X_OK:$X_ROWS" "true:4" "2: ... verifies"
+retype t_ctretype c cdose8
+agree t_ctretype "2: a composite column retyped to a composite type with other attribute types"
+is "$X_RC:$X_OK:$X_BAD_ROWS" "1:false:2" "2: ... both rows with a value there are bad"
+pat="note: column c \\(public\\.cdose8\\): public\\.cdose8 values stored as another composite"
+like "$X_ERR" "${pat} type, with 2 attribute\\(s\\) of type\\(s\\) integer, text, in 2 row" \
+	"2: ... and noted"
+retype t_ctretype c camount
+verify_into $CL "$DB" t_ctretype
+is "$V_OK:$V_BAD_ROWS" "f:2" \
+	"2: retyped to one with the same attribute types, other names: verify() finds both rows"
+vx_export t_ctretype "$VXD/ctretype.tvx"
+vx_into "$VXD/ctretype.tvx"
+is "$X_RC:$X_OK:$X_BAD_ROWS" "1:false:1" "2: ... the verifier one (documented)"
+like "$X_FIRST_BAD" "^row tv_seq=2 ctid=\\(0,2\\): contents do not match tv_hash" \
+	"2: ... the row hashed by 0.6"
+retype t_ctretype c cdose2
+verify_into $CL "$DB" t_ctretype
+is "$V_OK:$V_BAD_ROWS" "f:2" \
+	"2: retyped to one with the same attribute names and types: verify() finds both rows"
+vx_export t_ctretype "$VXD/ctretype.tvx"
+vx_into "$VXD/ctretype.tvx"
+is "$X_RC:$X_OK:$X_BAD_ROWS" "0:true:0" "2: ... the verifier neither (documented)"
+retype t_ctretype c cdose
+retype t_ctretype r r8
+retype t_ctretype m r8m
+agree t_ctretype "2: range and multirange columns retyped to those of int8 (from int4)"
+is "$X_RC:$X_OK:$X_BAD_ROWS" "1:false:1" "2: ... the row with values there is bad"
+pat="note: column m \\(public\\.r8m\\): public\\.r8 values stored as another range type"
+like "$X_ERR" "$pat, with bounds of 4 bytes, in 1 row" "2: ... and noted"
+retype t_ctretype m r4m
+agree t_ctretype "2: the range column alone"
+is "$X_RC:$X_OK:$X_BAD_ROWS" "1:false:1" "2: ... the row is bad"
+retype t_ctretype r r4b
+verify_into $CL "$DB" t_ctretype
+is "$V_OK:$V_BAD_ROWS" "f:1" \
+	"2: a range column retyped to a range type of the same subtype: verify() finds the row"
+vx_export t_ctretype "$VXD/ctretype.tvx"
+vx_into "$VXD/ctretype.tvx"
+is "$X_RC:$X_OK:$X_BAD_ROWS" "0:true:0" "2: ... the verifier does not (documented)"
+retype t_ctretype r r4
+agree t_ctretype "2: the column types put back"
+is "$X_OK:$X_ROWS" "true:4" "2: ... verifies again"
+
+# A composite copied into a new row after its column was retyped: hashed
+# with the marker, which names the stored type; verify() finds that row
+# intact, the verifier, which cannot write the marker, bad (documented).
+retype t_ctretype c cdose8
+q $CL postgres "INSERT INTO t_ctretype (note, c)
+                SELECT 'copied', c FROM t_ctretype WHERE note = '0.6'" >/dev/null
+verify_into $CL "$DB" t_ctretype
+vx_export t_ctretype "$VXD/ctretype.tvx"
+vx_into "$VXD/ctretype.tvx"
+is "$V_BAD_ROWS:$X_BAD_ROWS" "2:3" \
+	"2: a composite copied after the retype: bad for the verifier only (documented)"
 
 # --- 3. the export itself; anchors -----------------------------------------------
 

@@ -913,7 +913,8 @@ tretype() {
 	like "$V_OK:$V_BAD_ROWS:$rc:$out" "^f:1:2:.*cannot concatenate incompatible arrays.*$4" \
 		"2: $3: verify() finds the row, the export fails"
 }
-tretype e 'mood2[]' "an enum's array retyped to another enum's" "types public\\.mood and public\\.mood2 "
+tretype e 'mood2[]' "an enum's array retyped to another enum's" \
+	"types public\\.mood and public\\.mood2 "
 retype t_tretype e 'mood[]'
 tretype j 'jsonb[]' "an int4[] column retyped to jsonb[]" "types integer and jsonb "
 retype t_tretype j 'int4[]'

@@ -24,7 +24,6 @@
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
-#include "storage/proc.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -126,20 +125,22 @@ tv_require_preload_sql(PG_FUNCTION_ARGS)
  * those of this library's version: the library was upgraded and ALTER
  * EXTENSION trialvault UPDATE has not run yet.  Entry points that rely on
  * SQL objects of the current version call it (the older objects would fail
- * them halfway, or the older views ask for what no longer exists).  Checked
- * once per transaction.
+ * them halfway, or the older views ask for what no longer exists).  Once
+ * the versions match they keep matching for the life of the backend (there
+ * are no downgrade scripts), so only a mismatch is looked up again: one
+ * catalog scan per call of open_document cost it several per cent.
  */
 void
 tv_require_schema(void)
 {
-	static LocalTransactionId checked = InvalidLocalTransactionId;
+	static bool matches = false;
 	Relation	rel;
 	ScanKeyData key;
 	SysScanDesc scan;
 	HeapTuple	tup;
 	char	   *version = NULL;
 
-	if (checked == MyProc->lxid)
+	if (matches)
 		return;
 	rel = table_open(ExtensionRelationId, AccessShareLock);
 	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
@@ -163,5 +164,5 @@ tv_require_schema(void)
 				 errmsg("trialvault's objects in this database are version %s, its library is version %s",
 						version ? version : "(none)", TV_EXTVERSION),
 				 errhint("Run ALTER EXTENSION trialvault UPDATE.")));
-	checked = MyProc->lxid;
+	matches = true;
 }

@@ -210,6 +210,23 @@ tv_standing(const char *study, const char *member)
 	return s;
 }
 
+/* A copy of a standing in CurrentMemoryContext (the cache's may be replaced). */
+TvStanding *
+tv_standing_copy(const TvStanding *s)
+{
+	TvStanding *c = palloc(sizeof(TvStanding));
+	int			i;
+
+	*c = *s;
+	c->roles = palloc(sizeof(TvRoleHeld) * Max(s->nroles, 1));
+	for (i = 0; i < s->nroles; i++)
+	{
+		c->roles[i].role = s->roles[i].role;
+		c->roles[i].site = s->roles[i].site ? pstrdup(s->roles[i].site) : NULL;
+	}
+	return c;
+}
+
 /* Does the member hold role at site (NULL: study-wide)? */
 bool
 tv_holds(const TvStanding *s, const char *site, TvStudyRole role)
@@ -504,6 +521,20 @@ tv_scope(const TvStanding *s, const char *what)
 			 errmsg("unknown scope \"%s\"", what),
 			 errhint("Scopes: documents, monitor_sites, log_sites, roles.")));
 	return NIL;					/* keep the compiler quiet */
+}
+
+/* The roles a member holds at a site or study-wide, by name, sorted. */
+List *
+tv_roles_at(const TvStanding *s, const char *site)
+{
+	List	   *roles = NIL;
+	int			i;
+
+	for (i = 0; i < s->nroles; i++)
+		if (s->roles[i].site == NULL || strcmp(s->roles[i].site, site) == 0)
+			roles = lappend(roles, (char *) tv_role_names[s->roles[i].role]);
+	list_sort(roles, cstring_cmp);
+	return roles;
 }
 
 /*

@@ -30,15 +30,15 @@
 static char *tv_opened_study = NULL;
 
 /*
- * Does the current user hold a role in the study now?  The caller runs as
- * the owner, connected to SPI.
+ * The standing of the caller (as->save_userid) in the open study; NULL when
+ * no study is open.  The caller has run tv_owner_spi_begin(as).
  */
-static bool
-tv_still_member(const char *study, const char *requester)
+static TvStanding *
+session_standing(TvAsOwner *as)
 {
-	TvStanding *s = tv_standing(study, requester);
-
-	return s != NULL && s->nroles > 0;
+	if (tv_opened_study == NULL)
+		return NULL;
+	return tv_standing(tv_opened_study, GetUserNameFromId(as->save_userid, false));
 }
 
 /*
@@ -93,14 +93,14 @@ Datum
 tv_current_study(PG_FUNCTION_ARGS)
 {
 	TvAsOwner	as;
+	TvStanding *s;
 	bool		ok;
-	char	   *requester;
 
 	if (tv_opened_study == NULL)
 		PG_RETURN_NULL();
-	requester = GetUserNameFromId(GetUserId(), false);
 	tv_owner_spi_begin(&as);
-	ok = tv_still_member(tv_opened_study, requester);
+	s = session_standing(&as);
+	ok = s != NULL && s->nroles > 0;
 	tv_owner_spi_end(&as);
 	if (!ok)
 		PG_RETURN_NULL();
@@ -148,7 +148,6 @@ Datum
 tv_session_scope(PG_FUNCTION_ARGS)
 {
 	TvAsOwner	as;
-	char	   *requester;
 	char	   *what;
 	TvStanding *s;
 	List	   *values = NIL;
@@ -165,10 +164,9 @@ tv_session_scope(PG_FUNCTION_ARGS)
 	if (tv_opened_study == NULL)
 		PG_RETURN_ARRAYTYPE_P(construct_empty_array(TEXTOID));
 	what = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	requester = GetUserNameFromId(GetUserId(), false);
 
 	tv_owner_spi_begin(&as);
-	s = tv_standing(tv_opened_study, requester);
+	s = session_standing(&as);
 	if (s)
 		values = tv_scope(s, what);
 	old = MemoryContextSwitchTo(outer);
@@ -185,22 +183,27 @@ tv_session_scope(PG_FUNCTION_ARGS)
  */
 typedef struct MayOpenCache
 {
-	bool		member;
-	TvStanding	standing;
+	TvStanding *standing;		/* NULL: not a member */
 	List	   *monitor_sites;
 	char	   *requester;
 } MayOpenCache;
 
+/* Does a list of C strings hold s? */
+static bool
+in_list(List *values, const char *s)
+{
+	ListCell   *lc;
+
+	foreach(lc, values)
+		if (strcmp((char *) lfirst(lc), s) == 0)
+			return true;
+	return false;
+}
+
 static const char *
 cached_monitor_state(void *arg, const char *site)
 {
-	MayOpenCache *c = (MayOpenCache *) arg;
-	ListCell   *lc;
-
-	foreach(lc, c->monitor_sites)
-		if (strcmp((char *) lfirst(lc), site) == 0)
-			return "valid";
-	return "none";
+	return in_list(((MayOpenCache *) arg)->monitor_sites, site) ? "valid" : "none";
 }
 
 static MayOpenCache *
@@ -210,37 +213,26 @@ may_open_cache(FunctionCallInfo fcinfo)
 	TvAsOwner	as;
 	TvStanding *s;
 	MemoryContext old;
-	int			i;
 
 	if (c)
 		return c;
-	c = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(MayOpenCache));
-	c->requester = MemoryContextStrdup(fcinfo->flinfo->fn_mcxt,
-									   GetUserNameFromId(GetUserId(), false));
-	if (tv_opened_study != NULL)
+	tv_owner_spi_begin(&as);
+	s = session_standing(&as);
+	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+	c = palloc0(sizeof(MayOpenCache));
+	c->requester = GetUserNameFromId(as.save_userid, false);
+	if (s && s->nroles > 0)
 	{
-		tv_owner_spi_begin(&as);
-		s = tv_standing(tv_opened_study, c->requester);
-		old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-		if (s && s->nroles > 0)
-		{
-			List	   *mon = tv_monitor_sites(s);
-			ListCell   *lc;
+		List	   *mon = tv_monitor_sites(s);
+		ListCell   *lc;
 
-			c->member = true;
-			c->standing = *s;
-			c->standing.roles = palloc(sizeof(TvRoleHeld) * s->nroles);
-			for (i = 0; i < s->nroles; i++)
-			{
-				c->standing.roles[i].role = s->roles[i].role;
-				c->standing.roles[i].site = s->roles[i].site ? pstrdup(s->roles[i].site) : NULL;
-			}
-			foreach(lc, mon)
-				c->monitor_sites = lappend(c->monitor_sites, pstrdup((char *) lfirst(lc)));
-		}
-		MemoryContextSwitchTo(old);
-		tv_owner_spi_end(&as);
+		/* The cache's standing may be replaced meanwhile: a copy. */
+		c->standing = tv_standing_copy(s);
+		foreach(lc, mon)
+			c->monitor_sites = lappend(c->monitor_sites, pstrdup((char *) lfirst(lc)));
 	}
+	MemoryContextSwitchTo(old);
+	tv_owner_spi_end(&as);
 	fcinfo->flinfo->fn_extra = c;
 	return c;
 }
@@ -263,32 +255,14 @@ tv_may_open(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
 		PG_RETURN_BOOL(false);
 	c = may_open_cache(fcinfo);
-	if (!c->member)
+	if (c->standing == NULL)
 		PG_RETURN_BOOL(false);
 	d.site = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	d.doc_type = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	d.contains_phi = PG_GETARG_BOOL(2);
 	d.loaded_by = NameStr(*PG_GETARG_NAME(3));
-	PG_RETURN_BOOL(tv_reason_grants(tv_open_reason(&c->standing, &d, c->requester,
+	PG_RETURN_BOOL(tv_reason_grants(tv_open_reason(c->standing, &d, c->requester,
 												   cached_monitor_state, c)));
-}
-
-/* Does a list of C strings hold s? */
-static bool
-in_list(List *values, const char *s)
-{
-	ListCell   *lc;
-
-	foreach(lc, values)
-		if (strcmp((char *) lfirst(lc), s) == 0)
-			return true;
-	return false;
-}
-
-static int
-str_cmp(const ListCell *a, const ListCell *b)
-{
-	return strcmp((char *) lfirst(a), (char *) lfirst(b));
 }
 
 PG_FUNCTION_INFO_V1(tv_session_roles);
@@ -307,10 +281,8 @@ tv_session_roles(PG_FUNCTION_ARGS)
 	int			i;
 
 	InitMaterializedSRF(fcinfo, 0);
-	if (tv_opened_study == NULL)
-		return (Datum) 0;
 	tv_owner_spi_begin(&as);
-	s = tv_standing(tv_opened_study, GetUserNameFromId(as.save_userid, false));
+	s = session_standing(&as);
 	for (i = 0; s && i < s->nroles; i++)
 	{
 		Datum		values[2];
@@ -347,10 +319,8 @@ tv_session_sites(PG_FUNCTION_ARGS)
 	ListCell   *lc;
 
 	InitMaterializedSRF(fcinfo, 0);
-	if (tv_opened_study == NULL)
-		return (Datum) 0;
 	tv_owner_spi_begin(&as);
-	s = tv_standing(tv_opened_study, GetUserNameFromId(as.save_userid, false));
+	s = session_standing(&as);
 	if (s)
 	{
 		sites = tv_scope(s, "documents");
@@ -358,17 +328,11 @@ tv_session_sites(PG_FUNCTION_ARGS)
 		foreach(lc, sites)
 		{
 			const char *site = lfirst(lc);
-			List	   *roles = NIL;
 			Datum		values[4];
 			bool		nulls[4] = {false, false, false, false};
-			int			i;
 
-			for (i = 0; i < s->nroles; i++)
-				if (s->roles[i].site == NULL || strcmp(s->roles[i].site, site) == 0)
-					roles = lappend(roles, (char *) tv_role_name(s->roles[i].role));
-			list_sort(roles, str_cmp);
 			values[0] = CStringGetTextDatum(site);
-			values[1] = PointerGetDatum(text_array(roles));
+			values[1] = PointerGetDatum(text_array(tv_roles_at(s, site)));
 			values[2] = BoolGetDatum(tv_may_load(s, site));
 			values[3] = CStringGetTextDatum(tv_site_openings(s, site, in_list(monitored, site)));
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);

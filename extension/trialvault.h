@@ -259,6 +259,7 @@ typedef const char *(*TvMonitorStateFn) (void *arg, const char *site);
 
 extern const char *tv_role_name(TvStudyRole role);
 extern TvStanding *tv_standing(const char *study, const char *member);
+extern TvStanding *tv_standing_copy(const TvStanding *s);
 extern bool tv_holds(const TvStanding *s, const char *site, TvStudyRole role);
 extern bool tv_may_load(const TvStanding *s, const char *site);
 extern bool tv_reason_grants(const char *reason);
@@ -268,6 +269,7 @@ extern const char *tv_open_reason(const TvStanding *s, const TvDocFacts *d,
 extern const char *tv_emergency_reason(Oid requester, const char *why);
 extern struct List *tv_monitor_sites(const TvStanding *s);
 extern struct List *tv_scope(const TvStanding *s, const char *what);
+extern struct List *tv_roles_at(const TvStanding *s, const char *site);
 extern const char *tv_site_openings(const TvStanding *s, const char *site,
 									bool monitor_valid);
 

@@ -56,6 +56,7 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_constraint.h"
 #include "catalog/pg_depend.h"
+#include "catalog/pg_event_trigger.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_namespace.h"
@@ -414,6 +415,42 @@ relation_basics(Oid relid, const char *what, const char *type_what, TvApproval *
 	return false;
 }
 
+/*
+ * Event triggers fire on every command of an extension's script, and what
+ * their functions do then counts as done by the script: they could change
+ * the extension's objects before the script seals them.  So the scripts
+ * run only while no event trigger is enabled: ALTER EXTENSION trialvault
+ * is checked here, an install by its first statement (_require_preload),
+ * however it was reached (CASCADE from another extension too).
+ */
+void
+tv_refuse_event_triggers(const char *what)
+{
+	Relation	rel = table_open(EventTriggerRelationId, AccessShareLock);
+	SysScanDesc scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
+	HeapTuple	tup;
+	char	   *name = NULL;
+
+	while ((tup = systable_getnext(scan)) != NULL)
+	{
+		Form_pg_event_trigger t = (Form_pg_event_trigger) GETSTRUCT(tup);
+
+		if (t->evtenabled != TRIGGER_DISABLED)
+		{
+			name = pstrdup(NameStr(t->evtname));
+			break;
+		}
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	if (name)
+		ereport(ERROR,
+				(errcode(GUARD_ERRCODE),
+				 errmsg("%s is refused while event trigger \"%s\" is enabled", what, name),
+				 errdetail("An event trigger fires inside the extension's scripts, and what it does there would pass for the script's own work."),
+				 errhint("Disable the event triggers (ALTER EVENT TRIGGER ... DISABLE) for the install or update, then enable them again.")));
+}
+
 /* The refusal of the net: a change no statement check approved. */
 static void
 refuse_unapproved(TvGuarded g, Oid classId, Oid objectId, Oid key, Oid user)
@@ -483,6 +520,9 @@ typedef struct TvAlterRule
 	const char *hint;
 } TvAlterRule;
 
+#define HINT_NAME_TRIGGERS "Name the triggers to enable or disable; the guard triggers stay ENABLE ALWAYS."
+#define HINT_NO_RLS "Row level security would hide stored rows from queries and secured views; publish the table with trialvault.create_secured_view() instead."
+
 static const TvAlterRule tv_alter_rules[] = {
 	[AT_AddColumn] = {"ADD COLUMN", TV_AT_COLUMN, NULL},
 	[AT_AddColumnRecurse] = {"ADD COLUMN", TV_AT_COLUMN, NULL},
@@ -532,13 +572,13 @@ static const TvAlterRule tv_alter_rules[] = {
 	[AT_EnableReplicaTrig] = {"changing when a guard trigger fires", TV_AT_TRIGGER, NULL},
 	[AT_DisableTrig] = {"changing when a guard trigger fires", TV_AT_TRIGGER, NULL},
 	[AT_EnableTrigAll] = {"enabling or disabling all triggers", TV_AT_REFUSE,
-	"Name the triggers to enable or disable; the guard triggers stay ENABLE ALWAYS."},
+	HINT_NAME_TRIGGERS},
 	[AT_DisableTrigAll] = {"enabling or disabling all triggers", TV_AT_REFUSE,
-	"Name the triggers to enable or disable; the guard triggers stay ENABLE ALWAYS."},
+	HINT_NAME_TRIGGERS},
 	[AT_EnableTrigUser] = {"enabling or disabling all triggers", TV_AT_REFUSE,
-	"Name the triggers to enable or disable; the guard triggers stay ENABLE ALWAYS."},
+	HINT_NAME_TRIGGERS},
 	[AT_DisableTrigUser] = {"enabling or disabling all triggers", TV_AT_REFUSE,
-	"Name the triggers to enable or disable; the guard triggers stay ENABLE ALWAYS."},
+	HINT_NAME_TRIGGERS},
 	[AT_EnableRule] = {"ENABLE RULE", TV_AT_REFUSE, NULL},
 	[AT_EnableAlwaysRule] = {"ENABLE ALWAYS RULE", TV_AT_REFUSE, NULL},
 	[AT_EnableReplicaRule] = {"ENABLE REPLICA RULE", TV_AT_REFUSE, NULL},
@@ -550,10 +590,10 @@ static const TvAlterRule tv_alter_rules[] = {
 	[AT_DropOf] = {"NOT OF", TV_AT_REFUSE, NULL},
 	[AT_ReplicaIdentity] = {"REPLICA IDENTITY", TV_AT_ALLOW, NULL},
 	[AT_EnableRowSecurity] = {"ENABLE ROW LEVEL SECURITY", TV_AT_REFUSE,
-	"Row level security would hide stored rows from queries and secured views; publish the table with trialvault.create_secured_view() instead."},
+	HINT_NO_RLS},
 	[AT_DisableRowSecurity] = {"DISABLE ROW LEVEL SECURITY", TV_AT_ALLOW, NULL},
 	[AT_ForceRowSecurity] = {"FORCE ROW LEVEL SECURITY", TV_AT_REFUSE,
-	"Row level security would hide stored rows from queries and secured views; publish the table with trialvault.create_secured_view() instead."},
+	HINT_NO_RLS},
 	[AT_NoForceRowSecurity] = {"NO FORCE ROW LEVEL SECURITY", TV_AT_ALLOW, NULL},
 	[AT_GenericOptions] = {"OPTIONS", TV_AT_REFUSE, NULL},
 	[AT_AttachPartition] = {"ATTACH PARTITION", TV_AT_PARTITION, NULL},
@@ -1498,7 +1538,10 @@ classify_statement(Node *parsetree, TvApproval *ap)
 			break;
 		case T_AlterExtensionStmt:
 			if (strcmp(((AlterExtensionStmt *) parsetree)->extname, "trialvault") == 0)
+			{
+				tv_refuse_event_triggers("ALTER EXTENSION trialvault");
 				ap->extension_ok = true;
+			}
 			break;
 		case T_CreateExtensionStmt:
 

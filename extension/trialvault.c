@@ -117,6 +117,8 @@ Datum
 tv_require_preload_sql(PG_FUNCTION_ARGS)
 {
 	tv_require_preload();
+	if (tv_in_own_script())
+		tv_refuse_event_triggers("installing trialvault");
 	PG_RETURN_VOID();
 }
 

@@ -294,6 +294,7 @@ extern void tv_check_drop_guarded(Oid classId, Oid objectId, int subId);
 extern void tv_ddlguard_init(void);
 extern void tv_ddl_protecting(Oid relid);
 extern bool tv_in_own_script(void);
+extern void tv_refuse_event_triggers(const char *what);
 
 /* catalog.c */
 extern const char *const tv_catalog_state_sql;

@@ -74,6 +74,43 @@ q planted "$state" >"$TV_TMP/state.planted"
 planted_diff=$(diff "$TV_TMP/state.fresh" "$TV_TMP/state.planted" | grep -c '^[<>]' || true)
 check "a planted difference in one function body fails the comparison ($planted_diff lines differ)" [ "$planted_diff" -ge 2 ]
 
+# An event trigger fires inside the extension's scripts, and what its
+# function does there would pass for the script's own work, sealed with it:
+# here it would make any emergency reason acceptable.  Installs and updates
+# are refused while one is enabled.
+tv_psql up -c "CREATE DATABASE evt" >/dev/null
+tv_psql up -d evt >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION pgcrypto;
+CREATE FUNCTION public.plant() RETURNS event_trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF to_regprocedure('trialvault._emergency_reason_ok(text)') IS NOT NULL THEN
+		IF NOT EXISTS (SELECT 1 FROM pg_proc WHERE pronamespace = 'trialvault'::regnamespace
+					   AND prosrc LIKE '%planted%') THEN
+			EXECUTE $f$CREATE OR REPLACE FUNCTION trialvault._emergency_reason_ok(reason text) RETURNS boolean
+				LANGUAGE sql IMMUTABLE AS 'SELECT true /* planted */'$f$;
+		END IF;
+	END IF;
+END $$;
+CREATE EVENT TRIGGER plant ON ddl_command_end EXECUTE FUNCTION public.plant();
+SQL
+for call in "CREATE EXTENSION trialvault" "CREATE EXTENSION trialvault VERSION '0.4'"; do
+	like "$(tv_psql up -d evt -v VERBOSITY=verbose -c "$call" 2>&1 || true)" \
+		"55000: installing trialvault is refused while event trigger \"plant\" is enabled" \
+		"$call is refused while an event trigger is enabled"
+done
+is "$(q evt "SELECT count(*) FROM pg_extension WHERE extname = 'trialvault'")" 0 "... and nothing was installed"
+tv_psql up -d evt -c "ALTER EVENT TRIGGER plant DISABLE" -c "SET client_min_messages = warning" \
+	-c "CREATE EXTENSION trialvault VERSION '0.5'" -c "ALTER EVENT TRIGGER plant ENABLE" >/dev/null
+like "$(tv_psql up -d evt -v VERBOSITY=verbose -c "ALTER EXTENSION trialvault UPDATE" 2>&1 || true)" \
+	"55000: ALTER EXTENSION trialvault is refused while event trigger \"plant\" is enabled" \
+	"ALTER EXTENSION trialvault UPDATE is refused while an event trigger is enabled"
+tv_psql up -d evt -c "ALTER EVENT TRIGGER plant DISABLE" -c "ALTER EXTENSION trialvault UPDATE" >/dev/null
+is "$(q evt "SELECT extversion || ' ' || (SELECT count(*) FROM pg_proc WHERE prosrc LIKE '%planted%'
+                                                AND pronamespace = 'trialvault'::regnamespace)
+             FROM pg_extension WHERE extname = 'trialvault'")" "$version 0" \
+	"with the event trigger disabled the update runs, and nothing was planted"
+
 # log_writer_status() has one C symbol per version of its declaration
 # (as pg_stat_statements does): the shared one of the 0.3 to 0.5 scripts
 # answers with the columns a not yet updated database declares, the 0.6 one

@@ -40,7 +40,40 @@ SELECT doc_id, site, doc_type, contains_phi, loaded_by, content_length
 SELECT study, site, name, my_roles, may_load, may_open FROM trialvault.my_sites;
 SELECT * FROM trialvault.my_roles;
 SELECT pg_temp.try('SELECT trialvault._session_scope(''everything'')');
+-- What the views ask about the caller: NULL, empty and oversized facts are
+-- no document the caller may open; the answers are the caller's own.
+SELECT f.site, f.doc_type, f.phi, f.loaded_by,
+	   trialvault._may_open(f.site, f.doc_type, f.phi, f.loaded_by) AS may_open
+FROM (VALUES (NULL, NULL, NULL, NULL), ('A', 'source', true, NULL), ('', '', true, ''),
+			 (left(repeat('A', 100000), 20), 'source', true, 'x'), ('A', 'source', true, 'x'),
+			 ('B', 'source', true, 'x'), ('B', 'source', false, 'x'),
+			 ('B', 'source', true, 'regress_tv_staff')) f(site, doc_type, phi, loaded_by);
+SELECT trialvault._may_open(repeat('A', 100000), 'source', true, 'x') AS may_open_oversized_site;
+SELECT * FROM trialvault._session_roles() ORDER BY 1, 2;
+SELECT * FROM trialvault._session_sites() ORDER BY 1;
+SELECT stmt, pg_temp.try(stmt) FROM (VALUES
+	('SELECT trialvault._monitor_now(''REG-1'', ''A'', current_user)'),
+	('SELECT trialvault._emergency_reason_ok(''a b c d e f g h'')::text')
+) t(stmt);
+SELECT trialvault.close_study();
+SELECT (SELECT count(*) FROM trialvault._session_roles()) AS roles,
+	   (SELECT count(*) FROM trialvault._session_sites()) AS sites,
+	   trialvault._may_open('A', 'source', false, 'x') AS may_open_without_a_study;
 RESET ROLE;
+SELECT pg_temp.try('SELECT 1 FROM trialvault._session_sites()') AS as_superuser_with_no_study;
+SET ROLE regress_tv_staff;
+SELECT trialvault.open_study('REG-1');
+RESET ROLE;
+-- Roles that are not trialvault users may not ask at all.
+CREATE ROLE regress_views_stranger;
+SET ROLE regress_views_stranger;
+SELECT stmt, pg_temp.try(stmt) FROM (VALUES
+	('SELECT trialvault._may_open(''A'', ''source'', true, ''x'')'),
+	('SELECT * FROM trialvault._session_roles()'),
+	('SELECT * FROM trialvault._session_sites()')
+) t(stmt);
+RESET ROLE;
+DROP ROLE regress_views_stranger;
 
 -- A non-member cannot open it, and sees nothing although the session has it open.
 SET ROLE regress_tv_outsider;

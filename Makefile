@@ -21,6 +21,7 @@ OBJS = \
 	extension/xmlextract.o \
 	extension/inspect.o \
 	extension/crypto.o \
+	extension/certify.o \
 	extension/rules.o \
 	extension/access.o \
 	extension/load.o \
@@ -35,9 +36,9 @@ EXTVERSION = $(shell sed -n "s/^default_version = '\\(.*\\)'/\\1/p" $(srcdir)/tr
 # file (as pgvector does); the older install and upgrade scripts are frozen.
 DATA_built = extension/trialvault--$(EXTVERSION).sql
 DATA = $(filter-out $(DATA_built),$(wildcard extension/trialvault--*.sql))
-SCRIPTS = scripts/trialvault-getkey
+SCRIPTS = scripts/trialvault-getkey scripts/trialvault-sign
 
-REGRESS = protect guard deny bad_input verify xml access views
+REGRESS = protect guard deny bad_input verify xml access views certify
 # As pg_cron does: `make installcheck` starts its own throwaway instance
 # (initdb, the settings of test/regress.conf, a unix socket in a temp dir),
 # so any unprivileged user can run it after `make install`.

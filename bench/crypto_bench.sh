@@ -134,6 +134,7 @@ t0=$(date +%s.%N)
 sql -v nvals="$BENCH_VALUES" -v size="$BENCH_SIZE" >/dev/null <<-'SQL'
 	CREATE EXTENSION trialvault CASCADE;
 	SELECT trialvault.create_study('BENCH', 'bench') AS sid \gset
+	SELECT trialvault.require_signatures('BENCH', false);
 	-- The pgcrypto aes-cbc key (32 bytes: AES-256) and IV.
 	CREATE TABLE bench_cbc (key bytea NOT NULL, iv bytea NOT NULL);
 	INSERT INTO bench_cbc VALUES (gen_random_bytes(32), gen_random_bytes(16));

@@ -145,6 +145,7 @@ sql -v payload="$BENCH_PAYLOAD" -v ndocs="$BENCH_DOCS" -v loop="dbname=postgres 
 	CREATE EXTENSION dblink;
 	CREATE ROLE staff LOGIN;
 	SELECT trialvault.create_study('BENCH', 'bench');
+	SELECT trialvault.require_signatures('BENCH', false);
 	SELECT trialvault.add_site('BENCH', 'S1', 'Site 1');
 	SELECT trialvault.grant_role('staff', 'BENCH', 'S1', 'site_staff');
 

@@ -198,6 +198,7 @@ sql -v nstudies="$BENCH_STUDIES" -v persite="$PER_STUDY" >/dev/null <<-'SQL'
 		FOR s IN 1..current_setting('bench.nstudies')::int LOOP
 			sc := format('ST%s', lpad(s::text, 2, '0'));
 			PERFORM trialvault.create_study(sc, 'Benchmark study ' || s);
+			PERFORM trialvault.require_signatures(sc, false);
 			EXECUTE format('CREATE ROLE %I LOGIN', lower(sc) || '_monitor');
 			PERFORM trialvault.grant_role(lower(sc) || '_monitor', sc, NULL, 'monitor');
 			FOR t IN 1..current_setting('bench.persite')::int LOOP

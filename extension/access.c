@@ -243,6 +243,23 @@ tv_monitor_now(void *arg, const char *site)
 }
 
 /*
+ * Why the member may open a document of a study now, or why not, by the
+ * rules of open_document (without its one-study-at-a-time rule, and
+ * without a record): for functions that act on a document the caller must
+ * be entitled to, such as signing it.  Called as the owner, inside SPI.
+ */
+const char *
+tv_open_reason_now(const char *study, const TvDocFacts *d, const char *requester)
+{
+	TvStanding *standing = tv_standing(study, requester);
+	const char *who[2] = {study, requester};
+
+	if (standing == NULL)
+		return "not_a_member";
+	return tv_open_reason(standing, d, requester, tv_monitor_now, (void *) who);
+}
+
+/*
  * Decide, decrypt, record, and only then return (or refuse).
  */
 static Datum

@@ -36,6 +36,23 @@ static const char *const tv_doc_types[] = {
 	"source", "protocol", "blank_crf", "sae", "eform", "other"
 };
 
+/* A known document type, as a constant string; 22023 for anything else. */
+const char *
+tv_check_doc_type(const char *doc_type)
+{
+	int			i;
+
+	for (i = 0; i < (int) lengthof(tv_doc_types); i++)
+		if (strcmp(doc_type, tv_doc_types[i]) == 0)
+			return tv_doc_types[i];
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unknown document type \"%s\"",
+					pnstrdup(doc_type, pg_mbcharcliplen(doc_type, strlen(doc_type), 100))),
+			 errhint("Document types: source, protocol, blank_crf, sae, eform, other.")));
+	return NULL;				/* keep the compiler quiet */
+}
+
 static SPIPlanPtr study_plan = NULL;
 static SPIPlanPtr site_plan = NULL;
 static SPIPlanPtr nextval_plan = NULL;
@@ -81,12 +98,13 @@ submit_record(void *arg)
 }
 
 /*
- * Put a metadata PHI refusal on record through the log writer.  If that
- * fails, say so and let the refusal itself go on.
+ * Put a refusal on record through the log writer, which commits it on its
+ * own, so that it outlives the refused call.  If that fails, say so and
+ * let the refusal itself go on.
  */
-static void
-record_phi_refusal(const char *requester, const char *study, const char *site,
-				   const char *message)
+void
+tv_record_refusal(const char *event, const char *requester, const char *study,
+				  const char *site, int64 doc_id, const char *message)
 {
 	TvLogRecord rec;
 	ErrorData  *e;
@@ -94,10 +112,12 @@ record_phi_refusal(const char *requester, const char *study, const char *site,
 	memset(&rec, 0, sizeof(rec));
 	rec.kind = TV_LOG_AUDIT;
 	tv_log_context(&rec);
-	strlcpy(rec.reason, "metadata_phi_refused", sizeof(rec.reason));
+	strlcpy(rec.reason, event, sizeof(rec.reason));
 	strlcpy(rec.requester, requester, sizeof(rec.requester));
-	strlcpy(rec.study, study, sizeof(rec.study));
-	strlcpy(rec.site, site, sizeof(rec.site));
+	strlcpy(rec.study, study ? study : "", sizeof(rec.study));
+	strlcpy(rec.site, site ? site : "", sizeof(rec.site));
+	rec.has_doc = doc_id > 0;
+	rec.doc_id = doc_id;
 	strlcpy(rec.detail, message ? message : "", sizeof(rec.detail));
 
 	if ((e = in_subtransaction(submit_record, &rec)) != NULL)
@@ -136,7 +156,7 @@ inspect_or_record(text *study_t, xmltype *metadata, text *schema_t, TvInspection
 	if (e == NULL)
 		return;
 	if (e->sqlerrcode == ERRCODE_DATA_EXCEPTION)
-		record_phi_refusal(requester, study, site, e->message);
+		tv_record_refusal("metadata_phi_refused", requester, study, site, 0, e->message);
 	ReThrowError(e);
 }
 
@@ -144,7 +164,14 @@ PG_FUNCTION_INFO_V1(tv_load_document);
 
 /*
  * trialvault.load_document(study, site, doc_type, contains_phi, metadata,
- *							content, schema_name DEFAULT NULL) RETURNS bigint
+ *							content, schema_name DEFAULT NULL,
+ *							signed_at DEFAULT NULL, nonce DEFAULT NULL,
+ *							signature DEFAULT NULL,
+ *							meaning DEFAULT 'certified_copy') RETURNS bigint
+ *
+ * With signed_at, nonce and signature, the load is certified: the
+ * caller's signature of the certification statement is checked before
+ * anything is stored, and countersigned by the server (certify.c).
  */
 Datum
 tv_load_document(PG_FUNCTION_ARGS)
@@ -163,15 +190,49 @@ tv_load_document(PG_FUNCTION_ARGS)
 	TvInspection ins;
 	int32		study_id;
 	int64		doc_id;
-	bool		known_type = false;
 	bool		isnull;
 	int			i;
+	bool		signed_load = false;
+	TvStatement stmt;
+	bytea	   *statement = NULL;
+	bytea	   *signature = NULL;
+	uint8		content_sha[TV_HASH_LEN];
 
 	for (i = 0; i < 6; i++)
 		if (PG_ARGISNULL(i))
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("arguments of trialvault.load_document must not be NULL (only schema_name may be)")));
+					 errmsg("arguments of trialvault.load_document must not be NULL (only schema_name may be, and signed_at, nonce and signature together)")));
+	memset(&stmt, 0, sizeof(stmt));
+	if (PG_NARGS() > 9)
+	{
+		int			given = !PG_ARGISNULL(7) + !PG_ARGISNULL(8) + !PG_ARGISNULL(9);
+
+		if (given != 0 && given != 3)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("signed_at, nonce and signature of trialvault.load_document go together"),
+					 errhint("Give all three for a certified load, or none.")));
+		signed_load = given == 3;
+		if (signed_load)
+		{
+			bytea	   *nonce = PG_GETARG_BYTEA_PP(8);
+
+			stmt.signed_at = PG_GETARG_TIMESTAMPTZ(7);
+			(void) tv_format_utc(stmt.signed_at);	/* a time the statement can hold */
+			tv_check_nonce(nonce);
+			stmt.nonce = (uint8 *) VARDATA_ANY(nonce);
+			stmt.nonce_len = VARSIZE_ANY_EXHDR(nonce);
+			signature = PG_GETARG_BYTEA_PP(9);
+			if (PG_NARGS() > 10 && PG_ARGISNULL(10))
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("the meaning of a signature must not be NULL"),
+						 errhint("Meanings: certified_copy (the default), review, approval, responsibility.")));
+			stmt.meaning = PG_NARGS() > 10 ?
+				tv_check_meaning(PG_GETARG_TEXT_PP(10)) : "certified_copy";
+		}
+	}
 	study = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	site = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	doc_type = text_to_cstring(PG_GETARG_TEXT_PP(2));
@@ -198,14 +259,7 @@ tv_load_document(PG_FUNCTION_ARGS)
 										 "SELECT trialvault._require_site($1, $2)", 2, types),
 							values, NULL, false, VOIDOID, &isnull);
 	}
-	for (i = 0; i < (int) lengthof(tv_doc_types); i++)
-		known_type |= strcmp(doc_type, tv_doc_types[i]) == 0;
-	if (!known_type)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown document type \"%s\"",
-						pnstrdup(doc_type, pg_mbcharcliplen(doc_type, strlen(doc_type), 100))),
-				 errhint("Document types: source, protocol, blank_crf, sae, eform, other.")));
+	doc_type = (char *) tv_check_doc_type(doc_type);
 
 	standing = tv_standing(study, requester);
 	if (standing == NULL || !tv_may_load(standing, site))
@@ -221,6 +275,27 @@ tv_load_document(PG_FUNCTION_ARGS)
 
 	inspect_or_record(PG_GETARG_TEXT_PP(0), metadata, schema_t, &ins, requester, study, site);
 
+	{
+		EVP_MD_CTX *md = tv_sha_begin(TV_SHA_CONTENT);
+
+		tv_sha_update(md, VARDATA_ANY(content), VARSIZE_ANY_EXHDR(content));
+		tv_sha_end(md, content_sha);
+	}
+
+	/* A certified load is checked before anything is stored. */
+	if (signed_load)
+	{
+		memcpy(stmt.content_sha256, content_sha, TV_HASH_LEN);
+		memcpy(stmt.metadata_sha256, ins.hash, TV_HASH_LEN);
+		stmt.study = study;
+		stmt.site = site;
+		stmt.doc_type = doc_type;
+		stmt.signer = requester;
+		statement = tv_check_signature(&stmt, 0, signature);
+	}
+	else
+		tv_require_unsigned_allowed(study, site, requester);
+
 	/* The row, with PHI content encrypted under the study's newest key. */
 	{
 		static const Oid types[14] = {
@@ -229,8 +304,6 @@ tv_load_document(PG_FUNCTION_ARGS)
 		};
 		Datum		values[14];
 		char		nulls[14];
-		uint8		sha[TV_HASH_LEN];
-		EVP_MD_CTX *md;
 
 		doc_id = DatumGetInt64(tv_spi_value(tv_kept_plan(&nextval_plan,
 														 "SELECT nextval(pg_get_serial_sequence('trialvault.documents', 'doc_id'))",
@@ -264,10 +337,7 @@ tv_load_document(PG_FUNCTION_ARGS)
 			nulls[10] = 'n';
 		}
 		values[11] = Int64GetDatum((int64) VARSIZE_ANY_EXHDR(content));
-		md = tv_sha_begin(TV_SHA_CONTENT);
-		tv_sha_update(md, VARDATA_ANY(content), VARSIZE_ANY_EXHDR(content));
-		tv_sha_end(md, sha);
-		values[12] = PointerGetDatum(tv_hash_bytea(sha));
+		values[12] = PointerGetDatum(tv_hash_bytea(content_sha));
 		values[13] = tv_name_datum(&requester_name, requester);
 
 		if (SPI_execute_plan(tv_kept_plan(&insert_plan,
@@ -296,6 +366,8 @@ tv_load_document(PG_FUNCTION_ARGS)
 										 6, types),
 							values, NULL, false, VOIDOID, &isnull);
 	}
+	if (signed_load)
+		tv_sign_recorded(&stmt, doc_id, statement, signature, "document_certified");
 	tv_owner_spi_end(&as);
 	PG_RETURN_INT64(doc_id);
 }

@@ -81,6 +81,7 @@ _PG_init(void)
 	tv_chain_init();
 	tv_xmldoc_init();
 	tv_crypto_init();
+	tv_certify_init();
 	tv_log_init();
 	MarkGUCPrefixReserved("trialvault");
 

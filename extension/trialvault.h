@@ -25,6 +25,9 @@
  *	rules.c			the access rules, each written once: who may open,
  *					load, list and read what in a study
  *	crypto.c		master key, per-study data keys, field encryption
+ *	certify.c		certification: members' signing keys, the statement
+ *					they sign, signature checks, the server's key and its
+ *					countersignature
  *	access.c		open_document and emergency_open
  *	load.c			load_document
  *	session.c		the session's open study, and what the views ask about
@@ -273,6 +276,10 @@ extern struct List *tv_roles_at(const TvStanding *s, const char *site);
 extern const char *tv_site_openings(const TvStanding *s, const char *site,
 									bool monitor_valid);
 
+/* access.c */
+extern const char *tv_open_reason_now(const char *study, const TvDocFacts *d,
+									  const char *requester);
+
 /* session.c */
 extern const char *tv_session_study_raw(void);
 
@@ -295,6 +302,56 @@ extern void tv_ddlguard_init(void);
 extern void tv_ddl_protecting(Oid relid);
 extern bool tv_in_own_script(void);
 extern void tv_refuse_event_triggers(const char *what);
+
+/* certify.c: signing keys, certification statements, the server's key */
+typedef struct TvKeyFacts
+{
+	char		algorithm[16];	/* ecdsa-p256, ecdsa-p384, ed25519, rsa-N */
+	char		fingerprint[2 * TV_HASH_LEN + 1];	/* hex SHA-256 of the DER SPKI */
+	char	   *public_pem;		/* the public half, as OpenSSL writes it */
+} TvKeyFacts;
+
+/* The fields of a certification statement (see certify.c for its bytes). */
+typedef struct TvStatement
+{
+	uint8		content_sha256[TV_HASH_LEN];
+	uint8		metadata_sha256[TV_HASH_LEN];
+	const char *study;
+	const char *site;
+	const char *doc_type;
+	const char *signer;
+	const char *signer_fingerprint;
+	const char *meaning;
+	TimestampTz signed_at;
+	const uint8 *nonce;
+	size_t		nonce_len;
+} TvStatement;
+
+struct evp_pkey_st;
+extern char *tv_signing_key_command;
+extern void tv_certify_init(void);
+extern struct evp_pkey_st *tv_parse_public_key(text *pem, TvKeyFacts *facts);
+extern struct evp_pkey_st *tv_require_server_key(const TvKeyFacts **facts);
+extern const char *tv_check_meaning(text *meaning);
+extern void tv_check_nonce(bytea *nonce);
+extern char *tv_format_utc(TimestampTz t);
+extern bytea *tv_statement(const TvStatement *s);
+extern char *tv_active_key_fingerprint(const char *member, bool missing_ok);
+extern int	tv_signature_window;
+extern bytea *tv_countersignature_input(const bytea *statement, const bytea *signature,
+										TimestampTz at, const char *server_fingerprint);
+extern bytea *tv_check_signature(TvStatement *s, int64 doc_id, bytea *signature);
+extern bytea *tv_keep_signature(const TvStatement *s, int64 doc_id, bytea *statement,
+								bytea *signature);
+extern bytea *tv_sign_recorded(const TvStatement *s, int64 doc_id, bytea *statement,
+								bytea *signature, const char *event);
+extern void tv_require_unsigned_allowed(const char *study, const char *site,
+										const char *requester);
+
+/* load.c */
+extern const char *tv_check_doc_type(const char *doc_type);
+extern void tv_record_refusal(const char *event, const char *requester, const char *study,
+							  const char *site, int64 doc_id, const char *message);
 
 /* catalog.c */
 extern const char *const tv_catalog_state_sql;

@@ -186,6 +186,7 @@ CREATE ROLE mo LOGIN;       -- monitor
 CREATE ROLE spon LOGIN;     -- sponsor
 CREATE ROLE erin LOGIN IN ROLE trialvault_emergency;  -- on-call physician
 SELECT trialvault.create_study('CARDIO-3', 'Cardiology study 3') AS study_id;
+SELECT trialvault.require_signatures('CARDIO-3', false);
 SELECT count(trialvault.add_site('CARDIO-3', s, 'Hospital ' || s)::text) AS sites_added FROM (VALUES ('01'), ('02')) v(s);
 SELECT count(trialvault.grant_role(m, 'CARDIO-3', s, r)::text) AS roles_granted FROM (VALUES ('ana', '01', 'site_staff'),
 	('ben', '02', 'site_staff'), ('ines', '01', 'investigator'), ('mo', NULL, 'monitor'),
@@ -246,6 +247,7 @@ sql <<'SQL'
 SET client_min_messages = warning;
 CREATE ROLE aud LOGIN;      -- auditor
 SELECT trialvault.create_study('NEURO-1', 'Neurology study 1') AS other_study;
+SELECT trialvault.require_signatures('NEURO-1', false);
 SELECT count(trialvault.add_site('NEURO-1', '01', 'City Hospital')::text) AS sites_added;
 SELECT count(trialvault.grant_role(m, s, si, r)::text) AS roles_granted
 	FROM (VALUES ('ana', 'NEURO-1', '01', 'site_staff'), ('aud', 'CARDIO-3', NULL, 'auditor')) v(m, s, si, r);
@@ -327,6 +329,69 @@ else
 	echo "   The verifier and verify() DISAGREE: verify() says '$server'."
 fi
 
+say "12. Certified copies: Ana signs a scan with her own key; the server countersigns at once."
+K=$TV_TMP/keys
+mkdir -p "$K"
+chmod 755 "$K"
+echo "   Ana makes a key pair on her own machine; its private half is protected by her pass phrase"
+echo "   and never reaches the server. She registers the public half:"
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -aes256 -pass pass:ana-passphrase \
+	-out "$K/ana.pem" 2>/dev/null
+openssl pkey -in "$K/ana.pem" -passin pass:ana-passphrase -pubout -out "$K/ana.pub"
+fpr=$(echo "SELECT trialvault.register_signing_key(:'pub')" | tv_psql demo -U ana -At -v pub="$(cat "$K/ana.pub")")
+echo "   fingerprint registered:        $fpr"
+echo "   openssl pkey -outform DER | sha256sum: $(openssl pkey -pubin -in "$K/ana.pub" -outform DER | sha256sum | cut -c1-64)"
+sql <<'SQL'
+\pset footer off
+SET client_min_messages = warning;
+\echo '   The server key comes from trialvault.signing_key_command; only its public half is known:'
+SELECT loaded, algorithm, fingerprint FROM trialvault.server_signing_key();
+\echo '   A new study: studies created since 0.7 require signed loads.'
+SELECT trialvault.create_study('ONCO-2', 'Oncology study 2') AS study_id;
+SELECT trialvault.add_site('ONCO-2', '01', 'Hospital 01');
+SELECT count(trialvault.grant_role(m, 'ONCO-2', '01', r)::text) AS roles_granted
+	FROM (VALUES ('ana', 'site_staff'), ('ines', 'investigator')) v(m, r);
+SELECT trialvault.set_printed_name('ana', 'Ana Ruiz, study nurse');
+SET ROLE ana;
+SELECT demo_try($$SELECT trialvault.load_document('ONCO-2', '01', 'source', true, '<meta><visit>1</visit></meta>', 'scan')$$)
+	AS unsigned_load;
+SQL
+printf 'Consent form of patient John Doe, signed 2026-11-30\n' >"$K/scan.txt"
+printf '<meta><visit>1</visit><form>consent</form></meta>\n' >"$K/scan.xml"
+echo "   scripts/trialvault-sign builds the certification statement locally and signs it with openssl:"
+bash scripts/trialvault-sign --key "$K/ana.pem" --passin pass:ana-passphrase --signer ana --study ONCO-2 \
+	--site 01 --type source --file "$K/scan.txt" --metadata "$K/scan.xml" --statement "$K/statement" >"$K/signed"
+sed 's/^/     /; s/\(signature=.\{40\}\).*/\1.../' "$K/signed"
+sed 's/^/     | /' "$K/statement"
+. "$K/signed"
+load="SELECT trialvault.load_document('ONCO-2', '01', 'source', true, '$(cat "$K/scan.xml")',
+	decode('$(od -An -v -tx1 "$K/scan.txt" | tr -d ' \n')', 'hex'), signed_at => '$signed_at',
+	nonce => decode('$nonce', 'hex'), signature => decode('$signature', 'hex'))"
+echo "   load_document checks the signature, its time and nonce, then stores the document and countersigns:"
+echo "     doc_id $(tv_psql demo -U ana -At -c "$load")"
+echo "   The same call again is a replay:"
+echo "     $(tv_psql demo -U ana -v VERBOSITY=default -c "$load" 2>&1 | head -n 1)"
+sql <<'SQL'
+\pset footer off
+SELECT s.signature_id, s.doc_id, s.signer, k.printed_name, s.meaning, left(s.signer_key, 16) AS signer_key,
+	left(s.server_key, 16) AS server_key, to_char(s.countersigned_at, 'HH24:MI:SS.US') AS countersigned
+	FROM trialvault.signatures s JOIN trialvault.signer_keys k ON k.fingerprint = s.signer_key;
+SQL
+echo "   Anyone can check the countersignature with openssl, over the documented bytes:"
+row=$(sql -At -c "SELECT encode(sha256(statement), 'hex') || ' ' || encode(sha256(signature), 'hex') || ' ' ||
+	to_char(countersigned_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') || ' ' || server_key
+	FROM trialvault.signatures ORDER BY signature_id DESC LIMIT 1")
+read -r sh gh at sfp <<<"$row"
+printf 'trialvault-countersignature-v1\nstatement-sha256: %s\nsignature-sha256: %s\ncountersigned-at: %s\nserver-key-sha256: %s\n' \
+	"$sh" "$gh" "$at" "$sfp" >"$K/countersigned"
+sql -At -c "SELECT public_key FROM trialvault.server_keys WHERE fingerprint = '$sfp'" >"$K/server.pub"
+sql -At -c "SELECT encode(countersignature, 'base64') FROM trialvault.signatures ORDER BY signature_id DESC LIMIT 1" |
+	base64 -d >"$K/countersignature"
+echo "     openssl dgst -sha256 -verify server.pub: $(openssl dgst -sha256 -verify "$K/server.pub" -signature "$K/countersignature" "$K/countersigned")"
+echo "   and Ana's own signature with her public key: $(openssl dgst -sha256 -verify "$K/ana.pub" \
+	-signature <(sql -At -c "SELECT encode(signature, 'base64') FROM trialvault.signatures ORDER BY signature_id DESC LIMIT 1" | base64 -d) \
+	"$K/statement")"
+
 sql -c "SELECT pg_terminate_backend(pid) FROM trialvault.log_writer_status()" >/dev/null
 sleep 0.5
 say "   The log writer is stopped: nothing is decrypted while nothing can be put on record."
@@ -363,6 +428,9 @@ cat <<'EOF2'
     edits of the extension are reported by verify().
   - An auditor can verify an exported table with an independent verifier that shares no code
     with trialvault.
+  - Certified copies: members sign a documented statement with their own key outside the
+    database; load_document checks signature, time and nonce before storing anything, and the
+    server countersigns with a key that never enters the database; openssl checks both.
 EOF2
 
 if [ -n "$KEEP" ]; then

@@ -15,12 +15,14 @@ PACKAGES=(
 	libtap-parser-sourcehandler-pgtap-perl
 	libssl-dev
 	libxml2-dev
+	libxml2-utils
 	libpq-dev
 	gnupg
 	openssl
 	procps
 	perl
 	python3
+	xxd
 )
 
 missing=()

@@ -4,17 +4,7 @@
 -- writer's faults: test/integration/90_decryption_log.sh.)
 \i sql/include/try.sql
 
--- The regression cluster's log writer serves this database
--- (trialvault.database); it connects within seconds of the database's
--- creation.
-DO $$
-BEGIN
-	FOR i IN 1..300 LOOP
-		EXIT WHEN (SELECT pid FROM trialvault.log_writer_status()) IS NOT NULL;
-		PERFORM pg_sleep(0.1);
-	END LOOP;
-END
-$$;
+\i sql/include/wait_writer.sql
 SELECT pid IS NOT NULL AS writer_running, database, queue_size FROM trialvault.log_writer_status();
 SELECT master_key_loaded, master_key_id ~ '^[0-9a-f]{16}$' AS id_is_a_fingerprint, problem
 	FROM trialvault.key_status();
@@ -28,6 +18,7 @@ CREATE ROLE regress_tv_monitor LOGIN;
 -- create_study
 SET ROLE regress_tv_admin;
 SELECT trialvault.create_study('REG-1', 'Regression study') > 0 AS created;
+SELECT trialvault.require_signatures('REG-1', false);
 SELECT stmt, pg_temp.try(stmt) FROM (VALUES
 	('SELECT trialvault.create_study(NULL, ''t'')'),
 	('SELECT trialvault.create_study(''X'', NULL)'),

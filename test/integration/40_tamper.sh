@@ -182,9 +182,10 @@ edit_and_check "row level security forced on the decryption log" \
 	"UPDATE pg_class SET relrowsecurity = true, relforcerowsecurity = true WHERE oid = 'trialvault.decryption_log'::regclass" \
 	"UPDATE pg_class SET relrowsecurity = false, relforcerowsecurity = false WHERE oid = 'trialvault.decryption_log'::regclass" \
 	'extension object "table decryption_log" differs'
+installed=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$(dirname "$0")/../../trialvault.control")
 edit_and_check "another installed version claimed (pg_extension.extversion)" \
 	"UPDATE pg_extension SET extversion = '9.9' WHERE extname = 'trialvault'" \
-	"UPDATE pg_extension SET extversion = '0.6' WHERE extname = 'trialvault'" \
+	"UPDATE pg_extension SET extversion = '$installed' WHERE extname = 'trialvault'" \
 	"no catalog seal for the installed version 9.9"
 is "$(q c4 postgres "GRANT EXECUTE ON FUNCTION trialvault.protect(regclass) TO PUBLIC; SELECT ok || ': ' || guard FROM trialvault.verify('rec_f')")" \
 	"true: intact" "f: a GRANT EXECUTE on a public function (allowed) is not a difference"

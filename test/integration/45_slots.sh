@@ -29,6 +29,7 @@ GRANT EXECUTE ON FUNCTION trialvault.protect(regclass) TO owner1;
 CREATE ROLE loader LOGIN;
 CREATE ROLE alice LOGIN;
 SELECT trialvault.create_study('S1', 'Study one');
+SELECT trialvault.require_signatures('S1', false);
 SELECT trialvault.add_site('S1', 'A', 'Site A');
 SELECT trialvault.grant_role('loader', 'S1', 'A', 'site_staff');
 SELECT trialvault.grant_role('alice', 'S1', 'A', 'site_staff');

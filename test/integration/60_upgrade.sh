@@ -39,8 +39,8 @@ like "$(tv_psql up -d old -v VERBOSITY=verbose -c "UPDATE ecrf SET visit = 9" 2>
 	"guards still refuse UPDATE after the update"
 is "$(q old "INSERT INTO ecrf VALUES ('U-1', 2, 80); SELECT ok || ':' || rows_checked FROM trialvault.verify('ecrf')")" \
 	"true:76" "new rows chain onto the old ones"
-is "$(q old "SELECT count(*) FROM trialvault.protected_tables WHERE schema_name = 'trialvault'")" 13 \
-	"the 0.2 registries, the 0.3 tables and the 0.6 catalog seal are protected tables"
+is "$(q old "SELECT count(*) FROM trialvault.protected_tables WHERE schema_name = 'trialvault'")" 19 \
+	"the 0.2 registries, the 0.3 tables, the 0.6 catalog seal and the 0.7 keys, signatures and policies are protected tables"
 is "$(q old "SELECT trialvault.meta_int('<m><v>7</v></m>', '/m/v')")" 7 "0.2 functions work after the update"
 is "$(q old "SELECT trialvault.create_study('UP', 'upgraded') > 0 AND (SELECT master_key_loaded FROM trialvault.key_status())")" t \
 	"0.3 functions work after the update (a study and its data key)"
@@ -61,7 +61,7 @@ check "the state covers every object ($n_objects, at least 300) and function ($n
 	[ "$n_objects" -ge 300 ] && [ "$n_functions" -ge 75 ]
 like "$(grep -c '^index \|^constraint \|^column \|^trigger \|^acl \|^comment \|^owner \|^definition ' "$TV_TMP/state.fresh")" '^[0-9]{3,}$' \
 	"the state spells out columns, constraints, indexes, triggers, owners, privileges and comments"
-seal="SELECT string_agg(version || ' ' || object || ' ' || encode(fingerprint, 'hex'), E'\\n' ORDER BY object) FROM trialvault.catalog_seal"
+seal="SELECT string_agg(version || ' ' || object || ' ' || encode(fingerprint, 'hex'), E'\\n' ORDER BY object) FROM trialvault.catalog_seal WHERE version = '$version'"
 is "$(q old "$seal")" "$(q fresh "$seal")" "the update sealed the same fingerprints as a fresh install"
 config="SELECT array(SELECT c::regclass::text FROM unnest(extconfig) c ORDER BY 1) FROM pg_extension WHERE extname = 'trialvault'"
 is "$(q old "$config")" "$(q fresh "$config")" "pg_dump dumps the same extension tables and sequences either way"
@@ -145,5 +145,26 @@ q planted "CREATE FUNCTION public.lws7(OUT pid int, OUT database text, OUT queue
 like "$(tv_psql up -d planted -v VERBOSITY=verbose -c "SELECT * FROM public.lws7()" 2>&1 || true)" \
 	"0A000: trialvault.log_writer_status\(\) is declared with 7 columns, but its C function returns 8" \
 	"the 0.6 symbol refuses a declaration with other columns"
+
+# 0.7: studies that exist before the update keep taking unsigned loads;
+# studies created after it require signatures.
+tv_psql up -c "CREATE DATABASE pre07" -c "CREATE ROLE up_staff LOGIN" >/dev/null
+tv_psql up -d pre07 >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION trialvault VERSION '0.6' CASCADE;
+SELECT trialvault.create_study('P6', 'Created at 0.6');
+SELECT trialvault.add_site('P6', 'A', 'Site A');
+SELECT trialvault.grant_role('up_staff', 'P6', 'A', 'site_staff');
+ALTER EXTENSION trialvault UPDATE;
+SELECT trialvault.create_study('N7', 'Created at 0.7');
+SELECT trialvault.add_site('N7', 'A', 'Site A');
+SELECT trialvault.grant_role('up_staff', 'N7', 'A', 'site_staff');
+SQL
+like "$(tv_psql up -d pre07 -U up_staff -At -c "SELECT trialvault.load_document('P6', 'A', 'protocol', false, '<m/>', 'text')")" \
+	'^[0-9]+$' "a study created before 0.7 takes unsigned loads after the update"
+like "$(tv_psql up -d pre07 -U up_staff -v VERBOSITY=verbose -c "SELECT trialvault.load_document('N7', 'A', 'protocol', false, '<m/>', 'text')" 2>&1 || true)" \
+	"ERROR: +TV004: study N7 requires signed loads" "a study created after the update requires signed loads"
+is "$(q pre07 "SELECT string_agg(study || ':' || required, ' ' ORDER BY event_id) FROM trialvault.signature_policies")" \
+	"P6:false N7:true" "the update recorded the old study's policy, create_study the new one's"
 
 done_testing

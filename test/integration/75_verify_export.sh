@@ -589,6 +589,7 @@ tv_psql $CL -d postgres >/dev/null <<'SQL'
 SET client_min_messages = warning;
 CREATE ROLE dora LOGIN;
 SELECT trialvault.create_study('VX1', 'Verifier study');
+SELECT trialvault.require_signatures('VX1', false);
 SELECT trialvault.add_site('VX1', 'A', 'Site A');
 SELECT trialvault.grant_role('dora', 'VX1', 'A', 'site_staff');
 SQL

@@ -56,6 +56,7 @@ CREATE ROLE loader1 LOGIN;
 CREATE ROLE alice LOGIN;
 CREATE ROLE bob LOGIN;
 SELECT trialvault.create_study('S1', 'Study one');
+SELECT trialvault.require_signatures('S1', false);
 SELECT trialvault.add_site('S1', 'A', 'Site A');
 SELECT trialvault.add_site('S1', 'B', 'Site B');
 SELECT trialvault.grant_role('loader1', 'S1', 'A', 'site_staff');
@@ -237,6 +238,7 @@ log_offset=$(stat -c %s "$LOG")
 tv_psql $CL -d postgres >/dev/null <<'SQL'
 SET client_min_messages = warning;
 SELECT trialvault.create_study('S2', 'Study two');
+SELECT trialvault.require_signatures('S2', false);
 SELECT trialvault.add_site('S2', 'X', 'Site X');
 SELECT trialvault.grant_role('alice', 'S2', 'X', 'site_staff');
 SELECT trialvault.rotate_study_key('S1');
@@ -378,6 +380,7 @@ q $CL other "CREATE EXTENSION trialvault CASCADE" >/dev/null 2>&1
 tv_psql $CL -d other >/dev/null <<'SQL'
 SET client_min_messages = warning;
 SELECT trialvault.create_study('O1', 'Study in another database');
+SELECT trialvault.require_signatures('O1', false);
 SELECT trialvault.add_site('O1', 'Z', 'Site Z');
 SELECT trialvault.grant_role('postgres', 'O1', 'Z', 'site_staff');
 SQL

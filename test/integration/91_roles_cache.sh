@@ -19,6 +19,7 @@ CREATE ROLE alice LOGIN;
 CREATE ROLE carol LOGIN;
 CREATE ROLE loader LOGIN;
 SELECT trialvault.create_study('S1', 'Study one');
+SELECT trialvault.require_signatures('S1', false);
 SELECT trialvault.add_site('S1', 'A', 'Site A');
 SELECT trialvault.add_site('S1', 'B', 'Site B');
 SELECT trialvault.grant_role('loader', 'S1', 'A', 'site_staff');
@@ -79,6 +80,7 @@ like "$(open_as alice "$A")" 'permission denied to open document' "after ROLLBAC
 # A study created after A cached S1: its documents decrypt under its own
 # study id and key.
 b "SELECT trialvault.create_study('S2', 'Study two')" >/dev/null
+b "SELECT trialvault.require_signatures('S2', false)" >/dev/null
 b "SELECT trialvault.add_site('S2', 'A', 'Site A')" >/dev/null
 b "SELECT trialvault.grant_role('carol', 'S2', 'A', 'site_staff')" >/dev/null
 tv_psql roles -At -c "SET ROLE carol; INSERT INTO ids VALUES ('s2', trialvault.load_document('S2', 'A', 'source', true, '<m/>', '\x0d0e0f'))" >/dev/null

@@ -73,44 +73,6 @@ psql_out() {
 	fi
 }
 
-# absent_in FILE STRING: FILE does not contain STRING in any letter case.
-absent_in() {
-	! grep -qaiF -- "$2" "$1"
-}
-
-# lacks TEXT NEEDLE: TEXT does not contain NEEDLE in any letter case.
-lacks() {
-	[[ ${1,,} != *"${2,,}"* ]]
-}
-
-# differ A B C...: non-empty and pairwise different from the first.
-differ() {
-	local a=$1 b
-	shift
-	[ -n "$a" ] || return 1
-	for b in "$@"; do [ "$a" != "$b" ] || return 1; done
-}
-
-# raw_in_dir HEX DIR: some file below DIR contains the bytes HEX encodes
-# (grep cannot do this: it matches within lines, and bytes may be newlines).
-raw_in_dir() {
-	perl -MFile::Find -e '
-		my $needle = pack("H*", $ARGV[0]);
-		my $found = 0;
-		find({ no_chdir => 1, wanted => sub {
-			return if $found || !-f $_;
-			open(my $fh, "<:raw", $_) or return;
-			local $/;
-			my $d = <$fh>;
-			$found = 1 if defined $d && index($d, $needle) >= 0;
-		} }, $ARGV[1]);
-		exit($found ? 0 : 1);' "$1" "$2"
-}
-
-no_raw_in_dir() {
-	! raw_in_dir "$@"
-}
-
 # --- 1. no key bytes anywhere -------------------------------------------------
 
 check "1: the PostgreSQL package ships pg_stat_statements" \
@@ -127,6 +89,7 @@ tv_psql k1 -d postgres >/dev/null <<'SQL'
 SET client_min_messages = warning;
 CREATE ROLE alice LOGIN;
 SELECT trialvault.create_study('KS1', 'Key study');
+SELECT trialvault.require_signatures('KS1', false);
 SELECT trialvault.add_site('KS1', 'A', 'Site A');
 SELECT trialvault.grant_role('alice', 'KS1', 'A', 'site_staff');
 SELECT trialvault.rotate_study_key('KS1');
@@ -263,9 +226,11 @@ tv_psql k3 -d postgres >/dev/null <<'SQL'
 SET client_min_messages = warning;
 CREATE ROLE alice LOGIN;
 SELECT trialvault.create_study('R1', 'Rotation one');
+SELECT trialvault.require_signatures('R1', false);
 SELECT trialvault.add_site('R1', 'A', 'Site A');
 SELECT trialvault.grant_role('alice', 'R1', 'A', 'site_staff');
 SELECT trialvault.create_study('R2', 'Rotation two');
+SELECT trialvault.require_signatures('R2', false);
 SELECT trialvault.add_site('R2', 'A', 'Site A');
 SELECT trialvault.grant_role('alice', 'R2', 'A', 'site_staff');
 SQL

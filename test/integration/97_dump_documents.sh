@@ -32,6 +32,7 @@ SET client_min_messages = warning;
 CREATE EXTENSION trialvault CASCADE;
 CREATE ROLE dora LOGIN;
 SELECT trialvault.create_study('D1', 'Dump study');
+SELECT trialvault.require_signatures('D1', false);
 SELECT trialvault.add_site('D1', 'A', 'Site A');
 SELECT trialvault.grant_role('dora', 'D1', 'A', 'site_staff');
 SELECT trialvault.rotate_study_key('D1');

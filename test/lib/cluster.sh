@@ -84,6 +84,10 @@ tv_cluster_start() {
 	# Every cluster gets its own master key, outside its data directory.
 	(umask 077 && openssl rand -hex 32 >"$dir/master.key")
 	chown "$TV_OS_USER" "$dir/master.key"
+	# ... and its own server signing key (P-256), also outside it.
+	(umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 \
+		-out "$dir/server_signing.pem" 2>/dev/null)
+	chown "$TV_OS_USER" "$dir/server_signing.pem"
 	{
 		echo "port = $port"
 		echo "listen_addresses = ''"
@@ -93,6 +97,7 @@ tv_cluster_start() {
 		echo "max_connections = 40"
 		echo "logging_collector = off"
 		echo "trialvault.master_key_command = '$PGBIN/trialvault-getkey $dir/master.key'"
+		echo "trialvault.signing_key_command = 'cat $dir/server_signing.pem'"
 		for line in "$@"; do
 			echo "$line"
 		done

@@ -197,6 +197,7 @@ SELECT throws_ok($$SELECT trialvault.create_study(tv05.study(), 'Access rules')$
 SET ROLE tv05_admin;
 SELECT ok(trialvault.create_study(tv05.study(), 'Access rules') > 0,
 	'create_study allowed to a (non-superuser) member of trialvault_admin');
+SELECT trialvault.require_signatures(tv05.study(), false);
 SELECT lives_ok($$SELECT trialvault.add_site(tv05.study(), s, 'Site ' || s) FROM (VALUES ('A'), ('B')) v(s)$$,
 	'add_site allowed to a member of trialvault_admin');
 SELECT lives_ok($$SELECT trialvault.grant_role(m, tv05.study(), s, r) FROM (VALUES

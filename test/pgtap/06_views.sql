@@ -58,7 +58,7 @@
 -- to be refused (42501) when the view would replace another owner's secured
 -- view, or go into a schema the owner may not create in (public).
 BEGIN;
-SELECT plan(426);
+SELECT plan(468);
 
 -- ---------------------------------------------------------------------
 -- Helpers (rolled back with everything else).  They run as whichever role
@@ -450,6 +450,7 @@ CREATE ROLE tv06_dba2 LOGIN;
 SET ROLE tv06_admin;
 SELECT lives_ok($$SELECT trialvault.create_study(tv06.s1(), 'Views, study one'), trialvault.create_study(tv06.s2(), 'Views, study two')$$,
 	'two studies created');
+SELECT trialvault.require_signatures(s, false) FROM (VALUES (tv06.s1()), (tv06.s2())) v(s);
 SELECT lives_ok($$SELECT trialvault.add_site(s, x, 'Site ' || x) FROM (VALUES (tv06.s1(), 'A'), (tv06.s1(), 'B'),
 		(tv06.s2(), 'A'), (tv06.s2(), 'B')) v(s, x)$$,
 	'sites A and B in each study');
@@ -659,7 +660,7 @@ SELECT tv06.check(role, view, expected, description) FROM (VALUES
 		'auditor: my_decryption_log = every attempt in study 1, nothing of study 2'),
 	('tv06_auditor', 'audit_trail', tv06.audit_base(tv06.s1())::text, 'auditor: audit_trail = every audit event of study 1'),
 	('tv06_auditor', 'audit_trail kinds',
-		'data_key_created document_loaded monitor_authorized role_granted site_added study_created study_opened',
+		'data_key_created document_loaded monitor_authorized role_granted signature_policy_set site_added study_created study_opened',
 		'auditor: the trail holds the study, site, role, key, document, authorization and open events'),
 
 	('tv06_s2inv', 'open_study', tv06.s2(), 'investigator of study 2, site B: open study 2'),
@@ -692,15 +693,16 @@ RESET ROLE;
 SELECT is(ARRAY(SELECT c.relname::text FROM pg_class c WHERE c.relnamespace = 'trialvault'::regnamespace
 		AND c.relkind IN ('r', 'p') ORDER BY 1),
 	ARRAY['audit_events', 'catalog_seal', 'decryption_log', 'documents', 'memberships', 'metadata_defaults', 'metadata_namespaces',
-		'metadata_schemas', 'monitor_authorizations', 'phi_rules', 'sites', 'studies', 'study_keys'],
-	'the base tables of schema trialvault are the thirteen tested here');
+		'metadata_schemas', 'monitor_authorizations', 'phi_rules', 'printed_names', 'server_keys',
+		'signature_policies', 'signatures', 'signing_key_revocations', 'signing_keys', 'sites', 'studies', 'study_keys'],
+	'the base tables of schema trialvault are the nineteen tested here');
 SELECT is(ARRAY(SELECT format('%s:%s', c.relname, p.priv) FROM pg_class c
 		CROSS JOIN unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) p(priv)
 		WHERE c.relnamespace = 'trialvault'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
 		  AND has_table_privilege('trialvault_user', c.oid, p.priv) ORDER BY 1),
 	ARRAY['audit_trail:SELECT', 'my_decryption_log:SELECT', 'my_documents:SELECT', 'my_roles:SELECT', 'my_sites:SELECT',
-		'protected_tables:SELECT'],
-	'trialvault_user (and PUBLIC) may only SELECT the five views (and the protected_tables catalogue)');
+		'protected_tables:SELECT', 'signer_keys:SELECT'],
+	'trialvault_user (and PUBLIC) may only SELECT the five views (and the protected_tables catalogue and the public signer_keys register)');
 GRANT pg_read_server_files, pg_write_server_files
 	TO tv06_staff_a, tv06_inv_a, tv06_mon, tv06_safety, tv06_sponsor, tv06_auditor, tv06_outsider;
 
@@ -726,7 +728,8 @@ SELECT CASE s.what
 	FROM (SELECT r.*, unnest(ARRAY['control',
 			'studies', 'sites', 'memberships', 'monitor_authorizations', 'study_keys', 'documents', 'decryption_log',
 			'audit_events', 'metadata_schemas', 'phi_rules', 'metadata_defaults', 'metadata_namespaces', 'catalog_seal',
-			'current_memberships',
+			'signing_keys', 'signing_key_revocations', 'printed_names', 'server_keys', 'signatures',
+			'signature_policies', 'current_memberships',
 			'sequences', 'functions']) AS what
 		FROM (VALUES
 			('tv06_staff_a', 'site staff may COPY to a server file (so a refusal below is the table''s)',

@@ -354,6 +354,7 @@ CREATE ROLE tv08_outsider LOGIN;
 INSERT INTO tv08.users SELECT rolname FROM pg_roles WHERE rolname LIKE 'tv08\_%';
 
 SELECT trialvault.create_study(tv08.study(), 'Decision paths');
+SELECT trialvault.require_signatures(tv08.study(), false);
 SELECT trialvault.add_site(tv08.study(), s, 'Site ' || s) FROM (VALUES ('A'), ('B'), ('AB')) v(s);
 SELECT trialvault.grant_role(m, tv08.study(), s, r) FROM (VALUES
 	('tv08_staff_a', 'A', 'site_staff'), ('tv08_inv_a', 'A', 'investigator'),
@@ -459,6 +460,7 @@ SELECT is(tv08.mismatches(2), 'none', 'after the changes open_document still dec
 \o /dev/null
 UPDATE tv08.cfg SET study = study || '-2';
 SELECT trialvault.create_study(tv08.study(), 'Decision paths, second study');
+SELECT trialvault.require_signatures(tv08.study(), false);
 SELECT trialvault.add_site(tv08.study(), 'A', 'Site A');
 SELECT trialvault.grant_role('tv08_inv_a', tv08.study(), 'A', 'investigator');
 SET ROLE tv08_inv_a;

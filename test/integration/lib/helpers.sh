@@ -16,6 +16,12 @@
 #                                 reported as "not ok ... # TODO REASON"
 #                                 and does not fail the script (TAP TODO)
 #
+#   absent_in FILE STRING         FILE lacks STRING in any letter case
+#   lacks TEXT NEEDLE             TEXT lacks NEEDLE in any letter case
+#   differ A B C...               A is non-empty and differs from each other
+#   raw_in_dir HEX DIR            some file below DIR holds the bytes HEX encodes
+#   no_raw_in_dir HEX DIR         none does
+#
 # Sessions (sess_open, sess_run, ...) and wait_until are in test/lib/cluster.sh.
 
 q() {
@@ -56,4 +62,42 @@ todo_is() {
 		echo "#   got:      '$1'"
 		echo "#   expected: '$2'"
 	fi
+}
+
+# absent_in FILE STRING: FILE does not contain STRING in any letter case.
+absent_in() {
+	! grep -qaiF -- "$2" "$1"
+}
+
+# lacks TEXT NEEDLE: TEXT does not contain NEEDLE in any letter case.
+lacks() {
+	[[ ${1,,} != *"${2,,}"* ]]
+}
+
+# differ A B C...: non-empty and pairwise different from the first.
+differ() {
+	local a=$1 b
+	shift
+	[ -n "$a" ] || return 1
+	for b in "$@"; do [ "$a" != "$b" ] || return 1; done
+}
+
+# raw_in_dir HEX DIR: some file below DIR contains the bytes HEX encodes
+# (grep cannot do this: it matches within lines, and bytes may be newlines).
+raw_in_dir() {
+	perl -MFile::Find -e '
+		my $needle = pack("H*", $ARGV[0]);
+		my $found = 0;
+		find({ no_chdir => 1, wanted => sub {
+			return if $found || !-f $_;
+			open(my $fh, "<:raw", $_) or return;
+			local $/;
+			my $d = <$fh>;
+			$found = 1 if defined $d && index($d, $needle) >= 0;
+		} }, $ARGV[1]);
+		exit($found ? 0 : 1);' "$1" "$2"
+}
+
+no_raw_in_dir() {
+	! raw_in_dir "$@"
 }

@@ -1083,7 +1083,8 @@ static SPIPlanPtr doc_plan = NULL;
  * record first.  Called as the owner, inside SPI.
  */
 static void
-tv_document_fields(int64 doc_id, TvStatement *s, bool record)
+tv_document_fields(int64 doc_id, TvStatement *s, bool record, bool allow_auditor,
+				   const char *purpose)
 {
 	Oid			types[1] = {INT8OID};
 	Datum		values[1];
@@ -1093,6 +1094,7 @@ tv_document_fields(int64 doc_id, TvStatement *s, bool record)
 	bool		isnull;
 	const char *reason;
 	const char *open;
+	bool		allowed;
 	bytea	   *h;
 
 	values[0] = Int64GetDatum(doc_id);
@@ -1127,17 +1129,22 @@ tv_document_fields(int64 doc_id, TvStatement *s, bool record)
 	memcpy(s->metadata_sha256, VARDATA_ANY(h), TV_HASH_LEN);
 
 	reason = tv_open_reason_now(s->study, &facts, s->signer);
+	allowed = tv_reason_grants(reason) ||
+		(allow_auditor && strcmp(reason, "auditor_no_phi") == 0);
 	open = tv_session_study_raw();
-	if (tv_reason_grants(reason) && (open == NULL || strcmp(open, s->study) != 0))
+	if (allowed && (open == NULL || strcmp(open, s->study) != 0))
+	{
+		allowed = false;
 		reason = "study_not_open";
-	if (!tv_reason_grants(reason))
+	}
+	if (!allowed)
 	{
 		if (record)
 			tv_record_refusal("signature_refused", s->signer, s->study, s->site, doc_id,
 							  psprintf("may not open the document (%s)", reason));
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to sign document %lld", (long long) doc_id),
+				 errmsg("permission denied to %s document %lld", purpose, (long long) doc_id),
 				 errdetail("Role %s may not open it (%s)%s.", s->signer, reason,
 						   record ? "; the attempt is recorded in the audit trail" : ""),
 				 strcmp(reason, "study_not_open") == 0 ?
@@ -1181,7 +1188,7 @@ tv_statement_for_document(PG_FUNCTION_ARGS)
 
 	tv_later_signature_args(fcinfo, "statement_for_document", &s, &doc_id);
 	tv_owner_spi_begin(&as);
-	tv_document_fields(doc_id, &s, false);
+	tv_document_fields(doc_id, &s, false, false, "sign");
 	s.signer_fingerprint = tv_active_key_fingerprint(s.signer, false);
 	out = tv_statement(&s);
 	tv_owner_spi_end(&as);
@@ -1210,9 +1217,329 @@ tv_sign_document(PG_FUNCTION_ARGS)
 	tv_later_signature_args(fcinfo, "sign_document", &s, &doc_id);
 	signature = PG_GETARG_BYTEA_PP(4);
 	tv_owner_spi_begin(&as);
-	tv_document_fields(doc_id, &s, true);
+	tv_document_fields(doc_id, &s, true, false, "sign");
 	statement = tv_check_signature(&s, doc_id, signature);
 	counter = tv_sign_recorded(&s, doc_id, statement, signature, "document_signed");
 	tv_owner_spi_end(&as);
 	PG_RETURN_BYTEA_P(counter);
+}
+/* ---------------------------------------------------------------------
+ * Verifying a document's signatures
+ * ---------------------------------------------------------------------
+ */
+
+/* A stored PEM public key, or NULL if it is not one any more. */
+static EVP_PKEY *
+tv_stored_public_key(const char *pem, const char *fingerprint)
+{
+	BIO		   *bio = BIO_new_mem_buf(pem, -1);
+	EVP_PKEY   *pkey;
+	TvKeyFacts	facts;
+
+	if (bio == NULL)
+		elog(ERROR, "out of memory in OpenSSL");
+	pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+	BIO_free(bio);
+	ERR_clear_error();
+	memset(&facts, 0, sizeof(facts));
+	if (pkey && (!tv_key_public_facts(pkey, &facts) ||
+				 strcmp(facts.fingerprint, fingerprint) != 0))
+	{
+		EVP_PKEY_free(pkey);
+		pkey = NULL;
+	}
+	return pkey;
+}
+
+static bool
+tv_signed_by(const char *pem, const char *fingerprint, bytea *msg, bytea *sig)
+{
+	EVP_PKEY   *pkey = tv_stored_public_key(pem, fingerprint);
+	bool		ok;
+
+	if (pkey == NULL)
+		return false;
+	ok = tv_signature_ok(pkey, (uint8 *) VARDATA_ANY(msg), VARSIZE_ANY_EXHDR(msg),
+						 (uint8 *) VARDATA_ANY(sig), VARSIZE_ANY_EXHDR(sig));
+	EVP_PKEY_free(pkey);
+	return ok;
+}
+
+static bool
+tv_bytea_eq(bytea *a, bytea *b)
+{
+	return VARSIZE_ANY_EXHDR(a) == VARSIZE_ANY_EXHDR(b) &&
+		memcmp(VARDATA_ANY(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(a)) == 0;
+}
+
+static SPIPlanPtr verify_doc_plan = NULL;
+static SPIPlanPtr verify_sigs_plan = NULL;
+
+#define VD_NCOLS 10
+
+PG_FUNCTION_INFO_V1(tv_verify_document);
+
+/*
+ * trialvault.verify_document(doc_id) RETURNS TABLE (signature_id, signer,
+ *		printed_name, meaning, signed_at, countersigned_at, user_signature_ok,
+ *		countersignature_ok, key_revoked_at, content_matches)
+ *
+ * For a member who may open the document, or an auditor of its study, in
+ * the study their session has open.  The stored content is decrypted here
+ * and hashed, never returned; the check is put on record in the decryption
+ * log (reason "verification") before any row is returned, as an opening
+ * is, and a refusal too.
+ *
+ *	user_signature_ok	the member's signature verifies over the kept
+ *						statement, with the key the statement names, as
+ *						registered for the signer
+ *	countersignature_ok	the server's countersignature verifies, with the
+ *						server key kept in trialvault.server_keys
+ *	content_matches		the statement is exactly what the document's
+ *						content and metadata, hashed now, and the
+ *						signature's fields make
+ */
+Datum
+tv_verify_document(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	TvLogRecord rec;
+	TvAsOwner	as;
+	int64		doc_id;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	bool		isnull;
+	const char *reason = "no_such_document";
+	const char *problem = NULL;
+	bool		allowed = false;
+	TvStatement base;
+	uint8		actual_content[TV_HASH_LEN];
+	uint8		actual_meta[TV_HASH_LEN];
+	bool		content_readable = false;
+	uint64		i;
+	int			errcode_refusal = ERRCODE_INSUFFICIENT_PRIVILEGE;
+
+	InitMaterializedSRF(fcinfo, 0);
+	tv_require_schema();
+	tv_log_require_writer();
+	tv_log_coming();
+
+	memset(&rec, 0, sizeof(rec));
+	rec.kind = TV_LOG_DECRYPTION;
+	tv_log_context(&rec);
+	rec.has_doc = !PG_ARGISNULL(0);
+	doc_id = rec.has_doc ? PG_GETARG_INT64(0) : 0;
+	rec.doc_id = doc_id;
+	if (!rec.has_doc)
+	{
+		strlcpy(rec.reason, "invalid_request", sizeof(rec.reason));
+		tv_log_submit(&rec);
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("document id must not be NULL"),
+				 errdetail("The attempt is recorded in the decryption log.")));
+	}
+
+	memset(&base, 0, sizeof(base));
+	tv_owner_spi_begin(&as);
+	values[0] = Int64GetDatum(doc_id);
+	if (SPI_execute_plan(tv_kept_plan(&verify_doc_plan,
+									  "SELECT d.study, d.site, d.doc_type, d.contains_phi, d.loaded_by::text, "
+									  "s.study_id, d.content, d.content_enc, d.content_sha256, "
+									  "d.metadata_sha256, d.metadata "
+									  "FROM trialvault.documents d JOIN trialvault.studies s ON s.code = d.study "
+									  "WHERE d.doc_id = $1",
+									  1, types),
+						 values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read trialvault.documents");
+	if (SPI_processed == 1)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		TvDocFacts	facts;
+		const char *open = tv_session_study_raw();
+		bytea	   *stored;
+		bytea	   *content = NULL;
+		int32		study_id;
+		Datum		v;
+
+		base.study = SPI_getvalue(tup, desc, 1);
+		base.site = SPI_getvalue(tup, desc, 2);
+		base.doc_type = tv_check_doc_type(SPI_getvalue(tup, desc, 3));
+		facts.site = base.site;
+		facts.doc_type = base.doc_type;
+		facts.contains_phi = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+		facts.loaded_by = SPI_getvalue(tup, desc, 5);
+		study_id = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
+		v = SPI_getbinval(tup, desc, facts.contains_phi ? 8 : 7, &isnull);
+		stored = isnull ? NULL : DatumGetByteaPCopy(v);
+		memcpy(base.content_sha256, VARDATA_ANY(DatumGetByteaPP(SPI_getbinval(tup, desc, 9, &isnull))),
+			   TV_HASH_LEN);
+		memcpy(base.metadata_sha256, VARDATA_ANY(DatumGetByteaPP(SPI_getbinval(tup, desc, 10, &isnull))),
+			   TV_HASH_LEN);
+		tv_c14n_sha256(DatumGetXmlP(SPI_getbinval(tup, desc, 11, &isnull)), actual_meta);
+
+		reason = tv_open_reason_now(base.study, &facts, rec.requester);
+		allowed = tv_reason_grants(reason) || strcmp(reason, "auditor_no_phi") == 0;
+		if (allowed && (open == NULL || strcmp(open, base.study) != 0))
+		{
+			allowed = false;
+			reason = "study_not_open";
+		}
+		if (allowed && stored != NULL)
+		{
+			if (facts.contains_phi)
+			{
+				const char *r = NULL;
+
+				content = tv_decrypt_field(study_id, base.study, doc_id, "content", stored, &r, &problem);
+				/* A ciphertext that does not decrypt is a finding; no key is a refusal. */
+				if (content == NULL && strcmp(r, "key_unavailable") == 0)
+				{
+					allowed = false;
+					reason = r;
+					errcode_refusal = ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE;
+				}
+			}
+			else
+				content = stored;
+		}
+		if (content != NULL)
+		{
+			EVP_MD_CTX *md = tv_sha_begin(TV_SHA_CONTENT);
+
+			tv_sha_update(md, VARDATA_ANY(content), VARSIZE_ANY_EXHDR(content));
+			tv_sha_end(md, actual_content);
+			content_readable = true;
+			explicit_bzero(VARDATA_ANY(content), VARSIZE_ANY_EXHDR(content));
+		}
+	}
+	else
+		errcode_refusal = ERRCODE_UNDEFINED_OBJECT;
+
+	rec.granted = allowed;
+	strlcpy(rec.reason, allowed ? "verification" : reason, sizeof(rec.reason));
+	strlcpy(rec.study, base.study ? base.study : "", sizeof(rec.study));
+	strlcpy(rec.site, base.site ? base.site : "", sizeof(rec.site));
+	if (!allowed)
+	{
+		tv_owner_spi_end(&as);
+		tv_log_submit(&rec);
+		ereport(ERROR,
+				(errcode(errcode_refusal),
+				 errcode_refusal == ERRCODE_UNDEFINED_OBJECT ?
+				 errmsg("document %lld does not exist", (long long) doc_id) :
+				 errmsg("permission denied to verify document %lld", (long long) doc_id),
+				 errdetail("%s (%s). The attempt is recorded in the decryption log.",
+						   problem ? problem : "Only members who may open it and auditors of its study may verify it",
+						   reason),
+				 strcmp(reason, "study_not_open") == 0 ?
+				 errhint("Open the document's study first: trialvault.open_study('%s').", base.study) : 0));
+	}
+
+	if (SPI_execute_plan(tv_kept_plan(&verify_sigs_plan,
+									  "SELECT g.signature_id, g.signer, "
+									  " (SELECT p.printed_name FROM trialvault.printed_names p "
+									  "  WHERE p.member = g.signer ORDER BY p.event_id DESC LIMIT 1), "
+									  " g.meaning, g.signed_at, g.countersigned_at, g.signer_key, k.public_key, "
+									  " r.revoked_at, g.server_key, sk.public_key, g.nonce, g.statement, "
+									  " g.signature, g.countersignature, k.member "
+									  "FROM trialvault.signatures g "
+									  "LEFT JOIN trialvault.signing_keys k ON k.fingerprint = g.signer_key "
+									  "LEFT JOIN trialvault.signing_key_revocations r ON r.fingerprint = g.signer_key "
+									  "LEFT JOIN trialvault.server_keys sk ON sk.fingerprint = g.server_key "
+									  "WHERE g.doc_id = $1 ORDER BY g.signature_id",
+									  1, types),
+						 values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read trialvault.signatures");
+
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		Datum		out[VD_NCOLS];
+		bool		nulls[VD_NCOLS];
+		TvStatement s = base;
+		char	   *signer_key = SPI_getvalue(tup, desc, 7);
+		char	   *signer_pem = SPI_getvalue(tup, desc, 8);
+		char	   *server_key_fp = SPI_getvalue(tup, desc, 10);
+		char	   *server_pem = SPI_getvalue(tup, desc, 11);
+		char	   *key_member = SPI_getvalue(tup, desc, 16);
+		bytea	   *nonce = DatumGetByteaPP(SPI_getbinval(tup, desc, 12, &isnull));
+		bytea	   *statement = DatumGetByteaPP(SPI_getbinval(tup, desc, 13, &isnull));
+		bytea	   *signature = DatumGetByteaPP(SPI_getbinval(tup, desc, 14, &isnull));
+		bytea	   *counter = DatumGetByteaPP(SPI_getbinval(tup, desc, 15, &isnull));
+		TimestampTz countersigned_at;
+		int			c;
+
+		/* signature_id .. countersigned_at; the tuplestore copies them */
+		for (c = 0; c < 6; c++)
+			out[c] = SPI_getbinval(tup, desc, c + 1, &nulls[c]);
+		countersigned_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 6, &isnull));
+		s.signer = SPI_getvalue(tup, desc, 2);
+		s.meaning = SPI_getvalue(tup, desc, 4);
+		s.signed_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 5, &isnull));
+		s.signer_fingerprint = signer_key;
+		s.nonce = (uint8 *) VARDATA_ANY(nonce);
+		s.nonce_len = VARSIZE_ANY_EXHDR(nonce);
+
+		/* user_signature_ok */
+		out[6] = BoolGetDatum(signer_pem != NULL && key_member != NULL &&
+							  strcmp(key_member, s.signer) == 0 &&
+							  tv_signed_by(signer_pem, signer_key, statement, signature));
+		nulls[6] = false;
+		/* countersignature_ok */
+		out[7] = BoolGetDatum(server_pem != NULL &&
+							  tv_signed_by(server_pem, server_key_fp,
+										   tv_countersignature_input(statement, signature,
+																	 countersigned_at, server_key_fp),
+										   counter));
+		nulls[7] = false;
+		/* key_revoked_at: column 9 of the query */
+		out[8] = SPI_getbinval(tup, desc, 9, &nulls[8]);
+		/* content_matches */
+		if (content_readable)
+		{
+			memcpy(s.content_sha256, actual_content, TV_HASH_LEN);
+			memcpy(s.metadata_sha256, actual_meta, TV_HASH_LEN);
+			out[9] = BoolGetDatum(tv_bytea_eq(tv_statement(&s), statement));
+		}
+		else
+			out[9] = BoolGetDatum(false);
+		nulls[9] = false;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, nulls);
+	}
+	tv_owner_spi_end(&as);
+
+	/* On record before anything is returned. */
+	tv_log_submit(&rec);
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(tv_document_access);
+
+/*
+ * trialvault._document_access(doc_id, requester, purpose): refuses (42704,
+ * 42501) unless the requester may open the document, in the study their
+ * session has open.  Internal, for the SQL functions that export what is
+ * known of a document's signatures; they run as the owner and pass the
+ * real caller.
+ */
+Datum
+tv_document_access(PG_FUNCTION_ARGS)
+{
+	TvStatement s;
+	TvAsOwner	as;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("document id must not be NULL")));
+	memset(&s, 0, sizeof(s));
+	s.signer = pstrdup(NameStr(*PG_GETARG_NAME(1)));
+	tv_owner_spi_begin(&as);
+	tv_document_fields(PG_GETARG_INT64(0), &s, false, false,
+					   text_to_cstring(PG_GETARG_TEXT_PP(2)));
+	tv_owner_spi_end(&as);
+	PG_RETURN_VOID();
 }

@@ -384,6 +384,173 @@ CREATE FUNCTION trialvault.sign_document(doc_id bigint, meaning text, signed_at 
 COMMENT ON FUNCTION trialvault.sign_document(bigint, text, timestamptz, bytea, bytea) IS
 	'Adds the calling member''s signature of statement_for_document() to a document they may open: checked against their active key, its time and nonce; countersigned by the server and kept. Returns the countersignature.';
 
+-- ---------------------------------------------------------------------
+-- Verification, certificates
+-- ---------------------------------------------------------------------
+
+CREATE FUNCTION trialvault._utc(t timestamptz) RETURNS text
+	LANGUAGE sql IMMUTABLE STRICT
+	SET search_path = pg_catalog, pg_temp
+	AS $$ SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') $$;
+COMMENT ON FUNCTION trialvault._utc(timestamptz) IS
+	'Internal: a time as certification statements write it (UTC, six fraction digits, Z).';
+
+CREATE FUNCTION trialvault._document_access(doc_id bigint, requester name, purpose text)
+	RETURNS void
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_document_access';
+COMMENT ON FUNCTION trialvault._document_access(bigint, name, text) IS
+	'Internal: refuses (42704, 42501) unless the requester may open the document, in the study their session has open.';
+
+CREATE FUNCTION trialvault._export_certificate(requester name, doc_id bigint) RETURNS xml
+	LANGUAGE plpgsql AS $$
+DECLARE
+	cert xml;
+	d record;
+	n integer;
+BEGIN
+	PERFORM trialvault._require_args('export_certificate', doc_id::text);
+	PERFORM trialvault._document_access(doc_id, requester, 'export the certificate of');
+	SELECT * INTO d FROM trialvault.documents x WHERE x.doc_id = _export_certificate.doc_id;
+	SELECT count(*) INTO n FROM trialvault.signatures g WHERE g.doc_id = d.doc_id;
+	IF n = 0 THEN
+		RAISE EXCEPTION 'document % has no signature', doc_id
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Certificates are for certified documents: load with a signature, or add one with trialvault.sign_document().';
+	END IF;
+	SELECT xmlelement(name "trialvault-certificate",
+			xmlattributes('urn:trialvault:certificate:1' AS xmlns, 1 AS version,
+						  trialvault._utc(clock_timestamp()) AS "exported-at"),
+			xmlelement(name document,
+				xmlattributes(d.doc_id AS id, d.study AS study, d.site AS site, d.doc_type AS "doc-type",
+							  encode(d.content_sha256, 'hex') AS "content-sha256",
+							  encode(d.metadata_sha256, 'hex') AS "metadata-sha256",
+							  d.loaded_by AS "loaded-by", trialvault._utc(d.loaded_at) AS "loaded-at")),
+			xmlagg(xmlelement(name signature, xmlattributes(g.signature_id AS id),
+				xmlelement(name manifestation,
+					xmlattributes(coalesce(p.printed_name, g.signer::text) AS "printed-name",
+								  g.signer AS signer, g.meaning AS meaning,
+								  trialvault._utc(g.signed_at) AS "signed-at",
+								  to_char(g.signed_at, 'YYYY-MM-DD HH24:MI:SS.US TZH:TZM') AS "signed-at-local")),
+				xmlelement(name statement, encode(g.statement, 'base64')),
+				xmlelement(name "signature-value", encode(g.signature, 'base64')),
+				xmlelement(name "signer-key",
+					xmlattributes(k.fingerprint AS fingerprint, k.algorithm AS algorithm,
+								  trialvault._utc(k.registered_at) AS "registered-at",
+								  trialvault._utc(r.revoked_at) AS "revoked-at"),
+					k.public_key),
+				xmlelement(name countersignature,
+					xmlattributes(trialvault._utc(g.countersigned_at) AS "countersigned-at",
+								  g.server_key AS "server-key"),
+					encode(g.countersignature, 'base64')),
+				xmlelement(name "server-key",
+					xmlattributes(sk.fingerprint AS fingerprint, sk.algorithm AS algorithm),
+					sk.public_key))
+				ORDER BY g.signature_id))
+		INTO cert
+		FROM trialvault.signatures g
+		JOIN trialvault.signing_keys k ON k.fingerprint = g.signer_key
+		LEFT JOIN trialvault.signing_key_revocations r ON r.fingerprint = g.signer_key
+		JOIN trialvault.server_keys sk ON sk.fingerprint = g.server_key
+		LEFT JOIN LATERAL (SELECT pn.printed_name FROM trialvault.printed_names pn
+						   WHERE pn.member = g.signer ORDER BY pn.event_id DESC LIMIT 1) p ON true
+		WHERE g.doc_id = d.doc_id;
+	PERFORM trialvault._audit('certificate_exported', requester, d.study, d.site, d.doc_id,
+							  format('%s signature(s)', n));
+	RETURN cert;
+END
+$$;
+
+CREATE FUNCTION trialvault._certificate_text(requester name, doc_id bigint) RETURNS text
+	LANGUAGE plpgsql AS $$
+DECLARE
+	d record;
+	g record;
+	out text;
+BEGIN
+	PERFORM trialvault._require_args('certificate_text', doc_id::text);
+	PERFORM trialvault._document_access(doc_id, requester, 'print the certificate of');
+	SELECT * INTO d FROM trialvault.documents x WHERE x.doc_id = _certificate_text.doc_id;
+	out := format(E'CERTIFIED COPY\n'
+				  'trialvault certificate of document %s\n\n'
+				  'Study:             %s\n'
+				  'Site:              %s\n'
+				  'Document type:     %s\n'
+				  'Loaded by:         %s, %s\n'
+				  'Content SHA-256:   %s\n'
+				  'Metadata SHA-256:  %s\n',
+				  d.doc_id, d.study, d.site, d.doc_type, d.loaded_by,
+				  to_char(d.loaded_at, 'YYYY-MM-DD HH24:MI:SS TZ'),
+				  encode(d.content_sha256, 'hex'), encode(d.metadata_sha256, 'hex'));
+	FOR g IN
+		SELECT s.*, k.algorithm, r.revoked_at, r.reason AS revocation_reason,
+			   coalesce(p.printed_name, s.signer::text) AS printed_name
+		FROM trialvault.signatures s
+		JOIN trialvault.signing_keys k ON k.fingerprint = s.signer_key
+		LEFT JOIN trialvault.signing_key_revocations r ON r.fingerprint = s.signer_key
+		LEFT JOIN LATERAL (SELECT pn.printed_name FROM trialvault.printed_names pn
+						   WHERE pn.member = s.signer ORDER BY pn.event_id DESC LIMIT 1) p ON true
+		WHERE s.doc_id = d.doc_id ORDER BY s.signature_id
+	LOOP
+		out := out || format(E'\nSignature %s\n'
+							 '  Signed by:       %s (%s)\n'
+							 '  Meaning:         %s\n'
+							 '  Signed at:       %s\n'
+							 '  Signer key:      %s %s%s\n'
+							 '  Countersigned:   %s, server key %s\n',
+							 g.signature_id, g.printed_name, g.signer,
+							 replace(g.meaning, '_', ' '),
+							 to_char(g.signed_at, 'YYYY-MM-DD HH24:MI:SS.US TZ'),
+							 g.algorithm, g.signer_key,
+							 CASE WHEN g.revoked_at IS NOT NULL
+								  THEN format(E'\n                   ended %s: %s',
+											  to_char(g.revoked_at, 'YYYY-MM-DD HH24:MI:SS TZ'), g.revocation_reason)
+								  ELSE '' END,
+							 to_char(g.countersigned_at, 'YYYY-MM-DD HH24:MI:SS.US TZ'), g.server_key);
+	END LOOP;
+	IF NOT FOUND THEN
+		out := out || E'\nNo signature: this document is not a certified copy.\n';
+	END IF;
+	RETURN out || E'\nCheck it offline: trialvault.export_certificate() and scripts/trialvault-verify-certificate.\n';
+END
+$$;
+
+DO $$
+DECLARE
+	f regprocedure;
+BEGIN
+	FOR f IN SELECT p.oid FROM pg_catalog.pg_proc p
+			 WHERE p.pronamespace = 'trialvault'::regnamespace
+			   AND p.proname IN ('_utc', '_document_access', '_export_certificate', '_certificate_text')
+	LOOP
+		EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+		IF obj_description(f, 'pg_proc') IS NULL THEN
+			EXECUTE format('COMMENT ON FUNCTION %s IS %L', f,
+						   'Internal: body of the public function of the same name without the underscore; runs as the extension owner with the real caller as first argument.');
+		END IF;
+	END LOOP;
+END
+$$;
+
+CREATE FUNCTION trialvault.verify_document(doc_id bigint,
+	OUT signature_id bigint, OUT signer name, OUT printed_name text, OUT meaning text,
+	OUT signed_at timestamptz, OUT countersigned_at timestamptz,
+	OUT user_signature_ok boolean, OUT countersignature_ok boolean,
+	OUT key_revoked_at timestamptz, OUT content_matches boolean)
+	RETURNS SETOF record
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_verify_document';
+COMMENT ON FUNCTION trialvault.verify_document(bigint) IS
+	'Checks every signature of a document: the member''s signature and the server''s countersignature with the kept public keys, and the statement against the document''s content (decrypted and hashed inside the server, never returned) and metadata now. For members who may open the document and auditors of its study, in the open study; recorded in the decryption log (reason verification) before it returns.';
+
+CREATE FUNCTION trialvault.export_certificate(doc_id bigint) RETURNS xml
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_call_as_owner';
+COMMENT ON FUNCTION trialvault.export_certificate(bigint) IS
+	'A self-contained certificate of a certified document (format urn:trialvault:certificate:1, docs/certification.md): each signature''s statement bytes, signature, countersignature, both public keys with fingerprints, and the manifestation. scripts/trialvault-verify-certificate checks it with openssl and xmllint alone. For members who may open the document.';
+
+CREATE FUNCTION trialvault.certificate_text(doc_id bigint) RETURNS text
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_call_as_owner';
+COMMENT ON FUNCTION trialvault.certificate_text(bigint) IS
+	'A printable rendering of a document''s certificate for the paper file: the document''s fingerprints and, per signature, printed name, meaning, date and time with zone, keys and countersignature. For members who may open the document.';
+
 -- Studies that exist before this version keep loading unsigned; new ones
 -- require signatures (_create_study).
 INSERT INTO trialvault.signature_policies (study, required, set_by)

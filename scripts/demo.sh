@@ -392,6 +392,29 @@ echo "   and Ana's own signature with her public key: $(openssl dgst -sha256 -ve
 	-signature <(sql -At -c "SELECT encode(signature, 'base64') FROM trialvault.signatures ORDER BY signature_id DESC LIMIT 1" | base64 -d) \
 	"$K/statement")"
 
+echo "   Ines, the investigator, verifies the copy inside the database (content decrypted and hashed"
+echo "   there, never returned; the check is in the decryption log) and exports its certificate:"
+doc=$(sql -At -c "SELECT doc_id FROM trialvault.signatures ORDER BY signature_id DESC LIMIT 1")
+printf "SELECT trialvault.open_study('ONCO-2') \\\\g /dev/null\n\\\\pset footer off\nSELECT signer, meaning, user_signature_ok, countersignature_ok, content_matches FROM trialvault.verify_document(%s);\n" "$doc" |
+	tv_psql demo -U ines | sed 's/^/     /'
+printf "SELECT trialvault.open_study('ONCO-2') \\\\g /dev/null\nSELECT trialvault.export_certificate(%s);\n" "$doc" |
+	tv_psql demo -U ines -At >"$K/certificate.xml"
+echo "   An inspector checks the certificate years later with openssl and xmllint alone:"
+bash scripts/trialvault-verify-certificate --content "$K/scan.txt" "$K/certificate.xml" | sed 's/^/     /; s/\(([0-9a-f]\{16\}\)[0-9a-f]*)/\1...)/'
+sed 's/site: 01/site: 02/' "$K/statement" >"$K/statement.forged"
+python3 - "$K/certificate.xml" "$K/forged.xml" "$K/statement.forged" <<'PY'
+import base64, re, sys
+s = open(sys.argv[1]).read()
+st = re.search(r'<statement>(.*?)</statement>', s, re.S).group(1)
+forged = base64.encodebytes(open(sys.argv[3], 'rb').read()).decode().strip()
+open(sys.argv[2], 'w').write(s.replace(st, forged))
+PY
+echo "   The same certificate with the statement changed to say site 02:"
+bash scripts/trialvault-verify-certificate "$K/forged.xml" | grep -E 'FAILED|NOT OK' | sed 's/^/     /' || true
+echo "   The printable certificate for the paper file:"
+printf "SELECT trialvault.open_study('ONCO-2') \\\\g /dev/null\nSELECT trialvault.certificate_text(%s);\n" "$doc" |
+	tv_psql demo -U ines -At | sed 's/^/     | /'
+
 sql -c "SELECT pg_terminate_backend(pid) FROM trialvault.log_writer_status()" >/dev/null
 sleep 0.5
 say "   The log writer is stopped: nothing is decrypted while nothing can be put on record."
@@ -430,7 +453,9 @@ cat <<'EOF2'
     with trialvault.
   - Certified copies: members sign a documented statement with their own key outside the
     database; load_document checks signature, time and nonce before storing anything, and the
-    server countersigns with a key that never enters the database; openssl checks both.
+    server countersigns with a key that never enters the database; verify_document checks
+    both against the content inside the server, and an exported certificate is checked offline
+    with openssl and xmllint alone.
 EOF2
 
 if [ -n "$KEEP" ]; then

@@ -252,3 +252,35 @@ END
 $$;
 SELECT actor, study, doc_id IS NOT NULL AS has_doc, regexp_replace(detail, '[0-9a-f]{64}', '<fingerprint>') AS detail
 	FROM trialvault.audit_events WHERE event = 'signature_refused' ORDER BY event_id;
+
+-- ---------------------------------------------------------------------
+-- Verification and certificates: bad input and rights.  (Real
+-- signatures, tampered certificates and the offline checker:
+-- test/integration/99_certificates.sh.)
+-- ---------------------------------------------------------------------
+SET ROLE regress_cert_a;
+SELECT what, pg_temp.try(format('SELECT trialvault.%s', call)) FROM (VALUES
+	('verify: NULL', 'verify_document(NULL)'),
+	('verify: no such document', 'verify_document(-1)'),
+	('verify: wrong type', 'verify_document(''one'')'),
+	('export: NULL', 'export_certificate(NULL)'),
+	('export: no such document', 'export_certificate(-1)'),
+	('export: unsigned document', format('export_certificate(%s)', :doc)),
+	('text: NULL', 'certificate_text(NULL)'),
+	('text: no such document', 'certificate_text(-1)'),
+	('internal: access check', format('_document_access(%s, ''regress_cert_a'', ''x'')', :doc)),
+	('internal: export', format('_export_certificate(''regress_cert_a'', %s)', :doc))
+) t(what, call);
+SELECT count(*) AS signatures_of_an_unsigned_document FROM trialvault.verify_document(:doc);
+SELECT position('No signature: this document is not a certified copy.' in trialvault.certificate_text(:doc)) > 0
+	AS unsigned_text_says_so;
+RESET ROLE;
+SET ROLE regress_cert_b;
+SELECT what, pg_temp.try(format('SELECT trialvault.%s', call)) FROM (VALUES
+	('verify: not a member', format('verify_document(%s)', :doc)),
+	('export: not a member', format('export_certificate(%s)', :doc)),
+	('text: not a member', format('certificate_text(%s)', :doc))
+) t(what, call);
+RESET ROLE;
+SELECT requester, granted, reason FROM trialvault.decryption_log WHERE requester::text LIKE 'regress\_cert\_%'
+	ORDER BY log_id;

@@ -22,6 +22,7 @@ OBJS = \
 	extension/inspect.o \
 	extension/crypto.o \
 	extension/certify.o \
+	extension/digest.o \
 	extension/rules.o \
 	extension/access.o \
 	extension/load.o \

@@ -88,7 +88,7 @@ static TvKeyFacts server_facts;
  */
 
 /* A bytea holding a copy of len bytes. */
-static bytea *
+bytea *
 tv_bytea(const void *data, size_t len)
 {
 	bytea	   *out = palloc(VARHDRSZ + len);
@@ -98,7 +98,7 @@ tv_bytea(const void *data, size_t len)
 	return out;
 }
 
-static void
+void
 tv_hex(const uint8 *bytes, size_t len, char *out)
 {
 	static const char digits[] = "0123456789abcdef";
@@ -751,7 +751,7 @@ tv_signature_ok(EVP_PKEY *pkey, const uint8 *msg, size_t len, const uint8 *sig, 
 }
 
 /* The server's signature of msg (ECDSA DER or RSA PKCS#1 v1.5 over SHA-256, or Ed25519). */
-static bytea *
+bytea *
 tv_server_sign(const uint8 *msg, size_t len)
 {
 	const TvKeyFacts *facts;
@@ -939,7 +939,7 @@ static SPIPlanPtr signature_insert_plan = NULL;
  * The server's key in trialvault.server_keys, added (an event) the first
  * time it countersigns.  Called as the owner, inside SPI.
  */
-static void
+void
 tv_note_server_key(const TvKeyFacts *facts, const char *requester)
 {
 	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, NAMEOID};
@@ -1251,7 +1251,7 @@ tv_stored_public_key(const char *pem, const char *fingerprint)
 	return pkey;
 }
 
-static bool
+bool
 tv_signed_by(const char *pem, const char *fingerprint, bytea *msg, bytea *sig)
 {
 	EVP_PKEY   *pkey = tv_stored_public_key(pem, fingerprint);

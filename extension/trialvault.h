@@ -303,6 +303,24 @@ extern void tv_ddl_protecting(Oid relid);
 extern bool tv_in_own_script(void);
 extern void tv_refuse_event_triggers(const char *what);
 
+/* verify.c: a protected table's verdict, for verify() and signed digests */
+typedef struct TvVerdict
+{
+	bool		ok;
+	int64		nrows;
+	int64		bad_rows;
+	char	   *first_bad;
+	char	   *guard;			/* the first problem beyond the rows, or NULL */
+	TvHead	   *heads;			/* the chain's open ends, by tv_seq */
+	int64		nheads;
+	uint8		head_digest[TV_HASH_LEN];
+	void	   *state;			/* the rows, for tv_verdict_covered() */
+} TvVerdict;
+
+extern void tv_verify_table(Oid relid, TvVerdict *v);
+extern int64 tv_verdict_covered(TvVerdict *v, const TvHead *heads, int64 nheads,
+								char **problem);
+
 /* certify.c: signing keys, certification statements, the server's key */
 typedef struct TvKeyFacts
 {
@@ -345,6 +363,11 @@ extern bytea *tv_keep_signature(const TvStatement *s, int64 doc_id, bytea *state
 								bytea *signature);
 extern bytea *tv_sign_recorded(const TvStatement *s, int64 doc_id, bytea *statement,
 								bytea *signature, const char *event);
+extern bytea *tv_bytea(const void *data, size_t len);
+extern void tv_hex(const uint8 *bytes, size_t len, char *out);
+extern bytea *tv_server_sign(const uint8 *msg, size_t len);
+extern void tv_note_server_key(const TvKeyFacts *facts, const char *requester);
+extern bool tv_signed_by(const char *pem, const char *fingerprint, bytea *msg, bytea *sig);
 extern void tv_require_unsigned_allowed(const char *study, const char *site,
 										const char *requester);
 

@@ -2175,6 +2175,21 @@ CREATE FUNCTION trialvault.certificate_text(doc_id bigint) RETURNS text
 COMMENT ON FUNCTION trialvault.certificate_text(bigint) IS
 	'A printable rendering of a document''s certificate for the paper file: the document''s fingerprints and, per signature, printed name, meaning, date and time with zone, keys and countersignature. For members who may open the document.';
 
+-- ---------------------------------------------------------------------
+-- Signed digests of protected tables (extension/digest.c)
+-- ---------------------------------------------------------------------
+
+CREATE FUNCTION trialvault.signed_digest(tbl regclass) RETURNS text
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_signed_digest';
+COMMENT ON FUNCTION trialvault.signed_digest(regclass) IS
+	'The chain state of a protected table that verifies (rows, heads, head digest) with the time, signed by the server''s key, as a self-contained text to keep outside the database (format in docs/certification.md; openssl checks the signature). verify_digest() later proves the table only grew since. An audit event.';
+
+CREATE FUNCTION trialvault.verify_digest(tbl regclass, digest text,
+	OUT extends boolean, OUT detail text)
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_verify_digest';
+COMMENT ON FUNCTION trialvault.verify_digest(regclass, text) IS
+	'Whether a table now extends the chain a signed digest covered: the digest is signed by one of the server''s keys, the table verifies, and every row the digest covered is present and unchanged. Catches a consistent rewrite of the newest rows, which verify() alone cannot.';
+
 -- =====================================================================
 -- Last: seal what this script created (see catalog_seal above).
 -- =====================================================================

@@ -332,37 +332,21 @@ extension_problem(void)
 	return problem;
 }
 
-PG_FUNCTION_INFO_V1(tv_verify);
-
 /*
- * trialvault.verify(tbl regclass)
- *	 RETURNS (ok, rows_checked, first_bad, bad_rows, heads, head_digest, guard)
+ * Verify a protected table: the verdict of trialvault.verify(), with the
+ * chain's heads, and the rows kept for tv_verdict_covered().  Refuses
+ * (42501, 55000) a table the caller may not read or that is not protected.
  */
-Datum
-tv_verify(PG_FUNCTION_ARGS)
+void
+tv_verify_table(Oid relid, TvVerdict *v)
 {
-	Oid			relid;
 	Relation	rel;
 	TvChainCols cols;
-	VState		st;
-	TupleDesc	rettupdesc;
-	Datum		values[7];
-	bool		nulls[7] = {false, false, false, false, false, false, false};
-	char	   *guard;
-	TvHead	   *heads;
-	int64		nheads = 0;
+	VState	   *st = palloc0(sizeof(VState));
 	int64		i;
-	uint8		head_digest[TV_HASH_LEN];
 	AclResult	aclresult;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("table to verify must not be NULL")));
-	relid = PG_GETARG_OID(0);
-	if (get_call_result_type(fcinfo, NULL, &rettupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "trialvault: verify() must return a row");
-
+	memset(v, 0, sizeof(*v));
 	rel = try_relation_open(relid, AccessShareLock);
 	if (rel == NULL)
 		ereport(ERROR,
@@ -381,48 +365,137 @@ tv_verify(PG_FUNCTION_ARGS)
 				 errhint("Protect it with trialvault.protect('%s').",
 						 RelationGetRelationName(rel))));
 
-	memset(&st, 0, sizeof(st));
-	st.maxrows = 1024;
-	st.rows = MemoryContextAllocHuge(CurrentMemoryContext, st.maxrows * sizeof(VRow));
-	st.maxrefs = 1024;
-	st.refs = MemoryContextAllocHuge(CurrentMemoryContext, st.maxrefs * sizeof(int64));
+	st->maxrows = 1024;
+	st->rows = MemoryContextAllocHuge(CurrentMemoryContext, st->maxrows * sizeof(VRow));
+	st->maxrefs = 1024;
+	st->refs = MemoryContextAllocHuge(CurrentMemoryContext, st->maxrefs * sizeof(int64));
 
-	scan_rows(rel, &cols, &st);
-	check_links(&st);
+	scan_rows(rel, &cols, st);
+	check_links(st);
 
-	heads = MemoryContextAllocHuge(CurrentMemoryContext,
-								   Max(st.nrows, 1) * sizeof(TvHead));
-	for (i = 0; i < st.nrows; i++)
+	v->heads = MemoryContextAllocHuge(CurrentMemoryContext,
+									  Max(st->nrows, 1) * sizeof(TvHead));
+	for (i = 0; i < st->nrows; i++)
 	{
-		if (st.rows[i].referenced)
+		if (st->rows[i].referenced)
 			continue;
-		heads[nheads].seq = st.rows[i].seq;
-		memcpy(heads[nheads].hash, st.rows[i].hash, TV_HASH_LEN);
-		nheads++;
+		v->heads[v->nheads].seq = st->rows[i].seq;
+		memcpy(v->heads[v->nheads].hash, st->rows[i].hash, TV_HASH_LEN);
+		v->nheads++;
 	}
-	tv_prev_digest(heads, (int) Min(nheads, PG_INT32_MAX), head_digest);
+	tv_prev_digest(v->heads, (int) Min(v->nheads, PG_INT32_MAX), v->head_digest);
 
-	guard = tv_guard_problem(relid);
-	if (guard == NULL)
-		guard = tv_table_problem(relid);
-	if (guard == NULL)
-		guard = extension_problem();
-	if (guard == NULL && !tv_loaded_at_preload)
-		guard = pstrdup("trialvault is not in shared_preload_libraries, so its DDL guards are not active in every session");
+	v->guard = tv_guard_problem(relid);
+	if (v->guard == NULL)
+		v->guard = tv_table_problem(relid);
+	if (v->guard == NULL)
+		v->guard = extension_problem();
+	if (v->guard == NULL && !tv_loaded_at_preload)
+		v->guard = pstrdup("trialvault is not in shared_preload_libraries, so its DDL guards are not active in every session");
 	relation_close(rel, AccessShareLock);
 
-	values[0] = BoolGetDatum(st.bad_rows == 0 && guard == NULL);
-	values[1] = Int64GetDatum(st.nrows);
-	if (st.first_bad)
-		values[2] = CStringGetTextDatum(st.first_bad);
-	else if (guard)
-		values[2] = CStringGetTextDatum(psprintf("table guard: %s", guard));
+	v->ok = st->bad_rows == 0 && v->guard == NULL;
+	v->nrows = st->nrows;
+	v->bad_rows = st->bad_rows;
+	v->first_bad = st->first_bad;
+	v->state = st;
+}
+
+/*
+ * How many rows of a verified chain the given heads reach (themselves and
+ * every row before them through the links); -1 with *problem set when a
+ * head is not in the chain, or is there with another hash.
+ */
+int64
+tv_verdict_covered(TvVerdict *v, const TvHead *heads, int64 nheads, char **problem)
+{
+	VState	   *st = (VState *) v->state;
+	bool	   *seen = palloc0(Max(st->nrows, 1) * sizeof(bool));
+	int64	   *stack = palloc(Max(st->nrows, 1) * sizeof(int64));
+	int64		depth = 0;
+	int64		covered = 0;
+	int64		i;
+
+	for (i = 0; i < nheads; i++)
+	{
+		VRow	   *r = find_row(st, heads[i].seq);
+
+		if (r == NULL)
+		{
+			*problem = psprintf("row tv_seq=%lld, a head when the digest was taken, is missing",
+								(long long) heads[i].seq);
+			return -1;
+		}
+		if (memcmp(r->hash, heads[i].hash, TV_HASH_LEN) != 0)
+		{
+			*problem = psprintf("row tv_seq=%lld differs from what the digest covered (it was rewritten after the digest was taken)",
+								(long long) heads[i].seq);
+			return -1;
+		}
+		if (!seen[r - st->rows])
+		{
+			seen[r - st->rows] = true;
+			stack[depth++] = r - st->rows;
+		}
+	}
+	while (depth > 0)
+	{
+		VRow	   *r = &st->rows[stack[--depth]];
+		int			j;
+
+		CHECK_FOR_INTERRUPTS();
+		covered++;
+		for (j = 0; r->refoff >= 0 && j < r->nrefs; j++)
+		{
+			VRow	   *p = find_row(st, st->refs[r->refoff + j]);
+
+			if (p != NULL && !seen[p - st->rows])
+			{
+				seen[p - st->rows] = true;
+				stack[depth++] = p - st->rows;
+			}
+		}
+	}
+	pfree(seen);
+	pfree(stack);
+	return covered;
+}
+
+PG_FUNCTION_INFO_V1(tv_verify);
+
+/*
+ * trialvault.verify(tbl regclass)
+ *	 RETURNS (ok, rows_checked, first_bad, bad_rows, heads, head_digest, guard)
+ */
+Datum
+tv_verify(PG_FUNCTION_ARGS)
+{
+	TvVerdict	v;
+	TupleDesc	rettupdesc;
+	Datum		values[7];
+	bool		nulls[7] = {false, false, false, false, false, false, false};
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("table to verify must not be NULL")));
+	if (get_call_result_type(fcinfo, NULL, &rettupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "trialvault: verify() must return a row");
+
+	tv_verify_table(PG_GETARG_OID(0), &v);
+
+	values[0] = BoolGetDatum(v.ok);
+	values[1] = Int64GetDatum(v.nrows);
+	if (v.first_bad)
+		values[2] = CStringGetTextDatum(v.first_bad);
+	else if (v.guard)
+		values[2] = CStringGetTextDatum(psprintf("table guard: %s", v.guard));
 	else
 		nulls[2] = true;
-	values[3] = Int64GetDatum(st.bad_rows);
-	values[4] = Int64GetDatum(nheads);
-	values[5] = PointerGetDatum(tv_hash_bytea(head_digest));
-	values[6] = CStringGetTextDatum(guard ? guard : "intact");
+	values[3] = Int64GetDatum(v.bad_rows);
+	values[4] = Int64GetDatum(v.nheads);
+	values[5] = PointerGetDatum(tv_hash_bytea(v.head_digest));
+	values[6] = CStringGetTextDatum(v.guard ? v.guard : "intact");
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(rettupdesc),
 													  values, nulls)));

@@ -71,6 +71,7 @@ bench:
 	bash bench/crypto_bench.sh
 	bash bench/open_bench.sh
 	bash bench/views_bench.sh
+	bash bench/certify_bench.sh
 
 extension/trialvault--$(EXTVERSION).sql: extension/trialvault.sql trialvault.control
 	cp $< $@

@@ -44,14 +44,20 @@
 #include <openssl/bio.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -59,9 +65,14 @@
 #include "miscadmin.h"
 #include "port.h"
 #include "storage/ipc.h"
+#include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/xml.h"
 
@@ -79,6 +90,7 @@ static const char *const tv_meanings[] = {
 /* The server's key, read by the postmaster; NULL when there is none. */
 char	   *tv_signing_key_command = NULL;
 static EVP_PKEY *server_key = NULL;
+static EVP_PKEY_CTX *server_sctx = NULL;	/* per backend, made from server_key */
 static char server_problem[256];
 static TvKeyFacts server_facts;
 
@@ -110,6 +122,16 @@ tv_hex(const uint8 *bytes, size_t len, char *out)
 		out[2 * i + 1] = digits[bytes[i] & 0xf];
 	}
 	out[2 * len] = '\0';
+}
+
+/* The SHA-256 of len bytes, into out. */
+static void
+tv_sha256_of(const void *data, size_t len, uint8 *out)
+{
+	EVP_MD_CTX *md = tv_sha_begin(TV_SHA_SMALL);
+
+	tv_sha_update(md, data, len);
+	tv_sha_end(md, out);
 }
 
 /*
@@ -174,7 +196,6 @@ tv_key_public_facts(EVP_PKEY *pkey, TvKeyFacts *facts)
 	unsigned char *der = NULL;
 	int			derlen;
 	uint8		hash[TV_HASH_LEN];
-	EVP_MD_CTX *md;
 	BIO		   *bio;
 	char	   *pem;
 	long		pemlen;
@@ -182,9 +203,7 @@ tv_key_public_facts(EVP_PKEY *pkey, TvKeyFacts *facts)
 	derlen = i2d_PUBKEY(pkey, &der);
 	if (derlen <= 0)
 		return false;
-	md = tv_sha_begin(TV_SHA_SMALL);
-	tv_sha_update(md, der, derlen);
-	tv_sha_end(md, hash);
+	tv_sha256_of(der, derlen, hash);
 	OPENSSL_free(der);
 	tv_hex(hash, TV_HASH_LEN, facts->fingerprint);
 
@@ -334,6 +353,9 @@ tv_no_passphrase(char *buf, int size, int rwflag, void *u)
 static void
 tv_server_key_wipe(int code, Datum arg)
 {
+	if (server_sctx)
+		EVP_PKEY_CTX_free(server_sctx);
+	server_sctx = NULL;
 	if (server_key)
 		EVP_PKEY_free(server_key);
 	server_key = NULL;
@@ -596,6 +618,22 @@ tv_statement(const TvStatement *s)
 static SPIPlanPtr active_key_plan = NULL;
 
 /*
+ * The active keys of the last few signers, valid while neither
+ * signing_keys nor signing_key_revocations has changed (their generation
+ * numbers, as rules.c caches standings).
+ */
+typedef struct ActiveKey
+{
+	NameData	member;
+	char		fingerprint[2 * TV_HASH_LEN + 1];
+	uint64		gens[2];
+} ActiveKey;
+
+#define TV_ACTIVE_CACHE 8
+static ActiveKey active_cache[TV_ACTIVE_CACHE];
+static int	active_next = 0;
+
+/*
  * The fingerprint of a member's active signing key; when the member has
  * none, NULL if missing_ok, else an error (55000).  Called as the owner,
  * inside SPI.
@@ -603,11 +641,23 @@ static SPIPlanPtr active_key_plan = NULL;
 char *
 tv_active_key_fingerprint(const char *member, bool missing_ok)
 {
+	static const char *const tables[2] = {"signing_keys", "signing_key_revocations"};
 	Oid			types[1] = {NAMEOID};
 	Datum		values[1];
 	NameData	name;
 	bool		isnull;
 	Datum		d;
+	uint64		gens[2];
+	bool		cacheable;
+	int			i;
+
+	/* Read before the query's snapshot is taken (see tv_chain_generation). */
+	cacheable = tv_tables_generation(tables, 2, gens);
+	for (i = 0; cacheable && i < TV_ACTIVE_CACHE; i++)
+		if (active_cache[i].fingerprint[0] &&
+			strcmp(NameStr(active_cache[i].member), member) == 0 &&
+			active_cache[i].gens[0] == gens[0] && active_cache[i].gens[1] == gens[1])
+			return pstrdup(active_cache[i].fingerprint);
 
 	values[0] = tv_name_datum(&name, member);
 	d = tv_spi_value(tv_kept_plan(&active_key_plan,
@@ -617,7 +667,7 @@ tv_active_key_fingerprint(const char *member, bool missing_ok)
 								  " WHERE r.fingerprint = k.fingerprint) "
 								  "ORDER BY k.key_id DESC LIMIT 1)",
 								  1, types),
-					 values, NULL, true, TEXTOID, &isnull);
+					 values, NULL, false, TEXTOID, &isnull);
 	if (isnull && missing_ok)
 		return NULL;
 	if (isnull)
@@ -625,6 +675,16 @@ tv_active_key_fingerprint(const char *member, bool missing_ok)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("role %s has no active signing key", member),
 				 errhint("Register the public half of your key pair with trialvault.register_signing_key().")));
+	if (cacheable)
+	{
+		ActiveKey  *slot = &active_cache[active_next];
+
+		active_next = (active_next + 1) % TV_ACTIVE_CACHE;
+		namestrcpy(&slot->member, member);
+		strlcpy(slot->fingerprint, TextDatumGetCString(d), sizeof(slot->fingerprint));
+		slot->gens[0] = gens[0];
+		slot->gens[1] = gens[1];
+	}
 	return TextDatumGetCString(d);
 }
 
@@ -719,32 +779,141 @@ tv_certification_statement(PG_FUNCTION_ARGS)
 int			tv_signature_window = 300;
 
 /*
- * Whether sig is pkey's signature of msg: ECDSA (DER) and RSA over SHA-256
- * (PKCS#1 v1.5, else PSS with any salt length), Ed25519 over msg itself:
- * what openssl dgst -sha256 -sign and openssl pkeyutl -sign -rawin make.
+ * Public keys by fingerprint, kept per backend.  OpenSSL 3 decodes a PEM
+ * key and sets up an operation through its provider machinery, which costs
+ * several times the ECDSA verification itself; a registered key never
+ * changes (its fingerprint names it), so each backend keeps the few it
+ * uses, decoded, with their verification context.
+ */
+typedef struct CachedKey
+{
+	char		fingerprint[2 * TV_HASH_LEN + 1];
+	EVP_PKEY   *pkey;
+	EVP_PKEY_CTX *vctx;			/* verification over a SHA-256 digest */
+} CachedKey;
+
+#define TV_KEY_CACHE 16
+static CachedKey key_cache[TV_KEY_CACHE];
+static int	key_cache_next = 0;
+static EVP_MD *sha256_md = NULL;
+
+static const EVP_MD *
+tv_sha256_md(void)
+{
+	if (sha256_md == NULL && (sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL)
+		elog(ERROR, "OpenSSL offers no SHA-256");
+	return sha256_md;
+}
+
+static CachedKey *
+tv_cached_key(const char *fingerprint)
+{
+	int			i;
+
+	for (i = 0; i < TV_KEY_CACHE; i++)
+		if (key_cache[i].pkey && strcmp(key_cache[i].fingerprint, fingerprint) == 0)
+			return &key_cache[i];
+	return NULL;
+}
+
+/* The key a stored PEM holds, kept, if it has that fingerprint; else NULL. */
+static CachedKey *
+tv_cache_key(const char *fingerprint, const char *pem)
+{
+	BIO		   *bio = BIO_new_mem_buf(pem, -1);
+	EVP_PKEY   *pkey;
+	unsigned char *der = NULL;
+	int			derlen;
+	uint8		hash[TV_HASH_LEN];
+	char		hex[2 * TV_HASH_LEN + 1];
+	CachedKey  *slot;
+
+	if (bio == NULL)
+		elog(ERROR, "out of memory in OpenSSL");
+	pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+	BIO_free(bio);
+	ERR_clear_error();
+	if (pkey == NULL)
+		return NULL;
+	derlen = i2d_PUBKEY(pkey, &der);
+	if (derlen <= 0)
+	{
+		EVP_PKEY_free(pkey);
+		return NULL;
+	}
+	tv_sha256_of(der, derlen, hash);
+	OPENSSL_free(der);
+	tv_hex(hash, TV_HASH_LEN, hex);
+	if (strcmp(hex, fingerprint) != 0)
+	{
+		EVP_PKEY_free(pkey);
+		return NULL;
+	}
+	slot = &key_cache[key_cache_next];
+	key_cache_next = (key_cache_next + 1) % TV_KEY_CACHE;
+	if (slot->vctx)
+		EVP_PKEY_CTX_free(slot->vctx);
+	if (slot->pkey)
+		EVP_PKEY_free(slot->pkey);
+	strlcpy(slot->fingerprint, hex, sizeof(slot->fingerprint));
+	slot->pkey = pkey;
+	slot->vctx = NULL;
+	return slot;
+}
+
+/*
+ * Whether sig is the key's signature of msg: ECDSA (DER) and RSA over
+ * SHA-256 (PKCS#1 v1.5, else PSS with any salt length), Ed25519 over msg
+ * itself: what openssl dgst -sha256 -sign and openssl pkeyutl -sign -rawin
+ * make.
  */
 static bool
-tv_signature_ok(EVP_PKEY *pkey, const uint8 *msg, size_t len, const uint8 *sig, size_t siglen)
+tv_key_verifies(CachedKey *k, const uint8 *msg, size_t len, const uint8 *sig, size_t siglen)
 {
-	bool		ed = EVP_PKEY_get_base_id(pkey) == EVP_PKEY_ED25519;
-	int			pass;
+	int			id = EVP_PKEY_get_base_id(k->pkey);
 	bool		ok = false;
 
-	for (pass = 0; pass < 2 && !ok; pass++)
+	if (siglen == 0 || siglen > TV_SIGNATURE_MAX)
+		return false;
+	if (id == EVP_PKEY_ED25519)
 	{
 		EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-		EVP_PKEY_CTX *pctx = NULL;
 
 		if (ctx == NULL)
 			elog(ERROR, "out of memory in OpenSSL");
-		if (EVP_DigestVerifyInit(ctx, &pctx, ed ? NULL : EVP_sha256(), NULL, pkey) == 1 &&
-			(pass == 0 ||
-			 (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
-			  EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_AUTO) == 1)))
-			ok = EVP_DigestVerify(ctx, sig, siglen, msg, len) == 1;
+		ok = EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, k->pkey) == 1 &&
+			EVP_DigestVerify(ctx, sig, siglen, msg, len) == 1;
 		EVP_MD_CTX_free(ctx);
-		if (EVP_PKEY_get_base_id(pkey) != EVP_PKEY_RSA)
-			break;
+	}
+	else
+	{
+		uint8		digest[TV_HASH_LEN];
+
+		tv_sha256_of(msg, len, digest);
+		if (k->vctx == NULL)
+		{
+			k->vctx = EVP_PKEY_CTX_new_from_pkey(NULL, k->pkey, NULL);
+			if (k->vctx == NULL || EVP_PKEY_verify_init(k->vctx) != 1 ||
+				EVP_PKEY_CTX_set_signature_md(k->vctx, tv_sha256_md()) != 1)
+			{
+				EVP_PKEY_CTX_free(k->vctx);
+				k->vctx = NULL;
+				ERR_clear_error();
+				return false;
+			}
+		}
+		ok = EVP_PKEY_verify(k->vctx, sig, siglen, digest, TV_HASH_LEN) == 1;
+		if (!ok && id == EVP_PKEY_RSA)
+		{
+			EVP_PKEY_CTX *pss = EVP_PKEY_CTX_new_from_pkey(NULL, k->pkey, NULL);
+
+			ok = pss != NULL && EVP_PKEY_verify_init(pss) == 1 &&
+				EVP_PKEY_CTX_set_rsa_padding(pss, RSA_PKCS1_PSS_PADDING) == 1 &&
+				EVP_PKEY_CTX_set_rsa_pss_saltlen(pss, RSA_PSS_SALTLEN_AUTO) == 1 &&
+				EVP_PKEY_CTX_set_signature_md(pss, tv_sha256_md()) == 1 &&
+				EVP_PKEY_verify(pss, sig, siglen, digest, TV_HASH_LEN) == 1;
+			EVP_PKEY_CTX_free(pss);
+		}
 	}
 	ERR_clear_error();
 	return ok;
@@ -756,32 +925,57 @@ tv_server_sign(const uint8 *msg, size_t len)
 {
 	const TvKeyFacts *facts;
 	EVP_PKEY   *key = tv_require_server_key(&facts);
-	bool		ed = EVP_PKEY_get_base_id(key) == EVP_PKEY_ED25519;
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	size_t		siglen = 0;
 	bytea	   *out = NULL;
+	bool		ok;
 
-	if (ctx == NULL)
-		elog(ERROR, "out of memory in OpenSSL");
-	if (EVP_DigestSignInit(ctx, NULL, ed ? NULL : EVP_sha256(), NULL, key) == 1 &&
-		EVP_DigestSign(ctx, NULL, &siglen, msg, len) == 1)
+	if (EVP_PKEY_get_base_id(key) == EVP_PKEY_ED25519)
 	{
-		out = palloc(VARHDRSZ + siglen);
-		if (EVP_DigestSign(ctx, (uint8 *) VARDATA(out), &siglen, msg, len) == 1)
-			SET_VARSIZE(out, VARHDRSZ + siglen);
-		else
+		EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+
+		if (ctx == NULL)
+			elog(ERROR, "out of memory in OpenSSL");
+		ok = EVP_DigestSignInit(ctx, NULL, NULL, NULL, key) == 1 &&
+			EVP_DigestSign(ctx, NULL, &siglen, msg, len) == 1;
+		if (ok)
 		{
-			pfree(out);
-			out = NULL;
+			out = palloc(VARHDRSZ + siglen);
+			ok = EVP_DigestSign(ctx, (uint8 *) VARDATA(out), &siglen, msg, len) == 1;
+		}
+		EVP_MD_CTX_free(ctx);
+	}
+	else
+	{
+		uint8		digest[TV_HASH_LEN];
+
+		tv_sha256_of(msg, len, digest);
+		/* One signing context per backend, prepared once. */
+		if (server_sctx == NULL)
+		{
+			server_sctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL);
+			if (server_sctx != NULL &&
+				(EVP_PKEY_sign_init(server_sctx) != 1 ||
+				 EVP_PKEY_CTX_set_signature_md(server_sctx, tv_sha256_md()) != 1))
+			{
+				EVP_PKEY_CTX_free(server_sctx);
+				server_sctx = NULL;
+			}
+		}
+		ok = server_sctx != NULL &&
+			EVP_PKEY_sign(server_sctx, NULL, &siglen, digest, TV_HASH_LEN) == 1;
+		if (ok)
+		{
+			out = palloc(VARHDRSZ + siglen);
+			ok = EVP_PKEY_sign(server_sctx, (uint8 *) VARDATA(out), &siglen, digest, TV_HASH_LEN) == 1;
 		}
 	}
-	EVP_MD_CTX_free(ctx);
 	ERR_clear_error();
-	if (out == NULL)
+	if (!ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
 				 errmsg("the server could not countersign"),
 				 errdetail("OpenSSL refused to sign with the server's key; nothing was stored.")));
+	SET_VARSIZE(out, VARHDRSZ + siglen);
 	return out;
 }
 
@@ -789,10 +983,8 @@ static void
 tv_sha_hex(const void *data, size_t len, char *out)
 {
 	uint8		hash[TV_HASH_LEN];
-	EVP_MD_CTX *md = tv_sha_begin(TV_SHA_SMALL);
 
-	tv_sha_update(md, data, len);
-	tv_sha_end(md, hash);
+	tv_sha256_of(data, len, hash);
 	tv_hex(hash, TV_HASH_LEN, out);
 }
 
@@ -848,8 +1040,38 @@ tv_refuse_signature(const TvStatement *s, int64 doc_id, int sqlstate,
 }
 
 static SPIPlanPtr key_pem_plan = NULL;
-static SPIPlanPtr nonce_lock_plan = NULL;
-static SPIPlanPtr nonce_plan = NULL;
+
+/*
+ * Whether a signature with this nonce exists, through the unique index on
+ * trialvault.signatures (nonce) under a new snapshot: what a query would
+ * answer, without planning one (this runs in every certified load).
+ */
+static bool
+tv_nonce_used(const uint8 *nonce, size_t len)
+{
+	Oid			nsp = get_namespace_oid("trialvault", false);
+	Relation	rel;
+	Oid			index;
+	ScanKeyData key;
+	SysScanDesc scan;
+	bool		found;
+
+	index = get_relname_relid("signatures_nonce_key", nsp);
+	if (!OidIsValid(index))
+		elog(ERROR, "index trialvault.signatures_nonce_key is missing");
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	rel = table_open(get_relname_relid("signatures", nsp), AccessShareLock);
+	/* systable_beginscan wants the table's attribute number */
+	ScanKeyInit(&key, get_attnum(RelationGetRelid(rel), "nonce"), BTEqualStrategyNumber, F_BYTEAEQ,
+				PointerGetDatum(tv_bytea(nonce, len)));
+	scan = systable_beginscan(rel, index, true, GetActiveSnapshot(), 1, &key);
+	found = HeapTupleIsValid(systable_getnext(scan));
+	systable_endscan(scan);
+	table_close(rel, NoLock);
+	PopActiveSnapshot();
+	return found;
+}
 
 /*
  * Check a member's signature of the statement s, before anything is
@@ -865,8 +1087,7 @@ tv_check_signature(TvStatement *s, int64 doc_id, bytea *signature)
 	Datum		values[1];
 	bool		isnull;
 	Datum		d;
-	TvKeyFacts	facts;
-	EVP_PKEY   *pkey;
+	CachedKey  *key;
 	bytea	   *statement;
 	TimestampTz now = GetCurrentTimestamp();
 	long		secs;
@@ -889,16 +1110,19 @@ tv_check_signature(TvStatement *s, int64 doc_id, bytea *signature)
 							"Sign just before the call, with a fresh nonce; check the client's clock.");
 
 	statement = tv_statement(s);
-	values[0] = CStringGetTextDatum(s->signer_fingerprint);
-	d = tv_spi_value(tv_kept_plan(&key_pem_plan,
-								  "SELECT k.public_key FROM trialvault.signing_keys k WHERE k.fingerprint = $1",
-								  1, types),
-					 values, NULL, true, TEXTOID, &isnull);
-	pkey = tv_parse_public_key(DatumGetTextPP(d), &facts);
-	ok = VARSIZE_ANY_EXHDR(signature) > 0 && VARSIZE_ANY_EXHDR(signature) <= TV_SIGNATURE_MAX &&
-		tv_signature_ok(pkey, (uint8 *) VARDATA_ANY(statement), VARSIZE_ANY_EXHDR(statement),
+	key = tv_cached_key(s->signer_fingerprint);
+	if (key == NULL)
+	{
+		values[0] = CStringGetTextDatum(s->signer_fingerprint);
+		d = tv_spi_value(tv_kept_plan(&key_pem_plan,
+									  "SELECT k.public_key FROM trialvault.signing_keys k WHERE k.fingerprint = $1",
+									  1, types),
+						 values, NULL, true, TEXTOID, &isnull);
+		key = tv_cache_key(s->signer_fingerprint, TextDatumGetCString(d));
+	}
+	ok = key != NULL &&
+		tv_key_verifies(key, (uint8 *) VARDATA_ANY(statement), VARSIZE_ANY_EXHDR(statement),
 						(uint8 *) VARDATA_ANY(signature), VARSIZE_ANY_EXHDR(signature));
-	EVP_PKEY_free(pkey);
 	if (!ok)
 		tv_refuse_signature(s, doc_id, ERRCODE_TV_SIGNATURE_INVALID,
 							psprintf("the signature does not verify against the active key %s of role %s",
@@ -907,23 +1131,17 @@ tv_check_signature(TvStatement *s, int64 doc_id, bytea *signature)
 
 	/*
 	 * Replays: one nonce, one signature, ever.  Two concurrent ones queue on
-	 * the lock; the check, a statement of its own, sees what the first
-	 * committed.
+	 * the lock; the probe, under a snapshot taken after it, sees what the
+	 * first committed.
 	 */
 	{
-		Oid			ntypes[1] = {BYTEAOID};
-		Datum		nvalues[1];
+		LOCKTAG		tag;
 
-		nvalues[0] = PointerGetDatum(tv_bytea(s->nonce, s->nonce_len));
-		(void) tv_spi_value(tv_kept_plan(&nonce_lock_plan,
-										 "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('trialvault.signatures'), "
-										 "pg_catalog.hashtext(pg_catalog.encode($1, 'hex')))",
-										 1, ntypes),
-							nvalues, NULL, false, VOIDOID, &isnull);
-		if (DatumGetBool(tv_spi_value(tv_kept_plan(&nonce_plan,
-												   "SELECT EXISTS (SELECT FROM trialvault.signatures g WHERE g.nonce = $1)",
-												   1, ntypes),
-									  nvalues, NULL, false, BOOLOID, &isnull)))
+		/* pg_advisory_xact_lock(hash of the nonce, 'TV') */
+		SET_LOCKTAG_ADVISORY(tag, MyDatabaseId,
+							 hash_bytes(s->nonce, (int) s->nonce_len), 0x5456, 2);
+		(void) LockAcquire(&tag, ExclusiveLock, false, false);
+		if (tv_nonce_used(s->nonce, s->nonce_len))
 			tv_refuse_signature(s, doc_id, ERRCODE_TV_NONCE_REUSED,
 								"this nonce was used before: the signature is a replay",
 								"Every signature needs fresh random bytes as its nonce.");
@@ -932,6 +1150,8 @@ tv_check_signature(TvStatement *s, int64 doc_id, bytea *signature)
 }
 
 static SPIPlanPtr server_key_known_plan = NULL;
+static bool server_key_noted = false;
+static TransactionId server_key_added_by = InvalidTransactionId;
 static SPIPlanPtr server_key_insert_plan = NULL;
 static SPIPlanPtr signature_insert_plan = NULL;
 
@@ -947,6 +1167,9 @@ tv_note_server_key(const TvKeyFacts *facts, const char *requester)
 	NameData	name;
 	bool		isnull;
 
+	/* Once seen in a transaction other than the one that added it, for good. */
+	if (server_key_noted)
+		return;
 	values[0] = CStringGetTextDatum(facts->fingerprint);
 	values[1] = CStringGetTextDatum(facts->algorithm);
 	values[2] = CStringGetTextDatum(facts->public_pem);
@@ -955,11 +1178,16 @@ tv_note_server_key(const TvKeyFacts *facts, const char *requester)
 											   "SELECT EXISTS (SELECT FROM trialvault.server_keys k WHERE k.fingerprint = $1)",
 											   1, types),
 								  values, NULL, true, BOOLOID, &isnull)))
+	{
+		server_key_noted = !TransactionIdIsValid(server_key_added_by) ||
+			!TransactionIdIsCurrentTransactionId(server_key_added_by);
 		return;
+	}
 	(void) tv_spi_value(tv_kept_plan(&server_key_insert_plan,
 									 "SELECT trialvault._note_server_key($1, $2, $3, $4)",
 									 4, types),
 						values, NULL, false, VOIDOID, &isnull);
+	server_key_added_by = GetTopTransactionId();
 }
 
 /*
@@ -1044,33 +1272,20 @@ tv_require_unsigned_allowed(const char *study, const char *site, const char *req
 	}
 }
 
-static SPIPlanPtr sign_audit_plan = NULL;
-
 /*
- * Countersign and keep a checked signature, and put it in the audit trail
- * of the same transaction.  Returns the countersignature.
+ * Countersign and keep a checked signature and, given an event name, put it
+ * in the audit trail of the same transaction.  Returns the countersignature.
  */
 bytea *
 tv_sign_recorded(const TvStatement *s, int64 doc_id, bytea *statement, bytea *signature,
 				 const char *event)
 {
 	bytea	   *counter = tv_keep_signature(s, doc_id, statement, signature);
-	Oid			types[6] = {TEXTOID, NAMEOID, TEXTOID, TEXTOID, INT8OID, TEXTOID};
-	Datum		values[6];
-	NameData	name;
-	bool		isnull;
 
-	values[0] = CStringGetTextDatum(event);
-	values[1] = tv_name_datum(&name, s->signer);
-	values[2] = CStringGetTextDatum(s->study);
-	values[3] = CStringGetTextDatum(s->site);
-	values[4] = Int64GetDatum(doc_id);
-	values[5] = CStringGetTextDatum(psprintf("%s, signed with key %s, countersigned",
-											 s->meaning, s->signer_fingerprint));
-	(void) tv_spi_value(tv_kept_plan(&sign_audit_plan,
-									 "SELECT trialvault._audit($1, $2, $3, $4, $5, $6)",
-									 6, types),
-						values, NULL, false, VOIDOID, &isnull);
+	if (event)
+		tv_audit_event(event, s->signer, s->study, s->site, doc_id,
+					   psprintf("%s, signed with key %s, countersigned",
+								s->meaning, s->signer_fingerprint));
 	return counter;
 }
 
@@ -1228,41 +1443,17 @@ tv_sign_document(PG_FUNCTION_ARGS)
  * ---------------------------------------------------------------------
  */
 
-/* A stored PEM public key, or NULL if it is not one any more. */
-static EVP_PKEY *
-tv_stored_public_key(const char *pem, const char *fingerprint)
-{
-	BIO		   *bio = BIO_new_mem_buf(pem, -1);
-	EVP_PKEY   *pkey;
-	TvKeyFacts	facts;
-
-	if (bio == NULL)
-		elog(ERROR, "out of memory in OpenSSL");
-	pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
-	BIO_free(bio);
-	ERR_clear_error();
-	memset(&facts, 0, sizeof(facts));
-	if (pkey && (!tv_key_public_facts(pkey, &facts) ||
-				 strcmp(facts.fingerprint, fingerprint) != 0))
-	{
-		EVP_PKEY_free(pkey);
-		pkey = NULL;
-	}
-	return pkey;
-}
-
+/* Whether sig is the signature of msg by the key pem holds, which has that fingerprint. */
 bool
 tv_signed_by(const char *pem, const char *fingerprint, bytea *msg, bytea *sig)
 {
-	EVP_PKEY   *pkey = tv_stored_public_key(pem, fingerprint);
-	bool		ok;
+	CachedKey  *key = tv_cached_key(fingerprint);
 
-	if (pkey == NULL)
-		return false;
-	ok = tv_signature_ok(pkey, (uint8 *) VARDATA_ANY(msg), VARSIZE_ANY_EXHDR(msg),
-						 (uint8 *) VARDATA_ANY(sig), VARSIZE_ANY_EXHDR(sig));
-	EVP_PKEY_free(pkey);
-	return ok;
+	if (key == NULL)
+		key = tv_cache_key(fingerprint, pem);
+	return key != NULL &&
+		tv_key_verifies(key, (uint8 *) VARDATA_ANY(msg), VARSIZE_ANY_EXHDR(msg),
+						(uint8 *) VARDATA_ANY(sig), VARSIZE_ANY_EXHDR(sig));
 }
 
 static bool

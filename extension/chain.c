@@ -1087,6 +1087,31 @@ tv_chain_generation(Oid relid, uint64 *gen)
 		!RecoveryInProgress();
 }
 
+/*
+ * The generation numbers of some of trialvault's own tables, by name, into
+ * gens; false when a cache tagged with them cannot be trusted (see
+ * tv_chain_generation).  Read them before the query whose result is cached
+ * takes its snapshot.
+ */
+bool
+tv_tables_generation(const char *const *tables, int ntables, uint64 *gens)
+{
+	Oid			nsp = get_namespace_oid("trialvault", false);
+	bool		cacheable = true;
+	int			i;
+
+	for (i = 0; i < ntables; i++)
+	{
+		Oid			relid = get_relname_relid(tables[i], nsp);
+
+		if (!OidIsValid(relid))
+			elog(ERROR, "table trialvault.%s is missing", tables[i]);
+		if (!tv_chain_generation(relid, &gens[i]))
+			cacheable = false;
+	}
+	return cacheable;
+}
+
 void
 tv_chain_init(void)
 {

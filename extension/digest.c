@@ -75,8 +75,6 @@ tv_base64(const uint8 *data, int len)
 	return out;
 }
 
-static SPIPlanPtr audit_plan = NULL;
-
 PG_FUNCTION_INFO_V1(tv_signed_digest);
 
 /*
@@ -137,21 +135,9 @@ tv_signed_digest(PG_FUNCTION_ARGS)
 	/* The key on record, and the digest an event of the audit trail. */
 	tv_owner_spi_begin(&as);
 	tv_note_server_key(facts, requester);
-	{
-		Oid			types[2] = {NAMEOID, TEXTOID};
-		Datum		values[2];
-		NameData	name;
-		bool		isnull;
-
-		values[0] = tv_name_datum(&name, requester);
-		tv_hex(v.head_digest, TV_HASH_LEN, hex);
-		values[1] = CStringGetTextDatum(psprintf("%s: %lld rows, head digest %s",
-												 table, (long long) v.nrows, hex));
-		(void) tv_spi_value(tv_kept_plan(&audit_plan,
-										 "SELECT trialvault._audit('digest_signed', $1, NULL, NULL, NULL, $2)",
-										 2, types),
-							values, NULL, false, VOIDOID, &isnull);
-	}
+	tv_hex(v.head_digest, TV_HASH_LEN, hex);
+	tv_audit_event("digest_signed", requester, NULL, NULL, 0,
+				   psprintf("%s: %lld rows, head digest %s", table, (long long) v.nrows, hex));
 	tv_owner_spi_end(&as);
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
 }

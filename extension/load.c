@@ -57,7 +57,6 @@ static SPIPlanPtr study_plan = NULL;
 static SPIPlanPtr site_plan = NULL;
 static SPIPlanPtr nextval_plan = NULL;
 static SPIPlanPtr insert_plan = NULL;
-static SPIPlanPtr audit_plan = NULL;
 
 /*
  * Run fn(arg) in a subtransaction, as a plpgsql EXCEPTION block does: NULL
@@ -124,6 +123,50 @@ tv_record_refusal(const char *event, const char *requester, const char *study,
 		ereport(WARNING,
 				(errmsg("the refusal below could not be put on record: %s", e->message),
 				 e->detail ? errdetail_internal("%s", e->detail) : 0));
+}
+
+static SPIPlanPtr audit_plan = NULL;
+
+/*
+ * An audit event in the caller's transaction (it commits or rolls back
+ * with the change it describes), as trialvault._audit() records it, without
+ * going through an SQL function (which would be planned again at every
+ * call).  Called as the owner, inside SPI; doc_id 0 for none.
+ */
+void
+tv_audit_event(const char *event, const char *actor, const char *study,
+			   const char *site, int64 doc_id, const char *detail)
+{
+	static const Oid types[6] = {TEXTOID, NAMEOID, TEXTOID, TEXTOID, INT8OID, TEXTOID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	NameData	name;
+
+	values[0] = CStringGetTextDatum(event);
+	values[1] = tv_name_datum(&name, actor);
+	if (study)
+		values[2] = CStringGetTextDatum(study);
+	else
+		nulls[2] = 'n';
+	if (site)
+		values[3] = CStringGetTextDatum(site);
+	else
+		nulls[3] = 'n';
+	values[4] = Int64GetDatum(doc_id);
+	if (doc_id <= 0)
+		nulls[4] = 'n';
+	if (detail)
+		values[5] = CStringGetTextDatum(detail);
+	else
+		nulls[5] = 'n';
+	if (SPI_execute_plan(tv_kept_plan(&audit_plan,
+									  "INSERT INTO trialvault.audit_events (event, actor, session_user_name, "
+									  "study, site, doc_id, detail, client_addr, application_name) "
+									  "VALUES ($1, $2, session_user, $3, $4, $5, $6, inet_client_addr(), "
+									  "current_setting('application_name'))",
+									  6, (Oid *) types),
+						 values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not insert into trialvault.audit_events");
 }
 
 typedef struct InspectCall
@@ -351,23 +394,13 @@ tv_load_document(PG_FUNCTION_ARGS)
 			elog(ERROR, "could not insert into trialvault.documents");
 	}
 
-	{
-		Oid			types[6] = {TEXTOID, NAMEOID, TEXTOID, TEXTOID, INT8OID, TEXTOID};
-		Datum		values[6];
-
-		values[0] = CStringGetTextDatum("document_loaded");
-		values[1] = tv_name_datum(&requester_name, requester);
-		values[2] = PG_GETARG_DATUM(0);
-		values[3] = PG_GETARG_DATUM(1);
-		values[4] = Int64GetDatum(doc_id);
-		values[5] = PG_GETARG_DATUM(2);
-		(void) tv_spi_value(tv_kept_plan(&audit_plan,
-										 "SELECT trialvault._audit($1, $2, $3, $4, $5, $6)",
-										 6, types),
-							values, NULL, false, VOIDOID, &isnull);
-	}
 	if (signed_load)
-		tv_sign_recorded(&stmt, doc_id, statement, signature, "document_certified");
+		tv_sign_recorded(&stmt, doc_id, statement, signature, NULL);
+	tv_audit_event("document_loaded", requester, study, site, doc_id,
+				   signed_load ?
+				   psprintf("%s, certified: %s, signed with key %s, countersigned",
+							doc_type, stmt.meaning, stmt.signer_fingerprint) :
+				   doc_type);
 	tv_owner_spi_end(&as);
 	PG_RETURN_INT64(doc_id);
 }

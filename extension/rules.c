@@ -100,20 +100,8 @@ static bool
 standing_gens(uint64 *gens)
 {
 	static const char *const tables[2] = {"memberships", "studies"};
-	Oid			nsp = get_namespace_oid("trialvault", false);
-	bool		cacheable = true;
-	int			i;
 
-	for (i = 0; i < 2; i++)
-	{
-		Oid			relid = get_relname_relid(tables[i], nsp);
-
-		if (!OidIsValid(relid))
-			elog(ERROR, "table trialvault.%s is missing", tables[i]);
-		if (!tv_chain_generation(relid, &gens[i]))
-			cacheable = false;
-	}
-	return cacheable;
+	return tv_tables_generation(tables, 2, gens);
 }
 
 /*

@@ -132,6 +132,7 @@ extern void tv_chain_init(void);
 extern HeapTuple tv_chain_insert(Relation rel, HeapTuple tuple);
 extern void tv_chain_forget(Oid relid);
 extern bool tv_chain_generation(Oid relid, uint64 *gen);
+extern bool tv_tables_generation(const char *const *tables, int ntables, uint64 *gens);
 extern bool tv_get_prev_seqs(TupleTableSlot *slot, AttrNumber att,
 							 int64 **seqs, int *n);
 extern void tv_prev_digest(const TvHead *refs, int nrefs, uint8 *digest);
@@ -373,6 +374,8 @@ extern void tv_require_unsigned_allowed(const char *study, const char *site,
 
 /* load.c */
 extern const char *tv_check_doc_type(const char *doc_type);
+extern void tv_audit_event(const char *event, const char *actor, const char *study,
+						   const char *site, int64 doc_id, const char *detail);
 extern void tv_record_refusal(const char *event, const char *requester, const char *study,
 							  const char *site, int64 doc_id, const char *message);
 

@@ -9,7 +9,8 @@
 #      the public key in trialvault.server_keys, over the documented bytes;
 #   2. refused, each with its SQLSTATE, nothing stored, the attempt on
 #      record: garbage, truncated and empty signatures, a signature by
-#      another member's key, one over other bytes, a stale and a future
+#      another member's key, signatures of another algorithm (RSA, Ed25519)
+#      for an ECDSA key, one over other bytes, a stale and a future
 #      time, a replayed nonce, an unsigned load into a study that requires
 #      signatures, part of the signature arguments, an unknown meaning, a
 #      revoked key;
@@ -161,6 +162,10 @@ refused ec256 TV001 "an empty signature" "$ts" "$nonce" "$W/empty.sig"
 refused ec256 TV001 "a signature by another member's key" "$ts" "$nonce" "$W/other.sig"
 refused ec256 TV001 "a signature of other metadata" "$ts" "$nonce" "$W/good.sig" '<consent><page>2</page></consent>'
 refused inv TV001 "another member of the site presenting a good signature as theirs" "$ts" "$nonce" "$W/good.sig"
+sign rsa "$W/stmt" "$W/rsa_over_ec.sig"
+refused ec256 TV001 "an RSA signature of the statement for an ECDSA key" "$ts" "$nonce" "$W/rsa_over_ec.sig"
+sign ed "$W/stmt" "$W/ed_over_ec.sig"
+refused ec256 TV001 "an Ed25519 signature of the statement for an ECDSA key" "$ts" "$nonce" "$W/ed_over_ec.sig"
 old=$(date -u -d '-10 min' +%Y-%m-%dT%H:%M:%S.%6NZ); statement ec256 "$old" "$nonce"; sign ec256 "$W/stmt" "$W/old.sig"
 refused ec256 TV002 "a signature made 10 minutes ago" "$old" "$nonce" "$W/old.sig"
 future=$(date -u -d '+10 min' +%Y-%m-%dT%H:%M:%S.%6NZ); statement ec256 "$future" "$nonce"; sign ec256 "$W/stmt" "$W/future.sig"

@@ -415,6 +415,37 @@ echo "   The printable certificate for the paper file:"
 printf "SELECT trialvault.open_study('ONCO-2') \\\\g /dev/null\nSELECT trialvault.certificate_text(%s);\n" "$doc" |
 	tv_psql demo -U ines -At | sed 's/^/     | /'
 
+say "13. Signed digests: the server signs a table's chain state, and later proves the table only grew."
+sql <<'SQL' >/dev/null
+SET client_min_messages = warning;
+CREATE TABLE lab_results (result text);
+SELECT trialvault.protect('lab_results');
+INSERT INTO lab_results VALUES ('HbA1c 6.1 %'), ('HbA1c 6.4 %'), ('HbA1c 7.9 %');
+SQL
+sql -At -c "SELECT trialvault.signed_digest('lab_results')" >"$K/digest.txt"
+echo "   The digest is kept outside the database (here the first lines of it):"
+sed -n '1,8p' "$K/digest.txt" | sed 's/^/     | /'
+sed -n '1,/^server-key-sha256: /p' "$K/digest.txt" >"$K/digest.signed"
+sed -n 's/^signature: //p' "$K/digest.txt" | base64 -d >"$K/digest.sig"
+sed -n '/BEGIN PUBLIC KEY/,/END PUBLIC KEY/p' "$K/digest.txt" >"$K/digest.pub"
+echo "   openssl checks its signature offline: $(openssl dgst -sha256 -verify "$K/digest.pub" -signature "$K/digest.sig" "$K/digest.signed")"
+echo "   A rogue superuser turns the guards off in the catalog and rewrites the newest result,"
+echo "   recomputing its hash with the published formula, so that verify() alone sees nothing:"
+sql -v digest="$(cat "$K/digest.txt")" <<'SQL'
+\pset footer off
+SET client_min_messages = warning;
+UPDATE pg_trigger SET tgenabled = 'D' WHERE tgrelid = 'lab_results'::regclass;
+UPDATE lab_results SET result = 'HbA1c 5.9 %',
+	tv_hash = digest('TVHASH1'::bytea || int8send(tv_seq) || tv_prev_hash ||
+		digest('TVROW2'::bytea || int4send(6) || 'result'::bytea || int4send(25) || 'r'::bytea ||
+			int4send(octet_length('HbA1c 5.9 %')) || convert_to('HbA1c 5.9 %', 'UTF8'), 'sha256'), 'sha256')
+	WHERE result = 'HbA1c 7.9 %';
+UPDATE pg_trigger SET tgenabled = 'A' WHERE tgrelid = 'lab_results'::regclass;
+SELECT ok, rows_checked, guard FROM trialvault.verify('lab_results');
+\echo '   The digest taken before catches it:'
+SELECT extends, detail FROM trialvault.verify_digest('lab_results', :'digest');
+SQL
+
 sql -c "SELECT pg_terminate_backend(pid) FROM trialvault.log_writer_status()" >/dev/null
 sleep 0.5
 say "   The log writer is stopped: nothing is decrypted while nothing can be put on record."
@@ -456,6 +487,8 @@ cat <<'EOF2'
     server countersigns with a key that never enters the database; verify_document checks
     both against the content inside the server, and an exported certificate is checked offline
     with openssl and xmllint alone.
+  - Signed digests of a table, kept outside the database, prove later that it only grew:
+    a consistent rewrite of its newest rows, which verify() alone cannot see, is named.
 EOF2
 
 if [ -n "$KEEP" ]; then

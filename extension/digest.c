@@ -63,6 +63,15 @@ tv_qualified_name(Oid relid)
 	return quote_qualified_identifier(nsp, rel);
 }
 
+static bool
+tv_has_control(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char) *s < 0x20 || *s == 0x7f)
+			return true;
+	return false;
+}
+
 static char *
 tv_base64(const uint8 *data, int len)
 {
@@ -93,6 +102,7 @@ tv_signed_digest(PG_FUNCTION_ARGS)
 	bytea	   *sig;
 	int64		i;
 	char	   *table;
+	char	   *database;
 	char	   *requester = GetUserNameFromId(GetUserId(), false);
 	TvAsOwner	as;
 
@@ -104,6 +114,13 @@ tv_signed_digest(PG_FUNCTION_ARGS)
 	(void) tv_require_server_key(&facts);
 	tv_verify_table(relid, &v);
 	table = tv_qualified_name(relid);
+	database = get_database_name(MyDatabaseId);
+	/* One field a line: a name holding a line break could forge fields. */
+	if (tv_has_control(table) || tv_has_control(database))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("no digest is signed for a table or database whose name holds a control character"),
+				 errhint("Rename it (ALTER TABLE ... RENAME) to sign digests of it.")));
 	if (!v.ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
@@ -114,7 +131,7 @@ tv_signed_digest(PG_FUNCTION_ARGS)
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, "trialvault-signed-digest-v1\n");
 	appendStringInfo(&buf, "table: %s\n", table);
-	appendStringInfo(&buf, "database: %s\n", get_database_name(MyDatabaseId));
+	appendStringInfo(&buf, "database: %s\n", database);
 	appendStringInfo(&buf, "rows: %lld\n", (long long) v.nrows);
 	appendStringInfo(&buf, "heads: %lld\n", (long long) v.nheads);
 	tv_hex(v.head_digest, TV_HASH_LEN, hex);

@@ -12,7 +12,8 @@
 #   3. the digest altered (a head, the row count, the table), a digest of
 #      another table, one signed by a key this repository never used:
 #      extends = false, saying why; garbage, truncated and empty digests,
-#      NULLs: errors with their SQLSTATE;
+#      NULLs, a table whose name holds a line break: errors with their
+#      SQLSTATE;
 #   4. no digest is signed for a table that does not verify, nor without a
 #      server key, nor for a caller who may not read the table.
 set -euo pipefail
@@ -132,6 +133,14 @@ like "$(tv_psql d1 -d postgres -v VERBOSITY=verbose -c "SELECT * FROM trialvault
 	"ERROR: +22004" "3: NULL: 22004"
 like "$(tv_psql d1 -d postgres -v VERBOSITY=verbose -c "SELECT trialvault.signed_digest(NULL)" 2>&1 || true)" \
 	"ERROR: +22004" "3: signed_digest(NULL): 22004"
+# A table whose name holds a line break could make its digest say more than
+# it signs for: refused.
+q d1 postgres "SET client_min_messages = warning; CREATE TABLE \"odd
+rows: 0\" (body text); SELECT trialvault.protect('\"odd
+rows: 0\"')" >/dev/null
+like "$(tv_psql d1 -d postgres -v VERBOSITY=verbose -c "SELECT trialvault.signed_digest(oid) FROM pg_class WHERE relname LIKE 'odd%'" 2>&1 || true)" \
+	"ERROR: +42602: no digest is signed for a table or database whose name holds a control character" \
+	"3: a table whose name holds a line break: no digest (42602)"
 
 # --- 4. refusals ------------------------------------------------------------------------------
 guards_off ledger D

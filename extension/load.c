@@ -398,8 +398,7 @@ tv_load_document(PG_FUNCTION_ARGS)
 		tv_sign_recorded(&stmt, doc_id, statement, signature, NULL);
 	tv_audit_event("document_loaded", requester, study, site, doc_id,
 				   signed_load ?
-				   psprintf("%s, certified: %s, signed with key %s, countersigned",
-							doc_type, stmt.meaning, stmt.signer_fingerprint) :
+				   psprintf("%s, certified (%s)", doc_type, stmt.meaning) :
 				   doc_type);
 	tv_owner_spi_end(&as);
 	PG_RETURN_INT64(doc_id);

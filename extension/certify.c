@@ -1201,11 +1201,11 @@ tv_keep_signature(const TvStatement *s, int64 doc_id, bytea *statement, bytea *s
 	TimestampTz at = GetCurrentTimestamp();
 	bytea	   *input;
 	bytea	   *counter;
-	static const Oid types[13] = {
+	static const Oid types[12] = {
 		INT8OID, TEXTOID, TEXTOID, NAMEOID, TEXTOID, TEXTOID, TIMESTAMPTZOID,
-		BYTEAOID, BYTEAOID, BYTEAOID, TEXTOID, TIMESTAMPTZOID, BYTEAOID
+		BYTEAOID, BYTEAOID, TEXTOID, TIMESTAMPTZOID, BYTEAOID
 	};
-	Datum		values[13];
+	Datum		values[12];
 	NameData	name;
 	bytea	   *nonce;
 
@@ -1223,17 +1223,17 @@ tv_keep_signature(const TvStatement *s, int64 doc_id, bytea *statement, bytea *s
 	values[5] = CStringGetTextDatum(s->meaning);
 	values[6] = TimestampTzGetDatum(s->signed_at);
 	values[7] = PointerGetDatum(nonce);
-	values[8] = PointerGetDatum(statement);
-	values[9] = PointerGetDatum(signature);
-	values[10] = CStringGetTextDatum(facts->fingerprint);
-	values[11] = TimestampTzGetDatum(at);
-	values[12] = PointerGetDatum(counter);
+	values[8] = PointerGetDatum(signature);
+	values[9] = CStringGetTextDatum(facts->fingerprint);
+	values[10] = TimestampTzGetDatum(at);
+	values[11] = PointerGetDatum(counter);
+	/* Not the statement: it is rebuilt exactly from this row and the document's. */
 	if (SPI_execute_plan(tv_kept_plan(&signature_insert_plan,
 									  "INSERT INTO trialvault.signatures (doc_id, study, site, signer, "
-									  "signer_key, meaning, signed_at, nonce, statement, signature, "
+									  "signer_key, meaning, signed_at, nonce, signature, "
 									  "server_key, countersigned_at, countersignature) "
-									  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-									  13, (Oid *) types),
+									  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+									  12, (Oid *) types),
 						 values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not insert into trialvault.signatures");
 	return counter;
@@ -1456,13 +1456,6 @@ tv_signed_by(const char *pem, const char *fingerprint, bytea *msg, bytea *sig)
 						(uint8 *) VARDATA_ANY(sig), VARSIZE_ANY_EXHDR(sig));
 }
 
-static bool
-tv_bytea_eq(bytea *a, bytea *b)
-{
-	return VARSIZE_ANY_EXHDR(a) == VARSIZE_ANY_EXHDR(b) &&
-		memcmp(VARDATA_ANY(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(a)) == 0;
-}
-
 static SPIPlanPtr verify_doc_plan = NULL;
 static SPIPlanPtr verify_sigs_plan = NULL;
 
@@ -1481,14 +1474,16 @@ PG_FUNCTION_INFO_V1(tv_verify_document);
  * log (reason "verification") before any row is returned, as an opening
  * is, and a refusal too.
  *
- *	user_signature_ok	the member's signature verifies over the kept
- *						statement, with the key the statement names, as
- *						registered for the signer
+ * The statement each signature signed is rebuilt from its row and the
+ * document's fingerprints (tv_statement; the v1 format makes this exact):
+ *
+ *	user_signature_ok	the member's signature of that statement verifies,
+ *						with the key it names, registered to the signer
  *	countersignature_ok	the server's countersignature verifies, with the
  *						server key kept in trialvault.server_keys
- *	content_matches		the statement is exactly what the document's
- *						content and metadata, hashed now, and the
- *						signature's fields make
+ *	content_matches		the document's content (decrypted here) and
+ *						metadata, hashed now, are the fingerprints the
+ *						statement carries
  */
 Datum
 tv_verify_document(PG_FUNCTION_ARGS)
@@ -1633,7 +1628,7 @@ tv_verify_document(PG_FUNCTION_ARGS)
 									  " (SELECT p.printed_name FROM trialvault.printed_names p "
 									  "  WHERE p.member = g.signer ORDER BY p.event_id DESC LIMIT 1), "
 									  " g.meaning, g.signed_at, g.countersigned_at, g.signer_key, k.public_key, "
-									  " r.revoked_at, g.server_key, sk.public_key, g.nonce, g.statement, "
+									  " r.revoked_at, g.server_key, sk.public_key, g.nonce, "
 									  " g.signature, g.countersignature, k.member "
 									  "FROM trialvault.signatures g "
 									  "LEFT JOIN trialvault.signing_keys k ON k.fingerprint = g.signer_key "
@@ -1655,11 +1650,11 @@ tv_verify_document(PG_FUNCTION_ARGS)
 		char	   *signer_pem = SPI_getvalue(tup, desc, 8);
 		char	   *server_key_fp = SPI_getvalue(tup, desc, 10);
 		char	   *server_pem = SPI_getvalue(tup, desc, 11);
-		char	   *key_member = SPI_getvalue(tup, desc, 16);
+		char	   *key_member = SPI_getvalue(tup, desc, 15);
 		bytea	   *nonce = DatumGetByteaPP(SPI_getbinval(tup, desc, 12, &isnull));
-		bytea	   *statement = DatumGetByteaPP(SPI_getbinval(tup, desc, 13, &isnull));
-		bytea	   *signature = DatumGetByteaPP(SPI_getbinval(tup, desc, 14, &isnull));
-		bytea	   *counter = DatumGetByteaPP(SPI_getbinval(tup, desc, 15, &isnull));
+		bytea	   *signature = DatumGetByteaPP(SPI_getbinval(tup, desc, 13, &isnull));
+		bytea	   *counter = DatumGetByteaPP(SPI_getbinval(tup, desc, 14, &isnull));
+		bytea	   *statement;
 		TimestampTz countersigned_at;
 		int			c;
 
@@ -1673,6 +1668,7 @@ tv_verify_document(PG_FUNCTION_ARGS)
 		s.signer_fingerprint = signer_key;
 		s.nonce = (uint8 *) VARDATA_ANY(nonce);
 		s.nonce_len = VARSIZE_ANY_EXHDR(nonce);
+		statement = tv_statement(&s);
 
 		/* user_signature_ok */
 		out[6] = BoolGetDatum(signer_pem != NULL && key_member != NULL &&
@@ -1689,14 +1685,9 @@ tv_verify_document(PG_FUNCTION_ARGS)
 		/* key_revoked_at: column 9 of the query */
 		out[8] = SPI_getbinval(tup, desc, 9, &nulls[8]);
 		/* content_matches */
-		if (content_readable)
-		{
-			memcpy(s.content_sha256, actual_content, TV_HASH_LEN);
-			memcpy(s.metadata_sha256, actual_meta, TV_HASH_LEN);
-			out[9] = BoolGetDatum(tv_bytea_eq(tv_statement(&s), statement));
-		}
-		else
-			out[9] = BoolGetDatum(false);
+		out[9] = BoolGetDatum(content_readable &&
+							  memcmp(actual_content, base.content_sha256, TV_HASH_LEN) == 0 &&
+							  memcmp(actual_meta, base.metadata_sha256, TV_HASH_LEN) == 0);
 		nulls[9] = false;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, nulls);
 	}
@@ -1733,4 +1724,66 @@ tv_document_access(PG_FUNCTION_ARGS)
 					   text_to_cstring(PG_GETARG_TEXT_PP(2)));
 	tv_owner_spi_end(&as);
 	PG_RETURN_VOID();
+}
+
+static SPIPlanPtr statement_plan = NULL;
+
+PG_FUNCTION_INFO_V1(tv_signature_statement);
+
+/*
+ * trialvault._signature_statement(doc_id, signature_id) RETURNS bytea: the
+ * exact bytes of the statement a kept signature signed, rebuilt from the
+ * signature row and the document's fingerprints.  Internal (certificates,
+ * tests); NULL when there is no such signature.
+ */
+Datum
+tv_signature_statement(PG_FUNCTION_ARGS)
+{
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		values[2];
+	TvStatement s;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	bytea	   *h;
+	bytea	   *out;
+
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = PG_GETARG_DATUM(1);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_plan(tv_kept_plan(&statement_plan,
+									  "SELECT d.content_sha256, d.metadata_sha256, d.study, d.site, d.doc_type, "
+									  "g.signer::text, g.signer_key, g.meaning, g.signed_at, g.nonce "
+									  "FROM trialvault.signatures g JOIN trialvault.documents d ON d.doc_id = g.doc_id "
+									  "WHERE g.doc_id = $1 AND g.signature_id = $2",
+									  2, types),
+						 values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read trialvault.signatures");
+	if (SPI_processed == 0)
+	{
+		SPI_finish();
+		PG_RETURN_NULL();
+	}
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	memset(&s, 0, sizeof(s));
+	h = DatumGetByteaPP(SPI_getbinval(tup, desc, 1, &isnull));
+	memcpy(s.content_sha256, VARDATA_ANY(h), TV_HASH_LEN);
+	h = DatumGetByteaPP(SPI_getbinval(tup, desc, 2, &isnull));
+	memcpy(s.metadata_sha256, VARDATA_ANY(h), TV_HASH_LEN);
+	s.study = SPI_getvalue(tup, desc, 3);
+	s.site = SPI_getvalue(tup, desc, 4);
+	s.doc_type = SPI_getvalue(tup, desc, 5);
+	s.signer = SPI_getvalue(tup, desc, 6);
+	s.signer_fingerprint = SPI_getvalue(tup, desc, 7);
+	s.meaning = SPI_getvalue(tup, desc, 8);
+	s.signed_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 9, &isnull));
+	h = DatumGetByteaPP(SPI_getbinval(tup, desc, 10, &isnull));
+	s.nonce = (uint8 *) VARDATA_ANY(h);
+	s.nonce_len = VARSIZE_ANY_EXHDR(h);
+	/* Built in SPI's memory; handed to the caller's. */
+	out = (bytea *) DatumGetPointer(SPI_datumTransfer(PointerGetDatum(tv_statement(&s)), false, -1));
+	SPI_finish();
+	PG_RETURN_BYTEA_P(out);
 }

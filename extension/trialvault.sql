@@ -1908,7 +1908,6 @@ CREATE TABLE trialvault.signatures (
 		CHECK (meaning IN ('certified_copy', 'review', 'approval', 'responsibility')),
 	signed_at timestamptz NOT NULL,
 	nonce bytea NOT NULL UNIQUE CHECK (length(nonce) BETWEEN 16 AND 64),
-	statement bytea NOT NULL,
 	signature bytea NOT NULL,
 	server_key text NOT NULL,
 	countersigned_at timestamptz NOT NULL,
@@ -1917,7 +1916,7 @@ CREATE TABLE trialvault.signatures (
 	PRIMARY KEY (doc_id, signature_id)
 );
 COMMENT ON TABLE trialvault.signatures IS
-	'Every accepted signature of a document (insert-only, chained): the statement''s exact bytes, the member''s signature of them, and the server''s countersignature of both with its time (formats in docs/certification.md).';
+	'Every accepted signature of a document (insert-only, chained): the member''s signature of the certification statement, the server''s countersignature with its time, and what the statement is rebuilt from exactly, with the document''s fingerprints (trialvault._signature_statement(); formats in docs/certification.md).';
 SELECT trialvault.protect('trialvault.signatures');
 SELECT pg_catalog.pg_extension_config_dump('trialvault.signatures', '');
 SELECT pg_catalog.pg_extension_config_dump('trialvault.signatures_signature_id_seq', '');
@@ -2030,6 +2029,11 @@ CREATE FUNCTION trialvault._document_access(doc_id bigint, requester name, purpo
 COMMENT ON FUNCTION trialvault._document_access(bigint, name, text) IS
 	'Internal: refuses (42704, 42501) unless the requester may open the document, in the study their session has open.';
 
+CREATE FUNCTION trialvault._signature_statement(doc_id bigint, signature_id bigint) RETURNS bytea
+	LANGUAGE C STRICT AS 'MODULE_PATHNAME', 'tv_signature_statement';
+COMMENT ON FUNCTION trialvault._signature_statement(bigint, bigint) IS
+	'Internal: the exact bytes of the statement a kept signature signed, rebuilt from the signature row and the document''s fingerprints (the v1 format makes this exact).';
+
 CREATE FUNCTION trialvault._export_certificate(requester name, doc_id bigint) RETURNS xml
 	LANGUAGE plpgsql AS $$
 DECLARE
@@ -2060,7 +2064,7 @@ BEGIN
 								  g.signer AS signer, g.meaning AS meaning,
 								  trialvault._utc(g.signed_at) AS "signed-at",
 								  to_char(g.signed_at, 'YYYY-MM-DD HH24:MI:SS.US TZH:TZM') AS "signed-at-local")),
-				xmlelement(name statement, encode(g.statement, 'base64')),
+				xmlelement(name statement, encode(trialvault._signature_statement(g.doc_id, g.signature_id), 'base64')),
 				xmlelement(name "signature-value", encode(g.signature, 'base64')),
 				xmlelement(name "signer-key",
 					xmlattributes(k.fingerprint AS fingerprint, k.algorithm AS algorithm,
@@ -2149,7 +2153,7 @@ DECLARE
 BEGIN
 	FOR f IN SELECT p.oid FROM pg_catalog.pg_proc p
 			 WHERE p.pronamespace = 'trialvault'::regnamespace
-			   AND p.proname IN ('_utc', '_document_access', '_export_certificate', '_certificate_text')
+			   AND p.proname IN ('_utc', '_document_access', '_signature_statement', '_export_certificate', '_certificate_text')
 	LOOP
 		EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
 		IF obj_description(f, 'pg_proc') IS NULL THEN

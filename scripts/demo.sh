@@ -378,7 +378,7 @@ SELECT s.signature_id, s.doc_id, s.signer, k.printed_name, s.meaning, left(s.sig
 	FROM trialvault.signatures s JOIN trialvault.signer_keys k ON k.fingerprint = s.signer_key;
 SQL
 echo "   Anyone can check the countersignature with openssl, over the documented bytes:"
-row=$(sql -At -c "SELECT encode(sha256(statement), 'hex') || ' ' || encode(sha256(signature), 'hex') || ' ' ||
+row=$(sql -At -c "SELECT encode(sha256(trialvault._signature_statement(doc_id, signature_id)), 'hex') || ' ' || encode(sha256(signature), 'hex') || ' ' ||
 	to_char(countersigned_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') || ' ' || server_key
 	FROM trialvault.signatures ORDER BY signature_id DESC LIMIT 1")
 read -r sh gh at sfp <<<"$row"

@@ -10,8 +10,8 @@
 #      open, a missing document and a NULL are refused; every call, granted
 #      or refused, is in the decryption log (reason verification);
 #   2. a revoked key: its signatures still verify, shown with the revocation
-#      time; rows forged by a superuser (a garbage signature, a real
-#      signature copied from another document) are found;
+#      time; rows forged by a superuser (garbage signatures, a real
+#      signature copied onto another document) are found;
 #   3. export_certificate: the certificate is well-formed XML and
 #      trialvault-verify-certificate accepts it (with --content, the file);
 #      it fails a flipped byte in the statement, the other signer's key, a
@@ -119,22 +119,22 @@ is "$(as ann "SELECT user_signature_ok || ':' || countersignature_ok || ':' || (
 	"true:true:true" "2: a revoked key's signature still verifies, shown with its revocation time"
 # Rows inserted behind the functions' back by a superuser (inserts are not refused).
 q v1 postgres "INSERT INTO trialvault.signatures (doc_id, study, site, signer, signer_key, meaning, signed_at, nonce,
-                   statement, signature, server_key, countersigned_at, countersignature)
+                   signature, server_key, countersigned_at, countersignature)
                SELECT doc_id, study, site, signer, signer_key, 'responsibility', signed_at, gen_random_bytes(16),
-                      statement, gen_random_bytes(70), server_key, countersigned_at, gen_random_bytes(70)
+                      gen_random_bytes(70), server_key, countersigned_at, gen_random_bytes(70)
                FROM trialvault.signatures WHERE doc_id = $DOC AND signer = 'ann'" >/dev/null
 is "$(as ann "SELECT user_signature_ok || ':' || countersignature_ok || ':' || content_matches FROM trialvault.verify_document($DOC) WHERE meaning = 'responsibility'")" \
-	"false:false:false" "2: a forged row with garbage signatures fails every check"
+	"false:false:true" "2: a forged row with garbage signatures fails both signature checks (the document itself is intact)"
 DOC2=$(tv_psql v1 -d postgres -U rita -At -c "SELECT trialvault.require_signatures('V', false)" 2>/dev/null || true)
 q v1 postgres "SELECT trialvault.require_signatures('V', false)" >/dev/null
 DOC2=$(tv_psql v1 -d postgres -U ann -At -c "SELECT trialvault.load_document('V', 'A', 'source', true, '<consent/>', 'another page')")
 q v1 postgres "INSERT INTO trialvault.signatures (doc_id, study, site, signer, signer_key, meaning, signed_at, nonce,
-                   statement, signature, server_key, countersigned_at, countersignature)
+                   signature, server_key, countersigned_at, countersignature)
                SELECT $DOC2, study, site, signer, signer_key, meaning, signed_at, gen_random_bytes(16),
-                      statement, signature, server_key, countersigned_at, countersignature
+                      signature, server_key, countersigned_at, countersignature
                FROM trialvault.signatures WHERE doc_id = $DOC AND signer = 'ann' AND meaning = 'certified_copy'" >/dev/null
 is "$(as ann "SELECT user_signature_ok || ':' || countersignature_ok || ':' || content_matches FROM trialvault.verify_document($DOC2)")" \
-	"true:true:false" "2: a real signature copied onto another document: the signatures verify, the content does not match"
+	"false:false:true" "2: a real signature copied onto another document (with a fresh nonce) verifies there neither as the member's nor as the server's"
 
 # --- 3. certificates ---------------------------------------------------------------
 as ann "SELECT trialvault.export_certificate($DOC)" >"$W/cert.xml"

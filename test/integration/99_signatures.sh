@@ -4,7 +4,8 @@
 #   1. a certified load for each kind of key: ECDSA P-256 and P-384 and RSA
 #      (PKCS#1 v1.5) with `openssl dgst -sha256 -sign`, RSA-PSS with
 #      -sigopt rsa_padding_mode:pss, Ed25519 with `openssl pkeyutl -sign
-#      -rawin`: accepted, kept with the statement's exact bytes, and the
+#      -rawin`: accepted, the statement rebuilt from what is kept is the
+#      one signed, and the
 #      server's countersignature verifies with `openssl dgst -verify` against
 #      the public key in trialvault.server_keys, over the documented bytes;
 #   2. refused, each with its SQLSTATE, nothing stored, the attempt on
@@ -97,7 +98,7 @@ load() {
 # over the documented bytes, with the server key kept in server_keys.
 countersig_ok() {
 	local row
-	row=$(q s1 postgres "SELECT encode(sha256(g.statement), 'hex') || ' ' || encode(sha256(g.signature), 'hex') || ' ' ||
+	row=$(q s1 postgres "SELECT encode(sha256(trialvault._signature_statement(g.doc_id, g.signature_id)), 'hex') || ' ' || encode(sha256(g.signature), 'hex') || ' ' ||
 	        to_char(g.countersigned_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') || ' ' || g.server_key
 	      FROM trialvault.signatures g WHERE g.signature_id = $1")
 	read -r sh gh at fp <<<"$row"
@@ -132,10 +133,10 @@ for who in ec256 ec384 rsa rsapss ed; do
 	sign "$who" "$W/stmt" "$W/$who.sig"
 	out=$(load "$who" "$ts" "$nonce" "$W/$who.sig")
 	like "$out" '^[0-9]+$' "1: $who: a certified load is accepted"
-	is "$(q s1 postgres "SELECT encode(sha256(statement), 'hex') = '$(sha256sum <"$W/stmt" | cut -c1-64)' AND
+	is "$(q s1 postgres "SELECT encode(sha256(trialvault._signature_statement(doc_id, signature_id)), 'hex') = '$(sha256sum <"$W/stmt" | cut -c1-64)' AND
 	                            encode(signature, 'hex') = '$(hex "$W/$who.sig")' AND meaning = 'certified_copy'
 	                     FROM trialvault.signatures WHERE doc_id = ${out:-0}")" t \
-		"1: $who: the statement's bytes and the signature are kept as signed"
+		"1: $who: the statement rebuilt from what is kept is the one signed, and the signature is kept as made"
 	sid=$(q s1 postgres "SELECT signature_id FROM trialvault.signatures WHERE doc_id = ${out:-0}")
 	check "1: $who: the server's countersignature verifies with openssl" countersig_ok "${sid:-0}"
 done
@@ -289,7 +290,7 @@ declare -A DIGEST=()
 for t in $CERT_TABLES; do
 	DIGEST[$t]=$(q s1 postgres "SELECT ok || ':' || rows_checked || ':' || encode(head_digest, 'hex') FROM trialvault.verify('trialvault.$t')")
 done
-sigs="SELECT md5(string_agg(signature_id || encode(statement, 'hex') || encode(signature, 'hex') || encode(countersignature, 'hex'), ',' ORDER BY signature_id)) FROM trialvault.signatures"
+sigs="SELECT md5(string_agg(signature_id || encode(trialvault._signature_statement(doc_id, signature_id), 'hex') || encode(signature, 'hex') || encode(countersignature, 'hex'), ',' ORDER BY signature_id)) FROM trialvault.signatures"
 sigs_src=$(q s1 postgres "$sigs")
 check "7: pg_dump -Fc" tv_as_pg "$PGBIN/pg_dump" -h "$S1DIR" -p "$(tv_port s1)" -U postgres -Fc -f "$D/src.dump" postgres
 q s1 postgres "CREATE DATABASE restored" >/dev/null

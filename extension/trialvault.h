@@ -27,7 +27,8 @@
  *	crypto.c		master key, per-study data keys, field encryption
  *	certify.c		certification: members' signing keys, the statement
  *					they sign, signature checks, the server's key and its
- *					countersignature
+ *					countersignature, verify_document and certificates
+ *	digest.c		signed digests of protected tables
  *	access.c		open_document and emergency_open
  *	load.c			load_document
  *	session.c		the session's open study, and what the views ask about

@@ -23,6 +23,7 @@ OBJS = \
 	extension/crypto.o \
 	extension/certify.o \
 	extension/digest.o \
+	extension/auth.o \
 	extension/rules.o \
 	extension/access.o \
 	extension/load.o \

@@ -82,6 +82,7 @@ _PG_init(void)
 	tv_xmldoc_init();
 	tv_crypto_init();
 	tv_certify_init();
+	tv_auth_init();
 	tv_log_init();
 	MarkGUCPrefixReserved("trialvault");
 

@@ -29,6 +29,7 @@
  *					they sign, signature checks, the server's key and its
  *					countersignature, verify_document and certificates
  *	digest.c		signed digests of protected tables
+ *	auth.c			authentication: the password rules
  *	access.c		open_document and emergency_open
  *	load.c			load_document
  *	session.c		the session's open study, and what the views ask about
@@ -372,6 +373,9 @@ extern void tv_note_server_key(const TvKeyFacts *facts, const char *requester);
 extern bool tv_signed_by(const char *pem, const char *fingerprint, bytea *msg, bytea *sig);
 extern void tv_require_unsigned_allowed(const char *study, const char *site,
 										const char *requester);
+
+/* auth.c */
+extern void tv_auth_init(void);
 
 /* load.c */
 extern const char *tv_check_doc_type(const char *doc_type);

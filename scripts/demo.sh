@@ -446,6 +446,14 @@ SELECT ok, rows_checked, guard FROM trialvault.verify('lab_results');
 SELECT extends, detail FROM trialvault.verify_digest('lab_results', :'digest');
 SQL
 
+say "14. Password rules: a weak password is refused, naming the rules it breaks (never the password)."
+sql <<'SQL'
+\pset footer off
+SELECT demo_try($$ALTER ROLE ana PASSWORD 'ana2024'$$) AS weak_password;
+SELECT demo_try($$ALTER ROLE ana PASSWORD 'C0ffee&Consent'$$) AS strong_password;
+SELECT event, detail FROM trialvault.audit_events WHERE event = 'password_refused' ORDER BY event_id;
+SQL
+
 sql -c "SELECT pg_terminate_backend(pid) FROM trialvault.log_writer_status()" >/dev/null
 sleep 0.5
 say "   The log writer is stopped: nothing is decrypted while nothing can be put on record."
@@ -489,6 +497,7 @@ cat <<'EOF2'
     with openssl and xmllint alone.
   - Signed digests of a table, kept outside the database, prove later that it only grew:
     a consistent rewrite of its newest rows, which verify() alone cannot see, is named.
+  - Passwords must keep the password rules; refusals name the rules and are on record.
 EOF2
 
 if [ -n "$KEEP" ]; then

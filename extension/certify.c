@@ -2,7 +2,8 @@
  *
  * certify.c
  *		Certification: members' signing keys, the certification statement
- *		they sign, and the server's own signing key.
+ *		they sign, the server's own signing key and countersignature,
+ *		verify_document() and certificates.
  *
  * Private keys of members never reach the server: a member registers a PEM
  * public key (ECDSA P-256 or P-384, Ed25519, RSA of 2048 bits or more) and
@@ -33,6 +34,15 @@
  * CHECK constraints), and a role name that holds a control character is
  * refused, so no field can forge another.  docs/certification.md documents
  * the same layout for application writers and inspectors.
+ *
+ * A signature is checked before anything is stored (key, time, nonce),
+ * countersigned at once, and kept in trialvault.signatures without the
+ * statement's bytes: the v1 layout rebuilds them exactly from the row and
+ * the document's fingerprints (tv_signature_statement), which keeps the
+ * WAL of a certified load small.  verify_document() and the certificates
+ * work from the same rebuilt statement.  Decoded keys and OpenSSL contexts
+ * are kept per backend: OpenSSL 3's decoders and algorithm fetches cost
+ * more than the ECDSA arithmetic (bench/README.md, certify_bench).
  *
  *-------------------------------------------------------------------------
  */

@@ -439,22 +439,12 @@ tv_audit_durable(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("audit event and actor must not be NULL")));
-	memset(&rec, 0, sizeof(rec));
-	rec.kind = TV_LOG_AUDIT;
-	tv_log_context(&rec);
-	strlcpy(rec.reason, text_to_cstring(PG_GETARG_TEXT_PP(0)), sizeof(rec.reason));
-	strlcpy(rec.requester, NameStr(*PG_GETARG_NAME(1)), sizeof(rec.requester));
-	if (!PG_ARGISNULL(2))
-		strlcpy(rec.study, text_to_cstring(PG_GETARG_TEXT_PP(2)), sizeof(rec.study));
-	if (!PG_ARGISNULL(3))
-		strlcpy(rec.site, text_to_cstring(PG_GETARG_TEXT_PP(3)), sizeof(rec.site));
-	if (!PG_ARGISNULL(4))
-	{
-		rec.doc_id = PG_GETARG_INT64(4);
-		rec.has_doc = true;
-	}
-	if (!PG_ARGISNULL(5))
-		strlcpy(rec.detail, text_to_cstring(PG_GETARG_TEXT_PP(5)), sizeof(rec.detail));
+	tv_log_audit_record(&rec, text_to_cstring(PG_GETARG_TEXT_PP(0)),
+						NameStr(*PG_GETARG_NAME(1)),
+						PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2)),
+						PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3)),
+						PG_ARGISNULL(4) ? 0 : PG_GETARG_INT64(4),
+						PG_ARGISNULL(5) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(5)));
 	tv_log_submit(&rec);
 	PG_RETURN_VOID();
 }

@@ -196,6 +196,22 @@ tv_key_kind(EVP_PKEY *pkey, TvKeyFacts *facts, char *problem, size_t problem_len
 	}
 }
 
+/* A key's fingerprint, the hex SHA-256 of its DER SubjectPublicKeyInfo, into hex. */
+static bool
+tv_key_fingerprint(EVP_PKEY *pkey, char *hex)
+{
+	unsigned char *der = NULL;
+	int			derlen = i2d_PUBKEY(pkey, &der);
+	uint8		hash[TV_HASH_LEN];
+
+	if (derlen <= 0)
+		return false;
+	tv_sha256_of(der, derlen, hash);
+	OPENSSL_free(der);
+	tv_hex(hash, TV_HASH_LEN, hex);
+	return true;
+}
+
 /*
  * The fingerprint and the PEM of a key's public half, into facts (the PEM
  * palloc'd).  False if OpenSSL cannot encode it.
@@ -203,19 +219,12 @@ tv_key_kind(EVP_PKEY *pkey, TvKeyFacts *facts, char *problem, size_t problem_len
 static bool
 tv_key_public_facts(EVP_PKEY *pkey, TvKeyFacts *facts)
 {
-	unsigned char *der = NULL;
-	int			derlen;
-	uint8		hash[TV_HASH_LEN];
 	BIO		   *bio;
 	char	   *pem;
 	long		pemlen;
 
-	derlen = i2d_PUBKEY(pkey, &der);
-	if (derlen <= 0)
+	if (!tv_key_fingerprint(pkey, facts->fingerprint))
 		return false;
-	tv_sha256_of(der, derlen, hash);
-	OPENSSL_free(der);
-	tv_hex(hash, TV_HASH_LEN, facts->fingerprint);
 
 	bio = BIO_new(BIO_s_mem());
 	if (bio == NULL || !PEM_write_bio_PUBKEY(bio, pkey))
@@ -832,9 +841,6 @@ tv_cache_key(const char *fingerprint, const char *pem)
 {
 	BIO		   *bio = BIO_new_mem_buf(pem, -1);
 	EVP_PKEY   *pkey;
-	unsigned char *der = NULL;
-	int			derlen;
-	uint8		hash[TV_HASH_LEN];
 	char		hex[2 * TV_HASH_LEN + 1];
 	CachedKey  *slot;
 
@@ -845,16 +851,7 @@ tv_cache_key(const char *fingerprint, const char *pem)
 	ERR_clear_error();
 	if (pkey == NULL)
 		return NULL;
-	derlen = i2d_PUBKEY(pkey, &der);
-	if (derlen <= 0)
-	{
-		EVP_PKEY_free(pkey);
-		return NULL;
-	}
-	tv_sha256_of(der, derlen, hash);
-	OPENSSL_free(der);
-	tv_hex(hash, TV_HASH_LEN, hex);
-	if (strcmp(hex, fingerprint) != 0)
+	if (!tv_key_fingerprint(pkey, hex) || strcmp(hex, fingerprint) != 0)
 	{
 		EVP_PKEY_free(pkey);
 		return NULL;
@@ -1299,6 +1296,31 @@ tv_sign_recorded(const TvStatement *s, int64 doc_id, bytea *statement, bytea *si
 	return counter;
 }
 
+/*
+ * Whether the requester may act on a document (sign, verify, export what
+ * is known of it): they may open it (open_document's rules), or, with
+ * allow_auditor, they audit its study; in either case with the document's
+ * study open in their session.  *reason says why, or why not.  Called as
+ * the owner, inside SPI.
+ */
+static bool
+tv_entitled(const char *study, const TvDocFacts *facts, const char *requester,
+			bool allow_auditor, const char **reason)
+{
+	const char *open = tv_session_study_raw();
+
+	*reason = tv_open_reason_now(study, facts, requester);
+	if (!tv_reason_grants(*reason) &&
+		!(allow_auditor && strcmp(*reason, "auditor_no_phi") == 0))
+		return false;
+	if (open == NULL || strcmp(open, study) != 0)
+	{
+		*reason = "study_not_open";
+		return false;
+	}
+	return true;
+}
+
 static SPIPlanPtr doc_plan = NULL;
 
 /*
@@ -1318,8 +1340,6 @@ tv_document_fields(int64 doc_id, TvStatement *s, bool record, bool allow_auditor
 	TvDocFacts	facts;
 	bool		isnull;
 	const char *reason;
-	const char *open;
-	bool		allowed;
 	bytea	   *h;
 
 	values[0] = Int64GetDatum(doc_id);
@@ -1353,16 +1373,7 @@ tv_document_fields(int64 doc_id, TvStatement *s, bool record, bool allow_auditor
 	h = DatumGetByteaPP(SPI_getbinval(tup, desc, 7, &isnull));
 	memcpy(s->metadata_sha256, VARDATA_ANY(h), TV_HASH_LEN);
 
-	reason = tv_open_reason_now(s->study, &facts, s->signer);
-	allowed = tv_reason_grants(reason) ||
-		(allow_auditor && strcmp(reason, "auditor_no_phi") == 0);
-	open = tv_session_study_raw();
-	if (allowed && (open == NULL || strcmp(open, s->study) != 0))
-	{
-		allowed = false;
-		reason = "study_not_open";
-	}
-	if (!allowed)
+	if (!tv_entitled(s->study, &facts, s->signer, allow_auditor, &reason))
 	{
 		if (record)
 			tv_record_refusal("signature_refused", s->signer, s->study, s->site, doc_id,
@@ -1553,11 +1564,8 @@ tv_verify_document(PG_FUNCTION_ARGS)
 		HeapTuple	tup = SPI_tuptable->vals[0];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		TvDocFacts	facts;
-		const char *open = tv_session_study_raw();
-		bytea	   *stored;
 		bytea	   *content = NULL;
 		int32		study_id;
-		Datum		v;
 
 		base.study = SPI_getvalue(tup, desc, 1);
 		base.site = SPI_getvalue(tup, desc, 2);
@@ -1567,28 +1575,26 @@ tv_verify_document(PG_FUNCTION_ARGS)
 		facts.contains_phi = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
 		facts.loaded_by = SPI_getvalue(tup, desc, 5);
 		study_id = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
-		v = SPI_getbinval(tup, desc, facts.contains_phi ? 8 : 7, &isnull);
-		stored = isnull ? NULL : DatumGetByteaPCopy(v);
 		memcpy(base.content_sha256, VARDATA_ANY(DatumGetByteaPP(SPI_getbinval(tup, desc, 9, &isnull))),
 			   TV_HASH_LEN);
 		memcpy(base.metadata_sha256, VARDATA_ANY(DatumGetByteaPP(SPI_getbinval(tup, desc, 10, &isnull))),
 			   TV_HASH_LEN);
-		tv_c14n_sha256(DatumGetXmlP(SPI_getbinval(tup, desc, 11, &isnull)), actual_meta);
 
-		reason = tv_open_reason_now(base.study, &facts, rec.requester);
-		allowed = tv_reason_grants(reason) || strcmp(reason, "auditor_no_phi") == 0;
-		if (allowed && (open == NULL || strcmp(open, base.study) != 0))
+		/* Decided first: nothing is decrypted or hashed for a refusal. */
+		allowed = tv_entitled(base.study, &facts, rec.requester, true, &reason);
+		if (allowed)
 		{
-			allowed = false;
-			reason = "study_not_open";
-		}
-		if (allowed && stored != NULL)
-		{
-			if (facts.contains_phi)
+			Datum		v = SPI_getbinval(tup, desc, facts.contains_phi ? 8 : 7, &isnull);
+
+			tv_c14n_sha256(DatumGetXmlP(SPI_getbinval(tup, desc, 11, &isnull)), actual_meta);
+			if (isnull)
+				;				/* no stored content: content_matches is false */
+			else if (facts.contains_phi)
 			{
 				const char *r = NULL;
 
-				content = tv_decrypt_field(study_id, base.study, doc_id, "content", stored, &r, &problem);
+				content = tv_decrypt_field(study_id, base.study, doc_id, "content",
+										   DatumGetByteaPP(v), &r, &problem);
 				/* A ciphertext that does not decrypt is a finding; no key is a refusal. */
 				if (content == NULL && strcmp(r, "key_unavailable") == 0)
 				{
@@ -1598,7 +1604,7 @@ tv_verify_document(PG_FUNCTION_ARGS)
 				}
 			}
 			else
-				content = stored;
+				content = DatumGetByteaPP(v);
 		}
 		if (content != NULL)
 		{
@@ -1607,7 +1613,8 @@ tv_verify_document(PG_FUNCTION_ARGS)
 			tv_sha_update(md, VARDATA_ANY(content), VARSIZE_ANY_EXHDR(content));
 			tv_sha_end(md, actual_content);
 			content_readable = true;
-			explicit_bzero(VARDATA_ANY(content), VARSIZE_ANY_EXHDR(content));
+			if (facts.contains_phi)
+				explicit_bzero(VARDATA_ANY(content), VARSIZE_ANY_EXHDR(content));
 		}
 	}
 	else

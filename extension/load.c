@@ -108,16 +108,7 @@ tv_record_refusal(const char *event, const char *requester, const char *study,
 	TvLogRecord rec;
 	ErrorData  *e;
 
-	memset(&rec, 0, sizeof(rec));
-	rec.kind = TV_LOG_AUDIT;
-	tv_log_context(&rec);
-	strlcpy(rec.reason, event, sizeof(rec.reason));
-	strlcpy(rec.requester, requester, sizeof(rec.requester));
-	strlcpy(rec.study, study ? study : "", sizeof(rec.study));
-	strlcpy(rec.site, site ? site : "", sizeof(rec.site));
-	rec.has_doc = doc_id > 0;
-	rec.doc_id = doc_id;
-	strlcpy(rec.detail, message ? message : "", sizeof(rec.detail));
+	tv_log_audit_record(&rec, event, requester, study, site, doc_id, message);
 
 	if ((e = in_subtransaction(submit_record, &rec)) != NULL)
 		ereport(WARNING,

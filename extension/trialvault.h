@@ -197,6 +197,9 @@ extern Size tv_log_shmem_size(void);
 extern void tv_log_shmem_init(void);
 extern void tv_log_init(void);
 extern void tv_log_context(TvLogRecord *rec);
+extern void tv_log_audit_record(TvLogRecord *rec, const char *event, const char *actor,
+								const char *study, const char *site, int64 doc_id,
+								const char *detail);
 extern void tv_log_require_writer(void);
 extern void tv_log_submit(const TvLogRecord *rec);
 extern void tv_log_coming(void);

@@ -202,6 +202,28 @@ tv_log_context(TvLogRecord *rec)
 }
 
 /*
+ * tv_log_audit_record: an audit record of the caller's context for the
+ * log writer: event, actor, study, site (NULL for none), doc_id (0 for
+ * none) and detail, each cut to what the record holds.
+ */
+void
+tv_log_audit_record(TvLogRecord *rec, const char *event, const char *actor,
+					const char *study, const char *site, int64 doc_id,
+					const char *detail)
+{
+	memset(rec, 0, sizeof(*rec));
+	rec->kind = TV_LOG_AUDIT;
+	tv_log_context(rec);
+	strlcpy(rec->reason, event, sizeof(rec->reason));
+	strlcpy(rec->requester, actor, sizeof(rec->requester));
+	strlcpy(rec->study, study ? study : "", sizeof(rec->study));
+	strlcpy(rec->site, site ? site : "", sizeof(rec->site));
+	rec->has_doc = doc_id > 0;
+	rec->doc_id = doc_id;
+	strlcpy(rec->detail, detail ? detail : "", sizeof(rec->detail));
+}
+
+/*
  * Refuse before doing any work when the writer cannot take records for this
  * database.
  */

@@ -42,6 +42,7 @@
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
@@ -320,6 +321,7 @@ tv_verify_digest(PG_FUNCTION_ARGS)
 	TvVerdict	v;
 	TvAsOwner	as;
 	char	   *pem = NULL;
+	AclResult	aclresult;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -328,9 +330,13 @@ tv_verify_digest(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("arguments of trialvault.verify_digest must not be NULL")));
 	relid = PG_GETARG_OID(0);
+	table = tv_qualified_name(relid);
+	/* As verify(): only for those who may read the table, whatever the digest. */
+	aclresult = pg_class_aclcheck(relid, GetUserId(), ACL_SELECT);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_TABLE, get_rel_name(relid));
 	memset(&d, 0, sizeof(d));
 	parse_digest(PG_GETARG_TEXT_PP(1), &d);
-	table = tv_qualified_name(relid);
 
 	/* The signing key, among those this repository's server has used. */
 	tv_owner_spi_begin(&as);

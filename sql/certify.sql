@@ -284,3 +284,29 @@ SELECT what, pg_temp.try(format('SELECT trialvault.%s', call)) FROM (VALUES
 RESET ROLE;
 SELECT requester, granted, reason FROM trialvault.decryption_log WHERE requester::text LIKE 'regress\_cert\_%'
 	ORDER BY log_id;
+
+-- ---------------------------------------------------------------------
+-- Attacks on what certification relies on, as a superuser: the unique
+-- nonce (replays), the signature rows, the functions that check them.
+-- The guards refuse each (deny by default on the extension's objects).
+-- ---------------------------------------------------------------------
+CREATE FUNCTION public.certify_swallow() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$;
+SELECT stmt, pg_temp.try(stmt) FROM (VALUES
+	('DROP INDEX trialvault.signatures_nonce_key CASCADE'),
+	('ALTER TABLE trialvault.signatures DROP CONSTRAINT signatures_nonce_key'),
+	('ALTER INDEX trialvault.signatures_nonce_key RENAME TO other_name'),
+	('ALTER TABLE trialvault.signatures ALTER COLUMN nonce TYPE text'),
+	('CREATE RULE swallow AS ON INSERT TO trialvault.signatures DO INSTEAD NOTHING'),
+	('CREATE TRIGGER swallow BEFORE INSERT ON trialvault.signatures FOR EACH ROW EXECUTE FUNCTION public.certify_swallow()'),
+	('CREATE POLICY hide ON trialvault.signatures USING (false)'),
+	('CREATE TABLE public.signatures_child () INHERITS (trialvault.signatures)'),
+	('ALTER TABLE trialvault.signing_keys DROP CONSTRAINT signing_keys_fingerprint_key'),
+	('UPDATE trialvault.server_keys SET public_key = ''x'''),
+	('DELETE FROM trialvault.signing_key_revocations'),
+	('TRUNCATE trialvault.signature_policies'),
+	('CREATE OR REPLACE FUNCTION trialvault._signature_statement(doc_id bigint, signature_id bigint) RETURNS bytea LANGUAGE sql AS ''SELECT NULL::bytea'''),
+	('ALTER FUNCTION trialvault.verify_document(bigint) SECURITY DEFINER'),
+	('ALTER FUNCTION trialvault.verify_digest(regclass, text) OWNER TO regress_cert_a')
+) t(stmt);
+DROP FUNCTION public.certify_swallow();
+SELECT ok, guard FROM trialvault.verify('trialvault.signatures');

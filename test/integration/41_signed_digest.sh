@@ -153,6 +153,11 @@ like "$(extends ledger "$(cat "$W/d1.txt")")" "^f \\| the table does not verify 
 	"4: and verify_digest says the table does not verify"
 like "$(tv_psql d1 -d postgres -U nobody -v VERBOSITY=verbose -c "SELECT trialvault.signed_digest('other')" 2>&1 || true)" \
 	"ERROR: +42501: permission denied for table other" "4: a caller who may not read the table: 42501"
+like "$(printf '%s' "$(cat "$W/d1.txt")" >"$W/arg"; tv_psql d1 -d postgres -U nobody -v VERBOSITY=verbose -v d="$(cat "$W/arg")" <<<"SELECT * FROM trialvault.verify_digest('other', :'d')" 2>&1 || true)" \
+	"ERROR: +42501: permission denied for table other" \
+	"4: verify_digest for a caller who may not read the table: 42501, whatever the digest says"
+like "$(tv_psql d1 -d postgres -v VERBOSITY=verbose -c "SELECT * FROM trialvault.verify_digest('ledger', repeat('x', 17000000))" 2>&1 || true)" \
+	"ERROR: +22023: malformed signed digest: it is longer than 16 MB" "4: an oversized digest: 22023"
 echo "trialvault.signing_key_command = ''" >>"$(tv_dir d1)/data/postgresql.conf"
 tv_cluster_stop d1
 tv_cluster_restart d1

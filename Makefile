@@ -24,6 +24,7 @@ OBJS = \
 	extension/certify.o \
 	extension/digest.o \
 	extension/auth.o \
+	extension/login.o \
 	extension/rules.o \
 	extension/access.o \
 	extension/load.o \

@@ -83,6 +83,7 @@ _PG_init(void)
 	tv_crypto_init();
 	tv_certify_init();
 	tv_auth_init();
+	tv_login_init();
 	tv_log_init();
 	MarkGUCPrefixReserved("trialvault");
 

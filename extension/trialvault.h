@@ -170,6 +170,9 @@ extern bytea *tv_decrypt_field(int32 study_id, const char *study, int64 doc_id,
 /* worker/logwriter.c: records the log writer makes durable */
 #define TV_LOG_DECRYPTION	1
 #define TV_LOG_AUDIT		2
+#define TV_LOG_SECURITY		3	/* an audit record from any database (logins,
+								 * account changes); dropped while the trail
+								 * database has no trialvault */
 #define TV_LOG_TEXT			64
 #define TV_LOG_DETAIL		512
 
@@ -202,6 +205,9 @@ extern void tv_log_audit_record(TvLogRecord *rec, const char *event, const char 
 								const char *detail);
 extern void tv_log_require_writer(void);
 extern void tv_log_submit(const TvLogRecord *rec);
+extern void tv_log_submit_alt(const TvLogRecord *rec, const TvLogRecord *alt);
+extern bool tv_log_enqueue(const TvLogRecord *rec);
+extern void tv_log_fallback(const TvLogRecord *rec);
 extern void tv_log_coming(void);
 
 /* owner.c: running as the extension's owner, for the real caller */
@@ -379,6 +385,10 @@ extern void tv_require_unsigned_allowed(const char *study, const char *site,
 
 /* auth.c */
 extern void tv_auth_init(void);
+
+/* login.c: connection attempts */
+extern void tv_login_init(void);
+extern void tv_login_record(TvLogRecord *rec, const char *event, const char *reason);
 
 /* load.c */
 extern const char *tv_check_doc_type(const char *doc_type);

@@ -454,6 +454,23 @@ SELECT demo_try($$ALTER ROLE ana PASSWORD 'C0ffee&Consent'$$) AS strong_password
 SELECT event, detail FROM trialvault.audit_events WHERE event = 'password_refused' ORDER BY event_id;
 SQL
 
+say "15. Every connection attempt, to any database, is on record: let in only once it is."
+sed -i '1i local all ana scram-sha-256' "$(tv_dir demo)/data/pg_hba.conf"
+sql -c "SELECT pg_reload_conf()" >/dev/null
+ana_login() {	# ana_login PASSWORD: ana connects over the socket with a password
+	PGPASSWORD=$1 "$PGBIN/psql" -X -w -h "$(tv_dir demo)" -p "$(tv_port demo)" -U ana -d postgres \
+		-At -c "SELECT 'ana is in'" 2>&1 | sed 's/^/   /' || true
+}
+echo "   ana with a wrong password, then with hers:"
+ana_login 'Not-her-password1'
+ana_login 'C0ffee&Consent'
+sleep 0.3
+sql <<'SQL'
+\pset footer off
+SELECT to_char(at, 'HH24:MI:SS') AS at, role_name, database, auth_method, succeeded, reason
+  FROM trialvault.login_attempts WHERE role_name = 'ana' ORDER BY event_id;
+SQL
+
 sql -c "SELECT pg_terminate_backend(pid) FROM trialvault.log_writer_status()" >/dev/null
 sleep 0.5
 say "   The log writer is stopped: nothing is decrypted while nothing can be put on record."
@@ -462,6 +479,9 @@ sql <<'SQL'
 SET ROLE ana;
 SELECT demo_try('SELECT trialvault.open_document(1)') AS ana_tries_while_the_writer_is_down;
 SQL
+echo "   ... and ana cannot even log in, while a superuser can (a fallback, in the server log):"
+ana_login 'C0ffee&Consent'
+grep -m1 'trialvault login fallback:' "$(tv_dir demo)/server.log" | sed 's/^.*LOG: */   /' || true
 
 say "Done. What you saw:"
 cat <<'EOF2'
@@ -498,6 +518,9 @@ cat <<'EOF2'
   - Signed digests of a table, kept outside the database, prove later that it only grew:
     a consistent rewrite of its newest rows, which verify() alone cannot see, is named.
   - Passwords must keep the password rules; refusals name the rules and are on record.
+  - Every connection attempt to any database, let in or not (wrong password, unknown role,
+    pg_hba.conf), is in the chained trail; a session is let in only once its login is
+    on record, and only superusers get in (counted, logged) while it cannot be.
 EOF2
 
 if [ -n "$KEEP" ]; then

@@ -14,6 +14,7 @@ PACKAGES=(
 	postgresql-15-pgtap
 	libtap-parser-sourcehandler-pgtap-perl
 	libssl-dev
+	libkrb5-dev
 	libxml2-dev
 	libxml2-utils
 	libpq-dev

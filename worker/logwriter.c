@@ -29,6 +29,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -57,6 +58,9 @@ PGDLLEXPORT void tv_logwriter_main(Datum arg);
 char	   *tv_log_database = NULL;
 int			tv_log_queue_size = 1024;
 int			tv_log_timeout = 5000;
+
+/* Fallback records kept for the writer while it is away. */
+#define TV_FALLBACK_KEPT 32
 
 typedef enum TvSlotState
 {
@@ -89,6 +93,11 @@ typedef struct TvLogQueue
 	uint64		batches;
 	pg_atomic_uint32 coming;	/* backends about to submit (tv_log_coming) */
 	char		last_error[256];
+	uint64		fallbacks;		/* records kept while the writer was away
+								 * (tv_log_fallback) */
+	uint64		fallbacks_written;	/* of those, put on record since */
+	uint64		skipped;		/* security records dropped: no trail yet */
+	TvLogRecord fallback[TV_FALLBACK_KEPT];
 	int			nslots;
 	TvLogSlot	slots[FLEXIBLE_ARRAY_MEMBER];
 } TvLogQueue;
@@ -224,11 +233,12 @@ tv_log_audit_record(TvLogRecord *rec, const char *event, const char *actor,
 }
 
 /*
- * Refuse before doing any work when the writer cannot take records for this
- * database.
+ * Refuse before doing any work when the writer cannot take records: when it
+ * is not running, or (for records of one database) when it serves another
+ * database.  Security records (TV_LOG_SECURITY) come from any database.
  */
-void
-tv_log_require_writer(void)
+static void
+tv_require_writer(bool any_db)
 {
 	pid_t		pid;
 	Oid			db;
@@ -245,13 +255,19 @@ tv_log_require_writer(void)
 				 errmsg("the trialvault log writer is not running"),
 				 errdetail("Nothing is decrypted unless the attempt can be put on record first."),
 				 errhint("Check the server log for the \"trialvault log writer\" process; the postmaster restarts it within seconds.")));
-	if (db != MyDatabaseId)
+	if (db != MyDatabaseId && !any_db)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("the trialvault log writer serves database \"%s\", not this one",
 						tv_log_database),
 				 errdetail("Nothing is decrypted unless the attempt can be put on record first."),
 				 errhint("Set trialvault.database to the database that holds the documents and restart the server.")));
+}
+
+void
+tv_log_require_writer(void)
+{
+	tv_require_writer(false);
 }
 
 /* Owner side: give up on a slot (timeout or cancel). */
@@ -309,15 +325,33 @@ tv_log_coming(void)
 	tv_is_coming = true;
 }
 
+/*
+ * Owner side: give up on a slot (timeout or cancel).  With alt, alt is to
+ * be recorded instead: in the slot itself while the writer has not taken
+ * it, after it when the writer is writing it or has just written it, and
+ * kept for the writer's return when the write failed.
+ */
 static void
-tv_slot_abandon(TvLogSlot *slot)
+tv_slot_abandon(TvLogSlot *slot, const TvLogRecord *alt)
 {
+	TvSlotState state;
+
 	LWLockAcquire(tv_queue->lock, LW_EXCLUSIVE);
-	if (slot->state == TV_SLOT_DONE || slot->state == TV_SLOT_FAILED)
+	state = slot->state;
+	if (state == TV_SLOT_DONE || state == TV_SLOT_FAILED)
 		slot->state = TV_SLOT_FREE;
 	else
+	{
 		slot->abandoned = true;
+		if (state == TV_SLOT_QUEUED && alt)
+		{
+			slot->rec = *alt;
+			alt = NULL;
+		}
+	}
 	LWLockRelease(tv_queue->lock);
+	if (alt && (state == TV_SLOT_FAILED || !tv_log_enqueue(alt)))
+		tv_log_fallback(alt);
 }
 
 /*
@@ -327,12 +361,28 @@ tv_slot_abandon(TvLogSlot *slot)
 void
 tv_log_submit(const TvLogRecord *rec)
 {
+	tv_log_submit_alt(rec, NULL);
+}
+
+/*
+ * tv_log_submit_alt: the same, and when rec cannot be made durable (the
+ * error is raised all the same), alt is recorded in its place: queued if the
+ * writer can still take it, else kept for its return (tv_log_fallback).  A
+ * login refused because its record could not be written is recorded as
+ * refused, never as let in.
+ */
+void
+tv_log_submit_alt(const TvLogRecord *rec, const TvLogRecord *alt)
+{
 	TimestampTz deadline;
 	TvLogSlot  *slot = NULL;
 	TvSlotState outcome;
 	char		error[256];
+	bool		any_db = rec->kind == TV_LOG_SECURITY;
 
-	tv_log_require_writer();
+	if (alt && tv_queue != NULL && tv_queue->writer_pid == 0)
+		tv_log_fallback(alt);
+	tv_require_writer(any_db);
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), tv_log_timeout);
 
 	/* Take the next slot in ring order, waiting while the ring is full. */
@@ -345,7 +395,9 @@ tv_log_submit(const TvLogRecord *rec)
 		if (tv_queue->writer_pid == 0)
 		{
 			LWLockRelease(tv_queue->lock);
-			tv_log_require_writer();
+			if (alt)
+				tv_log_fallback(alt);
+			tv_require_writer(any_db);
 		}
 		slot = &tv_queue->slots[tv_queue->head % tv_queue->nslots];
 		if (slot->state == TV_SLOT_FREE)
@@ -369,6 +421,8 @@ tv_log_submit(const TvLogRecord *rec)
 			break;
 		}
 		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		if (left <= 0 && alt)
+			tv_log_fallback(alt);
 		if (left <= 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
@@ -396,6 +450,8 @@ tv_log_submit(const TvLogRecord *rec)
 		LWLockRelease(tv_queue->lock);
 		if (outcome == TV_SLOT_DONE)
 			return;
+		if (outcome == TV_SLOT_FAILED && alt)
+			tv_log_fallback(alt);
 		if (outcome == TV_SLOT_FAILED)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -406,7 +462,7 @@ tv_log_submit(const TvLogRecord *rec)
 		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
 		if (left <= 0)
 		{
-			tv_slot_abandon(slot);
+			tv_slot_abandon(slot, alt);
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("the trialvault log writer did not confirm the record within %d ms",
@@ -417,7 +473,7 @@ tv_log_submit(const TvLogRecord *rec)
 		if (INTERRUPTS_PENDING_CONDITION())
 		{
 			/* A cancel must not leave the slot owned by nobody. */
-			tv_slot_abandon(slot);
+			tv_slot_abandon(slot, alt);
 			CHECK_FOR_INTERRUPTS();
 			/* Not an interrupt that throws: the slot is no longer ours. */
 			ereport(ERROR,
@@ -428,6 +484,62 @@ tv_log_submit(const TvLogRecord *rec)
 						 left, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
+}
+
+/*
+ * tv_log_enqueue: queue a record without waiting for it, and without ever
+ * raising an error (it is called while a failed login's FATAL is being
+ * reported).  False when the writer is not running or the ring is full.
+ * Nobody waits for the slot, so the writer frees it once it is written.
+ */
+bool
+tv_log_enqueue(const TvLogRecord *rec)
+{
+	TvLogSlot  *slot;
+	Latch	   *writer = NULL;
+
+	if (tv_queue == NULL || MyProc == NULL)
+		return false;
+	LWLockAcquire(tv_queue->lock, LW_EXCLUSIVE);
+	slot = &tv_queue->slots[tv_queue->head % tv_queue->nslots];
+	if (tv_queue->writer_pid != 0 && slot->state == TV_SLOT_FREE)
+	{
+		slot->rec = *rec;
+		slot->abandoned = true;
+		slot->owner = NULL;
+		slot->error[0] = '\0';
+		slot->state = TV_SLOT_QUEUED;
+		tv_queue->head++;
+		writer = tv_queue->writer_latch;
+	}
+	LWLockRelease(tv_queue->lock);
+	if (writer)
+		SetLatch(writer);
+	return writer != NULL;
+}
+
+/*
+ * tv_log_fallback: a record that could not be queued when it was due (a
+ * superuser let in, or an ordinary role refused, while the writer was
+ * away).  It is kept in shared memory, the last TV_FALLBACK_KEPT of them,
+ * and counted; the writer puts them on record when it runs again (a server
+ * restart loses them: the server log has a line for each).  Never raises
+ * an error.
+ */
+void
+tv_log_fallback(const TvLogRecord *rec)
+{
+	Latch	   *writer;
+
+	if (tv_queue == NULL)
+		return;
+	LWLockAcquire(tv_queue->lock, LW_EXCLUSIVE);
+	tv_queue->fallback[tv_queue->fallbacks % TV_FALLBACK_KEPT] = *rec;
+	tv_queue->fallbacks++;
+	writer = tv_queue->writer_latch;
+	LWLockRelease(tv_queue->lock);
+	if (writer)
+		SetLatch(writer);
 }
 
 /* ---------------------------------------------------------------------
@@ -691,6 +803,7 @@ tv_write_batch(TvLogRecord *recs, int *np, bool more, MemoryContext cxt,
 	volatile bool ok = false;
 	volatile int n = *np;
 	volatile int waited = 0;
+	volatile int skipped = 0;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -701,9 +814,12 @@ tv_write_batch(TvLogRecord *recs, int *np, bool more, MemoryContext cxt,
 		int			i;
 		int			run;
 
+		bool		installed;
+
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "writing trialvault log records");
+		installed = OidIsValid(get_extension_oid("trialvault", true));
 
 		/*
 		 * Plans are kept for the writer's life (the plan cache replans them
@@ -727,6 +843,16 @@ tv_write_batch(TvLogRecord *recs, int *np, bool more, MemoryContext cxt,
 					;
 				tv_write_decryptions(&recs[i], run, dplan);
 			}
+			else if (recs[i].kind == TV_LOG_SECURITY && !installed)
+			{
+				/*
+				 * Logins and account changes before CREATE EXTENSION (or in
+				 * a cluster whose trail database has none): there is no
+				 * trail, and nothing protected, yet.
+				 */
+				skipped++;
+				run = 1;
+			}
 			else
 			{
 				tv_write_audit(&recs[i],
@@ -738,6 +864,12 @@ tv_write_batch(TvLogRecord *recs, int *np, bool more, MemoryContext cxt,
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 		ok = true;
+		if (skipped > 0)
+		{
+			LWLockAcquire(tv_queue->lock, LW_EXCLUSIVE);
+			tv_queue->skipped += skipped;
+			LWLockRelease(tv_queue->lock);
+		}
 	}
 	PG_CATCH();
 	{
@@ -757,6 +889,81 @@ tv_write_batch(TvLogRecord *recs, int *np, bool more, MemoryContext cxt,
 	*np = n;
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return ok;
+}
+
+/*
+ * Put on record the fallbacks (tv_log_fallback) made while the writer was
+ * away: the ones still kept, and one event for any that were not.
+ */
+static void
+tv_write_fallbacks(TvLogRecord *recs, MemoryContext cxt)
+{
+	uint64		total;
+	uint64		first;
+	uint64		pos;
+	int			n = 0;
+	char		error[256];
+
+	LWLockAcquire(tv_queue->lock, LW_SHARED);
+	total = tv_queue->fallbacks;
+	first = tv_queue->fallbacks_written;
+	if (total - first > TV_FALLBACK_KEPT)
+		first = total - TV_FALLBACK_KEPT;
+	for (pos = first; pos < total; pos++)
+		recs[n++] = tv_queue->fallback[pos % TV_FALLBACK_KEPT];
+	LWLockRelease(tv_queue->lock);
+	if (total == tv_queue->fallbacks_written)
+		return;
+	if (first > tv_queue->fallbacks_written)
+	{
+		TvLogRecord *lost = &recs[n++];
+
+		*lost = recs[0];
+		snprintf(lost->detail, sizeof(lost->detail),
+				 "{\"reason\": \"%llu earlier fallbacks were not kept while the log writer was away; the server log has a line for each\"}",
+				 (unsigned long long) (first - tv_queue->fallbacks_written));
+	}
+	MemoryContextReset(cxt);
+	if (!tv_write_batch(recs, &n, false, cxt, error, sizeof(error)))
+	{
+		int			i;
+
+		/*
+		 * One by one, so that one the table refuses does not hold back the
+		 * others; a record that fails alone is given up (its WARNING, and
+		 * the server log line made when it was kept, remain), or the writer
+		 * would retry it forever.
+		 */
+		for (i = 0; i < n; i++)
+		{
+			int			one = 1;
+
+			MemoryContextReset(cxt);
+			(void) tv_write_batch(&recs[i], &one, false, cxt, error, sizeof(error));
+		}
+	}
+	LWLockAcquire(tv_queue->lock, LW_EXCLUSIVE);
+	tv_queue->fallbacks_written = total;
+	LWLockRelease(tv_queue->lock);
+}
+
+PG_FUNCTION_INFO_V1(tv_log_kept_pending);
+
+/*
+ * trialvault._log_kept_pending(): how many records kept while the log
+ * writer was away (tv_log_fallback) are not on record yet.
+ */
+Datum
+tv_log_kept_pending(PG_FUNCTION_ARGS)
+{
+	int64		pending;
+
+	if (tv_queue == NULL)
+		tv_require_preload();
+	LWLockAcquire(tv_queue->lock, LW_SHARED);
+	pending = (int64) (tv_queue->fallbacks - tv_queue->fallbacks_written);
+	LWLockRelease(tv_queue->lock);
+	PG_RETURN_INT64(pending);
 }
 
 void
@@ -806,6 +1013,8 @@ tv_logwriter_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
+
+		tv_write_fallbacks(recs, cxt);
 
 		LWLockAcquire(tv_queue->lock, LW_SHARED);
 		from = tv_queue->tail;

@@ -1,0 +1,379 @@
+/*-------------------------------------------------------------------------
+ *
+ * login.c
+ *		The security audit trail, second part: every connection attempt to
+ *		any database of the cluster, successful or not.
+ *
+ * A connection attempt is decided in three places, and each is watched:
+ *
+ * - before authentication, pg_hba.conf may refuse it ("no pg_hba.conf
+ *	 entry", a "reject" line).  PostgreSQL reports that with a FATAL before
+ *	 ClientAuthentication_hook runs, so emit_log_hook sees it;
+ * - authentication itself ends in ClientAuthentication_hook, with the
+ *	 outcome (the reason for a failure is looked up there: the role does not
+ *	 exist, has no password, its password expired, or the password was
+ *	 wrong);
+ * - after authentication, InitPostgres may still refuse (the database does
+ *	 not exist, the role may not log in, too many connections): another
+ *	 FATAL, seen by emit_log_hook.  When it does not, it commits its startup
+ *	 transaction, and that commit is where the session is let in.
+ *
+ * The attempt runs before the session has a transaction of its own, so its
+ * record goes through the log writer's queue (worker/logwriter.c) into
+ * trialvault.audit_events of the database named by trialvault.database.  A
+ * failed attempt's record is queued before the backend exits.  A successful
+ * one is let in only once its record is durable (the writer commits many
+ * connections in one group commit).  When that cannot be done (writer down,
+ * queue full, timeout) ordinary roles are refused; superusers are let in, so
+ * that a DBA can always repair the system, with a server log line under the
+ * fixed prefix "trialvault login fallback:", and the record is kept in
+ * shared memory and put on record by the writer when it runs again.
+ *
+ * "Too many clients already" is decided before the backend has a process
+ * slot, so it cannot be queued: it is only in the server log.  Failures are
+ * seen through emit_log_hook only while log_min_messages lets FATAL messages
+ * through (it always does unless set to PANIC).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "common/ip.h"
+#include "libpq/auth.h"
+#include "libpq/hba.h"
+#include "libpq/libpq-be.h"
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "postmaster/postmaster.h"
+#include "storage/proc.h"
+#include "utils/builtins.h"
+#include "utils/elog.h"
+#include "utils/guc.h"
+#include "utils/json.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "trialvault.h"
+
+static bool tv_audit_logins = true;
+
+static ClientAuthentication_hook_type prev_client_auth_hook = NULL;
+static emit_log_hook_type prev_emit_log_hook = NULL;
+
+/*
+ * This backend's attempt: authenticated but not yet let in (the startup
+ * transaction has not committed), and whether its record is settled (put
+ * on record, or found not to need one), so that it is recorded once.
+ */
+static bool tv_login_authenticated = false;
+static bool tv_login_settled = false;
+
+/*
+ * Copy src into dst as valid UTF-8 of fewer than size bytes: invalid bytes
+ * become '?', and a character is never cut.  Role and database names come
+ * from the client as bytes; a name PostgreSQL cut at NAMEDATALEN, or sent
+ * by a prober, must not make the trail's insert (or the JSON) fail.
+ */
+static void
+tv_copy_utf8(char *dst, size_t size, const char *src)
+{
+	const unsigned char *s = (const unsigned char *) (src ? src : "");
+	size_t		o = 0;
+
+	while (*s)
+	{
+		int			len = pg_utf_mblen(s);
+		int			i;
+
+		for (i = 1; i < len && s[i]; i++)
+			;
+		if (i < len || !pg_utf8_islegal(s, len))
+		{
+			if (o + 1 >= size)
+				break;
+			dst[o++] = '?';
+			s++;
+			continue;
+		}
+		if (o + len >= size)
+			break;
+		memcpy(dst + o, s, len);
+		o += len;
+		s += len;
+	}
+	dst[o] = '\0';
+}
+
+static void
+tv_json_field(StringInfo buf, const char *key, const char *value)
+{
+	if (value == NULL || *value == '\0')
+		return;
+	appendStringInfoString(buf, buf->len > 1 ? ", " : "");
+	escape_json(buf, key);
+	appendStringInfoString(buf, ": ");
+	escape_json(buf, value);
+}
+
+/*
+ * tv_login_record: the record of this backend's connection attempt.
+ * event is "login", "login_failed" or "login_fallback"; reason says why it
+ * failed (NULL when it did not).  The detail is a JSON object (database,
+ * method, client_port, reason), made short enough for the record: the
+ * login_attempts view reads it as jsonb, so it must never be cut.
+ */
+void
+tv_login_record(TvLogRecord *rec, const char *event, const char *reason)
+{
+	Port	   *port = MyProcPort;
+	char		host[NI_MAXHOST];
+	char		service[NI_MAXSERV];
+	char		database[NAMEDATALEN];
+	char		why[TV_LOG_DETAIL];
+	const char *method = NULL;
+	StringInfoData buf;
+	int			keep;
+
+	memset(rec, 0, sizeof(*rec));
+	rec->kind = TV_LOG_SECURITY;
+	rec->pid = MyProcPid;
+	rec->at = GetCurrentTimestamp();
+	strlcpy(rec->reason, event, sizeof(rec->reason));
+	tv_copy_utf8(rec->requester, sizeof(rec->requester), port->user_name);
+	strlcpy(rec->session_user, rec->requester, sizeof(rec->session_user));
+	tv_copy_utf8(rec->application_name, sizeof(rec->application_name),
+				 port->application_name);
+	tv_copy_utf8(database, sizeof(database), port->database_name);
+	if (port->hba)
+		method = hba_authname(port->hba->auth_method);
+
+	host[0] = service[0] = '\0';
+	if (port->raddr.addr.ss_family != AF_UNIX &&
+		pg_getnameinfo_all(&port->raddr.addr, port->raddr.salen,
+						   host, sizeof(host), service, sizeof(service),
+						   NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+		strlcpy(rec->client_addr, host, sizeof(rec->client_addr));
+
+	/* Cut the reason (the only long part) until the JSON fits. */
+	initStringInfo(&buf);
+	tv_copy_utf8(why, sizeof(why), reason);
+	keep = strlen(why);
+	for (;;)
+	{
+		why[keep] = '\0';
+		resetStringInfo(&buf);
+		appendStringInfoChar(&buf, '{');
+		tv_json_field(&buf, "database", database);
+		tv_json_field(&buf, "method", method);
+		tv_json_field(&buf, "client_port", service);
+		tv_json_field(&buf, "reason", why);
+		appendStringInfoChar(&buf, '}');
+		if (buf.len < TV_LOG_DETAIL || keep == 0)
+			break;
+		keep /= 2;
+		/* Back to a character boundary. */
+		while (keep > 0 && (why[keep] & 0xC0) == 0x80)
+			keep--;
+	}
+	if (buf.len < TV_LOG_DETAIL)
+		strlcpy(rec->detail, buf.data, sizeof(rec->detail));
+	else
+		strlcpy(rec->detail, "{}", sizeof(rec->detail));
+	pfree(buf.data);
+}
+
+/* Why authentication failed, as the catalogs tell (PostgreSQL keeps it from the hook). */
+static const char *
+tv_auth_failure(Port *port, int status)
+{
+	HeapTuple	tup;
+	const char *reason;
+
+	if (status == STATUS_EOF)
+		return "the client closed the connection during authentication";
+	tup = SearchSysCache1(AUTHNAME, PointerGetDatum(port->user_name));
+	if (!HeapTupleIsValid(tup))
+		return "role does not exist";
+	switch (port->hba->auth_method)
+	{
+		case uaPassword:
+		case uaMD5:
+		case uaSCRAM:
+			{
+				bool		nopassword;
+				bool		nolimit;
+				Datum		until;
+
+				(void) SysCacheGetAttr(AUTHNAME, tup, Anum_pg_authid_rolpassword,
+									   &nopassword);
+				until = SysCacheGetAttr(AUTHNAME, tup, Anum_pg_authid_rolvaliduntil,
+										&nolimit);
+				if (nopassword)
+					reason = "role has no password";
+				else if (!nolimit && DatumGetTimestampTz(until) < GetCurrentTimestamp())
+					reason = "password expired";
+				else
+					reason = "wrong password";
+				break;
+			}
+		default:
+			reason = psprintf("%s authentication failed",
+							  hba_authname(port->hba->auth_method));
+			break;
+	}
+	ReleaseSysCache(tup);
+	return reason;
+}
+
+static void
+tv_client_auth(Port *port, int status)
+{
+	if (prev_client_auth_hook)
+		prev_client_auth_hook(port, status);
+
+	if (status == STATUS_OK)
+	{
+		tv_login_authenticated = true;
+		return;
+	}
+	tv_login_settled = true;
+	if (tv_audit_logins)
+	{
+		TvLogRecord rec;
+
+		tv_login_record(&rec, "login_failed", tv_auth_failure(port, status));
+		(void) tv_log_enqueue(&rec);
+	}
+}
+
+/*
+ * A FATAL while a connection is being set up, before or after
+ * authentication: the reason, in the words the trail uses.  PostgreSQL's
+ * message (untranslated) follows the short form.
+ */
+static char *
+tv_refusal_reason(ErrorData *edata)
+{
+	const char *id = edata->message_id ? edata->message_id : "";
+	const char *kind;
+
+	if (strncmp(id, "no pg_hba.conf entry", 20) == 0)
+		kind = "no pg_hba.conf entry";
+	else if (strstr(id, "pg_hba.conf rejects") != NULL)
+		kind = "rejected by pg_hba.conf";
+	else if (edata->sqlerrcode == ERRCODE_TOO_MANY_CONNECTIONS)
+		kind = "too many connections";
+	else if (edata->sqlerrcode == ERRCODE_UNDEFINED_DATABASE)
+		kind = "database does not exist";
+	else if (strcmp(id, "role \"%s\" does not exist") == 0)
+		kind = "role does not exist";
+	else if (strcmp(id, "role \"%s\" is not permitted to log in") == 0)
+		kind = "role may not log in";
+	else
+		kind = "refused";
+	return psprintf("%s: %s", kind, edata->message ? edata->message : "");
+}
+
+static void
+tv_login_emit_log(ErrorData *edata)
+{
+	TvLogRecord rec;
+
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
+
+	if (edata->elevel != FATAL || tv_login_settled || MyProcPort == NULL ||
+		MyProc == NULL || !(ClientAuthInProgress || tv_login_authenticated))
+		return;
+	tv_login_settled = true;
+	tv_login_authenticated = false;
+	if (!tv_audit_logins)
+		return;
+	tv_login_record(&rec, "login_failed", tv_refusal_reason(edata));
+	(void) tv_log_enqueue(&rec);
+}
+
+/*
+ * The startup transaction commits: InitPostgres has found nothing to
+ * refuse.  Let the session in once its record is durable.
+ */
+static void
+tv_login_xact(XactEvent event, void *arg)
+{
+	TvLogRecord rec;
+	TvLogRecord alt;
+	bool		superuser;
+	MemoryContext cxt = CurrentMemoryContext;
+	ErrorData  *volatile edata = NULL;
+
+	if (event != XACT_EVENT_PRE_COMMIT || !tv_login_authenticated)
+		return;
+	tv_login_authenticated = false;
+	tv_login_settled = true;
+	if (!tv_audit_logins)
+		return;
+
+	tv_login_record(&rec, "login", NULL);
+	superuser = superuser_arg(GetSessionUserId());
+	if (superuser)
+		tv_login_record(&alt, "login_fallback",
+						"superuser let in without a durable record of the login");
+	else
+		tv_login_record(&alt, "login_failed",
+						"refused: the login could not be put on record");
+
+	/*
+	 * tv_log_submit raises its errors after releasing what it holds, so
+	 * catching one here leaves the startup transaction sound.  When it
+	 * fails, alt is recorded in place of the login, now or when the writer
+	 * is back.
+	 */
+	PG_TRY();
+	{
+		tv_log_submit_alt(&rec, &alt);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+	}
+	PG_END_TRY();
+	if (edata == NULL)
+		return;
+
+	if (!superuser)
+		ereport(FATAL,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the login of role \"%s\" could not be put on record", rec.requester),
+				 errdetail("%s", edata->message),
+				 errhint("Logins are let in only once they are in the trialvault audit trail; only superusers are let in while they cannot be.")));
+
+	ereport(LOG,
+			(errmsg("trialvault login fallback: superuser \"%s\" let in to database \"%s\" without a durable record: %s",
+					rec.requester, MyProcPort->database_name, edata->message)));
+}
+
+/*
+ * tv_login_init: the setting and the hooks, at preload.
+ */
+void
+tv_login_init(void)
+{
+	DefineCustomBoolVariable("trialvault.audit_logins",
+							 "Record every connection attempt in the audit trail, and let a session in only once its login is on record.",
+							 "Off: connection attempts are not recorded (for measurements, not for production).",
+							 &tv_audit_logins,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+	prev_client_auth_hook = ClientAuthentication_hook;
+	ClientAuthentication_hook = tv_client_auth;
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = tv_login_emit_log;
+	RegisterXactCallback(tv_login_xact, NULL);
+}

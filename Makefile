@@ -25,6 +25,7 @@ OBJS = \
 	extension/digest.o \
 	extension/auth.o \
 	extension/login.o \
+	extension/lockout.o \
 	extension/rules.o \
 	extension/access.o \
 	extension/load.o \

@@ -50,6 +50,7 @@
 #include "postmaster/postmaster.h"
 #include "storage/proc.h"
 #include "utils/builtins.h"
+#include "utils/acl.h"
 #include "utils/elog.h"
 #include "utils/guc.h"
 #include "utils/json.h"
@@ -120,13 +121,16 @@ tv_json_field(StringInfo buf, const char *key, const char *value)
 
 /*
  * tv_login_record: the record of this backend's connection attempt.
- * event is "login", "login_failed" or "login_fallback"; reason says why it
- * failed (NULL when it did not).  The detail is a JSON object (database,
- * method, client_port, reason), made short enough for the record: the
- * login_attempts view reads it as jsonb, so it must never be cut.
+ * event is "login", "login_failed", "login_fallback" or "role_locked";
+ * reason says why it failed (NULL when it did not); until, when not 0, is
+ * the end of a lockout.  The detail is a JSON object (database, method,
+ * client_port, reason, until), made short enough for the record: the
+ * login_attempts view and the lockout state read it as jsonb, so it must
+ * never be cut.
  */
 void
-tv_login_record(TvLogRecord *rec, const char *event, const char *reason)
+tv_login_record(TvLogRecord *rec, const char *event, const char *reason,
+				TimestampTz until)
 {
 	Port	   *port = MyProcPort;
 	char		host[NI_MAXHOST];
@@ -170,6 +174,8 @@ tv_login_record(TvLogRecord *rec, const char *event, const char *reason)
 		tv_json_field(&buf, "method", method);
 		tv_json_field(&buf, "client_port", service);
 		tv_json_field(&buf, "reason", why);
+		if (until != 0)
+			tv_json_field(&buf, "until", timestamptz_to_str(until));
 		appendStringInfoChar(&buf, '}');
 		if (buf.len < TV_LOG_DETAIL || keep == 0)
 			break;
@@ -185,13 +191,18 @@ tv_login_record(TvLogRecord *rec, const char *event, const char *reason)
 	pfree(buf.data);
 }
 
-/* Why authentication failed, as the catalogs tell (PostgreSQL keeps it from the hook). */
+/*
+ * Why authentication failed, as the catalogs tell (PostgreSQL keeps it from
+ * the hook); *counts: whether the failure counts towards a lockout (a wrong
+ * password, or another method's failure: what guessing looks like).
+ */
 static const char *
-tv_auth_failure(Port *port, int status)
+tv_auth_failure(Port *port, int status, bool *counts)
 {
 	HeapTuple	tup;
 	const char *reason;
 
+	*counts = false;
 	if (status == STATUS_EOF)
 		return "the client closed the connection during authentication";
 	tup = SearchSysCache1(AUTHNAME, PointerGetDatum(port->user_name));
@@ -216,23 +227,73 @@ tv_auth_failure(Port *port, int status)
 				else if (!nolimit && DatumGetTimestampTz(until) < GetCurrentTimestamp())
 					reason = "password expired";
 				else
+				{
 					reason = "wrong password";
+					*counts = true;
+				}
 				break;
 			}
 		default:
 			reason = psprintf("%s authentication failed",
 							  hba_authname(port->hba->auth_method));
+			*counts = true;
 			break;
 	}
 	ReleaseSysCache(tup);
 	return reason;
 }
 
+/* Queue a record, or keep it for the writer's return. */
+static void
+tv_login_queue(TvLogRecord *rec)
+{
+	if (!tv_log_enqueue(rec))
+		tv_log_fallback(rec);
+}
+
+/* Whether roleid is a superuser connecting over a unix socket. */
+static bool
+tv_local_superuser(Port *port, Oid roleid)
+{
+	return port->raddr.addr.ss_family == AF_UNIX && superuser_arg(roleid);
+}
+
 static void
 tv_client_auth(Port *port, int status)
 {
+	Oid			roleid;
+	TimestampTz until;
+	const char *reason;
+	bool		counts;
+	int			failures;
+	TvLogRecord rec;
+
 	if (prev_client_auth_hook)
 		prev_client_auth_hook(port, status);
+
+	/*
+	 * A locked-out role is refused whether or not its password was right,
+	 * with what a wrong password gets: the client learns nothing, the
+	 * server log and the trail say why.  A superuser is never locked out of
+	 * the local socket, so that the DBA can always get in to unlock.
+	 */
+	roleid = get_role_oid(port->user_name, true);
+	if (status != STATUS_EOF && OidIsValid(roleid) &&
+		(until = tv_lockout_until(roleid)) != 0 && !tv_local_superuser(port, roleid))
+	{
+		tv_login_settled = true;
+		if (tv_audit_logins)
+		{
+			tv_login_record(&rec, "login_failed",
+							psprintf("locked out until %s", timestamptz_to_str(until)), until);
+			tv_login_queue(&rec);
+		}
+		ereport(FATAL,
+				(errcode(ERRCODE_INVALID_PASSWORD),
+				 errmsg("password authentication failed for user \"%s\"", port->user_name),
+				 errdetail_log("Role \"%s\" is locked out by trialvault until %s after %d consecutive failed logins; trialvault.unlock_role() ends that sooner.",
+							   port->user_name, timestamptz_to_str(until), tv_lockout_threshold)));
+	}
 
 	if (status == STATUS_OK)
 	{
@@ -240,12 +301,25 @@ tv_client_auth(Port *port, int status)
 		return;
 	}
 	tv_login_settled = true;
+	reason = tv_auth_failure(port, status, &counts);
+	until = 0;
+	if (counts && OidIsValid(roleid))
+		until = tv_lockout_failed(roleid, &failures);
 	if (tv_audit_logins)
 	{
-		TvLogRecord rec;
-
-		tv_login_record(&rec, "login_failed", tv_auth_failure(port, status));
-		(void) tv_log_enqueue(&rec);
+		tv_login_record(&rec, "login_failed", reason, 0);
+		tv_login_queue(&rec);
+	}
+	if (until != 0)
+	{
+		/* The lockout is on record whatever trialvault.audit_logins says. */
+		tv_login_record(&rec, "role_locked",
+						psprintf("locked out after %d consecutive failed logins", failures),
+						until);
+		tv_login_queue(&rec);
+		ereport(LOG,
+				(errmsg("trialvault: role \"%s\" is locked out until %s after %d consecutive failed logins",
+						port->user_name, timestamptz_to_str(until), failures)));
 	}
 }
 
@@ -292,38 +366,30 @@ tv_login_emit_log(ErrorData *edata)
 	tv_login_authenticated = false;
 	if (!tv_audit_logins)
 		return;
-	tv_login_record(&rec, "login_failed", tv_refusal_reason(edata));
-	(void) tv_log_enqueue(&rec);
+	tv_login_record(&rec, "login_failed", tv_refusal_reason(edata), 0);
+	tv_login_queue(&rec);
 }
 
 /*
- * The startup transaction commits: InitPostgres has found nothing to
- * refuse.  Let the session in once its record is durable.
+ * Let the session in only once its login is durable; when it cannot be,
+ * refuse an ordinary role, and let a superuser in with a server log line
+ * and a record kept for the writer's return.
  */
 static void
-tv_login_xact(XactEvent event, void *arg)
+tv_login_durable(bool superuser)
 {
 	TvLogRecord rec;
 	TvLogRecord alt;
-	bool		superuser;
 	MemoryContext cxt = CurrentMemoryContext;
 	ErrorData  *volatile edata = NULL;
 
-	if (event != XACT_EVENT_PRE_COMMIT || !tv_login_authenticated)
-		return;
-	tv_login_authenticated = false;
-	tv_login_settled = true;
-	if (!tv_audit_logins)
-		return;
-
-	tv_login_record(&rec, "login", NULL);
-	superuser = superuser_arg(GetSessionUserId());
+	tv_login_record(&rec, "login", NULL, 0);
 	if (superuser)
 		tv_login_record(&alt, "login_fallback",
-						"superuser let in without a durable record of the login");
+						"superuser let in without a durable record of the login", 0);
 	else
 		tv_login_record(&alt, "login_failed",
-						"refused: the login could not be put on record");
+						"refused: the login could not be put on record", 0);
 
 	/*
 	 * tv_log_submit raises its errors after releasing what it holds, so
@@ -355,6 +421,48 @@ tv_login_xact(XactEvent event, void *arg)
 	ereport(LOG,
 			(errmsg("trialvault login fallback: superuser \"%s\" let in to database \"%s\" without a durable record: %s",
 					rec.requester, MyProcPort->database_name, edata->message)));
+}
+
+/*
+ * The startup transaction commits: InitPostgres has found nothing to
+ * refuse.  Let the session in once its record is durable.
+ */
+static void
+tv_login_xact(XactEvent event, void *arg)
+{
+	TvLogRecord rec;
+	Oid			roleid;
+	bool		superuser;
+
+	if (event != XACT_EVENT_PRE_COMMIT || !tv_login_authenticated)
+		return;
+	tv_login_authenticated = false;
+	tv_login_settled = true;
+	roleid = GetSessionUserId();
+	superuser = superuser_arg(roleid);
+
+	/*
+	 * Until the lockout counters are rebuilt from the trail (by the log
+	 * writer, at its start), a locked-out role cannot be told apart.
+	 */
+	if (!superuser && tv_lockout_enabled() && !tv_lockout_loaded())
+	{
+		if (tv_audit_logins)
+		{
+			tv_login_record(&rec, "login_failed",
+							"refused: the lockout state is not loaded yet", 0);
+			tv_login_queue(&rec);
+		}
+		ereport(FATAL,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the login of role \"%s\" cannot be checked against lockouts yet", MyProcPort->user_name),
+				 errdetail("The trialvault log writer rebuilds the lockout state from the audit trail when it starts; it has not yet."),
+				 errhint("Try again in a few seconds; the server log says why if it persists.")));
+	}
+
+	if (tv_audit_logins)
+		tv_login_durable(superuser);
+	tv_lockout_succeeded(roleid);
 }
 
 /*

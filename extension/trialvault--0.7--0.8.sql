@@ -42,5 +42,55 @@ COMMENT ON VIEW trialvault.login_fallbacks IS
 REVOKE ALL ON trialvault.login_attempts, trialvault.login_fallbacks FROM PUBLIC;
 GRANT SELECT ON trialvault.login_attempts, trialvault.login_fallbacks TO trialvault_admin;
 
+-- Lockout (extension/lockout.c): the counters live in shared memory and
+-- are rebuilt from these events at server start.
+CREATE INDEX audit_events_event_actor ON trialvault.audit_events (event, actor, event_id);
+
+CREATE FUNCTION trialvault._lockout_reset(role name) RETURNS boolean
+	LANGUAGE C STRICT AS 'MODULE_PATHNAME', 'tv_lockout_reset';
+COMMENT ON FUNCTION trialvault._lockout_reset(name) IS
+	'Internal: ends the lockout and the failed-login count of a role in shared memory; true when it had either.';
+REVOKE ALL ON FUNCTION trialvault._lockout_reset(name) FROM PUBLIC;
+
+CREATE FUNCTION trialvault._lockout_state(OUT role_name name, OUT failures integer,
+	OUT locked_until timestamptz, OUT loaded boolean) RETURNS SETOF record
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_lockout_state';
+COMMENT ON FUNCTION trialvault._lockout_state() IS
+	'Internal: every role with failed logins or a lockout now, from shared memory, and whether that state has been rebuilt from the audit trail since the server started.';
+REVOKE ALL ON FUNCTION trialvault._lockout_state() FROM PUBLIC;
+
+CREATE VIEW trialvault.lockouts AS
+	SELECT role_name, failures, locked_until
+	FROM trialvault._lockout_state();
+COMMENT ON VIEW trialvault.lockouts IS
+	'Roles with consecutive failed logins since their last login, and those locked out now (locked_until in the future), cluster-wide. For administrators; trialvault.unlock_role() ends a lockout.';
+REVOKE ALL ON trialvault.lockouts FROM PUBLIC;
+GRANT SELECT ON trialvault.lockouts TO trialvault_admin;
+
+CREATE FUNCTION trialvault._unlock_role(requester name, role name) RETURNS boolean
+	LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM trialvault._require_args('unlock_role', role::text);
+	PERFORM trialvault._require_admin(requester, 'unlock a role');
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = _unlock_role.role) THEN
+		RAISE EXCEPTION 'role "%" does not exist', role
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	-- On record before it takes effect, and whatever the caller's
+	-- transaction does: the unlock itself cannot be rolled back.
+	PERFORM trialvault._audit_durable('role_unlocked', requester, NULL, NULL, NULL,
+									  json_build_object('role', role)::text);
+	RETURN trialvault._lockout_reset(role);
+END
+$$;
+COMMENT ON FUNCTION trialvault._unlock_role(name, name) IS
+	'Internal: unlock_role for the requester.';
+REVOKE ALL ON FUNCTION trialvault._unlock_role(name, name) FROM PUBLIC;
+
+CREATE FUNCTION trialvault.unlock_role(role name) RETURNS boolean
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_call_as_owner';
+COMMENT ON FUNCTION trialvault.unlock_role(name) IS
+	'Ends a role''s lockout and its count of failed logins at once (trialvault_admin); the audit event role_unlocked is committed first, even if the caller rolls back. True when the role had failed logins or a lockout.';
+
 -- Last: seal what this version's objects are.
 SELECT trialvault._seal_catalog();

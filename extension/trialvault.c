@@ -48,8 +48,10 @@ tv_shmem_request(void)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(tv_chain_shmem_size());
 	RequestAddinShmemSpace(tv_log_shmem_size());
+	RequestAddinShmemSpace(tv_lockout_shmem_size());
 	RequestNamedLWLockTranche("trialvault", 1);
 	RequestNamedLWLockTranche("trialvault_log", 1);
+	RequestNamedLWLockTranche("trialvault_lockout", 1);
 }
 
 static void
@@ -59,6 +61,7 @@ tv_shmem_startup(void)
 		prev_shmem_startup_hook();
 	tv_chain_shmem_init();
 	tv_log_shmem_init();
+	tv_lockout_shmem_init();
 }
 
 void
@@ -84,6 +87,7 @@ _PG_init(void)
 	tv_certify_init();
 	tv_auth_init();
 	tv_login_init();
+	tv_lockout_init();
 	tv_log_init();
 	MarkGUCPrefixReserved("trialvault");
 

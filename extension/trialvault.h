@@ -388,7 +388,21 @@ extern void tv_auth_init(void);
 
 /* login.c: connection attempts */
 extern void tv_login_init(void);
-extern void tv_login_record(TvLogRecord *rec, const char *event, const char *reason);
+extern void tv_login_record(TvLogRecord *rec, const char *event, const char *reason,
+							TimestampTz until);
+
+/* lockout.c: locking roles out after failed logins */
+extern int	tv_lockout_threshold;
+extern int	tv_lockout_duration;
+extern Size tv_lockout_shmem_size(void);
+extern void tv_lockout_shmem_init(void);
+extern void tv_lockout_init(void);
+extern bool tv_lockout_enabled(void);
+extern bool tv_lockout_loaded(void);
+extern TimestampTz tv_lockout_until(Oid roleid);
+extern TimestampTz tv_lockout_failed(Oid roleid, int *failures);
+extern void tv_lockout_succeeded(Oid roleid);
+extern void tv_lockout_load(void);
 
 /* load.c */
 extern const char *tv_check_doc_type(const char *doc_type);

@@ -471,6 +471,19 @@ SELECT to_char(at, 'HH24:MI:SS') AS at, role_name, database, auth_method, succee
   FROM trialvault.login_attempts WHERE role_name = 'ana' ORDER BY event_id;
 SQL
 
+say "16. Lockout: after 5 wrong passwords in a row, even the right one is refused, until an administrator unlocks."
+for i in 1 2 3 4 5; do ana_login "Guess-$i-Wrong" >/dev/null; done
+echo "   ana after five wrong guesses, now with her real password (she is told no more than for a wrong one):"
+ana_login 'C0ffee&Consent'
+sql <<'SQL'
+\pset footer off
+SELECT role_name, failures, locked_until IS NOT NULL AS locked FROM trialvault.lockouts;
+SELECT trialvault.unlock_role('ana') AS unlocked;
+SELECT event, actor, detail FROM trialvault.audit_events WHERE event IN ('role_locked', 'role_unlocked') ORDER BY event_id;
+SQL
+echo "   After the unlock:"
+ana_login 'C0ffee&Consent'
+
 sql -c "SELECT pg_terminate_backend(pid) FROM trialvault.log_writer_status()" >/dev/null
 sleep 0.5
 say "   The log writer is stopped: nothing is decrypted while nothing can be put on record."
@@ -521,6 +534,8 @@ cat <<'EOF2'
   - Every connection attempt to any database, let in or not (wrong password, unknown role,
     pg_hba.conf), is in the chained trail; a session is let in only once its login is
     on record, and only superusers get in (counted, logged) while it cannot be.
+  - Five wrong passwords in a row lock a role out, across restarts and crashes (the
+    counters are rebuilt from the trail); administrators see and end lockouts.
 EOF2
 
 if [ -n "$KEEP" ]; then

@@ -986,6 +986,12 @@ tv_logwriter_main(Datum arg)
 								ALLOCSET_DEFAULT_SIZES);
 	recs = MemoryContextAlloc(TopMemoryContext, sizeof(TvLogRecord) * TV_BATCH_MAX);
 
+	/*
+	 * Before taking records (and so before anyone but a superuser is let
+	 * in): the lockout counters, from the trail.
+	 */
+	tv_lockout_load();
+
 	before_shmem_exit(tv_logwriter_exit, (Datum) 0);
 	LWLockAcquire(tv_queue->lock, LW_EXCLUSIVE);
 	tv_queue->writer_pid = MyProcPid;

@@ -26,6 +26,7 @@ OBJS = \
 	extension/auth.o \
 	extension/login.o \
 	extension/lockout.o \
+	extension/accounts.o \
 	extension/rules.o \
 	extension/access.o \
 	extension/load.o \

@@ -99,7 +99,8 @@ submit_record(void *arg)
 /*
  * Put a refusal on record through the log writer, which commits it on its
  * own, so that it outlives the refused call.  If that fails, say so and
- * let the refusal itself go on.
+ * let the refusal itself go on.  A refusal of no study is a security
+ * record: it is taken from any database of the cluster.
  */
 void
 tv_record_refusal(const char *event, const char *requester, const char *study,
@@ -109,6 +110,9 @@ tv_record_refusal(const char *event, const char *requester, const char *study,
 	ErrorData  *e;
 
 	tv_log_audit_record(&rec, event, requester, study, site, doc_id, message);
+	/* Refusals of no study (passwords, keys) may come from any database. */
+	if (study == NULL)
+		rec.kind = TV_LOG_SECURITY;
 
 	if ((e = in_subtransaction(submit_record, &rec)) != NULL)
 		ereport(WARNING,

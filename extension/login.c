@@ -380,8 +380,7 @@ tv_login_durable(bool superuser)
 {
 	TvLogRecord rec;
 	TvLogRecord alt;
-	MemoryContext cxt = CurrentMemoryContext;
-	ErrorData  *volatile edata = NULL;
+	ErrorData  *edata;
 
 	tv_login_record(&rec, "login", NULL, 0);
 	if (superuser)
@@ -391,23 +390,8 @@ tv_login_durable(bool superuser)
 		tv_login_record(&alt, "login_failed",
 						"refused: the login could not be put on record", 0);
 
-	/*
-	 * tv_log_submit raises its errors after releasing what it holds, so
-	 * catching one here leaves the startup transaction sound.  When it
-	 * fails, alt is recorded in place of the login, now or when the writer
-	 * is back.
-	 */
-	PG_TRY();
-	{
-		tv_log_submit_alt(&rec, &alt);
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-	}
-	PG_END_TRY();
+	/* When it fails, alt is recorded in its place, now or when the writer is back. */
+	edata = tv_log_try_submit_alt(&rec, &alt);
 	if (edata == NULL)
 		return;
 

@@ -88,6 +88,7 @@ _PG_init(void)
 	tv_auth_init();
 	tv_login_init();
 	tv_lockout_init();
+	tv_accounts_init();
 	tv_log_init();
 	MarkGUCPrefixReserved("trialvault");
 

@@ -206,6 +206,7 @@ extern void tv_log_audit_record(TvLogRecord *rec, const char *event, const char 
 extern void tv_log_require_writer(void);
 extern void tv_log_submit(const TvLogRecord *rec);
 extern void tv_log_submit_alt(const TvLogRecord *rec, const TvLogRecord *alt);
+extern ErrorData *tv_log_try_submit_alt(const TvLogRecord *rec, const TvLogRecord *alt);
 extern bool tv_log_enqueue(const TvLogRecord *rec);
 extern void tv_log_fallback(const TvLogRecord *rec);
 extern void tv_log_coming(void);
@@ -390,6 +391,10 @@ extern void tv_auth_init(void);
 extern void tv_login_init(void);
 extern void tv_login_record(TvLogRecord *rec, const char *event, const char *reason,
 							TimestampTz until);
+
+/* accounts.c: role changes, passwords kept out of logs */
+extern void tv_accounts_init(void);
+extern bool tv_redact_passwords(char *sql);
 
 /* lockout.c: locking roles out after failed logins */
 extern int	tv_lockout_threshold;

@@ -484,6 +484,22 @@ SQL
 echo "   After the unlock:"
 ana_login 'C0ffee&Consent'
 
+say "17. Every account change, in any database, is on record; passwords never reach the logs."
+sql <<'SQL' >/dev/null
+SET log_statement = 'all';
+CREATE ROLE bea LOGIN PASSWORD 'Tr1al&Error!' VALID UNTIL '2027-06-30';
+ALTER ROLE bea CONNECTION LIMIT 2;
+GRANT trialvault_admin TO bea;
+REVOKE trialvault_admin FROM bea;
+SQL
+sql <<'SQL'
+\pset footer off
+SELECT to_char(at, 'HH24:MI:SS') AS at, current_user_name AS by, target_role, kind, detail
+  FROM trialvault.account_changes WHERE target_role = 'bea' ORDER BY event_id;
+SQL
+echo "   What the server log kept of the statement that set bea's password:"
+grep -m1 'statement: CREATE ROLE bea' "$(tv_dir demo)/server.log" | sed 's/^.*LOG: */   /' || true
+
 sql -c "SELECT pg_terminate_backend(pid) FROM trialvault.log_writer_status()" >/dev/null
 sleep 0.5
 say "   The log writer is stopped: nothing is decrypted while nothing can be put on record."
@@ -536,6 +552,9 @@ cat <<'EOF2'
     on record, and only superusers get in (counted, logged) while it cannot be.
   - Five wrong passwords in a row lock a role out, across restarts and crashes (the
     counters are rebuilt from the trail); administrators see and end lockouts.
+  - Every account change (roles created, altered, dropped, renamed, memberships, study roles,
+    keys) is on record before it commits; passwords are redacted from the server log,
+    pg_stat_statements and pg_stat_activity.
 EOF2
 
 if [ -n "$KEEP" ]; then

@@ -487,6 +487,34 @@ tv_log_submit_alt(const TvLogRecord *rec, const TvLogRecord *alt)
 }
 
 /*
+ * tv_log_try_submit_alt: tv_log_submit_alt, returning its error (copied
+ * into the caller's memory context) instead of raising it; NULL once the
+ * record is durable.  For callers that decide for themselves what a record
+ * that cannot be made durable means (a login, a role change at commit).
+ * tv_log_submit_alt raises its errors after releasing what it holds, so
+ * the caller's transaction stays sound.
+ */
+ErrorData *
+tv_log_try_submit_alt(const TvLogRecord *rec, const TvLogRecord *alt)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ErrorData  *volatile edata = NULL;
+
+	PG_TRY();
+	{
+		tv_log_submit_alt(rec, alt);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+	}
+	PG_END_TRY();
+	return edata;
+}
+
+/*
  * tv_log_enqueue: queue a record without waiting for it, and without ever
  * raising an error (it is called while a failed login's FATAL is being
  * reported).  False when the writer is not running or the ring is full.

@@ -16,8 +16,8 @@
 #   4. every refusal is in the audit trail with the rules broken, and no
 #      password text is in the server log (log_min_error_statement = error,
 #      the default, would log the refused statement: it is kept out) or in
-#      the trail.  (Accepted passwords in pg_stat_statements and under
-#      log_statement = all are for the redaction still to come.)
+#      the trail.  (Accepted passwords under log_statement = all and in
+#      pg_stat_statements: 96_account_changes.)
 set -euo pipefail
 source "$(dirname "$0")/../lib/cluster.sh"
 source "$(dirname "$0")/lib/helpers.sh"

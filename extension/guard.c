@@ -47,6 +47,7 @@
 #include "catalog/pg_proc.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
@@ -336,9 +337,19 @@ relation_has_rows(Relation rel)
 	return result;
 }
 
+/*
+ * tv_refuse_protected: refuse what to protected table relid.  The refusal
+ * is put on record first (protected_table_refused, through the log writer,
+ * so that it outlives the statement it fails), from any database.
+ */
 void
 tv_refuse_protected(Oid relid, const char *what, const char *hint)
 {
+	tv_record_refusal("protected_table_refused",
+					  GetUserNameFromId(GetUserId(), false), NULL, NULL, 0,
+					  psprintf("%s on %s.%s (database %s)", what,
+							   get_namespace_name(get_rel_namespace(relid)),
+							   get_rel_name(relid), get_database_name(MyDatabaseId)));
 	ereport(ERROR,
 			(errcode(GUARD_ERRCODE),
 			 errmsg("%s is refused on protected table \"%s\"", what,

@@ -29,6 +29,9 @@
  * fixed prefix "trialvault login fallback:", and the record is kept in
  * shared memory and put on record by the writer when it runs again.
  *
+ * Sessions end here too: study members idle for longer than
+ * trialvault.member_idle_timeout are logged off (tv_idle_sweep).
+ *
  * "Too many clients already" is decided before the backend has a process
  * slot, so it cannot be queued: it is only in the server log.  Failures are
  * seen through emit_log_hook only while log_min_messages lets FATAL messages
@@ -51,6 +54,9 @@
 #include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/acl.h"
+#include "utils/backend_status.h"
+#include "commands/dbcommands.h"
+#include "pgstat.h"
 #include "utils/elog.h"
 #include "utils/guc.h"
 #include "utils/json.h"
@@ -60,6 +66,7 @@
 #include "trialvault.h"
 
 static bool tv_audit_logins = true;
+static int	tv_member_idle_timeout = 900;
 
 static ClientAuthentication_hook_type prev_client_auth_hook = NULL;
 static emit_log_hook_type prev_emit_log_hook = NULL;
@@ -450,6 +457,88 @@ tv_login_xact(XactEvent event, void *arg)
 }
 
 /*
+ * tv_idle_sweep: end the sessions of study members (members of
+ * trialvault_user, superusers excepted) idle for longer than
+ * trialvault.member_idle_timeout, in any database, and fill a record of
+ * each into recs (at most max); returns how many.  Called by the log writer
+ * about once a second, inside a transaction.
+ *
+ * PostgreSQL's idle_session_timeout would do the ending, but any role can
+ * SET it for its own session, above anything set at login; a sweep from the
+ * writer cannot be turned off by the session it ends.  Sessions idle inside
+ * a transaction are ended too.
+ */
+int
+tv_idle_sweep(TvLogRecord *recs, int max)
+{
+	Oid			members;
+	TimestampTz now = GetCurrentTimestamp();
+	int			nb;
+	int			i;
+	int			n = 0;
+
+	if (tv_member_idle_timeout <= 0 ||
+		!OidIsValid(members = get_role_oid("trialvault_user", true)))
+		return 0;
+	nb = pgstat_fetch_stat_numbackends();
+	for (i = 1; i <= nb && n < max; i++)
+	{
+		LocalPgBackendStatus *l = pgstat_fetch_stat_local_beentry(i);
+		PgBackendStatus *be;
+		TvLogRecord *rec;
+		char		host[NI_MAXHOST];
+		char	   *database;
+		StringInfoData buf;
+
+		if (l == NULL)
+			continue;
+		be = &l->backendStatus;
+		if (be->st_procpid <= 0 || be->st_backendType != B_BACKEND ||
+			(be->st_state != STATE_IDLE && be->st_state != STATE_IDLEINTRANSACTION &&
+			 be->st_state != STATE_IDLEINTRANSACTION_ABORTED) ||
+			!TimestampDifferenceExceeds(be->st_state_start_timestamp, now,
+										tv_member_idle_timeout * 1000) ||
+			superuser_arg(be->st_userid) || !is_member_of_role(be->st_userid, members))
+			continue;
+		/* As pg_terminate_backend() does. */
+		if (kill(be->st_procpid, SIGTERM) != 0)
+			continue;
+
+		rec = &recs[n++];
+		memset(rec, 0, sizeof(*rec));
+		rec->kind = TV_LOG_SECURITY;
+		rec->pid = be->st_procpid;
+		rec->at = now;
+		strlcpy(rec->reason, "session_idle_logoff", sizeof(rec->reason));
+		tv_copy_utf8(rec->requester, sizeof(rec->requester),
+					 GetUserNameFromId(be->st_userid, true));
+		strlcpy(rec->session_user, rec->requester, sizeof(rec->session_user));
+		tv_copy_utf8(rec->application_name, sizeof(rec->application_name), be->st_appname);
+		if (be->st_clientaddr.addr.ss_family != AF_UNIX &&
+			be->st_clientaddr.addr.ss_family != AF_UNSPEC &&
+			pg_getnameinfo_all(&be->st_clientaddr.addr, be->st_clientaddr.salen,
+							   host, sizeof(host), NULL, 0, NI_NUMERICHOST) == 0)
+			strlcpy(rec->client_addr, host, sizeof(rec->client_addr));
+		database = get_database_name(be->st_databaseid);
+		initStringInfo(&buf);
+		appendStringInfoChar(&buf, '{');
+		tv_json_field(&buf, "database", database ? database : "");
+		tv_json_field(&buf, "idle_since", timestamptz_to_str(be->st_state_start_timestamp));
+		tv_json_field(&buf, "reason",
+					  psprintf("idle for more than %d s (trialvault.member_idle_timeout)%s",
+							   tv_member_idle_timeout,
+							   be->st_state == STATE_IDLE ? "" : ", inside a transaction"));
+		appendStringInfoChar(&buf, '}');
+		strlcpy(rec->detail, buf.len < TV_LOG_DETAIL ? buf.data : "{}", sizeof(rec->detail));
+		ereport(LOG,
+				(errmsg("trialvault ended the idle session of study member \"%s\" (pid %d): idle for more than %d s",
+						rec->requester, rec->pid, tv_member_idle_timeout)));
+	}
+	pgstat_clear_snapshot();
+	return n;
+}
+
+/*
  * tv_login_init: the setting and the hooks, at preload.
  */
 void
@@ -463,6 +552,14 @@ tv_login_init(void)
 							 PGC_SIGHUP,
 							 0,
 							 NULL, NULL, NULL);
+	DefineCustomIntVariable("trialvault.member_idle_timeout",
+							"Ends the sessions of study members idle for longer than this.",
+							"0 turns it off. Superusers' sessions are never ended; sessions idle inside a transaction are.",
+							&tv_member_idle_timeout,
+							900, 0, 7 * 24 * 3600,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
 	prev_client_auth_hook = ClientAuthentication_hook;
 	ClientAuthentication_hook = tv_client_auth;
 	prev_emit_log_hook = emit_log_hook;

@@ -97,14 +97,16 @@ COMMENT ON FUNCTION trialvault.unlock_role(name) IS
 	'Ends a role''s lockout and its count of failed logins at once (trialvault_admin); the audit event role_unlocked is committed first, even if the caller rolls back. True when the role had failed logins or a lockout.';
 
 -- The role a security event (no study) is about: the one who tried to log
--- in, or the role an account change changed.  account_changes and the
+-- in (or was logged off, or was refused on a protected table), or the role
+-- an account change changed.  account_changes and the
 -- auditors' audit_trail read it.
 CREATE FUNCTION trialvault._event_subject(event text, actor name, detail text) RETURNS name
 	LANGUAGE sql IMMUTABLE
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 	SELECT CASE
-		WHEN event IN ('login', 'login_failed', 'login_fallback', 'role_locked') THEN actor
+		WHEN event IN ('login', 'login_failed', 'login_fallback', 'role_locked',
+					   'session_idle_logoff', 'protected_table_refused') THEN actor
 		WHEN event IN ('role_created', 'role_altered', 'role_setting_changed', 'role_dropped',
 					   'membership_granted', 'membership_revoked', 'role_renamed',
 					   'account_change_refused', 'account_change_fallback')
@@ -167,6 +169,156 @@ COMMENT ON VIEW trialvault.account_changes IS
 	'Every change to an account, from the audit trail: roles created, altered (which attributes; for a password only that it changed), given settings, dropped, renamed, role memberships granted and revoked, in any database, and refused; study roles, monitor authorizations, signing keys, data and server keys, lockouts and unlocks, and refused passwords. session_user_name and current_user_name: who did it; target_role: to whom. For administrators.';
 REVOKE ALL ON trialvault.account_changes FROM PUBLIC;
 GRANT SELECT ON trialvault.account_changes TO trialvault_admin;
+
+-- The audit events of a report: a period, and a study's (its events, and
+-- the security events of its members) or all.
+CREATE FUNCTION trialvault._report_events(period_from timestamptz, period_to timestamptz,
+	study text, members name[]) RETURNS SETOF trialvault.audit_events
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT e.* FROM trialvault.audit_events e
+	WHERE e.occurred_at >= $1 AND e.occurred_at < $2
+	  AND ($3 IS NULL OR e.study = $3
+		   OR (e.study IS NULL AND trialvault._event_subject(e.event, e.actor, e.detail) = ANY ($4)))
+$$;
+COMMENT ON FUNCTION trialvault._report_events(timestamptz, timestamptz, text, name[]) IS
+	'Internal: the audit events audit_report covers.';
+REVOKE ALL ON FUNCTION trialvault._report_events(timestamptz, timestamptz, text, name[]) FROM PUBLIC;
+
+-- The auditors' printable report of a period (docs/auditor-guide.md).
+CREATE FUNCTION trialvault._audit_report(requester name, period_from timestamptz,
+	period_to timestamptz, study text) RETURNS text
+	LANGUAGE plpgsql AS $$
+DECLARE
+	r record;
+	out text[] := '{}';
+	n bigint;
+	members name[];
+	tables regclass[] := ARRAY['trialvault.audit_events', 'trialvault.decryption_log'];
+BEGIN
+	IF period_from IS NULL OR period_to IS NULL THEN
+		RAISE EXCEPTION 'arguments of trialvault.audit_report must not be NULL'
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'Give the period: audit_report(from, to[, study]).';
+	END IF;
+	IF period_to < period_from THEN
+		RAISE EXCEPTION 'the period of an audit report ends before it begins'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('From %s to %s.', period_from, period_to);
+	END IF;
+	IF study IS NULL THEN
+		PERFORM trialvault._require_admin(requester, 'report on the whole cluster');
+	ELSE
+		PERFORM trialvault._require_study(study);
+		IF NOT pg_has_role(requester, 'trialvault_admin', 'MEMBER')
+		   AND NOT EXISTS (SELECT 1 FROM trialvault.current_memberships m
+						   WHERE m.member = requester AND m.study = _audit_report.study
+							 AND m.study_role = 'auditor') THEN
+			RAISE EXCEPTION 'permission denied to report on study %', study
+				USING ERRCODE = 'insufficient_privilege',
+					  DETAIL = format('Role %s is neither an auditor of study %s nor a member of trialvault_admin.', requester, study),
+					  HINT = 'A trialvault_admin grants the auditor role with trialvault.grant_role().';
+		END IF;
+		members := ARRAY(SELECT DISTINCT m.member FROM trialvault.memberships m
+						 WHERE m.study = _audit_report.study);
+		tables := tables || ARRAY['trialvault.documents', 'trialvault.memberships',
+								  'trialvault.monitor_authorizations', 'trialvault.signatures']::regclass[];
+	END IF;
+
+	out := out || 'trialvault audit report'::text
+		|| format('Period:     %s to %s', period_from, period_to)
+		|| format('Scope:      %s', coalesce('study ' || study || ' (its events, and the security events of its '
+											 || cardinality(members) || ' members)', 'the whole cluster'))
+		|| format('Made:       %s by %s, database %s, trialvault %s', now(), requester, current_database(),
+				  (SELECT extversion FROM pg_extension WHERE extname = 'trialvault'))
+		|| ''::text;
+
+	out := out || '1. Events by kind'::text;
+	FOR r IN SELECT event, count(*) AS n FROM trialvault._report_events(period_from, period_to, _audit_report.study, members) GROUP BY event ORDER BY event LOOP
+		out := out || format('   %-34s %8s', r.event, r.n);
+	END LOOP;
+	SELECT count(*) INTO n FROM trialvault._report_events(period_from, period_to, _audit_report.study, members);
+	out := out || format('   %-34s %8s', 'total', n) || ''::text;
+
+	out := out || '2. Failed logins and lockouts'::text;
+	n := 0;
+	FOR r IN SELECT actor,
+					count(*) FILTER (WHERE event = 'login_failed') AS failed,
+					count(*) FILTER (WHERE event = 'login_failed' AND detail::jsonb ->> 'reason' LIKE 'locked out until %') AS refused_locked,
+					count(*) FILTER (WHERE event = 'role_locked') AS lockouts,
+					max(occurred_at) FILTER (WHERE event = 'login_failed') AS last
+			 FROM trialvault._report_events(period_from, period_to, _audit_report.study, members)
+			 WHERE event IN ('login_failed', 'role_locked')
+			 GROUP BY actor ORDER BY failed DESC, actor LOOP
+		out := out || format('   %-30s %5s failed (%s while locked out), %s lockout(s), last %s',
+							 r.actor, r.failed, r.refused_locked, r.lockouts, r.last);
+		n := n + 1;
+	END LOOP;
+	IF n = 0 THEN
+		out := out || '   none'::text;
+	END IF;
+	SELECT count(*) INTO n FROM trialvault._report_events(period_from, period_to, _audit_report.study, members) WHERE event = 'login';
+	out := out || format('   successful logins: %s; let in unrecorded (fallbacks): %s; idle logoffs: %s',
+						 n, (SELECT count(*) FROM trialvault._report_events(period_from, period_to, _audit_report.study, members) WHERE event = 'login_fallback'),
+						 (SELECT count(*) FROM trialvault._report_events(period_from, period_to, _audit_report.study, members) WHERE event = 'session_idle_logoff'))
+		|| ''::text;
+
+	out := out || '3. Decryptions per document'::text;
+	n := 0;
+	FOR r IN SELECT l.doc_id, count(*) FILTER (WHERE l.granted) AS granted,
+					count(*) FILTER (WHERE NOT l.granted) AS refused,
+					count(*) FILTER (WHERE l.emergency) AS emergency,
+					string_agg(DISTINCT l.requester::text, ', ') AS readers
+			 FROM trialvault.decryption_log l
+			 WHERE l.requested_at >= period_from AND l.requested_at < period_to
+			   AND (_audit_report.study IS NULL OR l.study = _audit_report.study)
+			 GROUP BY l.doc_id ORDER BY l.doc_id LOOP
+		out := out || format('   document %-10s %5s granted, %s refused, %s emergency; by %s',
+							 coalesce(r.doc_id::text, '(none)'), r.granted, r.refused, r.emergency, r.readers);
+		n := n + 1;
+	END LOOP;
+	IF n = 0 THEN
+		out := out || '   none'::text;
+	END IF;
+	out := out || ''::text;
+
+	out := out || '4. Account changes'::text;
+	n := 0;
+	FOR r IN SELECT c.at, c.session_user_name, c.current_user_name, c.target_role, c.kind, c.detail
+			 FROM trialvault.account_changes c
+			 WHERE c.event_id IN (SELECT e.event_id FROM trialvault._report_events(period_from, period_to, _audit_report.study, members) e)
+			 ORDER BY c.event_id LOOP
+		out := out || format('   %s  %s%s  %s  %s  %s', r.at, r.session_user_name,
+							 CASE WHEN r.current_user_name <> r.session_user_name
+								  THEN ' as ' || r.current_user_name ELSE '' END,
+							 r.kind, coalesce(r.target_role::text, '-'), coalesce(r.detail, ''));
+		n := n + 1;
+	END LOOP;
+	IF n = 0 THEN
+		out := out || '   none'::text;
+	END IF;
+	out := out || ''::text;
+
+	out := out || '5. Verification of every chain involved'::text;
+	FOR r IN SELECT t, v.* FROM unnest(tables) t, trialvault.verify(t) v LOOP
+		out := out || format('   %-36s %s: %s rows, %s head(s), head digest %s%s',
+							 r.t, CASE WHEN r.ok THEN 'verifies' ELSE 'DOES NOT VERIFY' END,
+							 r.rows_checked, r.heads, encode(r.head_digest, 'hex'),
+							 CASE WHEN r.ok THEN '' ELSE format(' (first bad: %s; guard: %s)', r.first_bad, r.guard) END);
+	END LOOP;
+	RETURN array_to_string(out, E'\n') || E'\n';
+END
+$$;
+COMMENT ON FUNCTION trialvault._audit_report(name, timestamptz, timestamptz, text) IS
+	'Internal: audit_report for the requester.';
+REVOKE ALL ON FUNCTION trialvault._audit_report(name, timestamptz, timestamptz, text) FROM PUBLIC;
+
+CREATE FUNCTION trialvault.audit_report(period_from timestamptz, period_to timestamptz,
+	study text DEFAULT NULL) RETURNS text
+	LANGUAGE C AS 'MODULE_PATHNAME', 'tv_call_as_owner';
+COMMENT ON FUNCTION trialvault.audit_report(timestamptz, timestamptz, text) IS
+	'A printable report of a period [from, to): audit events by kind with totals, failed logins and lockouts per role, decryptions per document, account changes, and the verification of every chain involved. With a study: that study''s events and the security events of its members, for its auditors; without: the whole cluster, for administrators.';
 
 
 -- Last: seal what this version's objects are.

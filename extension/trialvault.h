@@ -392,6 +392,8 @@ extern void tv_login_init(void);
 extern void tv_login_record(TvLogRecord *rec, const char *event, const char *reason,
 							TimestampTz until);
 
+extern int	tv_idle_sweep(TvLogRecord *recs, int max);
+
 /* accounts.c: role changes, passwords kept out of logs */
 extern void tv_accounts_init(void);
 extern bool tv_redact_passwords(char *sql);

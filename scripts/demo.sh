@@ -500,6 +500,13 @@ SQL
 echo "   What the server log kept of the statement that set bea's password:"
 grep -m1 'statement: CREATE ROLE bea' "$(tv_dir demo)/server.log" | sed 's/^.*LOG: */   /' || true
 
+say "18. The auditor's printable report of a period, ending with the verification of every chain."
+sql -At -c "SELECT trialvault.audit_report(now() - interval '1 hour', now() + interval '1 minute')" >"$(tv_dir demo)/report.txt"
+echo "   (the whole report is in $(tv_dir demo)/report.txt; its start and its end:)"
+sed -n '1,12p' "$(tv_dir demo)/report.txt" | sed 's/^/   /'
+echo "   ..."
+sed -n '/^5\. Verification/,$p' "$(tv_dir demo)/report.txt" | sed 's/^/   /'
+
 sql -c "SELECT pg_terminate_backend(pid) FROM trialvault.log_writer_status()" >/dev/null
 sleep 0.5
 say "   The log writer is stopped: nothing is decrypted while nothing can be put on record."
@@ -555,6 +562,8 @@ cat <<'EOF2'
   - Every account change (roles created, altered, dropped, renamed, memberships, study roles,
     keys) is on record before it commits; passwords are redacted from the server log,
     pg_stat_statements and pg_stat_activity.
+  - Idle study members are logged off; refusals on protected tables are on record; the
+    auditor's report covers a period and ends with the verification of every chain.
 EOF2
 
 if [ -n "$KEEP" ]; then

@@ -1,6 +1,8 @@
 -- protect(): making tables insert-only and hash-chained.
 CREATE EXTENSION trialvault CASCADE;
 SET client_min_messages = notice;
+-- Refusals are put on record by the log writer: wait until it runs.
+\i sql/include/wait_writer.sql
 
 -- Rows already present are chained in physical order when protect() runs.
 CREATE TABLE crf (

@@ -994,11 +994,35 @@ tv_log_kept_pending(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(pending);
 }
 
+/*
+ * About once a second: end the sessions of idle study members
+ * (tv_idle_sweep) and put each logoff on record.
+ */
+static void
+tv_sweep(TvLogRecord *recs, MemoryContext cxt, TimestampTz *last)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			n;
+	char		error[256];
+
+	if (!TimestampDifferenceExceeds(*last, now, 1000))
+		return;
+	*last = now;
+	MemoryContextReset(cxt);
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	n = tv_idle_sweep(recs, TV_BATCH_MAX);
+	CommitTransactionCommand();
+	if (n > 0)
+		(void) tv_write_batch(recs, &n, false, cxt, error, sizeof(error));
+}
+
 void
 tv_logwriter_main(Datum arg)
 {
 	MemoryContext cxt;
 	TvLogRecord *recs;
+	TimestampTz last_sweep = 0;
 
 	pqsignal(SIGTERM, die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -1049,6 +1073,7 @@ tv_logwriter_main(Datum arg)
 		}
 
 		tv_write_fallbacks(recs, cxt);
+		tv_sweep(recs, cxt, &last_sweep);
 
 		LWLockAcquire(tv_queue->lock, LW_SHARED);
 		from = tv_queue->tail;

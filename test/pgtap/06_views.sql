@@ -140,7 +140,12 @@ CREATE FUNCTION tv06.audit_kinds_seen() RETURNS text LANGUAGE sql STABLE SET sea
 -- the snapshot the whole query started with).
 CREATE FUNCTION tv06.audit_base(p_study text) RETURNS bigint[] LANGUAGE sql VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
-	AS $$ SELECT ARRAY(SELECT event_id FROM trialvault.audit_events WHERE study = p_study ORDER BY event_id) $$;
+	AS $$ SELECT ARRAY(SELECT event_id FROM trialvault.audit_events
+					   WHERE study = p_study
+						  -- security events (logins, refusals...) of the study's members
+						  OR (study IS NULL AND trialvault._event_subject(event, actor, detail) IN
+							  (SELECT member FROM trialvault.memberships m WHERE m.study = p_study))
+					   ORDER BY event_id) $$;
 CREATE FUNCTION tv06.log_base(p_study text) RETURNS bigint[] LANGUAGE sql STABLE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	AS $$ SELECT ARRAY(SELECT log_id FROM trialvault.decryption_log WHERE study = p_study ORDER BY log_id) $$;
@@ -272,7 +277,8 @@ $$;
 -- The same for every internal function (name starting with "_") except the
 -- ones meant to be callable (_session_scope, _session_study, _may_open,
 -- _session_roles and _session_sites: what the views ask, granted to
--- trialvault_user; _require_args and _current_schema: argument checks),
+-- trialvault_user; _require_args and _current_schema: argument checks;
+-- _event_subject: a pure function of an audit row that audit_trail calls),
 -- each called with NULL arguments (as sub-selects: a strict function called
 -- with constant NULLs is folded away by the planner, permission unchecked).
 CREATE FUNCTION tv06.direct_funcs() RETURNS text LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -289,7 +295,7 @@ BEGIN
 			 FROM pg_proc p
 			 WHERE p.pronamespace = 'trialvault'::regnamespace AND p.proname LIKE '\_%'
 			   AND p.proname NOT IN ('_session_scope', '_session_study', '_may_open', '_session_roles',
-									 '_session_sites', '_require_args', '_current_schema')
+									 '_session_sites', '_require_args', '_current_schema', '_event_subject')
 			 ORDER BY 1 LOOP
 		n := n + 1;
 		BEGIN

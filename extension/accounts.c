@@ -37,11 +37,16 @@
 #include "pgstat.h"
 #include "tcop/tcopprot.h"
 #include "tcop/utility.h"
+#include "utils/guc.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "commands/dbcommands.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "catalog/pg_authid.h"
+#include "executor/spi.h"
+#include "utils/syscache.h"
 
 #include "trialvault.h"
 
@@ -197,6 +202,73 @@ tv_options_have_password(List *options)
 	return false;
 }
 
+/* Whether a CREATE or ALTER ROLE sets a password (not PASSWORD NULL). */
+static bool
+tv_sets_password(Node *stmt)
+{
+	List	   *options;
+	ListCell   *lc;
+
+	if (IsA(stmt, CreateRoleStmt))
+		options = ((CreateRoleStmt *) stmt)->options;
+	else if (IsA(stmt, AlterRoleStmt))
+		options = ((AlterRoleStmt *) stmt)->options;
+	else
+		return false;
+	foreach(lc, options)
+	{
+		DefElem    *d = lfirst(lc);
+
+		if (strcmp(d->defname, "password") == 0 && d->arg != NULL)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Aging: a password set here expires trialvault.password_max_age days from
+ * now.  Without a VALID UNTIL, or with a later one (or 'infinity'), the role
+ * gets that one, brought down with a NOTICE.  It is set afterwards, as the
+ * bootstrap superuser: a role may change its own password but not its own
+ * VALID UNTIL, and must still be able to change its password.
+ */
+static void
+tv_age_password(const char *rolename)
+{
+	TimestampTz limit = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													(int64) tv_password_max_age * 86400 * 1000);
+	Oid			roleid;
+	HeapTuple	tup;
+	bool		isnull;
+	TimestampTz until = 0;
+	Oid			save_userid;
+	int			save_sec;
+
+	CommandCounterIncrement();
+	roleid = get_role_oid(rolename, false);
+	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(roleid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for role %u", roleid);
+	until = DatumGetTimestampTz(SysCacheGetAttr(AUTHOID, tup, Anum_pg_authid_rolvaliduntil, &isnull));
+	ReleaseSysCache(tup);
+	if (!isnull && until <= limit)
+		return;
+	if (!isnull)
+		ereport(NOTICE,
+				(errmsg("VALID UNTIL brought down to %s", timestamptz_to_str(limit)),
+				 errdetail("A password set here is valid for %d days at most (trialvault.password_max_age).",
+						   tv_password_max_age)));
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	SPI_connect();
+	if (SPI_execute(psprintf("ALTER ROLE %s VALID UNTIL %s", quote_identifier(rolename),
+							 quote_literal_cstr(timestamptz_to_str(limit))), false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "could not set VALID UNTIL of role \"%s\"", rolename);
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
+}
+
 /* ---------------------------------------------------------------------
  * What changed
  * ---------------------------------------------------------------------
@@ -339,16 +411,32 @@ tv_change_record(TvLogRecord *rec, const char *event, const char *target,
 	tv_change_detail(rec, target, changes);
 }
 
-static void
-tv_pending_add(const char *event, const char *target, const char *changes)
+static TvPendingChange *
+tv_pending_new(void)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
 	TvPendingChange *c = palloc(sizeof(TvPendingChange));
 
 	c->subid = GetCurrentSubTransactionId();
-	tv_change_record(&c->rec, event, target, changes);
 	tv_pending = lappend(tv_pending, c);
 	MemoryContextSwitchTo(old);
+	return c;
+}
+
+static void
+tv_pending_add(const char *event, const char *target, const char *changes)
+{
+	tv_change_record(&tv_pending_new()->rec, event, target, changes);
+}
+
+/*
+ * tv_account_change_pending: a record made durable with this transaction's
+ * role changes, when it commits (a password history entry, auth.c).
+ */
+void
+tv_account_change_pending(const TvLogRecord *rec)
+{
+	tv_pending_new()->rec = *rec;
 }
 
 /* The records a role statement that succeeded makes. */
@@ -426,6 +514,23 @@ tv_note_change(Node *stmt)
 				tv_pending_add("role_renamed", s->subname, psprintf("renamed to %s", s->newname));
 				break;
 			}
+		case T_AlterSystemStmt:
+			{
+				VariableSetStmt *v = ((AlterSystemStmt *) stmt)->setstmt;
+				char	   *value = v->kind == VAR_SET_VALUE ? ExtractSetVariableArgs(v) : NULL;
+
+				/*
+				 * A *_command is for superusers' eyes only (GUC_SUPERUSER_ONLY);
+				 * the trail, which administrators read, does not keep it.
+				 */
+				if (value && v->name && strstr(v->name, "_command") != NULL)
+					value = "(a command, not recorded)";
+				tv_pending_add("setting_changed", "",
+							   v->name == NULL ? "ALTER SYSTEM RESET ALL" :
+							   value ? psprintf("ALTER SYSTEM SET %s = %s (takes effect on reload or restart)", v->name, value) :
+							   psprintf("ALTER SYSTEM RESET %s (takes effect on reload or restart)", v->name));
+				break;
+			}
 		default:
 			break;
 	}
@@ -444,9 +549,60 @@ tv_is_role_stmt(Node *stmt)
 			return true;
 		case T_RenameStmt:
 			return ((RenameStmt *) stmt)->renameType == OBJECT_ROLE;
+		case T_AlterSystemStmt:
+			{
+				const char *name = ((AlterSystemStmt *) stmt)->setstmt->name;
+
+				/* trialvault's settings, and RESET ALL (name NULL). */
+				return name == NULL || pg_strncasecmp(name, "trialvault.", 11) == 0;
+			}
 		default:
 			return false;
 	}
+}
+
+/*
+ * Run a role statement; when it fails, queue the record of the refusal
+ * (made beforehand, so that only the message is left to add).
+ */
+static void
+tv_run_role_stmt(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+				 ProcessUtilityContext context, ParamListInfo params,
+				 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc,
+				 TvLogRecord *refused, const char *target)
+{
+	Node	   *stmt = pstmt->utilityStmt;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		if (prev_utility_hook)
+			prev_utility_hook(pstmt, queryString, readOnlyTree, context, params,
+							  queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+									queryEnv, dest, qc);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *e;
+		MemoryContext ecxt = MemoryContextSwitchTo(cxt);
+
+		e = CopyErrorData();
+		MemoryContextSwitchTo(ecxt);
+
+		/*
+		 * Queued at once (the transaction is failing): a refusal is on
+		 * record whatever becomes of it.
+		 */
+		tv_change_detail(refused, target,
+						 psprintf("%s refused: %s",
+								  GetCommandTagName(CreateCommandTag(stmt)), e->message));
+		if (!tv_log_enqueue(refused))
+			tv_log_fallback(refused);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 }
 
 static void
@@ -456,8 +612,7 @@ tv_accounts_utility(PlannedStmt *pstmt, const char *queryString,
 					DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *stmt = pstmt->utilityStmt;
-	MemoryContext cxt = CurrentMemoryContext;
-	const char *volatile target;
+	const char *target;
 	TvLogRecord refused;
 
 	if (!tv_is_role_stmt(stmt))
@@ -493,37 +648,11 @@ tv_accounts_utility(PlannedStmt *pstmt, const char *queryString,
 		IsA(stmt, RenameStmt) ? ((RenameStmt *) stmt)->subname : "";
 	tv_change_record(&refused, "account_change_refused", target, NULL);
 
-	PG_TRY();
-	{
-		if (prev_utility_hook)
-			prev_utility_hook(pstmt, queryString, readOnlyTree, context, params,
-							  queryEnv, dest, qc);
-		else
-			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
-									queryEnv, dest, qc);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *e;
-		MemoryContext ecxt = MemoryContextSwitchTo(cxt);
-
-		e = CopyErrorData();
-		MemoryContextSwitchTo(ecxt);
-
-		/*
-		 * Queued at once (the transaction is failing): a refusal is on
-		 * record whatever becomes of it.
-		 */
-		tv_change_detail(&refused, target,
-						 psprintf("%s refused: %s",
-								  GetCommandTagName(CreateCommandTag(stmt)), e->message));
-		if (!tv_log_enqueue(&refused))
-			tv_log_fallback(&refused);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-
+	tv_run_role_stmt(pstmt, queryString, readOnlyTree, context, params, queryEnv,
+					 dest, qc, &refused, target);
 	tv_note_change(stmt);
+	if (tv_password_max_age > 0 && tv_sets_password(stmt))
+		tv_age_password(target);
 }
 
 /* ---------------------------------------------------------------------
@@ -563,9 +692,18 @@ tv_accounts_xact(XactEvent event, void *arg)
 		 * refused.
 		 */
 		alt = c->rec;
-		strlcpy(alt.reason, superuser ? "account_change_fallback" : "account_change_refused",
-				sizeof(alt.reason));
+		if (c->rec.kind == TV_LOG_PASSWORD)
+		{
+			/* The role exists now (CREATE ROLE of this transaction too). */
+			c->rec.doc_id = alt.doc_id = get_role_oid(c->rec.study, false);
+			c->rec.has_doc = alt.has_doc = true;
+		}
+		else
+			strlcpy(alt.reason, superuser ? "account_change_fallback" : "account_change_refused",
+					sizeof(alt.reason));
 		edata = tv_log_try_submit_alt(&c->rec, &alt);
+		if (c->rec.kind == TV_LOG_PASSWORD && (edata == NULL || superuser))
+			tv_password_history_add((Oid) c->rec.doc_id, c->rec.detail);
 		if (edata == NULL)
 			continue;
 		if (!superuser)

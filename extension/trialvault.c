@@ -49,9 +49,11 @@ tv_shmem_request(void)
 	RequestAddinShmemSpace(tv_chain_shmem_size());
 	RequestAddinShmemSpace(tv_log_shmem_size());
 	RequestAddinShmemSpace(tv_lockout_shmem_size());
+	RequestAddinShmemSpace(tv_auth_shmem_size());
 	RequestNamedLWLockTranche("trialvault", 1);
 	RequestNamedLWLockTranche("trialvault_log", 1);
 	RequestNamedLWLockTranche("trialvault_lockout", 1);
+	RequestNamedLWLockTranche("trialvault_password_history", 1);
 }
 
 static void
@@ -62,6 +64,7 @@ tv_shmem_startup(void)
 	tv_chain_shmem_init();
 	tv_log_shmem_init();
 	tv_lockout_shmem_init();
+	tv_auth_shmem_init();
 }
 
 void

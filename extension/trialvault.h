@@ -173,6 +173,8 @@ extern bytea *tv_decrypt_field(int32 study_id, const char *study, int64 doc_id,
 #define TV_LOG_SECURITY		3	/* an audit record from any database (logins,
 								 * account changes); dropped while the trail
 								 * database has no trialvault */
+#define TV_LOG_PASSWORD		4	/* a password history entry (auth.c), from
+								 * any database */
 #define TV_LOG_TEXT			64
 #define TV_LOG_DETAIL		512
 
@@ -386,6 +388,11 @@ extern void tv_require_unsigned_allowed(const char *study, const char *site,
 
 /* auth.c */
 extern void tv_auth_init(void);
+extern int	tv_password_max_age;
+extern Size tv_auth_shmem_size(void);
+extern void tv_auth_shmem_init(void);
+extern void tv_password_history_add(Oid roleid, const char *encoded);
+extern void tv_password_history_load(void);
 
 /* login.c: connection attempts */
 extern void tv_login_init(void);
@@ -397,6 +404,7 @@ extern int	tv_idle_sweep(TvLogRecord *recs, int max);
 /* accounts.c: role changes, passwords kept out of logs */
 extern void tv_accounts_init(void);
 extern bool tv_redact_passwords(char *sql);
+extern void tv_account_change_pending(const TvLogRecord *rec);
 
 /* lockout.c: locking roles out after failed logins */
 extern int	tv_lockout_threshold;

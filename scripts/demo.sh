@@ -446,12 +446,14 @@ SELECT ok, rows_checked, guard FROM trialvault.verify('lab_results');
 SELECT extends, detail FROM trialvault.verify_digest('lab_results', :'digest');
 SQL
 
-say "14. Password rules: a weak password is refused, naming the rules it breaks (never the password)."
+say "14. Password rules: a weak or reused password is refused, naming the rule (never the password); passwords expire."
 sql <<'SQL'
 \pset footer off
 SELECT demo_try($$ALTER ROLE ana PASSWORD 'ana2024'$$) AS weak_password;
 SELECT demo_try($$ALTER ROLE ana PASSWORD 'C0ffee&Consent'$$) AS strong_password;
+SELECT demo_try($$ALTER ROLE ana PASSWORD 'C0ffee&Consent'$$) AS the_same_one_again;
 SELECT event, detail FROM trialvault.audit_events WHERE event = 'password_refused' ORDER BY event_id;
+SELECT rolname, rolvaliduntil::date AS password_valid_until FROM pg_roles WHERE rolname = 'ana';
 SQL
 
 say "15. Every connection attempt, to any database, is on record: let in only once it is."
@@ -553,7 +555,8 @@ cat <<'EOF2'
     with openssl and xmllint alone.
   - Signed digests of a table, kept outside the database, prove later that it only grew:
     a consistent rewrite of its newest rows, which verify() alone cannot see, is named.
-  - Passwords must keep the password rules; refusals name the rules and are on record.
+  - Passwords must keep the password rules and differ from the last 5 (kept only as salted
+    hashes), and expire after 90 days; refusals name the rules and are on record.
   - Every connection attempt to any database, let in or not (wrong password, unknown role,
     pg_hba.conf), is in the chained trail; a session is let in only once its login is
     on record, and only superusers get in (counted, logged) while it cannot be.

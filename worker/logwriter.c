@@ -29,6 +29,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "catalog/namespace.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -764,6 +765,31 @@ tv_write_audit(const TvLogRecord *r, SPIPlanPtr plan)
 
 static SPIPlanPtr dplan = NULL;
 static SPIPlanPtr aplan = NULL;
+static SPIPlanPtr pplan = NULL;
+
+/* A password history entry: "iterations:salt:hash" (hex) in the detail. */
+static const char *tv_password_insert =
+"INSERT INTO trialvault.password_history (roleid, role_name, set_at, iterations, salt, hash) "
+"VALUES ($1, $2, $3, pg_catalog.split_part($4, ':', 1)::integer, "
+"        pg_catalog.decode(pg_catalog.split_part($4, ':', 2), 'hex'), "
+"        pg_catalog.decode(pg_catalog.split_part($4, ':', 3), 'hex'))";
+
+static void
+tv_write_password(const TvLogRecord *r, SPIPlanPtr plan)
+{
+	Datum		v[4];
+	NameData	role;
+	int			ret;
+
+	namestrcpy(&role, r->study);
+	v[0] = ObjectIdGetDatum((Oid) r->doc_id);
+	v[1] = NameGetDatum(&role);
+	v[2] = TimestampTzGetDatum(r->at);
+	v[3] = CStringGetTextDatum(r->detail);
+	ret = SPI_execute_plan(plan, v, NULL, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "log writer insert failed: %s", SPI_result_code_string(ret));
+}
 
 /*
  * Take queued records, in queue order, into recs[n..]; returns the new count.
@@ -839,6 +865,7 @@ tv_write_batch(TvLogRecord *recs, int *np, bool more, MemoryContext cxt,
 	{
 		Oid			atypes[11] = {TEXTOID, NAMEOID, NAMEOID, TIMESTAMPTZOID,
 			TEXTOID, TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, INT4OID};
+		Oid			ptypes[4] = {OIDOID, NAMEOID, TIMESTAMPTZOID, TEXTOID};
 		int			i;
 		int			run;
 
@@ -870,6 +897,19 @@ tv_write_batch(TvLogRecord *recs, int *np, bool more, MemoryContext cxt,
 				for (run = 1; i + run < n && recs[i + run].kind == TV_LOG_DECRYPTION; run++)
 					;
 				tv_write_decryptions(&recs[i], run, dplan);
+			}
+			else if (recs[i].kind == TV_LOG_PASSWORD)
+			{
+				Oid			nsp = get_namespace_oid("trialvault", true);
+
+				/* Dropped, as security records are, while there is no table for it. */
+				if (installed && OidIsValid(nsp) &&
+					OidIsValid(get_relname_relid("password_history", nsp)))
+					tv_write_password(&recs[i],
+									  tv_kept_plan(&pplan, tv_password_insert, 4, ptypes));
+				else
+					skipped++;
+				run = 1;
 			}
 			else if (recs[i].kind == TV_LOG_SECURITY && !installed)
 			{
@@ -1043,6 +1083,7 @@ tv_logwriter_main(Datum arg)
 	 * in): the lockout counters, from the trail.
 	 */
 	tv_lockout_load();
+	tv_password_history_load();
 
 	before_shmem_exit(tv_logwriter_exit, (Datum) 0);
 	LWLockAcquire(tv_queue->lock, LW_EXCLUSIVE);

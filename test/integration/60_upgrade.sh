@@ -39,8 +39,8 @@ like "$(tv_psql up -d old -v VERBOSITY=verbose -c "UPDATE ecrf SET visit = 9" 2>
 	"guards still refuse UPDATE after the update"
 is "$(q old "INSERT INTO ecrf VALUES ('U-1', 2, 80); SELECT ok || ':' || rows_checked FROM trialvault.verify('ecrf')")" \
 	"true:76" "new rows chain onto the old ones"
-is "$(q old "SELECT count(*) FROM trialvault.protected_tables WHERE schema_name = 'trialvault'")" 19 \
-	"the 0.2 registries, the 0.3 tables, the 0.6 catalog seal and the 0.7 keys, signatures and policies are protected tables"
+is "$(q old "SELECT count(*) FROM trialvault.protected_tables WHERE schema_name = 'trialvault'")" 20 \
+	"the 0.2 registries, the 0.3 tables, the 0.6 catalog seal, the 0.7 keys, signatures and policies and the 0.8 password history are protected tables"
 is "$(q old "SELECT trialvault.meta_int('<m><v>7</v></m>', '/m/v')")" 7 "0.2 functions work after the update"
 is "$(q old "SELECT trialvault.create_study('UP', 'upgraded') > 0 AND (SELECT master_key_loaded FROM trialvault.key_status())")" t \
 	"0.3 functions work after the update (a study and its data key)"

@@ -18,6 +18,14 @@
 #      the default, would log the refused statement: it is kept out) or in
 #      the trail.  (Accepted passwords under log_statement = all and in
 #      pg_stat_statements: 96_account_changes.)
+#   5. history: a password among the role's last 5 (trialvault.password_history)
+#      is refused, in any database, after a restart too; rolled-back and
+#      refused ones do not count; only salted PBKDF2 hashes are kept, in a
+#      chained table nobody but the extension reads;
+#   6. aging: a password set gets VALID UNTIL in trialvault.password_max_age
+#      days, a later one is brought down, an earlier one kept; 0 turns it
+#      off; password_expiry lists what expires within 14 days; no password
+#      is in the server log, the trail or the data directory.
 set -euo pipefail
 source "$(dirname "$0")/../lib/cluster.sh"
 source "$(dirname "$0")/lib/helpers.sh"
@@ -99,6 +107,66 @@ for secret in "${SECRETS[@]}"; do
 	check "4: '${secret:0:3}...' is in neither the server log nor the trail" \
 		bash -c '! grep -qF -- "$1" "$2" && ! grep -qF -- "$1" "$3"' _ "$secret" "$PWDIR/server.log" "$PWDIR/trail.txt"
 done
+# --- 5. password history -------------------------------------------------------------
+q pw postgres "ALTER SYSTEM RESET trialvault.password_min_length" >/dev/null
+q pw postgres "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+HIST=()
+setpw() {	# setpw DB ROLE PASSWORD: ALTER ROLE ... PASSWORD; prints SQLSTATE
+	HIST+=("$3")
+	sqlstate_of pw "$1" "ALTER ROLE $2 PASSWORD '$3'"
+}
+HIST+=("Hist#Pass01")
+q pw postgres "CREATE ROLE pw_h LOGIN PASSWORD 'Hist#Pass01'" >/dev/null
+for i in 02 03 04 05; do setpw postgres pw_h "Hist#Pass$i" >/dev/null; done
+is "$(setpw postgres pw_h 'Hist#Pass01')" 22023 "5: one of the role's last 5 passwords: refused"
+like "$(tv_psql pw -d postgres -c "ALTER ROLE pw_h PASSWORD 'Hist#Pass03'" 2>&1 || true)" \
+	'the password for role "pw_h" was used before' "5: ... saying so"
+q pw postgres "CREATE DATABASE pw_other" >/dev/null
+is "$(setpw pw_other pw_h 'Hist#Pass04')" 22023 "5: ... in another database too"
+is "$(setpw postgres pw_h 'Hist#Pass06')" none "5: a new one: accepted"
+is "$(setpw postgres pw_h 'Hist#Pass01')" none "5: the sixth one back: accepted again"
+is "$(sqlstate_of pw postgres "BEGIN; ALTER ROLE pw_h PASSWORD 'Roll#Back77'; ROLLBACK")" none "5: (a change rolled back)"
+HIST+=("Roll#Back77")
+is "$(setpw postgres pw_h 'Roll#Back77')" none "5: ... is not in the history"
+is "$(q pw postgres "SELECT count(*) || ':' || bool_and(length(hash) = 32 AND length(salt) = 16 AND iterations >= 100000) FROM trialvault.password_history WHERE role_name = 'pw_h'")" \
+	"8:true" "5: the history keeps salted PBKDF2 hashes, one per password set (refused and rolled back ones not)"
+is "$(q pw postgres "SELECT count(DISTINCT salt) FROM trialvault.password_history WHERE role_name = 'pw_h'")" 8 "5: ... each with its own salt"
+is "$(q pw postgres "SELECT ok FROM trialvault.verify('trialvault.password_history')")" t "5: ... in a chained table that verifies"
+q pw postgres "CREATE ROLE pw_hadm IN ROLE trialvault_admin" >/dev/null
+is "$(sqlstate_of pw postgres "SET ROLE pw_hadm; SELECT count(*) FROM trialvault.password_history")" 42501 \
+	"5: nobody but the extension reads it, administrators neither"
 tv_cluster_stop pw
+tv_cluster_restart pw
+wait_until "the writer" 20 bash -c "[ -n \"\$(PGHOST=$PWDIR PGPORT=$(tv_port pw) $PGBIN/psql -X -U postgres -d postgres -At -c 'SELECT pid FROM trialvault.log_writer_status() WHERE pid IS NOT NULL')\" ]" || true
+is "$(setpw postgres pw_h 'Hist#Pass06')" 22023 "5: after a restart the history is still there"
+
+# --- 6. aging -------------------------------------------------------------------------
+HIST+=("Age#Pass123" "Age#Pass456" "Age#Pass789")
+q pw postgres "CREATE ROLE pw_age LOGIN PASSWORD 'Age#Pass123'" >/dev/null
+is "$(q pw postgres "SELECT rolvaliduntil BETWEEN now() + interval '89 days 23 hours' AND now() + interval '90 days 1 hour' FROM pg_roles WHERE rolname = 'pw_age'")" t \
+	"6: a password set without VALID UNTIL expires in trialvault.password_max_age (90) days"
+like "$(tv_psql pw -d postgres -c "ALTER ROLE pw_age PASSWORD 'Age#Pass456' VALID UNTIL 'infinity'" 2>&1)" \
+	'NOTICE: +VALID UNTIL brought down to' "6: VALID UNTIL 'infinity' with a password is brought down, with a notice"
+is "$(q pw postgres "SELECT rolvaliduntil < now() + interval '91 days' FROM pg_roles WHERE rolname = 'pw_age'")" t "6: ... to 90 days"
+q pw postgres "ALTER ROLE pw_age PASSWORD 'Age#Pass789' VALID UNTIL '$(date -u -d '+7 days' '+%Y-%m-%d')'" >/dev/null
+is "$(q pw postgres "SELECT rolvaliduntil::date = current_date + 7 FROM pg_roles WHERE rolname = 'pw_age'")" t "6: an earlier VALID UNTIL is kept"
+is "$(q pw postgres "SELECT string_agg(role_name || ':' || expired, ',') FROM trialvault.password_expiry WHERE role_name LIKE 'pw_%'")" \
+	"pw_age:false" "6: password_expiry lists the role that expires within 14 days (not those with 90)"
+like "$(q pw postgres "SELECT string_agg(kind || ': ' || detail, ' / ' ORDER BY event_id) FROM trialvault.account_changes WHERE target_role = 'pw_age'")" \
+	'^role_created: login, password changed \(database postgres\) / role_altered: valid until [0-9]{4}-[^/]* \(database postgres\) / ' \
+	"6: the account changes show the VALID UNTIL the role got, after its password"
+q pw postgres "ALTER SYSTEM SET trialvault.password_max_age = 0" >/dev/null
+q pw postgres "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+HIST+=("NoAge#Pass1")
+q pw postgres "CREATE ROLE pw_noage LOGIN PASSWORD 'NoAge#Pass1'" >/dev/null
+is "$(q pw postgres "SELECT rolvaliduntil IS NULL FROM pg_roles WHERE rolname = 'pw_noage'")" t "6: trialvault.password_max_age = 0: no VALID UNTIL"
+q pw postgres "SELECT coalesce(string_agg(a::text, E'\n'), '') FROM trialvault.audit_events a" >"$PWDIR/trail2.txt"
+tv_cluster_stop pw
+for secret in "${HIST[@]}"; do
+	check "6: '${secret:0:4}...' is in neither the server log, the trail nor the data directory" \
+		bash -c '! grep -qF -- "$1" "$2" "$3" && ! grep -rqF -- "$1" "$4"' _ "$secret" "$PWDIR/server.log" "$PWDIR/trail2.txt" "$PWDIR/data"
+done
 
 done_testing

@@ -196,6 +196,13 @@ like "$(PGPASSWORD='Adm#Pass123' "$PGBIN/psql" -X -w -h "$DIR" -p "$PORT" -U lg_
 	'^t$' "5: an administrator can"
 like "$(PGPASSWORD='Ann#Pass123' "$PGBIN/psql" -X -w -h "$DIR" -p "$PORT" -U lg_ann -d postgres -At -c "SET trialvault.audit_logins = off" 2>&1 || true)" \
 	'cannot be changed now' "5: a session cannot turn recording off"
+like "$(PGOPTIONS='-c trialvault.audit_logins=off' PGPASSWORD='Ann#Pass123' "$PGBIN/psql" -X -w -h "$DIR" -p "$PORT" -U lg_ann -d postgres -At -c "SELECT 1" 2>&1 || true)" \
+	'cannot be changed now' "5: ... nor a client at connection (PGOPTIONS): the connection is refused"
+wait_until "that refusal on record" 10 bash -c "[ \"\$(PGHOST=$DIR PGPORT=$PORT $PGBIN/psql -X -U postgres -d postgres -At -c \"SELECT count(*) FROM trialvault.login_attempts WHERE role_name = 'lg_ann' AND reason LIKE 'refused: %audit_logins%'\")\" = 1 ]" || true
+is "$(q lg postgres "SELECT count(*) FROM trialvault.login_attempts WHERE role_name = 'lg_ann' AND reason LIKE 'refused: %audit_logins%'")" 1 \
+	"5: ... and on record as refused"
+like "$(tv_psql lg -d postgres -c "ALTER ROLE lg_ann SET trialvault.audit_logins = off" 2>&1 || true)" \
+	'cannot be (changed|set)' "5: nor can a role be exempted (ALTER ROLE ... SET)"
 
 tv_cluster_stop lg
 done_testing

@@ -81,6 +81,15 @@ is "$(change role_dropped ac_x):$(change role_dropped ac_y)" \
 	"postgres|postgres| (database ac_other):postgres|postgres| (database ac_other)" \
 	"1: in another database, DROP ROLE of two roles: one row each, with the database"
 
+q ac postgres "ALTER SYSTEM SET trialvault.lockout_threshold = 7" >/dev/null
+q ac postgres "ALTER SYSTEM SET trialvault.signing_key_command = 'echo Sekrit#Phrase9'" >/dev/null
+q ac postgres "ALTER SYSTEM RESET trialvault.signing_key_command" >/dev/null
+q ac postgres "ALTER SYSTEM RESET trialvault.lockout_threshold" >/dev/null
+is "$(q ac postgres "SELECT string_agg(detail, ' | ' ORDER BY event_id) FROM trialvault.account_changes WHERE kind = 'setting_changed'")" \
+	"ALTER SYSTEM SET trialvault.lockout_threshold = 7 (takes effect on reload or restart) (database postgres) | ALTER SYSTEM SET trialvault.signing_key_command = (a command, not recorded) (takes effect on reload or restart) (database postgres) | ALTER SYSTEM RESET trialvault.signing_key_command (takes effect on reload or restart) (database postgres) | ALTER SYSTEM RESET trialvault.lockout_threshold (takes effect on reload or restart) (database postgres)" \
+	"1: ALTER SYSTEM of trialvault's settings is on record (a command's text, superuser-only, is not)"
+is "$(q ac postgres "SELECT count(*) FROM trialvault.audit_events WHERE detail LIKE '%Sekrit%'")" 0 "1: ... nowhere in the trail"
+
 # --- 2. rolled back, refused ------------------------------------------------------------
 q ac postgres "BEGIN; CREATE ROLE ac_gone; ROLLBACK" >/dev/null
 q ac postgres "BEGIN; CREATE ROLE ac_kept; SAVEPOINT s; CREATE ROLE ac_undone; ROLLBACK TO s; COMMIT" >/dev/null

@@ -170,7 +170,26 @@ const char *const tv_catalog_state_sql =
  * (regclass, regprocedure, format_type): every query of this file runs with
  * the path pinned (tv_pin_search_path), so that a script (whose path starts
  * with schema trialvault), verify() and an auditor's session describe alike.
+ * Constants in view and default definitions are written out by their output
+ * functions (an interval under IntervalStyle, a timestamp under DateStyle
+ * and TimeZone): those settings are pinned too, to PostgreSQL's defaults.
  */
+static int
+tv_pin_description_settings(void)
+{
+	static const char *const settings[][2] = {
+		{"DateStyle", "ISO, MDY"}, {"IntervalStyle", "postgres"}, {"TimeZone", "UTC"},
+		{"extra_float_digits", "1"}, {"bytea_output", "hex"}
+	};
+	int			nestlevel = tv_pin_search_path();
+	int			i;
+
+	for (i = 0; i < (int) lengthof(settings); i++)
+		(void) set_config_option(settings[i][0], settings[i][1],
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+								 true, 0, false);
+	return nestlevel;
+}
 
 PG_FUNCTION_INFO_V1(tv_catalog_state);
 
@@ -191,7 +210,7 @@ tv_catalog_state(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	sql = psprintf("SELECT s.object, s.definition FROM (%s) s(object, definition) ORDER BY 1",
 				   tv_catalog_state_sql);
-	nestlevel = tv_pin_search_path();
+	nestlevel = tv_pin_description_settings();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
@@ -246,7 +265,7 @@ tv_seal_catalog(PG_FUNCTION_ARGS)
 				   "        WHERE e.extname = 'trialvault'), s.object, %s "
 				   "FROM (%s) s(object, definition)",
 				   TV_FINGERPRINT, tv_catalog_state_sql);
-	nestlevel = tv_pin_search_path();
+	nestlevel = tv_pin_description_settings();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	ret = SPI_execute(sql, false, 0);
@@ -313,7 +332,7 @@ tv_catalog_problem(void)
 	if (!OidIsValid(get_relname_relid("catalog_seal", nsp)))
 		return psprintf("the extension's objects are not sealed (version %s predates 0.6)",
 						get_extension_version());
-	nestlevel = tv_pin_search_path();
+	nestlevel = tv_pin_description_settings();
 
 	sql = psprintf("WITH v AS (SELECT e.extversion FROM pg_catalog.pg_extension e "
 				   "           WHERE e.extname = 'trialvault'), "

@@ -42,6 +42,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_authid.h"
 #include "common/ip.h"
 #include "libpq/auth.h"
@@ -431,6 +432,25 @@ tv_login_xact(XactEvent event, void *arg)
 	tv_login_settled = true;
 	roleid = GetSessionUserId();
 	superuser = superuser_arg(roleid);
+
+	/*
+	 * A standby can write nothing, so no login there can be put on record:
+	 * only superusers are let in, as when the writer is down on a primary
+	 * (but the record cannot be kept for later: the server log has it).
+	 */
+	if (tv_audit_logins && RecoveryInProgress())
+	{
+		if (!superuser)
+			ereport(FATAL,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the login of role \"%s\" cannot be put on record on a standby", MyProcPort->user_name),
+					 errdetail("This server is in recovery: the trialvault audit trail cannot be written here."),
+					 errhint("Connect to the primary. Only superusers may log in to a standby.")));
+		ereport(LOG,
+				(errmsg("trialvault login fallback: superuser \"%s\" let in to database \"%s\" on a standby, where no login can be put on record",
+						MyProcPort->user_name, MyProcPort->database_name)));
+		return;
+	}
 
 	/*
 	 * Until the lockout counters are rebuilt from the trail (by the log

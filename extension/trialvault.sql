@@ -2338,7 +2338,7 @@ CREATE VIEW trialvault.account_changes AS
 		   e.event AS kind,
 		   CASE WHEN e.study IS NULL AND e.detail LIKE '{%}' AND e.event NOT IN ('role_locked', 'role_unlocked')
 				THEN (e.detail::jsonb ->> 'changes') ||
-					 coalesce(' (database ' || (e.detail::jsonb ->> 'database') || ')', '')
+					 coalesce(' (database ' || nullif(e.detail::jsonb ->> 'database', '') || ')', '')
 				WHEN e.event = 'role_locked' THEN e.detail::jsonb ->> 'reason'
 				WHEN e.event = 'role_unlocked' THEN NULL
 				ELSE e.detail END AS detail,

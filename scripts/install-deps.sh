@@ -11,6 +11,7 @@ PACKAGES=(
 	postgresql-contrib
 	postgresql-server-dev-15
 	postgresql-15-cron
+	postgresql-15-pgaudit
 	postgresql-15-pgtap
 	libtap-parser-sourcehandler-pgtap-perl
 	libssl-dev

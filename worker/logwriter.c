@@ -1035,6 +1035,57 @@ tv_log_kept_pending(PG_FUNCTION_ARGS)
 }
 
 /*
+ * The settings whose change is a security policy decision: a reload that
+ * changes one (ALTER SYSTEM, or an edit of postgresql.conf) is an audit
+ * event, whoever made it.
+ */
+static const char *const tv_policy_settings[] = {
+	"trialvault.audit_logins", "trialvault.lockout_threshold", "trialvault.lockout_duration",
+	"trialvault.member_idle_timeout", "trialvault.password_min_length",
+	"trialvault.password_accept_hashed", "trialvault.password_history",
+	"trialvault.password_max_age", "trialvault.log_timeout"
+};
+#define TV_NPOLICY lengthof(tv_policy_settings)
+
+/* Reload the configuration, and record the policy settings it changed. */
+static void
+tv_reload_config(TvLogRecord *recs, MemoryContext cxt)
+{
+	char	   *before[TV_NPOLICY];
+	int			i;
+	int			n = 0;
+	char		error[256];
+
+	for (i = 0; i < (int) TV_NPOLICY; i++)
+		before[i] = pstrdup(GetConfigOption(tv_policy_settings[i], false, false));
+	ProcessConfigFile(PGC_SIGHUP);
+	for (i = 0; i < (int) TV_NPOLICY && n < TV_BATCH_MAX; i++)
+	{
+		const char *after = GetConfigOption(tv_policy_settings[i], false, false);
+		TvLogRecord *r;
+
+		if (strcmp(before[i], after) == 0)
+			continue;
+		r = &recs[n++];
+		memset(r, 0, sizeof(*r));
+		r->kind = TV_LOG_SECURITY;
+		r->pid = MyProcPid;
+		r->at = GetCurrentTimestamp();
+		strlcpy(r->reason, "setting_changed", sizeof(r->reason));
+		strlcpy(r->requester, "(configuration)", sizeof(r->requester));
+		strlcpy(r->session_user, "(configuration)", sizeof(r->session_user));
+		snprintf(r->detail, sizeof(r->detail),
+				 "{\"target\": \"\", \"database\": \"\", \"changes\": \"%s changed from %s to %s (configuration reloaded)\"}",
+				 tv_policy_settings[i], before[i], after);
+	}
+	if (n > 0)
+	{
+		MemoryContextReset(cxt);
+		(void) tv_write_batch(recs, &n, false, cxt, error, sizeof(error));
+	}
+}
+
+/*
  * About once a second: end the sessions of idle study members
  * (tv_idle_sweep) and put each logoff on record.
  */
@@ -1110,7 +1161,7 @@ tv_logwriter_main(Datum arg)
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
+			tv_reload_config(recs, cxt);
 		}
 
 		tv_write_fallbacks(recs, cxt);

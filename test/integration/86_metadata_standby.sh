@@ -3,6 +3,8 @@
 # which runs none of the commit callbacks that move the generation numbers
 # the per-backend cache relies on; so on a standby nothing is cached, and a
 # PHI rule added on the primary applies to a standby session's next call.
+# And logins: only superusers are let in to a standby, which cannot write
+# the audit trail.
 set -euo pipefail
 source "$(dirname "$0")/../lib/cluster.sh"
 
@@ -58,5 +60,15 @@ like "$(s "$INSPECT")" 'PHI screening rule "ward"' "standby: the same session re
 tv_psql primary -c "SELECT trialvault.add_phi_rule('S', 'ward', 'pattern', 'ward [0-9]', false)" >/dev/null
 check "switching it off reaches the standby" wait_replayed
 like "$(s "$INSPECT")" '^-$' "standby: and passes again once the rule is switched off"
+
+# Logins (issue 14): a standby can write no audit trail, so only superusers
+# are let in there, each with a server log line.
+tv_psql primary -c "CREATE ROLE sb_user LOGIN" >/dev/null
+check "the role reaches the standby" wait_replayed
+like "$(tv_psql standby -d postgres -U sb_user -At -c 'SELECT 1' 2>&1 || true)" \
+	'the login of role "sb_user" cannot be put on record on a standby' "standby: an ordinary role cannot log in, saying why"
+is "$(tv_psql standby -d postgres -At -c 'SELECT current_user' 2>&1)" postgres "standby: a superuser can"
+check "standby: ... with a line under the fallback prefix in the server log" \
+	grep -q 'trialvault login fallback: superuser "postgres" let in to database "postgres" on a standby' "$sdir/server.log"
 
 done_testing

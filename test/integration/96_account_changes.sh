@@ -89,6 +89,14 @@ is "$(q ac postgres "SELECT string_agg(detail, ' | ' ORDER BY event_id) FROM tri
 	"ALTER SYSTEM SET trialvault.lockout_threshold = 7 (takes effect on reload or restart) (database postgres) | ALTER SYSTEM SET trialvault.signing_key_command = (a command, not recorded) (takes effect on reload or restart) (database postgres) | ALTER SYSTEM RESET trialvault.signing_key_command (takes effect on reload or restart) (database postgres) | ALTER SYSTEM RESET trialvault.lockout_threshold (takes effect on reload or restart) (database postgres)" \
 	"1: ALTER SYSTEM of trialvault's settings is on record (a command's text, superuser-only, is not)"
 is "$(q ac postgres "SELECT count(*) FROM trialvault.audit_events WHERE detail LIKE '%Sekrit%'")" 0 "1: ... nowhere in the trail"
+q ac postgres "ALTER SYSTEM SET trialvault.lockout_threshold = 7" >/dev/null
+q ac postgres "SELECT pg_reload_conf()" >/dev/null
+wait_until "the reload on record" 10 bash -c "[ \"\$(PGHOST=$DIR PGPORT=$PORT $PGBIN/psql -X -U postgres -d postgres -At -c \"SELECT count(*) FROM trialvault.account_changes WHERE current_user_name = '(configuration)'\")\" = 1 ]" || true
+is "$(q ac postgres "SELECT detail FROM trialvault.account_changes WHERE current_user_name = '(configuration)'")" \
+	"trialvault.lockout_threshold changed from 5 to 7 (configuration reloaded)" \
+	"1: a reload that changes a policy setting is on record, however it was changed"
+q ac postgres "ALTER SYSTEM RESET trialvault.lockout_threshold" >/dev/null
+q ac postgres "SELECT pg_reload_conf()" >/dev/null
 
 # --- 2. rolled back, refused ------------------------------------------------------------
 q ac postgres "BEGIN; CREATE ROLE ac_gone; ROLLBACK" >/dev/null

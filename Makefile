@@ -76,6 +76,7 @@ bench:
 	bash bench/open_bench.sh
 	bash bench/views_bench.sh
 	bash bench/certify_bench.sh
+	bash bench/login_bench.sh
 
 extension/trialvault--$(EXTVERSION).sql: extension/trialvault.sql trialvault.control
 	cp $< $@

@@ -41,7 +41,8 @@ EXTVERSION = $(shell sed -n "s/^default_version = '\\(.*\\)'/\\1/p" $(srcdir)/tr
 # file (as pgvector does); the older install and upgrade scripts are frozen.
 DATA_built = extension/trialvault--$(EXTVERSION).sql
 DATA = $(filter-out $(DATA_built),$(wildcard extension/trialvault--*.sql))
-SCRIPTS = scripts/trialvault-getkey scripts/trialvault-sign scripts/trialvault-verify-certificate
+SCRIPTS = scripts/trialvault-getkey scripts/trialvault-sign scripts/trialvault-verify-certificate \
+	scripts/trialvault-remote-init
 
 REGRESS = protect guard deny bad_input verify xml access views certify
 # As pg_cron does: `make installcheck` starts its own throwaway instance

@@ -509,6 +509,31 @@ sed -n '1,12p' "$(tv_dir demo)/report.txt" | sed 's/^/   /'
 echo "   ..."
 sed -n '/^5\. Verification/,$p' "$(tv_dir demo)/report.txt" | sed 's/^/   /'
 
+say "19. A second cluster becomes the remote backup repository: insert-only for shippers, checking what arrives."
+tv_cluster_start repo "shared_preload_libraries = ''" >/dev/null
+tv_psql repo -c "CREATE ROLE tv_shipper LOGIN" >/dev/null
+PSQL=$PGBIN/psql "$PGBIN/trialvault-remote-init" "host=$(tv_dir repo) port=$(tv_port repo) user=postgres dbname=postgres" tv_shipper |
+	sed 's/^/   /'
+tv_psql repo -v VERBOSITY=terse <<'SQL'
+\pset footer off
+SET ROLE tv_shipper;
+CREATE FUNCTION pg_temp.try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+	EXECUTE stmt;
+	RETURN 'accepted';
+EXCEPTION WHEN OTHERS THEN
+	RETURN 'REFUSED: ' || SQLERRM;
+END $$;
+SELECT what, pg_temp.try(stmt) AS result FROM (VALUES
+	('batch 1, intact', $$INSERT INTO trialvault_repo.batches (system_id, batch_id, table_name, first_seq, last_seq, row_count, created_at, sha256, ciphertext)
+		VALUES ('DEMO', 1, 'public.source_documents', 1, 5, 5, now(), sha256('\x0102'::bytea), '\x0102')$$),
+	('batch 2, damaged on the way', $$INSERT INTO trialvault_repo.batches (system_id, batch_id, table_name, first_seq, last_seq, row_count, created_at, sha256, ciphertext)
+		VALUES ('DEMO', 2, 'public.source_documents', 6, 9, 4, now(), sha256('\x0102'::bytea), '\x0103')$$),
+	('batch 1 again', $$INSERT INTO trialvault_repo.batches (system_id, batch_id, table_name, first_seq, last_seq, row_count, created_at, sha256, ciphertext)
+		VALUES ('DEMO', 1, 'public.source_documents', 1, 5, 5, now(), sha256('\x0102'::bytea), '\x0102')$$),
+	('the shipper deletes a batch', 'DELETE FROM trialvault_repo.batches')) AS t(what, stmt);
+SQL
+
 sql -c "SELECT pg_terminate_backend(pid) FROM trialvault.log_writer_status()" >/dev/null
 sleep 0.5
 say "   The log writer is stopped: nothing is decrypted while nothing can be put on record."
@@ -567,6 +592,8 @@ cat <<'EOF2'
     pg_stat_statements and pg_stat_activity.
   - Idle study members are logged off; refusals on protected tables are on record; the
     auditor's report covers a period and ends with the verification of every chain.
+  - A remote database becomes the encrypted backups' repository: shippers may only add to
+    it, and it checks every batch's SHA-256 and order (shipping itself comes next).
 EOF2
 
 if [ -n "$KEEP" ]; then

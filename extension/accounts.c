@@ -694,8 +694,15 @@ tv_accounts_xact(XactEvent event, void *arg)
 		alt = c->rec;
 		if (c->rec.kind == TV_LOG_PASSWORD)
 		{
-			/* The role exists now (CREATE ROLE of this transaction too). */
-			c->rec.doc_id = alt.doc_id = get_role_oid(c->rec.study, false);
+			/*
+			 * The role exists now (CREATE ROLE of this transaction too),
+			 * unless the transaction dropped it again: no history then.
+			 */
+			Oid			roleid = get_role_oid(c->rec.study, true);
+
+			if (!OidIsValid(roleid))
+				continue;
+			c->rec.doc_id = alt.doc_id = roleid;
 			c->rec.has_doc = alt.has_doc = true;
 		}
 		else

@@ -133,7 +133,10 @@ tv_pwh_add_locked(Oid roleid, const TvPwHash *h)
 	{
 		if (tv_pwh->n >= TV_PWH_ROLES)
 		{
-			/* Full: make room from the role whose history is oldest in place. */
+			/*
+			 * Full (TV_PWH_ROLES roles have a history): the first slot's
+			 * history is given up for this one; see the DBA guide.
+			 */
 			r = &tv_pwh->roles[0];
 		}
 		else

@@ -129,6 +129,9 @@ is "$(setpw postgres pw_h 'Hist#Pass01')" none "5: the sixth one back: accepted 
 is "$(sqlstate_of pw postgres "BEGIN; ALTER ROLE pw_h PASSWORD 'Roll#Back77'; ROLLBACK")" none "5: (a change rolled back)"
 HIST+=("Roll#Back77")
 is "$(setpw postgres pw_h 'Roll#Back77')" none "5: ... is not in the history"
+HIST+=("Gone#Pass123")
+is "$(sqlstate_of pw postgres "BEGIN; CREATE ROLE pw_gone LOGIN PASSWORD 'Gone#Pass123'; DROP ROLE pw_gone; COMMIT")" none \
+	"5: a role created with a password and dropped in the same transaction: the commit goes through"
 is "$(q pw postgres "SELECT count(*) || ':' || bool_and(length(hash) = 32 AND length(salt) = 16 AND iterations >= 100000) FROM trialvault.password_history WHERE role_name = 'pw_h'")" \
 	"8:true" "5: the history keeps salted PBKDF2 hashes, one per password set (refused and rolled back ones not)"
 is "$(q pw postgres "SELECT count(DISTINCT salt) FROM trialvault.password_history WHERE role_name = 'pw_h'")" 8 "5: ... each with its own salt"

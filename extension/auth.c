@@ -27,8 +27,6 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
-#include "access/xact.h"
-#include "commands/extension.h"
 #include "commands/user.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
@@ -39,7 +37,6 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "trialvault.h"
@@ -202,6 +199,32 @@ tv_password_reused(Oid roleid, const char *password, int n)
 	return found;
 }
 
+/* Read the histories (inside tv_writer_read), if this version has the table. */
+static void
+tv_password_history_read(void)
+{
+	uint64		i;
+
+	if (SPI_execute("SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+					" WHERE n.nspname = 'trialvault' AND c.relname = 'password_history'", true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		return;
+	if (SPI_execute("SELECT roleid, iterations || ':' || encode(salt, 'hex') || ':' || encode(hash, 'hex')"
+					" FROM trialvault.password_history h"
+					" WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.oid = h.roleid)"
+					" ORDER BY entry_id", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read trialvault.password_history");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Oid			roleid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+														   SPI_tuptable->tupdesc, 1, &isnull));
+
+		tv_password_history_add(roleid, SPI_getvalue(SPI_tuptable->vals[i],
+													 SPI_tuptable->tupdesc, 2));
+	}
+}
+
 /*
  * tv_password_history_load: the histories from trialvault.password_history,
  * once per server start; called by the log writer before it takes records.
@@ -209,7 +232,6 @@ tv_password_reused(Oid roleid, const char *password, int n)
 void
 tv_password_history_load(void)
 {
-	uint64		i;
 	bool		loaded;
 
 	if (tv_pwh == NULL)
@@ -219,33 +241,7 @@ tv_password_history_load(void)
 	LWLockRelease(tv_pwh->lock);
 	if (loaded)
 		return;
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	if (OidIsValid(get_extension_oid("trialvault", true)) &&
-		SPI_execute("SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-					" WHERE n.nspname = 'trialvault' AND c.relname = 'password_history'", true, 1) == SPI_OK_SELECT &&
-		SPI_processed == 1)
-	{
-		if (SPI_execute("SELECT roleid, iterations || ':' || encode(salt, 'hex') || ':' || encode(hash, 'hex')"
-						" FROM trialvault.password_history h"
-						" WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.oid = h.roleid)"
-						" ORDER BY entry_id", true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not read trialvault.password_history");
-		for (i = 0; i < SPI_processed; i++)
-		{
-			bool		isnull;
-			Oid			roleid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-															   SPI_tuptable->tupdesc, 1, &isnull));
-
-			tv_password_history_add(roleid, SPI_getvalue(SPI_tuptable->vals[i],
-														 SPI_tuptable->tupdesc, 2));
-		}
-	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	tv_writer_read(tv_password_history_read);
 	LWLockAcquire(tv_pwh->lock, LW_EXCLUSIVE);
 	tv_pwh->loaded = true;
 	LWLockRelease(tv_pwh->lock);

@@ -23,9 +23,7 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "catalog/pg_type.h"
-#include "commands/extension.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -34,7 +32,6 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "trialvault.h"
@@ -246,6 +243,46 @@ static const char *tv_lockout_query =
 "      WHERE e.event_id = m.locked) END "
 "FROM m";
 
+/* What tv_lockout_read found, for the server log. */
+static int	tv_loaded_roles;
+static int	tv_loaded_locked;
+
+/* Merge the trail's state into the counters (inside tv_writer_read). */
+static void
+tv_lockout_read(void)
+{
+	uint64		i;
+
+	if (SPI_execute(tv_lockout_query, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the lockout state from the audit trail");
+	LWLockAcquire(tv_lockout->lock, LW_EXCLUSIVE);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		char	   *name = SPI_getvalue(tup, desc, 1);
+		bool		isnull;
+		int			failures = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+		Datum		until = SPI_getbinval(tup, desc, 3, &isnull);
+		Oid			roleid = get_role_oid(name, true);
+		TvLockEntry *e;
+
+		if (!OidIsValid(roleid) || (failures == 0 && isnull))
+			continue;
+		e = tv_lock_entry(roleid, true);
+		if (e == NULL)
+			break;
+		/* Attempts made since the start (writer not yet up) stay counted. */
+		e->failures = Max(e->failures, failures);
+		if (!isnull)
+			e->locked_until = Max(e->locked_until, DatumGetTimestampTz(until));
+		tv_loaded_roles++;
+		if (e->locked_until > GetCurrentTimestamp())
+			tv_loaded_locked++;
+	}
+	LWLockRelease(tv_lockout->lock);
+}
+
 /*
  * tv_lockout_load: rebuild the counters from the trail, once per server
  * start (or crash).  Called by the log writer before it takes records, in
@@ -255,60 +292,16 @@ static const char *tv_lockout_query =
 void
 tv_lockout_load(void)
 {
-	int			roles = 0;
-	int			locked = 0;
-	uint64		i;
-
 	if (tv_lockout == NULL || tv_lockout_loaded())
 		return;
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	if (OidIsValid(get_extension_oid("trialvault", true)))
-	{
-		if (SPI_execute(tv_lockout_query, true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not read the lockout state from the audit trail");
-		LWLockAcquire(tv_lockout->lock, LW_EXCLUSIVE);
-		for (i = 0; i < SPI_processed; i++)
-		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			char	   *name = SPI_getvalue(tup, desc, 1);
-			bool		isnull;
-			int			failures = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
-			Datum		until = SPI_getbinval(tup, desc, 3, &isnull);
-			Oid			roleid = get_role_oid(name, true);
-			TvLockEntry *e;
-
-			if (!OidIsValid(roleid) || (failures == 0 && isnull))
-				continue;
-			e = tv_lock_entry(roleid, true);
-			if (e == NULL)
-				break;
-			/* Attempts made since the start (writer not yet up) stay counted. */
-			e->failures = Max(e->failures, failures);
-			if (!isnull)
-				e->locked_until = Max(e->locked_until, DatumGetTimestampTz(until));
-			roles++;
-			if (e->locked_until > GetCurrentTimestamp())
-				locked++;
-		}
-		tv_lockout->loaded = true;
-		LWLockRelease(tv_lockout->lock);
-	}
-	else
-	{
-		LWLockAcquire(tv_lockout->lock, LW_EXCLUSIVE);
-		tv_lockout->loaded = true;
-		LWLockRelease(tv_lockout->lock);
-	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	tv_loaded_roles = tv_loaded_locked = 0;
+	tv_writer_read(tv_lockout_read);
+	LWLockAcquire(tv_lockout->lock, LW_EXCLUSIVE);
+	tv_lockout->loaded = true;
+	LWLockRelease(tv_lockout->lock);
 	ereport(LOG,
 			(errmsg("trialvault lockout state loaded from the audit trail: %d role(s) with failed logins, %d locked out",
-					roles, locked)));
+					tv_loaded_roles, tv_loaded_locked)));
 }
 
 PG_FUNCTION_INFO_V1(tv_lockout_reset);

@@ -116,7 +116,11 @@ tv_copy_utf8(char *dst, size_t size, const char *src)
 	dst[o] = '\0';
 }
 
-static void
+/*
+ * tv_json_field: add "key": value to the JSON object being built in buf
+ * (opened with '{'), escaped; an empty value is left out.
+ */
+void
 tv_json_field(StringInfo buf, const char *key, const char *value)
 {
 	if (value == NULL || *value == '\0')

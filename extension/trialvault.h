@@ -211,6 +211,7 @@ extern void tv_log_submit_alt(const TvLogRecord *rec, const TvLogRecord *alt);
 extern ErrorData *tv_log_try_submit_alt(const TvLogRecord *rec, const TvLogRecord *alt);
 extern bool tv_log_enqueue(const TvLogRecord *rec);
 extern void tv_log_fallback(const TvLogRecord *rec);
+extern void tv_writer_read(void (*read) (void));
 extern void tv_log_coming(void);
 
 /* owner.c: running as the extension's owner, for the real caller */
@@ -400,6 +401,7 @@ extern void tv_login_record(TvLogRecord *rec, const char *event, const char *rea
 							TimestampTz until);
 
 extern int	tv_idle_sweep(TvLogRecord *recs, int max);
+extern void tv_json_field(struct StringInfoData *buf, const char *key, const char *value);
 
 /* accounts.c: role changes, passwords kept out of logs */
 extern void tv_accounts_init(void);

@@ -33,6 +33,7 @@
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "funcapi.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -960,6 +961,26 @@ tv_write_batch(TvLogRecord *recs, int *np, bool more, MemoryContext cxt,
 }
 
 /*
+ * tv_writer_read: run read() in a transaction of the writer's own, with SPI
+ * connected and a snapshot, when this database has trialvault (else there
+ * is nothing to read); for the state the writer rebuilds from the trail when
+ * it starts (lockout counters, password histories).
+ */
+void
+tv_writer_read(void (*read) (void))
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (OidIsValid(get_extension_oid("trialvault", true)))
+		read();
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+/*
  * Put on record the fallbacks (tv_log_fallback) made while the writer was
  * away: the ones still kept, and one event for any that were not.
  */
@@ -1063,6 +1084,7 @@ tv_reload_config(TvLogRecord *recs, MemoryContext cxt)
 	{
 		const char *after = GetConfigOption(tv_policy_settings[i], false, false);
 		TvLogRecord *r;
+		StringInfoData buf;
 
 		if (strcmp(before[i], after) == 0)
 			continue;
@@ -1074,9 +1096,13 @@ tv_reload_config(TvLogRecord *recs, MemoryContext cxt)
 		strlcpy(r->reason, "setting_changed", sizeof(r->reason));
 		strlcpy(r->requester, "(configuration)", sizeof(r->requester));
 		strlcpy(r->session_user, "(configuration)", sizeof(r->session_user));
-		snprintf(r->detail, sizeof(r->detail),
-				 "{\"target\": \"\", \"database\": \"\", \"changes\": \"%s changed from %s to %s (configuration reloaded)\"}",
-				 tv_policy_settings[i], before[i], after);
+		initStringInfo(&buf);
+		appendStringInfoChar(&buf, '{');
+		tv_json_field(&buf, "changes",
+					  psprintf("%s changed from %s to %s (configuration reloaded)",
+							   tv_policy_settings[i], before[i], after));
+		appendStringInfoChar(&buf, '}');
+		strlcpy(r->detail, buf.data, sizeof(r->detail));
 	}
 	if (n > 0)
 	{

@@ -139,6 +139,10 @@ is "$(q pw postgres "SELECT ok FROM trialvault.verify('trialvault.password_histo
 q pw postgres "CREATE ROLE pw_hadm IN ROLE trialvault_admin" >/dev/null
 is "$(sqlstate_of pw postgres "SET ROLE pw_hadm; SELECT count(*) FROM trialvault.password_history")" 42501 \
 	"5: nobody but the extension reads it, administrators neither"
+for stmt in "UPDATE trialvault.password_history SET hash = sha256(hash)" "DELETE FROM trialvault.password_history" \
+	"TRUNCATE trialvault.password_history" "ALTER TABLE trialvault.password_history DISABLE TRIGGER USER"; do
+	is "$(sqlstate_of pw postgres "$stmt")" 55000 "5: a superuser cannot rewrite the history either: ${stmt:0:45}..."
+done
 tv_cluster_stop pw
 tv_cluster_restart pw
 wait_until "the writer" 20 bash -c "[ -n \"\$(PGHOST=$PWDIR PGPORT=$(tv_port pw) $PGBIN/psql -X -U postgres -d postgres -At -c 'SELECT pid FROM trialvault.log_writer_status() WHERE pid IS NOT NULL')\" ]" || true

@@ -191,6 +191,15 @@ is "$(aud "SELECT count(*) FILTER (WHERE event = 'login' AND actor = 'ac_mon') >
 is "$(aud "SELECT count(*) FROM trialvault.audit_trail WHERE actor = 'ac_out' OR detail LIKE '%\"ac_out\"%'")" 0 \
 	"6: ... and nothing of a role outside the study"
 is "$(sqlstate_of ac postgres "SET ROLE ac_ann; SELECT * FROM trialvault.account_changes")" 42501 "6: an ordinary role cannot read account_changes"
+# A superuser who would hide someone's events from the auditors, or every
+# login, by changing the objects they go through: refused.
+for stmt in "CREATE OR REPLACE FUNCTION trialvault._event_subject(event text, actor name, detail text) RETURNS name LANGUAGE sql IMMUTABLE AS 'SELECT NULL::name'" \
+	"CREATE OR REPLACE VIEW trialvault.login_attempts AS SELECT * FROM trialvault.login_attempts WHERE false" \
+	"DROP VIEW trialvault.account_changes" \
+	"CREATE RULE hide AS ON INSERT TO trialvault.audit_events WHERE NEW.event LIKE 'login%' DO INSTEAD NOTHING" \
+	"DELETE FROM trialvault.audit_events WHERE event = 'login'"; do
+	like "$(sqlstate_of ac postgres "$stmt")" '^(55000|2BP01)$' "6: refused to a superuser: ${stmt:0:60}..."
+done
 q ac postgres "CREATE ROLE ac_admin IN ROLE trialvault_admin" >/dev/null
 is "$(q ac postgres "SET ROLE ac_admin; SELECT count(*) > 20 FROM trialvault.account_changes")" t "6: an administrator can"
 is "$(q ac postgres "SET ROLE ac_admin; SELECT (SELECT count(*) FROM trialvault.lockouts) >= 0 AND (SELECT pending FROM trialvault.login_fallbacks) >= 0")" t \

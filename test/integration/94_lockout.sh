@@ -87,7 +87,7 @@ is "$(state lk_bob)" "3|false" "2: (another role with three failures)"
 # --- 3. restart and kill -9 -----------------------------------------------------------
 tv_cluster_stop lk
 tv_cluster_restart lk
-wait_until "lockout state loaded" 20 bash -c "grep -q 'trialvault lockout state loaded' '$DIR/server.log'" || true
+wait_until "lockout state loaded" 20 bash -c "[ \"\$(grep -c 'trialvault lockout state loaded' '$DIR/server.log')\" -ge 2 ]" || true
 like "$(grep 'trialvault lockout state loaded' "$DIR/server.log" | tail -1)" '2 role\(s\) with failed logins, 1 locked out' \
 	"3: after a restart the writer rebuilds the counters from the trail"
 is "$(state lk_ann):$(state lk_bob)" "0|true:3|false" "3: ... the lock and the other role's count are back"

@@ -33,7 +33,8 @@ OBJS = \
 	extension/session.o \
 	extension/owner.o \
 	extension/catalog.o \
-	worker/logwriter.o
+	worker/logwriter.o \
+	worker/shipper.o
 
 EXTENSION = trialvault
 EXTVERSION = $(shell sed -n "s/^default_version = '\\(.*\\)'/\\1/p" $(srcdir)/trialvault.control)
@@ -53,8 +54,8 @@ REGRESS_OPTS = --inputdir=. --temp-config=$(srcdir)/test/regress.conf --temp-ins
 PG_CONFIG ?= pg_config
 # -Wno-unused-parameter: PostgreSQL's own headers (ilist.h, bufpage.h, fmgr.h)
 # and callback signatures trip it; everything else in -Wextra stays on.
-PG_CPPFLAGS = -I$(srcdir)/extension -DTV_EXTVERSION='"$(EXTVERSION)"' -Wall -Wextra -Wno-unused-parameter -Werror
-SHLIB_LINK = -lcrypto -lxml2
+PG_CPPFLAGS = -I$(srcdir)/extension -I$(libpq_srcdir) -DTV_EXTVERSION='"$(EXTVERSION)"' -Wall -Wextra -Wno-unused-parameter -Werror
+SHLIB_LINK = -lcrypto -lxml2 $(libpq)
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)

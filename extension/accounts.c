@@ -520,11 +520,15 @@ tv_note_change(Node *stmt)
 				char	   *value = v->kind == VAR_SET_VALUE ? ExtractSetVariableArgs(v) : NULL;
 
 				/*
-				 * A *_command is for superusers' eyes only (GUC_SUPERUSER_ONLY);
-				 * the trail, which administrators read, does not keep it.
+				 * A *_command, and a connection string, which may hold a
+				 * password, are for superusers' eyes only
+				 * (GUC_SUPERUSER_ONLY); the trail, which administrators
+				 * read, does not keep them.
 				 */
 				if (value && v->name && strstr(v->name, "_command") != NULL)
 					value = "(a command, not recorded)";
+				else if (value && v->name && strstr(v->name, "_conninfo") != NULL)
+					value = "(a connection string, not recorded)";
 				tv_pending_add("setting_changed", "",
 							   v->name == NULL ? "ALTER SYSTEM RESET ALL" :
 							   value ? psprintf("ALTER SYSTEM SET %s = %s (takes effect on reload or restart)", v->name, value) :

@@ -501,6 +501,13 @@ tv_require_server_key(const TvKeyFacts **facts)
 	return server_key;
 }
 
+/* Does this server have a signing key (for signing what is optional)? */
+bool
+tv_have_server_key(void)
+{
+	return server_key != NULL;
+}
+
 PG_FUNCTION_INFO_V1(tv_server_signing_key);
 
 /*

@@ -377,6 +377,17 @@ protect_as_owner(Oid relid, const char *qname, bool has_cols)
 						  TV_COL_HASH));
 	}
 
+	/*
+	 * The rows in tv_seq order, for the backup shipper, which reads each
+	 * table's new rows by range; unique, because tv_seq is.
+	 */
+	SPI_execute(psprintf("SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a"
+						 " ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
+						 " WHERE i.indrelid = %u AND a.attname = '%s' AND i.indpred IS NULL",
+						 relid, TV_COL_SEQ), true, 1);
+	if (SPI_processed == 0)
+		spi_exec(psprintf("CREATE UNIQUE INDEX ON %s (%s)", qname, TV_COL_SEQ));
+
 	for (i = 0; i < (int) lengthof(trig_sql); i++)
 		spi_exec(psprintf(trig_sql[i], qname));
 	return chained;

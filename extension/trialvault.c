@@ -50,6 +50,7 @@ tv_shmem_request(void)
 	RequestAddinShmemSpace(tv_log_shmem_size());
 	RequestAddinShmemSpace(tv_lockout_shmem_size());
 	RequestAddinShmemSpace(tv_auth_shmem_size());
+	RequestAddinShmemSpace(tv_ship_shmem_size());
 	RequestNamedLWLockTranche("trialvault", 1);
 	RequestNamedLWLockTranche("trialvault_log", 1);
 	RequestNamedLWLockTranche("trialvault_lockout", 1);
@@ -65,6 +66,7 @@ tv_shmem_startup(void)
 	tv_log_shmem_init();
 	tv_lockout_shmem_init();
 	tv_auth_shmem_init();
+	tv_ship_shmem_init();
 }
 
 void
@@ -93,6 +95,7 @@ _PG_init(void)
 	tv_lockout_init();
 	tv_accounts_init();
 	tv_log_init();
+	tv_ship_init();
 	MarkGUCPrefixReserved("trialvault");
 
 	prev_shmem_request_hook = shmem_request_hook;

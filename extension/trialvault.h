@@ -40,6 +40,8 @@
  *					extraction, and inspect_metadata() doing it all in one
  *					pass for document loading
  *	../worker/logwriter.c	the log writer background worker and its queue
+ *	../worker/shipper.c		encrypted incremental backups: the launcher, the
+ *					shippers and backup_status
  *
  *-------------------------------------------------------------------------
  */
@@ -382,6 +384,7 @@ extern bytea *tv_sign_recorded(const TvStatement *s, int64 doc_id, bytea *statem
 extern bytea *tv_bytea(const void *data, size_t len);
 extern void tv_hex(const uint8 *bytes, size_t len, char *out);
 extern bytea *tv_server_sign(const uint8 *msg, size_t len);
+extern bool tv_have_server_key(void);
 extern void tv_note_server_key(const TvKeyFacts *facts, const char *requester);
 extern bool tv_signed_by(const char *pem, const char *fingerprint, bytea *msg, bytea *sig);
 extern void tv_require_unsigned_allowed(const char *study, const char *site,
@@ -407,6 +410,12 @@ extern void tv_json_field(struct StringInfoData *buf, const char *key, const cha
 extern void tv_accounts_init(void);
 extern bool tv_redact_passwords(char *sql);
 extern void tv_account_change_pending(const TvLogRecord *rec);
+
+/* shipper.c: encrypted incremental backups to a remote repository */
+extern int	tv_backup_retention;
+extern void tv_ship_init(void);
+extern Size tv_ship_shmem_size(void);
+extern void tv_ship_shmem_init(void);
 
 /* lockout.c: locking roles out after failed logins */
 extern int	tv_lockout_threshold;

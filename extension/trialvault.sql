@@ -2538,6 +2538,35 @@ COMMENT ON FUNCTION trialvault.audit_report(timestamptz, timestamptz, text) IS
 	'A printable report of a period [from, to): audit events by kind with totals, failed logins and lockouts per role, decryptions per document, account changes, and the verification of every chain involved. With a study: that study''s events and the security events of its members, for its auditors; without: the whole cluster, for administrators.';
 
 -- =====================================================================
+-- 9. Encrypted backups (worker/shipper.c, docs/backups.md)
+-- =====================================================================
+
+CREATE FUNCTION trialvault._backup_status(OUT table_name regclass,
+	OUT shipped_rows bigint,
+	OUT lag_rows bigint,
+	OUT lag_seconds double precision,
+	OUT last_success timestamptz,
+	OUT last_error text,
+	OUT batches bigint,
+	OUT bytes bigint)
+	RETURNS SETOF record
+	LANGUAGE C STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'tv_backup_status';
+COMMENT ON FUNCTION trialvault._backup_status() IS
+	'Internal: the rows of backup_status, from the shippers'' shared memory and a count of the rows not shipped yet.';
+REVOKE ALL ON FUNCTION trialvault._backup_status() FROM PUBLIC;
+-- (functions in a view run with the privileges of whoever reads it)
+GRANT EXECUTE ON FUNCTION trialvault._backup_status() TO trialvault_admin;
+
+CREATE VIEW trialvault.backup_status AS
+	SELECT * FROM trialvault._backup_status();
+COMMENT ON VIEW trialvault.backup_status IS
+	'One row per protected table of this database: rows shipped to the remote repository since the shipper started, rows not shipped yet, for how long the table has not been fully shipped (seconds), the last batch shipped, the newest error (the table''s or the shipper''s), batches and bytes shipped since the shipper started.';
+REVOKE ALL ON trialvault.backup_status FROM PUBLIC;
+GRANT SELECT ON trialvault.backup_status TO trialvault_admin;
+
+-- =====================================================================
 -- Last: seal what this script created (see catalog_seal above).
 -- =====================================================================
 SELECT trialvault._seal_catalog();

@@ -50,7 +50,11 @@ UPDATE ledger SET entry = CASE entry WHEN 'one' THEN 'two' ELSE 'one' END WHERE 
 SELECT ok, first_bad, bad_rows FROM trialvault.verify('ledger');
 UPDATE ledger SET entry = CASE entry WHEN 'one' THEN 'two' ELSE 'one' END WHERE entry IN ('one', 'two');
 SELECT ok, first_bad, bad_rows FROM trialvault.verify('ledger');
--- Re-insert a copy of row 1 (same chain columns) as a new row.
+-- Re-insert a copy of row 1 (same chain columns) as a new row.  The unique
+-- index protect() made on tv_seq refuses it, so the tamperer drops it first
+-- (an index never changes rows, so the guards allow that).
+INSERT INTO ledger SELECT * FROM ledger WHERE tv_seq = 1;
+DROP INDEX ledger_tv_seq_idx;
 INSERT INTO ledger SELECT * FROM ledger WHERE tv_seq = 1;
 SELECT ok, first_bad, bad_rows FROM trialvault.verify('ledger');
 DELETE FROM ledger WHERE ctid = (SELECT max(ctid) FROM ledger WHERE tv_seq = 1);

@@ -1064,7 +1064,9 @@ static const char *const tv_policy_settings[] = {
 	"trialvault.audit_logins", "trialvault.lockout_threshold", "trialvault.lockout_duration",
 	"trialvault.member_idle_timeout", "trialvault.password_min_length",
 	"trialvault.password_accept_hashed", "trialvault.password_history",
-	"trialvault.password_max_age", "trialvault.log_timeout"
+	"trialvault.password_max_age", "trialvault.log_timeout",
+	"trialvault.backup_conninfo", "trialvault.backup_public_key_file",
+	"trialvault.backup_retention"
 };
 #define TV_NPOLICY lengthof(tv_policy_settings)
 
@@ -1098,9 +1100,15 @@ tv_reload_config(TvLogRecord *recs, MemoryContext cxt)
 		strlcpy(r->session_user, "(configuration)", sizeof(r->session_user));
 		initStringInfo(&buf);
 		appendStringInfoChar(&buf, '{');
-		tv_json_field(&buf, "changes",
-					  psprintf("%s changed from %s to %s (configuration reloaded)",
-							   tv_policy_settings[i], before[i], after));
+		/* A connection string may hold a password: superusers' eyes only. */
+		if (strstr(tv_policy_settings[i], "_conninfo") != NULL)
+			tv_json_field(&buf, "changes",
+						  psprintf("%s changed (configuration reloaded; a connection string is not recorded)",
+								   tv_policy_settings[i]));
+		else
+			tv_json_field(&buf, "changes",
+						  psprintf("%s changed from %s to %s (configuration reloaded)",
+								   tv_policy_settings[i], before[i], after));
 		appendStringInfoChar(&buf, '}');
 		strlcpy(r->detail, buf.data, sizeof(r->detail));
 	}

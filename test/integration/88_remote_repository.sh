@@ -25,6 +25,7 @@
 set -euo pipefail
 source "$(dirname "$0")/../lib/cluster.sh"
 source "$(dirname "$0")/lib/helpers.sh"
+source "$(dirname "$0")/../lib/backupkey.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 INIT=$ROOT/scripts/trialvault-remote-init
 
@@ -127,15 +128,8 @@ is "$(as_shipper "SELECT trialvault_repo.purge('S1', 0)")" 22023 "5: a retention
 # The OpenPGP key pair made as the docs say, in a throwaway GNUPGHOME: what
 # pgcrypto encrypts to its public key opens with plain gpg --decrypt.
 export GNUPGHOME=$DIR/gnupg
-mkdir -p "$GNUPGHOME"
-chmod 700 "$GNUPGHOME"
 echo 'Offline#Device#Pass1' >"$DIR/pass.txt"
-gpg --batch --pinentry-mode loopback --passphrase-file "$DIR/pass.txt" \
-	--quick-gen-key 'trialvault backups <backups@hospital.example>' rsa4096 sign never 2>/dev/null
-fpr=$(gpg --list-keys --with-colons 'trialvault backups' 2>/dev/null | awk -F: '/^fpr:/ {print $10; exit}')
-gpg --batch --pinentry-mode loopback --passphrase-file "$DIR/pass.txt" \
-	--quick-add-key "$fpr" rsa4096 encr never 2>/dev/null
-gpg --armor --export "$fpr" >"$DIR/backup-public.asc"
+fpr=$(tv_backup_keypair "$GNUPGHOME" "$DIR/pass.txt" "$DIR/backup-public.asc" 4096)
 like "$(head -1 "$DIR/backup-public.asc")" '^-----BEGIN PGP PUBLIC KEY BLOCK-----$' "6: the recipe makes an armored public key"
 q repo postgres "CREATE EXTENSION pgcrypto" >/dev/null
 chmod 644 "$DIR/backup-public.asc"

@@ -1,0 +1,257 @@
+#!/usr/bin/env bash
+# 89_shipping.sh: the backup shipper (worker/shipper.c), shipping every
+# committed row of every protected table, encrypted, to a real second
+# cluster prepared by trialvault-remote-init.
+#
+#   1. the launcher starts a shipper for the database; the rows of a DBA's
+#      protected table and of the extension's own tables arrive, in batches
+#      of at most backup_batch_rows, in tv_seq order, none twice;
+#      backup_status says so;
+#   2. what arrives is ciphertext: plain gpg --decrypt with the private key
+#      opens every batch, and the rows it holds are exactly the local rows;
+#      each batch carries the heads of the shipped chain, signed by the
+#      server's key;
+#   3. the remote stopped during inserts: local inserts go on, backup_status
+#      and the server log say why nothing ships, and once it is back every
+#      row arrives, none twice;
+#   4. a late commit: a transaction that holds a lower tv_seq while later
+#      rows commit holds the table's shipping back, and its row is shipped
+#      once it commits;
+#   5. kill -9 of the shipper, a crash of the local server and of the remote
+#      in the middle of continuous inserts: nothing lost, nothing twice;
+#   6. a wrong public key file, a remote without the prepared schema, a
+#      remote role without rights: clear errors in backup_status, local
+#      writes unaffected, shipping resumes by itself once fixed;
+#   7. backup_status is for administrators.
+set -euo pipefail
+source "$(dirname "$0")/../lib/cluster.sh"
+source "$(dirname "$0")/lib/helpers.sh"
+source "$(dirname "$0")/../lib/backupkey.sh"
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+export PSQL=$PGBIN/psql
+
+# --- the remote, and the key pair (docs/backups.md, with 2048-bit keys for speed) ----
+tv_cluster_start repo "shared_preload_libraries = ''"
+RDIR=$(tv_dir repo)
+RPORT=$(tv_port repo)
+q repo postgres "CREATE ROLE shipper LOGIN" >/dev/null
+q repo postgres "CREATE DATABASE empty_repo" >/dev/null
+"$ROOT/scripts/trialvault-remote-init" "host=$RDIR port=$RPORT user=postgres dbname=postgres" shipper >/dev/null
+
+export GNUPGHOME=$RDIR/gnupg
+echo 'correct horse battery staple' >"$RDIR/pass.txt"
+KEYDIR=$TV_TMP/keys
+mkdir -p "$KEYDIR"
+tv_backup_keypair "$GNUPGHOME" "$RDIR/pass.txt" "$KEYDIR/backup-public.asc" 2048 >/dev/null
+echo "not a key" >"$KEYDIR/garbage.asc"
+chmod 755 "$KEYDIR"
+chmod 644 "$KEYDIR"/*
+
+REMOTE="host=$RDIR port=$RPORT user=shipper dbname=postgres"
+tv_cluster_start src \
+	"trialvault.backup_public_key_file = '$KEYDIR/backup-public.asc'" \
+	"trialvault.backup_naptime = 100" \
+	"trialvault.backup_batch_rows = 50" \
+	"trialvault.backup_system_id = 'site1'"
+SDIR=$(tv_dir src)
+q src postgres "CREATE EXTENSION trialvault CASCADE" >/dev/null
+q src postgres "CREATE TABLE crf (id bigserial PRIMARY KEY, subject text, body text, score float8, seen timestamptz DEFAULT now(), blob bytea)" >/dev/null
+q src postgres "SELECT trialvault.protect('crf')" >/dev/null 2>&1
+SYS=site1.postgres
+
+ins() { # ins N: N rows into crf, one transaction
+	q src postgres "INSERT INTO crf (subject, body, score, blob)
+		SELECT 'S-' || g, repeat(md5(g::text || clock_timestamp()::text), 8) || ' marker-PLAINTEXT-' || g, g / 3.0, sha256(g::text::bytea)
+		FROM generate_series(1, $1) g" >/dev/null
+}
+local_count() { q src postgres "SELECT count(*) FROM crf"; }
+remote_rows() { q repo postgres "SELECT coalesce(sum(row_count), 0) FROM trialvault_repo.batches WHERE system_id = '$SYS' AND table_name = '${1:-public.crf}'"; }
+# Batches of a table whose range does not come after the previous one's.
+overlaps() { q repo postgres "SELECT count(*) FROM (SELECT first_seq, lag(last_seq) OVER (ORDER BY batch_id) AS prev FROM trialvault_repo.batches WHERE system_id = '$SYS' AND table_name = '${1:-public.crf}') x WHERE first_seq <= prev"; }
+all_shipped() { [ "$(remote_rows)" = "$(local_count)" ]; }
+status_of() { q src postgres "SELECT $1 FROM trialvault.backup_status WHERE table_name = '${2:-crf}'::regclass"; }
+
+# --- 1. shipping ------------------------------------------------------------------------
+is "$(q src postgres "SELECT DISTINCT last_error FROM trialvault.backup_status")" \
+	"backups are not configured: set trialvault.backup_conninfo and trialvault.backup_public_key_file" \
+	"1: without a repository, backup_status says backups are not configured"
+is "$(q src postgres "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'trialvault backup shipper'")" 0 "1: ... and no shipper runs"
+# Configured by a reload, as a DBA would.
+q src postgres "ALTER SYSTEM SET trialvault.backup_conninfo = '$REMOTE'" >/dev/null
+q src postgres "SELECT pg_reload_conf()" >/dev/null
+check "1: the change of repository is on record, as ALTER SYSTEM and as a reload" wait_until "setting_changed" 10 \
+	bash -c "[ \"\$($PGBIN/psql -X -At -h $SDIR -p \$(cat $SDIR/port) -U postgres -d postgres -c \"SELECT count(*) FROM trialvault.audit_events WHERE event = 'setting_changed' AND (detail LIKE '%backup_conninfo = (a connection string, not recorded)%' OR detail LIKE '%backup_conninfo changed (configuration reloaded; a connection string is not recorded)%')\")\" = 2 ]"
+is "$(q src postgres "SELECT count(*) FROM trialvault.audit_events WHERE detail LIKE '%user=shipper%'")" 0 "1: ... without the connection string (it may hold a password)"
+check "1: the backup launcher runs" wait_until "launcher" 20 \
+	bash -c "[ \"\$($PGBIN/psql -X -At -h $SDIR -p $(tv_port src) -U postgres -d postgres -c \"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'trialvault backup launcher'\")\" = 1 ]"
+check "1: ... and starts a shipper for the database with the extension" wait_until "shipper" 30 \
+	bash -c "[ \"\$($PGBIN/psql -X -At -h $SDIR -p $(tv_port src) -U postgres -d postgres -c \"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'trialvault backup shipper' AND datname = 'postgres'\")\" = 1 ]"
+like "$(cat "$SDIR/server.log")" "backup shipper started for database \"postgres\" as system \"$SYS\"" "1: the log names the system it ships as"
+ins 120
+check "1: 120 rows arrive on the remote" wait_until "120 rows" 30 all_shipped
+is "$(overlaps)" 0 "1: in tv_seq order, no range twice"
+is "$(q repo postgres "SELECT max(row_count) <= 50, count(*) >= 3 FROM trialvault_repo.batches WHERE system_id = '$SYS' AND table_name = 'public.crf'")" "t|t" \
+	"1: batches of at most backup_batch_rows (50)"
+is "$(q repo postgres "SELECT max(last_seq) FROM trialvault_repo.batches WHERE system_id = '$SYS' AND table_name = 'public.crf'")" \
+	"$(q src postgres "SELECT max(tv_seq) FROM crf")" "1: up to the newest tv_seq"
+check "1: the extension's own tables are shipped too (the audit trail)" wait_until "audit_events" 30 \
+	bash -c "[ \"\$($PGBIN/psql -X -At -h $RDIR -p $RPORT -U postgres -d postgres -c \"SELECT count(*) FROM trialvault_repo.progress WHERE table_name = 'trialvault.audit_events'\")\" = 1 ]"
+check "1: backup_status: nothing left for crf" wait_until "lag 0" 10 bash -c "[ \"\$($PGBIN/psql -X -At -h $SDIR -p $(tv_port src) -U postgres -d postgres -c \"SELECT lag_rows FROM trialvault.backup_status WHERE table_name = 'crf'::regclass\")\" = 0 ]"
+is "$(status_of "shipped_rows, lag_seconds, last_error IS NULL, batches >= 3, bytes > 0, last_success IS NOT NULL")" "120|0|t|t|t|t" \
+	"1: backup_status: rows shipped, no lag, no error, batches and bytes counted"
+is "$(q src postgres "SELECT count(*) = (SELECT count(*) FROM trialvault.protected_tables) FROM trialvault.backup_status")" t \
+	"1: backup_status: one row per protected table"
+is "$(q src postgres "SELECT count(*) FROM pg_indexes WHERE tablename = 'crf' AND indexdef LIKE 'CREATE UNIQUE INDEX % (tv_seq)'")" 1 \
+	"1: protect() gave the table a unique index on tv_seq (the shipper reads ranges of it)"
+
+# --- 2. ciphertext, gpg, heads --------------------------------------------------------------
+is "$(q repo postgres "SELECT count(*) FROM trialvault_repo.batches WHERE position(convert_to('marker-PLAINTEXT', 'UTF8') IN ciphertext) > 0")" 0 \
+	"2: no row's text is readable on the remote"
+OUT=$TV_TMP/decrypted
+mkdir -p "$OUT"
+chmod 755 "$OUT"
+# decrypt_all TABLE: every batch of TABLE opened with gpg into $OUT/TABLE-N.json
+decrypt_all() {
+	local id
+	rm -f "$OUT"/*.json
+	for id in $(q repo postgres "SELECT batch_id FROM trialvault_repo.batches WHERE system_id = '$SYS' AND table_name = '$1' ORDER BY batch_id"); do
+		q repo postgres "SELECT encode(ciphertext, 'base64') FROM trialvault_repo.batches WHERE system_id = '$SYS' AND batch_id = $id" |
+			base64 -d >"$OUT/b.pgp"
+		gpg --batch --quiet --pinentry-mode loopback --passphrase-file "$RDIR/pass.txt" --decrypt "$OUT/b.pgp" >"$OUT/$id.json" 2>/dev/null || return 1
+	done
+	chmod 644 "$OUT"/*.json
+}
+# The rows of every decrypted batch, as rows of crf, against the table itself.
+compare_decrypted() {
+	q src postgres "CREATE TEMP TABLE got AS SELECT r.* FROM pg_ls_dir('$OUT') f,
+		LATERAL json_populate_recordset(NULL::public.crf, pg_read_file('$OUT/' || f)::json -> 'rows') r WHERE f LIKE '%.json';
+		SELECT (SELECT count(*) FROM got) = (SELECT count(DISTINCT tv_seq) FROM got),
+		       (SELECT md5(string_agg(g::text, '|' ORDER BY tv_seq)) FROM got g) = (SELECT md5(string_agg(c::text, '|' ORDER BY tv_seq)) FROM crf c)"
+}
+check "2: gpg --decrypt with the private key opens every batch" decrypt_all public.crf
+is "$(q src postgres "SELECT count(*) FROM pg_ls_dir('$OUT') f WHERE f LIKE '%.json' AND (pg_read_file('$OUT/' || f)::json ->> 'format') = 'trialvault-batch-1' AND (pg_read_file('$OUT/' || f)::json ->> 'table') = 'public.crf'")" \
+	"$(q repo postgres "SELECT count(*) FROM trialvault_repo.batches WHERE system_id = '$SYS' AND table_name = 'public.crf'")" \
+	"2: each is a trialvault-batch-1 document naming its table"
+is "$(compare_decrypted)" "t|t" "2: the decrypted rows are exactly the local rows, each once"
+like "$(gpg --batch --pinentry-mode loopback --passphrase-file "$RDIR/pass.txt" --verbose --decrypt "$OUT/b.pgp" 2>&1 >/dev/null)" "AES256" \
+	"2: encrypted with AES-256"
+# The heads of the newest batch for crf: the local rows no row refers to.
+is "$(q repo postgres "SELECT string_agg((e ->> 0) || ':' || (e ->> 1), ' ' ORDER BY (e ->> 0)::bigint) FROM (SELECT heads FROM trialvault_repo.batches WHERE system_id = '$SYS' ORDER BY batch_id DESC LIMIT 1) b, jsonb_array_elements(b.heads -> 'tables' -> 'public.crf') e")" \
+	"$(q src postgres "SELECT string_agg(c.tv_seq || ':' || encode(c.tv_hash, 'hex'), ' ' ORDER BY c.tv_seq) FROM crf c WHERE NOT EXISTS (SELECT 1 FROM crf d WHERE c.tv_seq = ANY (d.tv_prev_seqs))")" \
+	"2: each batch carries the heads of the shipped chain"
+SIGOK=$(q repo postgres "SELECT heads::text, heads_signature FROM trialvault_repo.batches WHERE system_id = '$SYS' ORDER BY batch_id DESC LIMIT 1" | head -1)
+like "$SIGOK" '\|[0-9a-f]{128,}$' "2: ... signed by the server's key"
+
+# --- 3. the remote stopped during inserts ---------------------------------------------------
+tv_cluster_stop repo
+for i in 1 2 3 4 5; do ins 20; done
+is "$(local_count)" 220 "3: local inserts go on while the remote is down"
+check "3: backup_status says the remote cannot be reached" wait_until "error" 20 \
+	bash -c "$PGBIN/psql -X -At -h $SDIR -p $(tv_port src) -U postgres -d postgres -c \"SELECT last_error FROM trialvault.backup_status WHERE table_name = 'crf'::regclass\" | grep -q 'cannot connect to the remote repository'"
+is "$(status_of "lag_rows, lag_seconds > 0")" "100|t" "3: ... with the rows waiting and how long"
+like "$(cat "$SDIR/server.log")" "trialvault backup shipping failed: cannot connect to the remote repository" "3: the server log says so"
+is "$(grep -c 'trialvault backup shipping failed: cannot connect' "$SDIR/server.log")" 1 "3: ... once, not at every retry"
+tv_cluster_restart repo
+check "3: once the remote is back, every row arrives" wait_until "220 rows" 90 all_shipped
+is "$(overlaps)" 0 "3: none twice"
+check "3: the error clears" wait_until "no error" 10 bash -c "[ -z \"\$($PGBIN/psql -X -At -h $SDIR -p $(tv_port src) -U postgres -d postgres -c \"SELECT last_error FROM trialvault.backup_status WHERE table_name = 'crf'::regclass\")\" ]"
+
+# --- 4. a late commit ------------------------------------------------------------------------
+sess_open src postgres late -At
+sess_run late "BEGIN; INSERT INTO crf (subject, body) VALUES ('late', 'committed late');"
+LATE=$(q src postgres "SELECT max(tv_seq) FROM crf")
+LATE=$((LATE + 1))
+ins 10
+ins 10
+sleep 2
+is "$(q repo postgres "SELECT coalesce(max(last_seq), 0) < $LATE FROM trialvault_repo.batches WHERE system_id = '$SYS' AND table_name = 'public.crf'")" t \
+	"4: while a transaction holds tv_seq $LATE, nothing at or after it is shipped"
+is "$(status_of "lag_rows >= 20")" t "4: backup_status shows the rows held back"
+sess_run late "COMMIT;"
+sess_close late
+check "4: once it commits, its row and the later ones arrive" wait_until "241 rows" 30 all_shipped
+is "$(q repo postgres "SELECT count(*) FROM trialvault_repo.batches WHERE system_id = '$SYS' AND table_name = 'public.crf' AND $LATE BETWEEN first_seq AND last_seq")" 1 \
+	"4: the late row is in exactly one batch"
+is "$(overlaps)" 0 "4: none twice"
+
+# --- 5. kill -9 and crashes during continuous inserts --------------------------------------
+# Inserts in the background, one row per transaction, until told to stop.
+writer() {
+	while [ ! -f "$TV_TMP/stop-writer" ]; do
+		q src postgres "INSERT INTO crf (subject, body) VALUES ('w', repeat('x', 4000))" >/dev/null 2>&1 || sleep 0.2
+	done
+}
+rm -f "$TV_TMP/stop-writer"
+writer &
+WPID=$!
+sleep 1
+SPID=$(q src postgres "SELECT pid FROM pg_stat_activity WHERE backend_type = 'trialvault backup shipper' AND datname = 'postgres'")
+kill -9 "$SPID"
+sleep 3
+check "5: after kill -9 of the shipper, a shipper runs again" wait_until "shipper back" 60 \
+	bash -c "[ \"\$($PGBIN/psql -X -At -h $SDIR -p $(tv_port src) -U postgres -d postgres -c \"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'trialvault backup shipper' AND datname = 'postgres'\" 2>/dev/null)\" = 1 ]"
+sleep 1
+tv_cluster_crash src
+tv_cluster_restart src
+sleep 1
+tv_cluster_crash repo
+sleep 1
+tv_cluster_restart repo
+sleep 1
+touch "$TV_TMP/stop-writer"
+wait "$WPID" || true
+is "$(q src postgres "SELECT count(*) > 241 FROM crf")" t "5: (rows were inserted throughout)"
+check "5: after kill -9, a local crash and a remote crash, every row arrives" wait_until "all rows" 120 all_shipped
+is "$(overlaps)" 0 "5: none twice"
+check "5: gpg opens every batch" decrypt_all public.crf
+is "$(compare_decrypted)" "t|t" "5: the decrypted rows are exactly the local rows, each once"
+
+# --- 6. misconfiguration, fixed -----------------------------------------------------------------
+reconf() { # reconf SETTING VALUE: ALTER SYSTEM and reload
+	q src postgres "ALTER SYSTEM SET $1 = '$2'" >/dev/null
+	q src postgres "SELECT pg_reload_conf()" >/dev/null
+	sleep 0.5
+}
+status_error_like() { # status_error_like PATTERN
+	$PGBIN/psql -X -At -h "$SDIR" -p "$(tv_port src)" -U postgres -d postgres \
+		-c "SELECT last_error FROM trialvault.backup_status WHERE table_name = 'crf'::regclass" | grep -q -- "$1"
+}
+shipped_after() { # shipped_after N: N more rows inserted, then all of them shipped
+	ins "$1"
+	wait_until "shipping resumes" 60 all_shipped
+}
+
+reconf trialvault.backup_public_key_file "$KEYDIR/garbage.asc"
+ins 5
+check "6: a file that is not an OpenPGP key: backup_status says so" wait_until "key error" 20 status_error_like "holds no ASCII-armored OpenPGP public key"
+reconf trialvault.backup_public_key_file "$KEYDIR/missing.asc"
+check "6: a missing key file: backup_status says so" wait_until "key error" 20 status_error_like "cannot read the backup public key file"
+is "$(remote_rows)" "$(($(local_count) - 5))" "6: nothing shipped without the key"
+reconf trialvault.backup_public_key_file "$KEYDIR/backup-public.asc"
+check "6: the key fixed: shipping resumes by itself" shipped_after 1
+
+reconf trialvault.backup_conninfo "host=$RDIR port=$RPORT user=shipper dbname=empty_repo"
+ins 5
+check "6: a remote without the prepared schema: backup_status says so" wait_until "schema error" 20 status_error_like "trialvault-remote-init"
+reconf trialvault.backup_conninfo "$REMOTE"
+check "6: the right remote again: shipping resumes" shipped_after 1
+
+q repo postgres "REVOKE INSERT ON trialvault_repo.batches FROM shipper" >/dev/null
+ins 5
+check "6: a remote role without the right to insert: backup_status shows the refusal" wait_until "rights" 30 status_error_like "permission denied.*42501"
+is "$(q src postgres "INSERT INTO crf (subject) VALUES ('still writable') RETURNING 'ok'")" ok "6: local writes unaffected"
+q repo postgres "GRANT INSERT ON trialvault_repo.batches TO shipper" >/dev/null
+check "6: the right granted again: shipping resumes" wait_until "resumes" 90 all_shipped
+is "$(overlaps)" 0 "6: none twice after all of it"
+
+# --- 7. who may read backup_status ------------------------------------------------------------
+q src postgres "CREATE ROLE nobody LOGIN; CREATE ROLE boss LOGIN IN ROLE trialvault_admin" >/dev/null 2>&1
+is "$(sqlstate_of src postgres "SET ROLE nobody; SELECT * FROM trialvault.backup_status")" 42501 "7: backup_status: refused to an ordinary role"
+is "$(sqlstate_of src postgres "SET ROLE nobody; SELECT * FROM trialvault._backup_status()")" 42501 "7: ... and its function too"
+is "$(q src postgres "SET ROLE boss; SELECT count(*) > 0 FROM trialvault.backup_status")" t "7: an administrator reads it"
+
+# --- the server log -------------------------------------------------------------------------------
+is "$(grep -c 'terminated by signal' "$SDIR/server.log" || true)" 1 "no launcher or shipper died but the one killed with kill -9"
+like "$(grep 'terminated by signal' "$SDIR/server.log" || true)" 'terminated by signal 9: Killed' "... (that one)"
+
+done_testing

@@ -1,0 +1,1585 @@
+/*-------------------------------------------------------------------------
+ *
+ * shipper.c
+ *		Encrypted incremental backups: the background workers that ship
+ *		every committed row of every protected table, in batches encrypted
+ *		to an OpenPGP public key, to a remote repository (docs/backups.md).
+ *
+ * A launcher (one static worker) starts one shipper per database of the
+ * cluster while trialvault.backup_conninfo is set; a shipper in a database
+ * without the extension exits at once and is tried again later, as pg_cron
+ * does for its one database.
+ *
+ * Exactly once, in effect.  The remote is the only record of progress: each
+ * batch and its progress row commit in one remote transaction (the
+ * repository's trigger writes progress), and after any failure the shipper
+ * reads its position back from there before it sends again.  A batch whose
+ * outcome is unknown (the connection broke after it was sent) is found
+ * there or sent again with the same batch id, which the repository refuses
+ * to take twice.
+ *
+ * Late commits.  tv_seq is taken at INSERT, so a transaction can commit a
+ * row with a lower tv_seq than rows already committed.  A shipper therefore
+ * ships a table only up to a horizon: it reads the newest committed tv_seq
+ * M, then lists the transactions holding a lock that conflicts with
+ * ShareLock on the table (the writers; CREATE INDEX CONCURRENTLY asks the
+ * same question).  Every tv_seq below M was handed out before M's row was
+ * inserted, by a transaction that held RowExclusiveLock on the table from
+ * then until its end, so it is in that list unless it has already ended.
+ * Once all of them have ended, every row up to M is committed or never
+ * will be, and the rows up to M are shipped in tv_seq order.  A long
+ * transaction thus holds a table's shipping back (backup_status shows the
+ * lag) but never makes it skip a row.
+ *
+ * Never in the way.  The shipper writes nothing locally and holds no lock
+ * an inserter waits for; the remote is reached with non-blocking libpq
+ * waited on the process latch, so a remote that is down or slow delays
+ * only the backups, and shutdown never waits for it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <sys/stat.h>
+
+#include "libpq-fe.h"
+
+#include "access/heapam.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_database.h"
+#include "catalog/pg_extension.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "tcop/tcopprot.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "trialvault.h"
+
+/* Settings */
+static char *tv_backup_conninfo = NULL;
+static char *tv_backup_public_key_file = NULL;
+static int	tv_backup_naptime = 1000;	/* ms */
+static int	tv_backup_batch_rows = 1000;
+int			tv_backup_retention = 7;
+static char *tv_backup_system_id = NULL;
+
+#define TV_SHIP_MAX_DBS			64
+#define TV_SHIP_MAX_TABLES		4096
+#define TV_SHIP_ERRLEN			512
+#define TV_SHIP_BATCH_BYTES		(16 * 1024 * 1024)	/* of rows, before JSON */
+#define TV_SHIP_REMOTE_TIMEOUT	60000	/* ms, for any one remote step */
+#define TV_SHIP_BACKOFF_MAX		60000	/* ms */
+#define TV_SHIP_RELAUNCH		10000	/* ms, before a stopped shipper is started again */
+
+/* What backup_status shows, per database and per table, in shared memory. */
+typedef struct TvShipDb
+{
+	Oid			dbid;
+	pid_t		pid;
+	TimestampTz started_at;
+	TimestampTz last_success;
+	TimestampTz last_error_at;
+	char		system_id[65];
+	char		last_error[TV_SHIP_ERRLEN];
+} TvShipDb;
+
+typedef struct TvShipTable
+{
+	Oid			dbid;
+	Oid			relid;
+	int64		shipped_seq;
+	int64		shipped_rows;
+	int64		batches;
+	int64		bytes;
+	TimestampTz last_success;
+	TimestampTz synced_at;		/* everything committed by then is shipped */
+	char		last_error[TV_SHIP_ERRLEN];
+} TvShipTable;
+
+typedef struct TvShipShared
+{
+	LWLock		lock;
+	pid_t		launcher_pid;
+	TvShipDb	dbs[TV_SHIP_MAX_DBS];
+	int			ntables;
+	TvShipTable tables[TV_SHIP_MAX_TABLES];
+} TvShipShared;
+
+static TvShipShared *tv_ship = NULL;
+
+/* The protected tables of the current database, as "schema"."table". */
+#define TV_SHIP_TABLES_SQL \
+	"SELECT c.oid, pg_catalog.format('%I.%I', n.nspname, c.relname)" \
+	" FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace" \
+	" WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid = c.oid" \
+	"   AND g.tgfoid = 'trialvault.guard()'::pg_catalog.regprocedure)" \
+	" ORDER BY 2"
+
+/* A shipper's own view of one table. */
+typedef struct ShipTable
+{
+	Oid			relid;
+	char	   *name;			/* "schema"."table", as the remote keys it */
+	int64		shipped_seq;	/* newest tv_seq on the remote */
+	bool		has_horizon;
+	int64		horizon;		/* ship up to here once the writers are gone */
+	TimestampTz horizon_at;
+	VirtualTransactionId *writers;	/* terminated by an invalid one */
+	int			nheads;
+	int			maxheads;
+	TvHead	   *heads;			/* the shipped rows no shipped row refers to */
+	bool		seen;			/* still protected in this round */
+} ShipTable;
+
+static PGconn *remote = NULL;
+static bool position_known = false;
+static int64 next_batch_id = 0;
+static List *ship_tables = NIL;
+static char system_id[65];
+static char ship_error[TV_SHIP_ERRLEN];
+static MemoryContext ship_cxt = NULL;
+static char *pgcrypto_schema = NULL;
+static TvShipDb *my_db = NULL;
+
+void		tv_ship_launcher_main(Datum arg);
+void		tv_shipper_main(Datum arg);
+
+/* ---------------------------------------------------------------------
+ * Settings and shared memory
+ * ---------------------------------------------------------------------
+ */
+
+Size
+tv_ship_shmem_size(void)
+{
+	return MAXALIGN(sizeof(TvShipShared));
+}
+
+void
+tv_ship_shmem_init(void)
+{
+	bool		found;
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	tv_ship = ShmemInitStruct("trialvault backup shipping", sizeof(TvShipShared), &found);
+	if (!found)
+	{
+		memset(tv_ship, 0, sizeof(TvShipShared));
+		LWLockInitialize(&tv_ship->lock, LWLockNewTrancheId());
+	}
+	LWLockRelease(AddinShmemInitLock);
+	LWLockRegisterTranche(tv_ship->lock.tranche, "trialvault_backup");
+}
+
+static bool
+check_system_id(char **newval, void **extra, GucSource source)
+{
+	const char *p;
+
+	for (p = *newval; *p; p++)
+		if (!(isalnum((unsigned char) *p) || *p == '.' || *p == '_' || *p == '-'))
+			break;
+	if (*p || strlen(*newval) > 40)
+	{
+		GUC_check_errdetail("trialvault.backup_system_id takes up to 40 letters, digits, '.', '_' and '-'.");
+		return false;
+	}
+	return true;
+}
+
+void
+tv_ship_init(void)
+{
+	BackgroundWorker worker;
+
+	DefineCustomStringVariable("trialvault.backup_conninfo",
+							   "libpq connection string of the remote backup repository; empty: no backups are shipped.",
+							   "Prepare the remote database with trialvault-remote-init first.",
+							   &tv_backup_conninfo,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("trialvault.backup_public_key_file",
+							   "ASCII-armored OpenPGP public key (RSA, with an encryption subkey) that backups are encrypted to.",
+							   "Its private half stays off this server; see docs/backups.md.",
+							   &tv_backup_public_key_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+	DefineCustomIntVariable("trialvault.backup_naptime",
+							"How long the shipper waits between looks for new rows.",
+							NULL,
+							&tv_backup_naptime,
+							1000, 10, 3600000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("trialvault.backup_batch_rows",
+							"Most rows in one encrypted batch.",
+							"A batch also stops at 16 MB of rows.",
+							&tv_backup_batch_rows,
+							1000, 1, 100000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("trialvault.backup_retention",
+							"How many confirmed full backups the remote keeps.",
+							NULL,
+							&tv_backup_retention,
+							7, 1, 10000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+	DefineCustomStringVariable("trialvault.backup_system_id",
+							   "Name of this server in the remote repository; empty: its database system identifier.",
+							   "Each database ships as <system id>.<database name>.",
+							   &tv_backup_system_id,
+							   "",
+							   PGC_POSTMASTER,
+							   0,
+							   check_system_id, NULL, NULL);
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 10;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "trialvault");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "tv_ship_launcher_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "trialvault backup launcher");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "trialvault backup launcher");
+	RegisterBackgroundWorker(&worker);
+}
+
+static bool
+shipping_configured(void)
+{
+	return tv_backup_conninfo && tv_backup_conninfo[0] &&
+		tv_backup_public_key_file && tv_backup_public_key_file[0];
+}
+
+/* ---------------------------------------------------------------------
+ * The launcher
+ * ---------------------------------------------------------------------
+ */
+
+typedef struct LaunchedDb
+{
+	Oid			dbid;
+	BackgroundWorkerHandle *handle;
+	TimestampTz next_start;
+} LaunchedDb;
+
+static void
+launch_shippers(LaunchedDb *dbs, int *ndbs)
+{
+	List	   *oids = NIL;
+	ListCell   *lc;
+	TimestampTz now = GetCurrentTimestamp();
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+
+	StartTransactionCommand();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while (HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection)))
+	{
+		Form_pg_database d = (Form_pg_database) GETSTRUCT(tup);
+
+		/* In the launcher's context: the transaction's is gone after it. */
+		if (d->datallowconn && !d->datistemplate)
+		{
+			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+			oids = lappend_oid(oids, d->oid);
+			MemoryContextSwitchTo(old);
+		}
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+
+	foreach(lc, oids)
+	{
+		Oid			dbid = lfirst_oid(lc);
+		LaunchedDb *l = NULL;
+		int			i;
+		pid_t		pid;
+		BackgroundWorker worker;
+
+		for (i = 0; i < *ndbs; i++)
+			if (dbs[i].dbid == dbid)
+				l = &dbs[i];
+		if (l == NULL)
+		{
+			if (*ndbs >= TV_SHIP_MAX_DBS)
+				continue;
+			l = &dbs[(*ndbs)++];
+			l->dbid = dbid;
+			l->handle = NULL;
+			l->next_start = 0;
+		}
+		if (l->handle &&
+			GetBackgroundWorkerPid(l->handle, &pid) != BGWH_STOPPED)
+			continue;
+		if (l->handle)
+		{
+			pfree(l->handle);
+			l->handle = NULL;
+			l->next_start = TimestampTzPlusMilliseconds(now, TV_SHIP_RELAUNCH);
+		}
+		if (now < l->next_start)
+			continue;
+
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		worker.bgw_restart_time = BGW_NEVER_RESTART;
+		snprintf(worker.bgw_library_name, BGW_MAXLEN, "trialvault");
+		snprintf(worker.bgw_function_name, BGW_MAXLEN, "tv_shipper_main");
+		snprintf(worker.bgw_name, BGW_MAXLEN, "trialvault backup shipper %u", dbid);
+		snprintf(worker.bgw_type, BGW_MAXLEN, "trialvault backup shipper");
+		worker.bgw_main_arg = ObjectIdGetDatum(dbid);
+		worker.bgw_notify_pid = MyProcPid;
+		if (!RegisterDynamicBackgroundWorker(&worker, &l->handle))
+		{
+			l->handle = NULL;
+			l->next_start = TimestampTzPlusMilliseconds(now, TV_SHIP_RELAUNCH);
+			ereport(WARNING,
+					(errmsg("trialvault could not start a backup shipper for database %u", dbid),
+					 errhint("Raise max_worker_processes: trialvault needs one worker per database while backups are configured.")));
+		}
+	}
+	list_free(oids);
+}
+
+void
+tv_ship_launcher_main(Datum arg)
+{
+	LaunchedDb *dbs;
+	int			ndbs = 0;
+
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	dbs = MemoryContextAllocZero(TopMemoryContext, sizeof(LaunchedDb) * TV_SHIP_MAX_DBS);
+
+	LWLockAcquire(&tv_ship->lock, LW_EXCLUSIVE);
+	tv_ship->launcher_pid = MyProcPid;
+	LWLockRelease(&tv_ship->lock);
+
+	for (;;)
+	{
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		/* Shippers stop by themselves when the settings are emptied. */
+		if (shipping_configured())
+			launch_shippers(dbs, &ndbs);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 shipping_configured() ? TV_SHIP_RELAUNCH / 2 : 60000L,
+						 PG_WAIT_EXTENSION);
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * Status, for backup_status
+ * ---------------------------------------------------------------------
+ */
+
+static void
+note_error(ShipTable *t, const char *fmt,...) pg_attribute_printf(2, 3);
+
+static TvShipTable *
+status_entry(Oid relid, bool create)
+{
+	int			i;
+	TvShipTable *e;
+
+	for (i = 0; i < tv_ship->ntables; i++)
+		if (tv_ship->tables[i].dbid == MyDatabaseId && tv_ship->tables[i].relid == relid)
+			return &tv_ship->tables[i];
+	if (!create || tv_ship->ntables >= TV_SHIP_MAX_TABLES)
+		return NULL;
+	e = &tv_ship->tables[tv_ship->ntables++];
+	memset(e, 0, sizeof(*e));
+	e->dbid = MyDatabaseId;
+	e->relid = relid;
+	return e;
+}
+
+/* Record an error for the database (t NULL) or one table, and log it. */
+static void
+note_error(ShipTable *t, const char *fmt,...)
+{
+	va_list		ap;
+	char		msg[TV_SHIP_ERRLEN];
+	bool		repeated;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+
+	LWLockAcquire(&tv_ship->lock, LW_EXCLUSIVE);
+	if (t)
+	{
+		TvShipTable *e = status_entry(t->relid, true);
+
+		repeated = e && strcmp(e->last_error, msg) == 0;
+		if (e)
+			strlcpy(e->last_error, msg, sizeof(e->last_error));
+	}
+	else
+	{
+		repeated = strcmp(my_db->last_error, msg) == 0;
+		strlcpy(my_db->last_error, msg, sizeof(my_db->last_error));
+	}
+	my_db->last_error_at = GetCurrentTimestamp();
+	LWLockRelease(&tv_ship->lock);
+
+	/* The same failure over and over is logged once, until it changes. */
+	if (!repeated)
+		ereport(LOG,
+				(errmsg("trialvault backup shipping failed%s%s: %s",
+						t ? " for table " : "", t ? t->name : "", msg),
+				 errhint("Shipping resumes by itself once the cause is fixed; trialvault.backup_status shows where it stands.")));
+}
+
+static void
+clear_error(ShipTable *t)
+{
+	LWLockAcquire(&tv_ship->lock, LW_EXCLUSIVE);
+	if (t)
+	{
+		TvShipTable *e = status_entry(t->relid, false);
+
+		if (e)
+			e->last_error[0] = '\0';
+	}
+	else
+		my_db->last_error[0] = '\0';
+	LWLockRelease(&tv_ship->lock);
+}
+
+/* ---------------------------------------------------------------------
+ * The remote, through non-blocking libpq
+ * ---------------------------------------------------------------------
+ */
+
+static void
+remote_close(void)
+{
+	if (remote)
+		PQfinish(remote);
+	remote = NULL;
+	position_known = false;
+}
+
+/* Wait for the remote's socket, or a signal; false when the deadline passed. */
+static bool
+remote_wait(int events, TimestampTz deadline)
+{
+	long		ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+	int			rc;
+
+	if (ms <= 0)
+		return false;
+	rc = WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH | events,
+						   PQsocket(remote), ms, PG_WAIT_EXTENSION);
+	if (rc & WL_LATCH_SET)
+	{
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	return true;
+}
+
+static void
+remote_fail(const char *what)
+{
+	char	   *msg = remote ? pstrdup(PQerrorMessage(remote)) : pstrdup("");
+	int			len = strlen(msg);
+
+	while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
+		msg[--len] = '\0';
+	snprintf(ship_error, sizeof(ship_error), "%s: %s", what, len ? msg : "no answer");
+	remote_close();
+}
+
+static bool
+remote_connect(void)
+{
+	const char *keys[] = {"dbname", "fallback_application_name", NULL};
+	const char *vals[] = {tv_backup_conninfo, "trialvault backup shipper", NULL};
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), TV_SHIP_REMOTE_TIMEOUT);
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+
+	remote = PQconnectStartParams(keys, vals, true);
+	if (remote == NULL || PQstatus(remote) == CONNECTION_BAD)
+	{
+		remote_fail("cannot connect to the remote repository");
+		return false;
+	}
+	while (st != PGRES_POLLING_OK)
+	{
+		if (st == PGRES_POLLING_FAILED)
+		{
+			remote_fail("cannot connect to the remote repository");
+			return false;
+		}
+		if (!remote_wait(st == PGRES_POLLING_READING ? WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE,
+						 deadline))
+		{
+			remote_close();
+			snprintf(ship_error, sizeof(ship_error),
+					 "cannot connect to the remote repository: no answer within %d s",
+					 TV_SHIP_REMOTE_TIMEOUT / 1000);
+			return false;
+		}
+		st = PQconnectPoll(remote);
+	}
+	if (PQsetnonblocking(remote, 1) != 0)
+	{
+		remote_fail("cannot use the remote connection");
+		return false;
+	}
+	return true;
+}
+
+/*
+ * One statement on the remote; its result, or NULL with ship_error set and
+ * the connection closed (a statement whose fate is unknown leaves the
+ * position unknown too).
+ */
+static PGresult *
+remote_query(const char *sql, int n, const char *const *values, const int *lengths,
+			 const int *formats, ExecStatusType want)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), TV_SHIP_REMOTE_TIMEOUT);
+	PGresult   *res;
+	PGresult   *last = NULL;
+	int			f;
+
+	if (!PQsendQueryParams(remote, sql, n, NULL, values, lengths, formats, 0))
+	{
+		remote_fail("cannot send to the remote repository");
+		return NULL;
+	}
+	while ((f = PQflush(remote)) != 0)
+	{
+		if (f < 0 || !remote_wait(WL_SOCKET_WRITEABLE | WL_SOCKET_READABLE, deadline) ||
+			!PQconsumeInput(remote))
+		{
+			remote_fail("cannot send to the remote repository");
+			return NULL;
+		}
+	}
+	for (;;)
+	{
+		while (PQisBusy(remote))
+		{
+			if (!remote_wait(WL_SOCKET_READABLE, deadline))
+			{
+				remote_close();
+				snprintf(ship_error, sizeof(ship_error),
+						 "the remote repository did not answer within %d s",
+						 TV_SHIP_REMOTE_TIMEOUT / 1000);
+				if (last)
+					PQclear(last);
+				return NULL;
+			}
+			if (!PQconsumeInput(remote))
+			{
+				if (last)
+					PQclear(last);
+				remote_fail("lost the connection to the remote repository");
+				return NULL;
+			}
+		}
+		res = PQgetResult(remote);
+		if (res == NULL)
+			break;
+		if (last)
+			PQclear(last);
+		last = res;
+	}
+	if (last == NULL || PQresultStatus(last) != want)
+	{
+		const char *msg = last ? PQresultErrorMessage(last) : PQerrorMessage(remote);
+		const char *state = last ? PQresultErrorField(last, PG_DIAG_SQLSTATE) : NULL;
+		char	   *m = pstrdup(msg ? msg : "");
+		int			len = strlen(m);
+
+		while (len > 0 && (m[len - 1] == '\n' || m[len - 1] == ' '))
+			m[--len] = '\0';
+		snprintf(ship_error, sizeof(ship_error), "the remote repository refused: %s%s%s%s",
+				 len ? m : "no result", state ? " (SQLSTATE " : "", state ? state : "",
+				 state ? ")" : "");
+		if (last)
+			PQclear(last);
+		/* After a refusal the remote may have moved on: read it back. */
+		remote_close();
+		return NULL;
+	}
+	return last;
+}
+
+static ShipTable *
+find_table(const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, ship_tables)
+	{
+		ShipTable  *t = lfirst(lc);
+
+		if (strcmp(t->name, name) == 0)
+			return t;
+	}
+	return NULL;
+}
+
+static void
+add_head(ShipTable *t, int64 seq, const uint8 *hash)
+{
+	if (t->nheads == t->maxheads)
+	{
+		t->maxheads = Max(8, t->maxheads * 2);
+		t->heads = t->heads ? repalloc(t->heads, sizeof(TvHead) * t->maxheads)
+			: MemoryContextAlloc(ship_cxt, sizeof(TvHead) * t->maxheads);
+	}
+	t->heads[t->nheads].seq = seq;
+	memcpy(t->heads[t->nheads].hash, hash, TV_HASH_LEN);
+	t->nheads++;
+}
+
+static bool
+hex_to_hash(const char *hex, uint8 *out)
+{
+	int			i;
+
+	if (strlen(hex) != TV_HASH_LEN * 2)
+		return false;
+	for (i = 0; i < TV_HASH_LEN; i++)
+	{
+		unsigned int b;
+
+		if (sscanf(hex + 2 * i, "%2x", &b) != 1)
+			return false;
+		out[i] = (uint8) b;
+	}
+	return true;
+}
+
+/*
+ * Where this system stands on the remote: the next batch id, and per table
+ * the newest tv_seq shipped and the heads of what was shipped (from the
+ * newest batch, which carries them for every table).
+ */
+static bool
+remote_position(void)
+{
+	const char *params[1] = {system_id};
+	PGresult   *res;
+	int			i;
+	ListCell   *lc;
+
+	res = remote_query("SELECT version FROM trialvault_repo.repo_version ORDER BY version DESC LIMIT 1",
+					   0, NULL, NULL, NULL, PGRES_TUPLES_OK);
+	if (res == NULL)
+	{
+		strlcat(ship_error, " (is this database prepared with trialvault-remote-init, and may the role read it?)",
+				sizeof(ship_error));
+		return false;
+	}
+	PQclear(res);
+
+	res = remote_query("SELECT p.table_name, p.last_seq, p.last_batch_id FROM trialvault_repo.progress p "
+					   "WHERE p.system_id = $1",
+					   1, params, NULL, NULL, PGRES_TUPLES_OK);
+	if (res == NULL)
+		return false;
+	foreach(lc, ship_tables)
+	{
+		ShipTable  *t = lfirst(lc);
+
+		t->shipped_seq = 0;
+		t->nheads = 0;
+		t->has_horizon = false;
+	}
+	next_batch_id = 1;
+	for (i = 0; i < PQntuples(res); i++)
+	{
+		ShipTable  *t = find_table(PQgetvalue(res, i, 0));
+		int64		batch = strtoi64(PQgetvalue(res, i, 2), NULL, 10);
+
+		if (batch + 1 > next_batch_id)
+			next_batch_id = batch + 1;
+		if (t == NULL)
+		{
+			MemoryContext old = MemoryContextSwitchTo(ship_cxt);
+
+			t = palloc0(sizeof(ShipTable));
+			t->name = pstrdup(PQgetvalue(res, i, 0));
+			ship_tables = lappend(ship_tables, t);
+			MemoryContextSwitchTo(old);
+		}
+		t->shipped_seq = strtoi64(PQgetvalue(res, i, 1), NULL, 10);
+	}
+	PQclear(res);
+
+	/* The heads, as the newest batch recorded them: [[seq, "hex"], ...] per table. */
+	res = remote_query("SELECT h.key, (e.value ->> 0)::bigint, e.value ->> 1 "
+					   "FROM (SELECT b.heads FROM trialvault_repo.batches b WHERE b.system_id = $1 "
+					   "      ORDER BY b.batch_id DESC LIMIT 1) n, "
+					   "     jsonb_each(n.heads -> 'tables') h, jsonb_array_elements(h.value) e",
+					   1, params, NULL, NULL, PGRES_TUPLES_OK);
+	if (res == NULL)
+		return false;
+	for (i = 0; i < PQntuples(res); i++)
+	{
+		ShipTable  *t = find_table(PQgetvalue(res, i, 0));
+		uint8		hash[TV_HASH_LEN];
+
+		if (t && hex_to_hash(PQgetvalue(res, i, 2), hash))
+			add_head(t, strtoi64(PQgetvalue(res, i, 1), NULL, 10), hash);
+	}
+	PQclear(res);
+	position_known = true;
+	return true;
+}
+
+/* ---------------------------------------------------------------------
+ * Building a batch (in a local transaction)
+ * ---------------------------------------------------------------------
+ */
+
+typedef struct Batch
+{
+	ShipTable  *table;
+	int			nrows;
+	int64		first_seq;
+	int64		last_seq;
+	bytea	   *ciphertext;
+	uint8		sha256[TV_HASH_LEN];
+	char	   *heads;			/* JSON, signed */
+	char	   *signature;		/* hex, or NULL without a server key */
+	TvHead	   *new_heads;		/* the table's heads once it is shipped */
+	int			nnew_heads;
+	bool		more;			/* rows up to the horizon are left */
+} Batch;
+
+static char *
+read_public_key(void)
+{
+	FILE	   *f;
+	StringInfoData buf;
+	char		chunk[4096];
+	size_t		n;
+
+	f = AllocateFile(tv_backup_public_key_file, "r");
+	if (f == NULL)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("cannot read the backup public key file \"%s\": %m",
+						tv_backup_public_key_file),
+				 errhint("Set trialvault.backup_public_key_file to an ASCII-armored OpenPGP public key readable by the server.")));
+	initStringInfo(&buf);
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+	{
+		if (buf.len + n > 1024 * 1024)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("the backup public key file \"%s\" is larger than 1 MB",
+							tv_backup_public_key_file)));
+		appendBinaryStringInfo(&buf, chunk, n);
+	}
+	FreeFile(f);
+	if (strstr(buf.data, "-----BEGIN PGP PUBLIC KEY BLOCK-----") == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the backup public key file \"%s\" holds no ASCII-armored OpenPGP public key",
+						tv_backup_public_key_file),
+				 errhint("Export it with gpg --armor --export; see docs/backups.md.")));
+	return buf.data;
+}
+
+static const char *
+find_pgcrypto(void)
+{
+	if (pgcrypto_schema == NULL)
+	{
+		if (SPI_execute("SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_extension e"
+						" JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace"
+						" WHERE e.extname = 'pgcrypto'", true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not look pgcrypto up");
+		if (SPI_processed != 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("pgcrypto is not installed in this database")));
+		pgcrypto_schema = MemoryContextStrdup(ship_cxt,
+											  SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	}
+	return pgcrypto_schema;
+}
+
+static void
+append_heads_json(StringInfo buf, int64 batch_id, const char *table, Batch *b)
+{
+	ListCell   *lc;
+	bool		first = true;
+
+	appendStringInfo(buf, "{\"system_id\": ");
+	escape_json(buf, system_id);
+	appendStringInfo(buf, ", \"batch_id\": " INT64_FORMAT ", \"table\": ", batch_id);
+	escape_json(buf, table);
+	appendStringInfoString(buf, ", \"tables\": {");
+	foreach(lc, ship_tables)
+	{
+		ShipTable  *t = lfirst(lc);
+		TvHead	   *heads = t == b->table ? b->new_heads : t->heads;
+		int			n = t == b->table ? b->nnew_heads : t->nheads;
+		int			i;
+
+		if (n == 0)
+			continue;
+		if (!first)
+			appendStringInfoString(buf, ", ");
+		first = false;
+		escape_json(buf, t->name);
+		appendStringInfoString(buf, ": [");
+		for (i = 0; i < n; i++)
+		{
+			char		hex[TV_HASH_LEN * 2 + 1];
+
+			tv_hex(heads[i].hash, TV_HASH_LEN, hex);
+			appendStringInfo(buf, "%s[" INT64_FORMAT ", \"%s\"]", i ? ", " : "",
+							 heads[i].seq, hex);
+		}
+		appendStringInfoChar(buf, ']');
+	}
+	appendStringInfoString(buf, "}}");
+}
+
+/*
+ * The next batch of one table, up to its horizon: the rows as one JSON
+ * document (json_populate_recordset takes them back) encrypted with
+ * pgcrypto, and the heads of the shipped chain once it is there.  Runs in
+ * a transaction of its own; the result lives in ship_cxt.
+ */
+static bool
+build_batch(ShipTable *t, const char *key, Batch *b, MemoryContext cxt)
+{
+	const char *pgc = find_pgcrypto();
+	Datum		args[4];
+	Oid			types[4] = {INT8OID, INT8OID, TEXTOID, TEXTOID};
+	int64		hi;
+	bool		isnull;
+	uint64		i;
+	int			j;
+	MemoryContext old;
+	StringInfoData heads;
+
+	memset(b, 0, sizeof(*b));
+	b->table = t;
+
+	/* How far this batch goes: batch_rows rows, or 16 MB of them. */
+	args[0] = Int64GetDatum(t->shipped_seq);
+	args[1] = Int64GetDatum(t->horizon);
+	if (SPI_execute_with_args(psprintf("SELECT max(s.tv_seq) FROM ("
+									   " SELECT r.tv_seq, sum(pg_catalog.pg_column_size(r.*)) OVER w AS bytes,"
+									   "  row_number() OVER w AS n"
+									   " FROM %s r WHERE r.tv_seq > $1 AND r.tv_seq <= $2"
+									   " WINDOW w AS (ORDER BY r.tv_seq) ORDER BY r.tv_seq LIMIT %d) s"
+									   " WHERE s.bytes <= %d OR s.n = 1",
+									   t->name, tv_backup_batch_rows, TV_SHIP_BATCH_BYTES),
+							  2, types, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not size a batch of %s", t->name);
+	hi = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (isnull)
+	{
+		/* Nothing committed up to the horizon beyond what is shipped. */
+		t->shipped_seq = t->horizon;
+		return false;
+	}
+	b->more = hi < t->horizon;
+
+	args[1] = Int64GetDatum(hi);
+	args[2] = CStringGetTextDatum(t->name);
+	args[3] = CStringGetTextDatum(key);
+	if (SPI_execute_with_args(psprintf("SELECT count(*)::int4, min(r.tv_seq), max(r.tv_seq),"
+									   " %s.pgp_pub_encrypt_bytea(pg_catalog.convert_to(pg_catalog.json_build_object("
+									   "   'format', 'trialvault-batch-1', 'table', $3,"
+									   "   'rows', pg_catalog.json_agg(r ORDER BY r.tv_seq))::text, 'UTF8'),"
+									   "  %s.dearmor($4), 'cipher-algo=aes256, compress-algo=1')"
+									   " FROM (SELECT * FROM %s r WHERE r.tv_seq > $1 AND r.tv_seq <= $2) r",
+									   pgc, pgc, t->name),
+							  4, types, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not build a batch of %s", t->name);
+
+	old = MemoryContextSwitchTo(cxt);
+	b->nrows = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	b->first_seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	b->last_seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	b->ciphertext = DatumGetByteaPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
+	MemoryContextSwitchTo(old);
+	{
+		EVP_MD_CTX *ctx = tv_sha_begin(TV_SHA_CONTENT);
+
+		tv_sha_update(ctx, VARDATA(b->ciphertext), VARSIZE(b->ciphertext) - VARHDRSZ);
+		tv_sha_end(ctx, b->sha256);
+	}
+
+	/* The heads of the shipped chain, this batch's rows included. */
+	if (SPI_execute_with_args(psprintf("SELECT r.tv_seq, r.tv_prev_seqs, r.tv_hash FROM %s r"
+									   " WHERE r.tv_seq > $1 AND r.tv_seq <= $2 ORDER BY r.tv_seq",
+									   t->name),
+							  2, types, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the chain of %s", t->name);
+	b->nnew_heads = t->nheads;
+	b->new_heads = MemoryContextAlloc(ship_cxt, sizeof(TvHead) * (t->nheads + SPI_processed + 1));
+	if (t->nheads > 0)
+		memcpy(b->new_heads, t->heads, sizeof(TvHead) * t->nheads);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		int64		seq = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		ArrayType  *prev = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 2, &isnull));
+		bytea	   *hash = DatumGetByteaPP(SPI_getbinval(tup, desc, 3, &isnull));
+		Datum	   *elems;
+		bool	   *enulls;
+		int			nelems;
+		int			k;
+
+		deconstruct_array(prev, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+						  &elems, &enulls, &nelems);
+		for (k = 0; k < nelems; k++)
+			for (j = 0; j < b->nnew_heads; j++)
+				if (b->new_heads[j].seq == DatumGetInt64(elems[k]))
+				{
+					b->new_heads[j] = b->new_heads[--b->nnew_heads];
+					break;
+				}
+		b->new_heads[b->nnew_heads].seq = seq;
+		if (VARSIZE_ANY_EXHDR(hash) == TV_HASH_LEN)
+			memcpy(b->new_heads[b->nnew_heads].hash, VARDATA_ANY(hash), TV_HASH_LEN);
+		else
+			memset(b->new_heads[b->nnew_heads].hash, 0, TV_HASH_LEN);
+		b->nnew_heads++;
+	}
+
+	old = MemoryContextSwitchTo(cxt);
+	initStringInfo(&heads);
+	append_heads_json(&heads, next_batch_id, t->name, b);
+	b->heads = heads.data;
+	if (tv_have_server_key())
+	{
+		bytea	   *sig = tv_server_sign((uint8 *) heads.data, heads.len);
+		char	   *hex = palloc(2 * (VARSIZE(sig) - VARHDRSZ) + 1);
+
+		tv_hex((uint8 *) VARDATA(sig), VARSIZE(sig) - VARHDRSZ, hex);
+		b->signature = hex;
+	}
+	MemoryContextSwitchTo(old);
+	return true;
+}
+
+/* Send a batch; true once the remote has committed it. */
+static bool
+send_batch(Batch *b)
+{
+	char		batch_id[32];
+	char		first[32];
+	char		last[32];
+	char		nrows[16];
+	const char *values[11];
+	int			lengths[11] = {0};
+	int			formats[11] = {0};
+	PGresult   *res;
+
+	snprintf(batch_id, sizeof(batch_id), INT64_FORMAT, next_batch_id);
+	snprintf(first, sizeof(first), INT64_FORMAT, b->first_seq);
+	snprintf(last, sizeof(last), INT64_FORMAT, b->last_seq);
+	snprintf(nrows, sizeof(nrows), "%d", b->nrows);
+	values[0] = system_id;
+	values[1] = batch_id;
+	values[2] = b->table->name;
+	values[3] = first;
+	values[4] = last;
+	values[5] = nrows;
+	values[6] = timestamptz_to_str(GetCurrentTimestamp());
+	values[7] = (const char *) b->sha256;
+	lengths[7] = TV_HASH_LEN;
+	formats[7] = 1;
+	values[8] = VARDATA(b->ciphertext);
+	lengths[8] = VARSIZE(b->ciphertext) - VARHDRSZ;
+	formats[8] = 1;
+	values[9] = b->heads;
+	values[10] = b->signature;
+	res = remote_query("INSERT INTO trialvault_repo.batches (system_id, batch_id, table_name, first_seq,"
+					   " last_seq, row_count, created_at, sha256, ciphertext, heads, heads_signature)"
+					   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+					   11, values, lengths, formats, PGRES_COMMAND_OK);
+	if (res == NULL)
+		return false;
+	PQclear(res);
+	return true;
+}
+
+/* ---------------------------------------------------------------------
+ * One round: which tables, which horizons, which batches
+ * ---------------------------------------------------------------------
+ */
+
+/* The protected tables of this database, as "schema"."table". */
+static void
+list_tables(void)
+{
+	ListCell   *lc;
+	uint64		i;
+
+	foreach(lc, ship_tables)
+		((ShipTable *) lfirst(lc))->seen = false;
+	if (SPI_execute(TV_SHIP_TABLES_SQL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not list the protected tables");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Oid			relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		char	   *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		ShipTable  *t = find_table(name);
+
+		if (t == NULL)
+		{
+			MemoryContext old = MemoryContextSwitchTo(ship_cxt);
+
+			t = palloc0(sizeof(ShipTable));
+			t->name = pstrdup(name);
+			ship_tables = lappend(ship_tables, t);
+			MemoryContextSwitchTo(old);
+		}
+		t->relid = relid;
+		t->seen = true;
+	}
+}
+
+/*
+ * Take a new horizon for a table: the newest committed tv_seq, and the
+ * transactions that may still hold a lower one (see the file header).
+ */
+static void
+take_horizon(ShipTable *t)
+{
+	LOCKTAG		tag;
+	VirtualTransactionId *w;
+	int			n = 0;
+	bool		isnull;
+	int64		newest;
+
+	if (SPI_execute(psprintf("SELECT max(tv_seq) FROM %s", t->name), true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the newest row of %s", t->name);
+	newest = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (isnull || newest <= t->shipped_seq)
+	{
+		LWLockAcquire(&tv_ship->lock, LW_EXCLUSIVE);
+		{
+			TvShipTable *e = status_entry(t->relid, true);
+
+			if (e)
+				e->synced_at = GetCurrentTimestamp();
+		}
+		LWLockRelease(&tv_ship->lock);
+		return;
+	}
+	/* After the read above, not before: see the file header. */
+	SET_LOCKTAG_RELATION(tag, MyDatabaseId, t->relid);
+	w = GetLockConflicts(&tag, ShareLock, &n);
+	if (t->writers)
+		pfree(t->writers);
+	t->writers = MemoryContextAlloc(ship_cxt, sizeof(VirtualTransactionId) * (n + 1));
+	memcpy(t->writers, w, sizeof(VirtualTransactionId) * (n + 1));
+	t->horizon = newest;
+	t->horizon_at = GetCurrentTimestamp();
+	t->has_horizon = true;
+}
+
+/* Have all the writers of a horizon ended? */
+static bool
+writers_gone(ShipTable *t)
+{
+	VirtualTransactionId *v;
+
+	int			keep = 0;
+
+	/* Those that have ended are not asked about again. */
+	for (v = t->writers; VirtualTransactionIdIsValid(*v); v++)
+		if (!VirtualXactLock(*v, false))
+			t->writers[keep++] = *v;
+	SetInvalidVirtualTransactionId(t->writers[keep]);
+	return keep == 0;
+}
+
+static void
+shipped(ShipTable *t, Batch *b)
+{
+	TvShipTable *e;
+	TimestampTz now = GetCurrentTimestamp();
+
+	t->shipped_seq = b->more ? b->last_seq : t->horizon;
+	if (t->heads)
+		pfree(t->heads);
+	t->heads = b->new_heads;
+	t->nheads = b->nnew_heads;
+	t->maxheads = b->nnew_heads;
+	b->new_heads = NULL;
+	next_batch_id++;
+
+	LWLockAcquire(&tv_ship->lock, LW_EXCLUSIVE);
+	e = status_entry(t->relid, true);
+	if (e)
+	{
+		e->shipped_seq = t->shipped_seq;
+		e->shipped_rows += b->nrows;
+		e->batches++;
+		e->bytes += VARSIZE(b->ciphertext) - VARHDRSZ;
+		e->last_success = now;
+		e->last_error[0] = '\0';
+		if (!b->more)
+			e->synced_at = t->horizon_at;
+	}
+	my_db->last_success = now;
+	my_db->last_error[0] = '\0';
+	LWLockRelease(&tv_ship->lock);
+	if (!b->more)
+		t->has_horizon = false;
+}
+
+/*
+ * Run a step in a local transaction of its own, with SPI and a snapshot.
+ * Returns the step's result, or -1 after an error, which is recorded for
+ * the table (or the shipper, t NULL) and does not end the shipper.
+ */
+typedef struct LocalStep
+{
+	ShipTable  *table;			/* build a batch of it; NULL: take horizons */
+	const char *key;
+	Batch	   *batch;
+	MemoryContext cxt;
+	char	   *key_out;
+} LocalStep;
+
+static int
+local_step(LocalStep *step)
+{
+	volatile int result = 0;
+
+	PG_TRY();
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		if (step->table)
+			result = build_batch(step->table, step->key, step->batch, step->cxt) ? 1 : 0;
+		else
+		{
+			ListCell   *lc;
+
+			list_tables();
+			foreach(lc, ship_tables)
+			{
+				ShipTable  *t = lfirst(lc);
+
+				if (t->seen && !t->has_horizon)
+					take_horizon(t);
+			}
+			/* The key is read once a round, so a new file needs no reload. */
+			step->key_out = MemoryContextStrdup(step->cxt, read_public_key());
+		}
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *ed;
+
+		MemoryContextSwitchTo(step->cxt);
+		ed = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		note_error(step->table, "%s", ed->message);
+		FreeErrorData(ed);
+		result = -1;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(step->cxt);
+	return result;
+}
+
+/*
+ * One round over the tables.  Returns -1 after a failure, 1 when a batch
+ * was cut short (go again at once), 0 when everything up to the horizons
+ * is shipped.
+ */
+static int
+ship_round(void)
+{
+	MemoryContext round_cxt = CurrentMemoryContext;
+	ListCell   *lc;
+	LocalStep	step = {0};
+	bool		again = false;
+
+	/* Which tables, and their horizons (all in one transaction). */
+	step.cxt = round_cxt;
+	if (local_step(&step) < 0)
+		return -1;
+	step.key = step.key_out;
+
+	foreach(lc, ship_tables)
+	{
+		ShipTable  *t = lfirst(lc);
+		Batch		b;
+		int			built;
+
+		if (!t->seen || !t->has_horizon || !writers_gone(t))
+			continue;
+		CHECK_FOR_INTERRUPTS();
+		step.table = t;
+		step.batch = &b;
+		built = local_step(&step);
+		if (built < 0)
+			return -1;
+		if (!built)
+		{
+			t->has_horizon = false;
+			continue;
+		}
+		if (!send_batch(&b))
+		{
+			pfree(b.new_heads);
+			note_error(NULL, "%s", ship_error);
+			return -1;
+		}
+		shipped(t, &b);
+		clear_error(t);
+		if (b.more)
+			again = true;
+	}
+	return again ? 1 : 0;
+}
+
+/* ---------------------------------------------------------------------
+ * The shipper of one database
+ * ---------------------------------------------------------------------
+ */
+
+static void
+shipper_exit(int code, Datum arg)
+{
+	remote_close();
+	if (my_db)
+	{
+		LWLockAcquire(&tv_ship->lock, LW_EXCLUSIVE);
+		my_db->pid = 0;
+		LWLockRelease(&tv_ship->lock);
+	}
+}
+
+static void
+claim_db_slot(void)
+{
+	int			i;
+	TvShipDb   *free_slot = NULL;
+
+	LWLockAcquire(&tv_ship->lock, LW_EXCLUSIVE);
+	for (i = 0; i < TV_SHIP_MAX_DBS; i++)
+	{
+		if (tv_ship->dbs[i].dbid == MyDatabaseId)
+		{
+			my_db = &tv_ship->dbs[i];
+			break;
+		}
+		if (tv_ship->dbs[i].dbid == InvalidOid && free_slot == NULL)
+			free_slot = &tv_ship->dbs[i];
+	}
+	if (my_db == NULL && free_slot)
+	{
+		my_db = free_slot;
+		memset(my_db, 0, sizeof(*my_db));
+		my_db->dbid = MyDatabaseId;
+	}
+	if (my_db)
+	{
+		my_db->pid = MyProcPid;
+		my_db->started_at = GetCurrentTimestamp();
+		strlcpy(my_db->system_id, system_id, sizeof(my_db->system_id));
+	}
+	LWLockRelease(&tv_ship->lock);
+	if (my_db == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("trialvault ships the protected tables of at most %d databases", TV_SHIP_MAX_DBS)));
+}
+
+/* <system id>.<database>: the database by name when the name fits. */
+static void
+make_system_id(const char *dbname)
+{
+	char		sys[41];
+	const char *p;
+	bool		plain = strlen(dbname) <= 23;
+
+	if (tv_backup_system_id && tv_backup_system_id[0])
+		strlcpy(sys, tv_backup_system_id, sizeof(sys));
+	else
+		snprintf(sys, sizeof(sys), UINT64_FORMAT, GetSystemIdentifier());
+	for (p = dbname; *p && plain; p++)
+		if (!(isalnum((unsigned char) *p) || *p == '_' || *p == '-'))
+			plain = false;
+	if (plain && dbname[0])
+		snprintf(system_id, sizeof(system_id), "%s.%s", sys, dbname);
+	else
+		snprintf(system_id, sizeof(system_id), "%s.db%u", sys, MyDatabaseId);
+}
+
+void
+tv_shipper_main(Datum arg)
+{
+	Oid			dbid = DatumGetObjectId(arg);
+	bool		has_extension;
+	int			backoff = 0;
+	MemoryContext round_cxt;
+	char	   *conninfo;
+	char	   *dbname;
+
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(dbid, InvalidOid, 0);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("application_name", "trialvault backup shipper", PGC_SUSET, PGC_S_OVERRIDE);
+	/* What the rows look like as JSON must not depend on postgresql.conf. */
+	SetConfigOption("DateStyle", "ISO, YMD", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("IntervalStyle", "postgres", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("TimeZone", "UTC", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("extra_float_digits", "1", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("bytea_output", "hex", PGC_SUSET, PGC_S_OVERRIDE);
+
+	StartTransactionCommand();
+	has_extension = OidIsValid(get_extension_oid("trialvault", true));
+	dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(MyDatabaseId));
+	make_system_id(dbname);
+	CommitTransactionCommand();
+	if (!has_extension)
+		proc_exit(0);
+
+	ship_cxt = AllocSetContextCreate(TopMemoryContext, "trialvault shipper",
+									 ALLOCSET_DEFAULT_SIZES);
+	round_cxt = AllocSetContextCreate(TopMemoryContext, "trialvault shipper round",
+									  ALLOCSET_DEFAULT_SIZES);
+	claim_db_slot();
+	before_shmem_exit(shipper_exit, (Datum) 0);
+	conninfo = MemoryContextStrdup(ship_cxt, tv_backup_conninfo);
+	ereport(LOG,
+			(errmsg("trialvault backup shipper started for database \"%s\" as system \"%s\"",
+					dbname, system_id)));
+
+	for (;;)
+	{
+		int			rc = 0;
+		long		wait;
+
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			if (!shipping_configured())
+			{
+				ereport(LOG,
+						(errmsg("trialvault backup shipper stopping: backups are no longer configured")));
+				proc_exit(0);
+			}
+			if (strcmp(conninfo, tv_backup_conninfo) != 0)
+			{
+				remote_close();
+				pfree(conninfo);
+				conninfo = MemoryContextStrdup(ship_cxt, tv_backup_conninfo);
+			}
+		}
+		if (!shipping_configured())
+			proc_exit(0);
+
+		MemoryContextReset(round_cxt);
+		MemoryContextSwitchTo(round_cxt);
+		if (remote == NULL && !remote_connect())
+			rc = -1;
+		if (rc == 0 && !position_known && !remote_position())
+			rc = -1;
+		if (rc < 0)
+			note_error(NULL, "%s", ship_error);
+		else
+			rc = ship_round();
+		MemoryContextSwitchTo(TopMemoryContext);
+
+		if (rc < 0)
+		{
+			backoff = backoff == 0 ? 1000 : Min(backoff * 2, TV_SHIP_BACKOFF_MAX);
+			wait = backoff;
+		}
+		else
+		{
+			backoff = 0;
+			if (rc == 0)
+				clear_error(NULL);
+			wait = rc > 0 ? 0 : tv_backup_naptime;
+		}
+		pgstat_report_stat(false);
+		if (wait > 0)
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 wait, PG_WAIT_EXTENSION);
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * trialvault.backup_status()
+ * ---------------------------------------------------------------------
+ */
+
+PG_FUNCTION_INFO_V1(tv_backup_status);
+
+/*
+ * One row per protected table of this database: what is shipped, what is
+ * left (counted here), and the newest error, the table's own or the
+ * shipper's.
+ */
+Datum
+tv_backup_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	TvShipDb	db;
+	bool		running = false;
+	TimestampTz now = GetCurrentTimestamp();
+	uint64		i;
+	int			k;
+	SPITupleTable *tables;
+	uint64		ntables;
+	TvAsOwner	as;
+
+	if (tv_ship == NULL)
+		tv_require_preload();
+	InitMaterializedSRF(fcinfo, 0);
+
+	memset(&db, 0, sizeof(db));
+	LWLockAcquire(&tv_ship->lock, LW_SHARED);
+	for (k = 0; k < TV_SHIP_MAX_DBS; k++)
+		if (tv_ship->dbs[k].dbid == MyDatabaseId)
+		{
+			db = tv_ship->dbs[k];
+			running = db.pid != 0;
+		}
+	LWLockRelease(&tv_ship->lock);
+
+	/* As the extension's owner: the caller need not read the tables. */
+	tv_owner_spi_begin(&as);
+	if (SPI_execute(TV_SHIP_TABLES_SQL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not list the protected tables");
+	tables = SPI_tuptable;
+	ntables = SPI_processed;
+	for (i = 0; i < ntables; i++)
+	{
+		bool		isnull;
+		Oid			relid = DatumGetObjectId(SPI_getbinval(tables->vals[i], tables->tupdesc, 1, &isnull));
+		char	   *name = SPI_getvalue(tables->vals[i], tables->tupdesc, 2);
+		TvShipTable e;
+		bool		known = false;
+		Datum		values[8];
+		bool		nulls[8] = {0};
+		int64		lag;
+		const char *error;
+
+		memset(&e, 0, sizeof(e));
+		LWLockAcquire(&tv_ship->lock, LW_SHARED);
+		for (k = 0; k < tv_ship->ntables; k++)
+			if (tv_ship->tables[k].dbid == MyDatabaseId && tv_ship->tables[k].relid == relid)
+			{
+				e = tv_ship->tables[k];
+				known = true;
+			}
+		LWLockRelease(&tv_ship->lock);
+
+		if (SPI_execute_with_args(psprintf("SELECT count(*) FROM %s WHERE tv_seq > $1", name),
+								  1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(e.shipped_seq)},
+								  NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not count the rows of %s", name);
+		lag = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (!shipping_configured())
+			error = "backups are not configured: set trialvault.backup_conninfo and trialvault.backup_public_key_file";
+		else if (known && e.last_error[0])
+			error = e.last_error;
+		else if (db.last_error[0])
+			error = db.last_error;
+		else if (!running)
+			error = "no backup shipper is running for this database";
+		else
+			error = NULL;
+
+		values[0] = ObjectIdGetDatum(relid);
+		values[1] = Int64GetDatum(e.shipped_rows);
+		values[2] = Int64GetDatum(lag);
+		if (lag == 0)
+			values[3] = Float8GetDatum(0.0);
+		else if (known && e.synced_at)
+			values[3] = Float8GetDatum((double) (now - e.synced_at) / USECS_PER_SEC);
+		else if (db.started_at)
+			values[3] = Float8GetDatum((double) (now - db.started_at) / USECS_PER_SEC);
+		else
+			nulls[3] = true;
+		values[4] = TimestampTzGetDatum(e.last_success);
+		nulls[4] = !known || e.last_success == 0;
+		if (error)
+			values[5] = CStringGetTextDatum(error);
+		else
+			nulls[5] = true;
+		values[6] = Int64GetDatum(e.batches);
+		values[7] = Int64GetDatum(e.bytes);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	tv_owner_spi_end(&as);
+	return (Datum) 0;
+}

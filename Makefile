@@ -43,7 +43,7 @@ EXTVERSION = $(shell sed -n "s/^default_version = '\\(.*\\)'/\\1/p" $(srcdir)/tr
 DATA_built = extension/trialvault--$(EXTVERSION).sql
 DATA = $(filter-out $(DATA_built),$(wildcard extension/trialvault--*.sql))
 SCRIPTS = scripts/trialvault-getkey scripts/trialvault-sign scripts/trialvault-verify-certificate \
-	scripts/trialvault-remote-init
+	scripts/trialvault-remote-init scripts/trialvault-restore
 
 REGRESS = protect guard deny bad_input verify xml access views certify
 # As pg_cron does: `make installcheck` starts its own throwaway instance

@@ -501,6 +501,14 @@ tv_require_server_key(const TvKeyFacts **facts)
 	return server_key;
 }
 
+/* Does sig sign msg with this server's current key? */
+bool
+tv_server_signed(bytea *msg, bytea *sig)
+{
+	return server_key != NULL &&
+		tv_signed_by(server_facts.public_pem, server_facts.fingerprint, msg, sig);
+}
+
 /* Does this server have a signing key (for signing what is optional)? */
 bool
 tv_have_server_key(void)

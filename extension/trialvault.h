@@ -385,6 +385,7 @@ extern bytea *tv_bytea(const void *data, size_t len);
 extern void tv_hex(const uint8 *bytes, size_t len, char *out);
 extern bytea *tv_server_sign(const uint8 *msg, size_t len);
 extern bool tv_have_server_key(void);
+extern bool tv_server_signed(bytea *msg, bytea *sig);
 extern void tv_note_server_key(const TvKeyFacts *facts, const char *requester);
 extern bool tv_signed_by(const char *pem, const char *fingerprint, bytea *msg, bytea *sig);
 extern void tv_require_unsigned_allowed(const char *study, const char *site,

@@ -20,12 +20,13 @@ chown postgres "$TV_TMP"
 TV_TMP_OWNED=1
 [ -n "$KEEP" ] && TV_KEEP_TMP=1
 source test/lib/cluster.sh
-source test/lib/backupkey.sh
+source test/lib/backups.sh
 
 say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 
 say "Starting a throwaway PostgreSQL 15 cluster with shared_preload_libraries = 'trialvault'"
-tv_cluster_start demo
+tv_cluster_start demo "shared_preload_libraries = 'trialvault,pg_cron'" "cron.database_name = 'postgres'" \
+	"cron.host = '$(tv_dir demo)'"
 echo "  data directory: $(tv_dir demo)/data (unix socket only, port $(tv_port demo))"
 
 sql() { tv_psql demo -v VERBOSITY=terse "$@"; }
@@ -565,12 +566,76 @@ SELECT table_name, count(*) AS batches, sum(row_count) AS rows, min(first_seq) A
        bool_and(heads_signature IS NOT NULL) AS heads_signed
   FROM trialvault_repo.batches WHERE system_id <> 'DEMO' GROUP BY table_name ORDER BY table_name;
 SQL
+echo "   Does every local chain still hold what was shipped? A rewrite, even a consistent one, would be named;"
+echo "   source_documents still carries the rogue superuser's change of step 6, so its chain does not verify:"
+sql <<'SQL'
+\pset footer off
+SELECT table_name, ok, detail FROM trialvault.verify_against_remote()
+ WHERE table_name IN ('public.source_documents', 'trialvault.documents', 'trialvault.decryption_log');
+SQL
 echo "   One batch of source_documents, opened with plain gpg and the private key (off the server):"
 tv_psql repo -At -c "SELECT encode(ciphertext, 'base64') FROM trialvault_repo.batches
 	WHERE system_id <> 'DEMO' AND table_name = 'public.source_documents' ORDER BY batch_id LIMIT 1" | base64 -d >"$(tv_dir repo)/batch.pgp"
 gpg --batch --quiet --pinentry-mode loopback --passphrase-file "$(tv_dir repo)/pass.txt" \
 	--decrypt "$(tv_dir repo)/batch.pgp" >"$(tv_dir repo)/batch.json" 2>/dev/null
 echo "   $(head -c 240 "$(tv_dir repo)/batch.json") ..."
+
+say "21. A full backup, confirmed by the repository, after which it purges the batches the backup covers; pg_cron takes one every night."
+sql <<'SQL'
+\pset footer off
+SELECT * FROM trialvault.full_backup();
+SQL
+tv_psql repo <<'SQL'
+\pset footer off
+SELECT f.backup_id, f.covers_batch_id, f.chunks, f.manifest ->> 'rows' AS rows, f.confirmed_at IS NOT NULL AS confirmed,
+       (SELECT count(*) FROM trialvault_repo.batches b WHERE b.system_id = f.system_id AND b.batch_id <= f.covers_batch_id) AS covered_batches_left,
+       (SELECT count(*) FROM trialvault_repo.batches b WHERE b.system_id = f.system_id AND b.batch_id > f.covers_batch_id) AS later_batches
+  FROM trialvault_repo.full_backups f WHERE f.system_id <> 'DEMO';
+SQL
+sql <<'SQL'
+\pset footer off
+SET client_min_messages = warning;
+CREATE EXTENSION pg_cron;
+SELECT trialvault.schedule_backups() AS pg_cron_job;
+SELECT jobname, schedule, command FROM cron.job;
+SQL
+
+say "22. Restore: an empty database rebuilt from the repository with the private key (which never touches the source)."
+# A second clinic database, shipped as a system of its own.
+sql -q -c "CREATE DATABASE clinic2"
+tv_psql demo -d clinic2 -q <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION trialvault CASCADE;
+CREATE TABLE visits (id int PRIMARY KEY, subject text NOT NULL, visit_date date, weight_kg numeric(5,1), note text);
+SELECT trialvault.protect('visits') \g /dev/null
+INSERT INTO visits SELECT g, 'S-' || lpad(g::text, 3, '0'), date '2026-11-01' + g, 60 + g / 10.0, 'visit ' || g FROM generate_series(1, 40) g;
+SQL
+clinic2_shipped() {
+	[ "$(tv_psql demo -d clinic2 -At -c "SELECT count(*) FROM trialvault.backup_status WHERE table_name = 'visits'::regclass AND shipped_rows > 0 AND lag_rows = 0")" = 1 ]
+}
+wait_until "clinic2 to be shipped" 60 clinic2_shipped || true
+tv_psql demo -d clinic2 -At -c "SELECT '   clinic2: full backup ' || backup_id || ', completed: ' || completed FROM trialvault.full_backup()"
+tv_psql demo -d clinic2 -q -c "INSERT INTO visits SELECT g, 'S-' || lpad(g::text, 3, '0'), date '2026-11-01' + g, 60 + g / 10.0, 'later visit ' || g FROM generate_series(41, 45) g"
+wait_until "clinic2 to be shipped" 60 clinic2_shipped || true
+echo "   ... and 5 visits after it, shipped as a batch. Now restore clinic2 into an empty database:"
+gpg --batch --pinentry-mode loopback --passphrase-file "$(tv_dir repo)/pass.txt" --armor --export-secret-keys \
+	>"$(tv_dir repo)/private.asc" 2>/dev/null
+SYSID=$(sql -At -c "SELECT system_identifier FROM pg_control_system()")
+sql -q -c "CREATE DATABASE restored"
+restore() { # restore SYSTEM TARGETDB
+	PSQL=$PGBIN/psql "$PGBIN/trialvault-restore" --remote "host=$(tv_dir repo) port=$(tv_port repo) user=tv_shipper dbname=postgres" \
+		--key "$(tv_dir repo)/private.asc" --passphrase-file "$(tv_dir repo)/pass.txt" --system "$1" \
+		--target "host=$(tv_dir demo) port=$(tv_port demo) user=postgres dbname=$2" 2>&1 | sed 's/^/   /'
+}
+restore "$SYSID.clinic2" restored
+echo "   The restored visits against the original, row by row (chain columns included):"
+for db in clinic2 restored; do
+	tv_psql demo -d "$db" -At -c "SELECT '   $db: ' || count(*) || ' rows, md5 ' || md5(string_agg(v::text, '|' ORDER BY tv_seq)) FROM visits v"
+done
+echo "   The first database's backups hold source_documents as the rogue superuser of step 6 left it;"
+echo "   restoring them is refused, because that row no longer matches its hash:"
+sql -q -c "CREATE DATABASE restored_main"
+restore "$SYSID.postgres" restored_main || true
 
 sql -c "SELECT pg_terminate_backend(pid) FROM trialvault.log_writer_status()" >/dev/null
 sleep 0.5
@@ -633,7 +698,11 @@ cat <<'EOF2'
   - A remote database becomes the encrypted backups' repository: shippers may only add to
     it, and it checks every batch's SHA-256 and order. Every committed row of every protected
     table is shipped there in batches encrypted to an OpenPGP public key (plain gpg opens
-    them), exactly once, with signed chain heads; backup_status shows where it stands.
+    them), exactly once, with signed chain heads; backup_status shows where it stands, and
+    verify_against_remote() names a shipped row rewritten since. full_backup() (nightly through
+    pg_cron) takes an encrypted full backup the repository confirms, then purges what it covers;
+    trialvault-restore rebuilds an empty database from it with the private key, byte for byte,
+    and refuses rows that do not match their hashes.
 EOF2
 
 if [ -n "$KEEP" ]; then

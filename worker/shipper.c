@@ -60,6 +60,8 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/condition_variable.h"
+#include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lmgr.h"
@@ -105,6 +107,13 @@ typedef struct TvShipDb
 	TimestampTz last_error_at;
 	char		system_id[65];
 	char		last_error[TV_SHIP_ERRLEN];
+	Latch	   *latch;			/* the shipper's, to wake it */
+	/* full_backup(): requests, and what the newest one came to */
+	uint64		full_requested;
+	uint64		full_done;
+	int64		full_backup_id;
+	bool		full_ok;
+	ConditionVariable full_cv;
 } TvShipDb;
 
 typedef struct TvShipTable
@@ -130,6 +139,20 @@ typedef struct TvShipShared
 } TvShipShared;
 
 static TvShipShared *tv_ship = NULL;
+
+/*
+ * On the remote: the newest signed heads of system $1, from its newest
+ * batch or, when the batches are purged, its newest confirmed full backup.
+ */
+#define TV_SHIP_NEWEST_HEADS_SQL \
+	"SELECT u.id, u.heads, u.signature FROM (" \
+	" SELECT b.batch_id AS id, b.heads, b.heads_signature AS signature FROM trialvault_repo.batches b" \
+	"  WHERE b.system_id = $1 AND b.heads IS NOT NULL" \
+	" UNION ALL" \
+	" SELECT f.covers_batch_id, f.manifest -> 'heads', f.manifest ->> 'heads_signature'" \
+	"  FROM trialvault_repo.full_backups f" \
+	"  WHERE f.system_id = $1 AND f.confirmed_at IS NOT NULL AND f.manifest ? 'heads') u" \
+	" ORDER BY u.id DESC LIMIT 1"
 
 /* The protected tables of the current database, as "schema"."table". */
 #define TV_SHIP_TABLES_SQL \
@@ -188,8 +211,12 @@ tv_ship_shmem_init(void)
 	tv_ship = ShmemInitStruct("trialvault backup shipping", sizeof(TvShipShared), &found);
 	if (!found)
 	{
+		int			i;
+
 		memset(tv_ship, 0, sizeof(TvShipShared));
 		LWLockInitialize(&tv_ship->lock, LWLockNewTrancheId());
+		for (i = 0; i < TV_SHIP_MAX_DBS; i++)
+			ConditionVariableInit(&tv_ship->dbs[i].full_cv);
 	}
 	LWLockRelease(AddinShmemInitLock);
 	LWLockRegisterTranche(tv_ship->lock.tranche, "trialvault_backup");
@@ -759,10 +786,13 @@ remote_position(void)
 	}
 	PQclear(res);
 
-	/* The heads, as the newest batch recorded them: [[seq, "hex"], ...] per table. */
+	/*
+	 * The heads, as the newest batch recorded them, or the newest confirmed
+	 * full backup once the batches it covers are purged: [[seq, "hex"], ...]
+	 * per table.
+	 */
 	res = remote_query("SELECT h.key, (e.value ->> 0)::bigint, e.value ->> 1 "
-					   "FROM (SELECT b.heads FROM trialvault_repo.batches b WHERE b.system_id = $1 "
-					   "      ORDER BY b.batch_id DESC LIMIT 1) n, "
+					   "FROM (" TV_SHIP_NEWEST_HEADS_SQL ") n, "
 					   "     jsonb_each(n.heads -> 'tables') h, jsonb_array_elements(h.value) e",
 					   1, params, NULL, NULL, PGRES_TUPLES_OK);
 	if (res == NULL)
@@ -892,74 +922,140 @@ append_heads_json(StringInfo buf, int64 batch_id, const char *table, Batch *b)
 	appendStringInfoString(buf, "}}");
 }
 
+/* Rows of one table, sealed: one OpenPGP message and its SHA-256. */
+typedef struct Sealed
+{
+	int			nrows;
+	int64		first_seq;
+	int64		last_seq;
+	bytea	   *ciphertext;
+	uint8		sha256[TV_HASH_LEN];
+} Sealed;
+
 /*
- * The next batch of one table, up to its horizon: the rows as one JSON
- * document (json_populate_recordset takes them back) encrypted with
- * pgcrypto, and the heads of the shipped chain once it is there.  Runs in
- * a transaction of its own; the result lives in ship_cxt.
+ * Seal the rows of a table after tv_seq lo, up to upto, as far as
+ * batch_rows rows or 16 MB of them go: one JSON document
+ * (json_populate_recordset takes the rows back) of the given format,
+ * encrypted with pgcrypto to key.  false when there is no row in the range.
+ * In a transaction with SPI; the result lives in cxt.
  */
 static bool
-build_batch(ShipTable *t, const char *key, Batch *b, MemoryContext cxt)
+seal_rows(const char *name, int64 lo, int64 upto, const char *format, const char *key,
+		  MemoryContext cxt, Sealed *out)
 {
 	const char *pgc = find_pgcrypto();
-	Datum		args[4];
-	Oid			types[4] = {INT8OID, INT8OID, TEXTOID, TEXTOID};
+	Datum		args[5];
+	Oid			types[5] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID};
 	int64		hi;
 	bool		isnull;
-	uint64		i;
-	int			j;
 	MemoryContext old;
-	StringInfoData heads;
+	EVP_MD_CTX *ctx;
 
-	memset(b, 0, sizeof(*b));
-	b->table = t;
-
-	/* How far this batch goes: batch_rows rows, or 16 MB of them. */
-	args[0] = Int64GetDatum(t->shipped_seq);
-	args[1] = Int64GetDatum(t->horizon);
+	args[0] = Int64GetDatum(lo);
+	args[1] = Int64GetDatum(upto);
 	if (SPI_execute_with_args(psprintf("SELECT max(s.tv_seq) FROM ("
 									   " SELECT r.tv_seq, sum(pg_catalog.pg_column_size(r.*)) OVER w AS bytes,"
 									   "  row_number() OVER w AS n"
 									   " FROM %s r WHERE r.tv_seq > $1 AND r.tv_seq <= $2"
 									   " WINDOW w AS (ORDER BY r.tv_seq) ORDER BY r.tv_seq LIMIT %d) s"
 									   " WHERE s.bytes <= %d OR s.n = 1",
-									   t->name, tv_backup_batch_rows, TV_SHIP_BATCH_BYTES),
+									   name, tv_backup_batch_rows, TV_SHIP_BATCH_BYTES),
 							  2, types, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not size a batch of %s", t->name);
+		elog(ERROR, "could not size a batch of %s", name);
 	hi = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	if (isnull)
+		return false;
+
+	args[1] = Int64GetDatum(hi);
+	args[2] = CStringGetTextDatum(name);
+	args[3] = CStringGetTextDatum(key);
+	args[4] = CStringGetTextDatum(format);
+	if (SPI_execute_with_args(psprintf("SELECT count(*)::int4, min(r.tv_seq), max(r.tv_seq),"
+									   " %s.pgp_pub_encrypt_bytea(pg_catalog.convert_to(pg_catalog.json_build_object("
+									   "   'format', $5, 'table', $3,"
+									   "   'columns', (SELECT pg_catalog.json_agg(pg_catalog.json_build_object("
+									   "      'name', a.attname, 'type', pg_catalog.format_type(a.atttypid, a.atttypmod),"
+									   "      'not_null', a.attnotnull) ORDER BY a.attnum)"
+									   "     FROM pg_catalog.pg_attribute a WHERE a.attrelid = $3::pg_catalog.regclass"
+									   "      AND a.attnum > 0 AND NOT a.attisdropped),"
+									   "   'rows', pg_catalog.json_agg(r ORDER BY r.tv_seq))::text, 'UTF8'),"
+									   "  %s.dearmor($4), 'cipher-algo=aes256, compress-algo=1')"
+									   " FROM (SELECT * FROM %s r WHERE r.tv_seq > $1 AND r.tv_seq <= $2) r",
+									   pgc, pgc, name),
+							  5, types, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not build a batch of %s", name);
+
+	old = MemoryContextSwitchTo(cxt);
+	out->nrows = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	out->first_seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	out->last_seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	out->ciphertext = DatumGetByteaPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
+	MemoryContextSwitchTo(old);
+	ctx = tv_sha_begin(TV_SHA_CONTENT);
+	tv_sha_update(ctx, VARDATA(out->ciphertext), VARSIZE(out->ciphertext) - VARHDRSZ);
+	tv_sha_end(ctx, out->sha256);
+	return true;
+}
+
+/*
+ * The heads JSON in the form the repository gives back (jsonb's own text,
+ * the same for the same value everywhere), and its signature by this
+ * server's key (hex; NULL without a key).  In a transaction with SPI.
+ */
+static void
+sign_heads(const char *json, MemoryContext cxt, char **heads, char **signature)
+{
+	MemoryContext old;
+
+	if (SPI_execute_with_args("SELECT $1::pg_catalog.jsonb::pg_catalog.text", 1, (Oid[]) {TEXTOID},
+							  (Datum[]) {CStringGetTextDatum(json)}, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not put chain heads in jsonb form");
+	old = MemoryContextSwitchTo(cxt);
+	*heads = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	*signature = NULL;
+	if (tv_have_server_key())
+	{
+		bytea	   *sig = tv_server_sign((uint8 *) *heads, strlen(*heads));
+		char	   *hex = palloc(2 * (VARSIZE(sig) - VARHDRSZ) + 1);
+
+		tv_hex((uint8 *) VARDATA(sig), VARSIZE(sig) - VARHDRSZ, hex);
+		*signature = hex;
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * The next batch of one table, up to its horizon, and the heads of the
+ * shipped chain once it is there.  Runs in a transaction of its own; the
+ * result lives in cxt (the new heads in ship_cxt).
+ */
+static bool
+build_batch(ShipTable *t, const char *key, Batch *b, MemoryContext cxt)
+{
+	Datum		args[2];
+	Oid			types[2] = {INT8OID, INT8OID};
+	Sealed		sealed;
+	bool		isnull;
+	uint64		i;
+	int			j;
+	StringInfoData heads;
+
+	memset(b, 0, sizeof(*b));
+	b->table = t;
+	if (!seal_rows(t->name, t->shipped_seq, t->horizon, "trialvault-batch-1", key, cxt, &sealed))
 	{
 		/* Nothing committed up to the horizon beyond what is shipped. */
 		t->shipped_seq = t->horizon;
 		return false;
 	}
-	b->more = hi < t->horizon;
-
-	args[1] = Int64GetDatum(hi);
-	args[2] = CStringGetTextDatum(t->name);
-	args[3] = CStringGetTextDatum(key);
-	if (SPI_execute_with_args(psprintf("SELECT count(*)::int4, min(r.tv_seq), max(r.tv_seq),"
-									   " %s.pgp_pub_encrypt_bytea(pg_catalog.convert_to(pg_catalog.json_build_object("
-									   "   'format', 'trialvault-batch-1', 'table', $3,"
-									   "   'rows', pg_catalog.json_agg(r ORDER BY r.tv_seq))::text, 'UTF8'),"
-									   "  %s.dearmor($4), 'cipher-algo=aes256, compress-algo=1')"
-									   " FROM (SELECT * FROM %s r WHERE r.tv_seq > $1 AND r.tv_seq <= $2) r",
-									   pgc, pgc, t->name),
-							  4, types, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not build a batch of %s", t->name);
-
-	old = MemoryContextSwitchTo(cxt);
-	b->nrows = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	b->first_seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	b->last_seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-	b->ciphertext = DatumGetByteaPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
-	MemoryContextSwitchTo(old);
-	{
-		EVP_MD_CTX *ctx = tv_sha_begin(TV_SHA_CONTENT);
-
-		tv_sha_update(ctx, VARDATA(b->ciphertext), VARSIZE(b->ciphertext) - VARHDRSZ);
-		tv_sha_end(ctx, b->sha256);
-	}
+	b->nrows = sealed.nrows;
+	b->first_seq = sealed.first_seq;
+	b->last_seq = sealed.last_seq;
+	b->ciphertext = sealed.ciphertext;
+	memcpy(b->sha256, sealed.sha256, TV_HASH_LEN);
+	b->more = b->last_seq < t->horizon;
+	args[0] = Int64GetDatum(t->shipped_seq);
+	args[1] = Int64GetDatum(b->last_seq);
 
 	/* The heads of the shipped chain, this batch's rows included. */
 	if (SPI_execute_with_args(psprintf("SELECT r.tv_seq, r.tv_prev_seqs, r.tv_hash FROM %s r"
@@ -1000,19 +1096,9 @@ build_batch(ShipTable *t, const char *key, Batch *b, MemoryContext cxt)
 		b->nnew_heads++;
 	}
 
-	old = MemoryContextSwitchTo(cxt);
 	initStringInfo(&heads);
 	append_heads_json(&heads, next_batch_id, t->name, b);
-	b->heads = heads.data;
-	if (tv_have_server_key())
-	{
-		bytea	   *sig = tv_server_sign((uint8 *) heads.data, heads.len);
-		char	   *hex = palloc(2 * (VARSIZE(sig) - VARHDRSZ) + 1);
-
-		tv_hex((uint8 *) VARDATA(sig), VARSIZE(sig) - VARHDRSZ, hex);
-		b->signature = hex;
-	}
-	MemoryContextSwitchTo(old);
+	sign_heads(heads.data, cxt, &b->heads, &b->signature);
 	return true;
 }
 
@@ -1189,16 +1275,24 @@ shipped(ShipTable *t, Batch *b)
 /*
  * Run a step in a local transaction of its own, with SPI and a snapshot.
  * Returns the step's result, or -1 after an error, which is recorded for
- * the table (or the shipper, t NULL) and does not end the shipper.
+ * the table (or the shipper, table NULL) and does not end the shipper.
  */
-typedef struct LocalStep
+typedef struct LocalStep LocalStep;
+struct LocalStep
 {
-	ShipTable  *table;			/* build a batch of it; NULL: take horizons */
+	int			(*fn) (LocalStep *step);
+	ShipTable  *table;
 	const char *key;
-	Batch	   *batch;
-	MemoryContext cxt;
-	char	   *key_out;
-} LocalStep;
+	MemoryContext cxt;			/* for what the step returns */
+	Batch	   *batch;			/* build_batch_step */
+	char	   *key_out;		/* horizons_step */
+	int64		lo;				/* seal_step: the rows after lo, up to upto */
+	int64		upto;
+	Sealed		sealed;
+	const char *text;			/* heads_step: the JSON to sign */
+	char	   *heads;
+	char	   *signature;
+};
 
 static int
 local_step(LocalStep *step)
@@ -1211,23 +1305,7 @@ local_step(LocalStep *step)
 		StartTransactionCommand();
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
-		if (step->table)
-			result = build_batch(step->table, step->key, step->batch, step->cxt) ? 1 : 0;
-		else
-		{
-			ListCell   *lc;
-
-			list_tables();
-			foreach(lc, ship_tables)
-			{
-				ShipTable  *t = lfirst(lc);
-
-				if (t->seen && !t->has_horizon)
-					take_horizon(t);
-			}
-			/* The key is read once a round, so a new file needs no reload. */
-			step->key_out = MemoryContextStrdup(step->cxt, read_public_key());
-		}
+		result = step->fn(step);
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
@@ -1249,6 +1327,30 @@ local_step(LocalStep *step)
 	return result;
 }
 
+/* Which tables, their horizons, and the key (read once a round, so a new file needs no reload). */
+static int
+horizons_step(LocalStep *step)
+{
+	ListCell   *lc;
+
+	list_tables();
+	foreach(lc, ship_tables)
+	{
+		ShipTable  *t = lfirst(lc);
+
+		if (t->seen && !t->has_horizon)
+			take_horizon(t);
+	}
+	step->key_out = MemoryContextStrdup(step->cxt, read_public_key());
+	return 0;
+}
+
+static int
+build_batch_step(LocalStep *step)
+{
+	return build_batch(step->table, step->key, step->batch, step->cxt) ? 1 : 0;
+}
+
 /*
  * One round over the tables.  Returns -1 after a failure, 1 when a batch
  * was cut short (go again at once), 0 when everything up to the horizons
@@ -1264,9 +1366,11 @@ ship_round(void)
 
 	/* Which tables, and their horizons (all in one transaction). */
 	step.cxt = round_cxt;
+	step.fn = horizons_step;
 	if (local_step(&step) < 0)
 		return -1;
 	step.key = step.key_out;
+	step.fn = build_batch_step;
 
 	foreach(lc, ship_tables)
 	{
@@ -1299,6 +1403,359 @@ ship_round(void)
 			again = true;
 	}
 	return again ? 1 : 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Full backups (trialvault.full_backup(), pg_cron), and the purge
+ * ---------------------------------------------------------------------
+ */
+
+static int
+seal_step(LocalStep *step)
+{
+	if (step->table == NULL)
+	{
+		/* No protected row at all: one empty document, so the backup has a chunk. */
+		const char *pgc = find_pgcrypto();
+		bool		isnull;
+		EVP_MD_CTX *ctx;
+		MemoryContext old;
+
+		if (SPI_execute_with_args(psprintf("SELECT %s.pgp_pub_encrypt_bytea(pg_catalog.convert_to("
+										   "'{\"format\": \"trialvault-full-1\", \"table\": null, \"rows\": []}', 'UTF8'),"
+										   " %s.dearmor($1), 'cipher-algo=aes256, compress-algo=1')", pgc, pgc),
+								  1, (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(step->key)},
+								  NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not seal an empty chunk");
+		old = MemoryContextSwitchTo(step->cxt);
+		memset(&step->sealed, 0, sizeof(step->sealed));
+		step->sealed.ciphertext = DatumGetByteaPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		MemoryContextSwitchTo(old);
+		ctx = tv_sha_begin(TV_SHA_CONTENT);
+		tv_sha_update(ctx, VARDATA(step->sealed.ciphertext), VARSIZE(step->sealed.ciphertext) - VARHDRSZ);
+		tv_sha_end(ctx, step->sealed.sha256);
+		return 1;
+	}
+	return seal_rows(step->table->name, step->lo, step->upto, "trialvault-full-1", step->key,
+					 step->cxt, &step->sealed) ? 1 : 0;
+}
+
+static int
+key_step(LocalStep *step)
+{
+	step->key_out = MemoryContextStrdup(step->cxt, read_public_key());
+	return 0;
+}
+
+static int
+heads_step(LocalStep *step)
+{
+	sign_heads(step->text, step->cxt, &step->heads, &step->signature);
+	return 0;
+}
+
+/* A file for the chunks until the manifest is known: gone when closed. */
+static FILE *
+chunk_file(void)
+{
+	char		dir[MAXPGPATH];
+	char	   *path;
+	FILE	   *f;
+
+	snprintf(dir, sizeof(dir), "base/%s", PG_TEMP_FILES_DIR);
+	(void) MakePGDirectory(dir);
+	path = psprintf("%s/%strialvault_full.%d", dir, PG_TEMP_FILE_PREFIX, MyProcPid);
+	f = fopen(path, "w+b");
+	if (f)
+		unlink(path);
+	else
+		snprintf(ship_error, sizeof(ship_error), "cannot create a temporary file for a full backup: %m");
+	return f;
+}
+
+/* Keep a sealed chunk in the file, and its SHA-256 for the manifest. */
+static bool
+keep_chunk(FILE *f, const Sealed *sealed, StringInfo chunks, int nchunks)
+{
+	uint32		len = VARSIZE(sealed->ciphertext) - VARHDRSZ;
+	char		hex[TV_HASH_LEN * 2 + 1];
+
+	if (fwrite(&len, sizeof(len), 1, f) != 1 ||
+		fwrite(VARDATA(sealed->ciphertext), 1, len, f) != len)
+	{
+		snprintf(ship_error, sizeof(ship_error), "cannot write a full backup's temporary file: %m");
+		return false;
+	}
+	tv_hex(sealed->sha256, TV_HASH_LEN, hex);
+	appendStringInfo(chunks, "%s\"%s\"", nchunks ? ", " : "", hex);
+	return true;
+}
+
+/*
+ * One full backup: every protected row shipped so far (each table up to its
+ * shipped tv_seq, which the batches up to covers_batch_id hold), in
+ * encrypted chunks, with a manifest; sent, confirmed and followed by the
+ * purge in one remote transaction each.  Returns the backup id, or 0 after
+ * a failure (ship_error says why).
+ */
+static int64
+full_backup_now(MemoryContext cxt)
+{
+	LocalStep	step = {0};
+	FILE	   *f;
+	StringInfoData manifest;
+	StringInfoData tables;
+	StringInfoData chunks;
+	StringInfoData heads;
+	int			nchunks = 0;
+	int64		nrows = 0;
+	int64		backup_id;
+	int64		covers = next_batch_id - 1;
+	ListCell   *lc;
+	PGresult   *res;
+	const char *params[5];
+	int			lengths[5] = {0};
+	int			formats[5] = {0};
+	char		idbuf[32];
+	char		coversbuf[32];
+	char		nbuf[32];
+	char	   *started = pstrdup(timestamptz_to_str(GetCurrentTimestamp()));
+	bool		first_table = true;
+	Batch		none = {0};
+	int			i;
+
+	params[0] = system_id;
+	res = remote_query("SELECT coalesce(max(backup_id), 0) + 1 FROM trialvault_repo.full_backups WHERE system_id = $1",
+					   1, params, NULL, NULL, PGRES_TUPLES_OK);
+	if (res == NULL)
+		return 0;
+	backup_id = strtoi64(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+
+	step.cxt = cxt;
+	step.fn = key_step;
+	if (local_step(&step) < 0)
+	{
+		strlcpy(ship_error, my_db->last_error, sizeof(ship_error));
+		return 0;
+	}
+	step.key = step.key_out;
+	if ((f = chunk_file()) == NULL)
+		return 0;
+
+	initStringInfo(&tables);
+	initStringInfo(&chunks);
+	step.fn = seal_step;
+	foreach(lc, ship_tables)
+	{
+		ShipTable  *t = lfirst(lc);
+		int			first_chunk = nchunks + 1;
+		int64		rows = 0;
+
+		if (!t->seen || t->shipped_seq <= 0)
+			continue;
+		step.table = t;
+		step.lo = 0;
+		step.upto = t->shipped_seq;
+		for (;;)
+		{
+			int			rc = local_step(&step);
+
+			if (rc < 0)
+			{
+				fclose(f);
+				strlcpy(ship_error, "a full backup could not read its rows (backup_status shows the table's error)",
+						sizeof(ship_error));
+				return 0;
+			}
+			if (rc == 0)
+				break;
+			if (!keep_chunk(f, &step.sealed, &chunks, nchunks))
+			{
+				fclose(f);
+				return 0;
+			}
+			nchunks++;
+			rows += step.sealed.nrows;
+			step.lo = step.sealed.last_seq;
+			pfree(step.sealed.ciphertext);
+			CHECK_FOR_INTERRUPTS();
+		}
+		if (!first_table)
+			appendStringInfoString(&tables, ", ");
+		first_table = false;
+		escape_json(&tables, t->name);
+		appendStringInfo(&tables, ": {\"rows\": " INT64_FORMAT ", \"last_seq\": " INT64_FORMAT
+						 ", \"first_chunk\": %d, \"last_chunk\": %d}",
+						 rows, t->shipped_seq, first_chunk, nchunks);
+		nrows += rows;
+	}
+	if (nchunks == 0)
+	{
+		step.table = NULL;
+		if (local_step(&step) < 0)
+		{
+			fclose(f);
+			strlcpy(ship_error, my_db->last_error, sizeof(ship_error));
+			return 0;
+		}
+		if (!keep_chunk(f, &step.sealed, &chunks, 0))
+		{
+			fclose(f);
+			return 0;
+		}
+		nchunks = 1;
+	}
+
+	/* The manifest, with the shipped heads, signed as a batch's are. */
+	initStringInfo(&heads);
+	append_heads_json(&heads, covers, "", &none);
+	step.fn = heads_step;
+	step.table = NULL;
+	step.text = heads.data;
+	if (local_step(&step) < 0)
+	{
+		fclose(f);
+		strlcpy(ship_error, my_db->last_error, sizeof(ship_error));
+		return 0;
+	}
+	initStringInfo(&manifest);
+	appendStringInfoString(&manifest, "{\"format\": \"trialvault-full-1\", \"system_id\": ");
+	escape_json(&manifest, system_id);
+	appendStringInfo(&manifest, ", \"backup_id\": " INT64_FORMAT ", \"covers_batch_id\": " INT64_FORMAT
+					 ", \"rows\": " INT64_FORMAT ", \"tables\": {%s}, \"chunks\": [%s], \"heads\": %s, \"heads_signature\": ",
+					 backup_id, covers, nrows, tables.data, chunks.data, step.heads);
+	if (step.signature)
+		escape_json(&manifest, step.signature);
+	else
+		appendStringInfoString(&manifest, "null");
+	appendStringInfoChar(&manifest, '}');
+
+	/* One remote transaction: the backup, its chunks, its confirmation. */
+	snprintf(idbuf, sizeof(idbuf), INT64_FORMAT, backup_id);
+	snprintf(coversbuf, sizeof(coversbuf), INT64_FORMAT, covers);
+	snprintf(nbuf, sizeof(nbuf), "%d", nchunks);
+	if ((res = remote_query("BEGIN", 0, NULL, NULL, NULL, PGRES_COMMAND_OK)) == NULL)
+	{
+		fclose(f);
+		return 0;
+	}
+	PQclear(res);
+	params[1] = idbuf;
+	params[2] = started;
+	params[3] = coversbuf;
+	params[4] = nbuf;
+	res = remote_query("INSERT INTO trialvault_repo.full_backups (system_id, backup_id, started_at, covers_batch_id, chunks, manifest)"
+					   " VALUES ($1, $2, $3, $4, $5, $6)",
+					   6, (const char *[]) {system_id, idbuf, started, coversbuf, nbuf, manifest.data},
+					   NULL, NULL, PGRES_COMMAND_OK);
+	if (res == NULL)
+	{
+		fclose(f);
+		return 0;
+	}
+	PQclear(res);
+	rewind(f);
+	for (i = 1; i <= nchunks; i++)
+	{
+		uint32		len;
+		char	   *data;
+		uint8		sha[TV_HASH_LEN];
+		char		chunk_no[16];
+		EVP_MD_CTX *ctx;
+
+		if (fread(&len, sizeof(len), 1, f) != 1)
+		{
+			snprintf(ship_error, sizeof(ship_error), "cannot read a full backup's temporary file back");
+			fclose(f);
+			remote_close();
+			return 0;
+		}
+		data = palloc(len);
+		if (fread(data, 1, len, f) != len)
+		{
+			snprintf(ship_error, sizeof(ship_error), "cannot read a full backup's temporary file back");
+			fclose(f);
+			remote_close();
+			return 0;
+		}
+		ctx = tv_sha_begin(TV_SHA_CONTENT);
+		tv_sha_update(ctx, data, len);
+		tv_sha_end(ctx, sha);
+		snprintf(chunk_no, sizeof(chunk_no), "%d", i);
+		params[0] = system_id;
+		params[1] = idbuf;
+		params[2] = chunk_no;
+		params[3] = (const char *) sha;
+		lengths[3] = TV_HASH_LEN;
+		formats[3] = 1;
+		params[4] = data;
+		lengths[4] = len;
+		formats[4] = 1;
+		res = remote_query("INSERT INTO trialvault_repo.backup_chunks (system_id, backup_id, chunk_no, sha256, data)"
+						   " VALUES ($1, $2, $3, $4, $5)", 5, params, lengths, formats, PGRES_COMMAND_OK);
+		pfree(data);
+		if (res == NULL)
+		{
+			fclose(f);
+			return 0;
+		}
+		PQclear(res);
+		CHECK_FOR_INTERRUPTS();
+	}
+	fclose(f);
+	res = remote_query("SELECT trialvault_repo.confirm_full_backup($1, $2)", 2,
+					   (const char *[]) {system_id, idbuf}, NULL, NULL, PGRES_TUPLES_OK);
+	if (res == NULL)
+		return 0;
+	PQclear(res);
+	if ((res = remote_query("COMMIT", 0, NULL, NULL, NULL, PGRES_COMMAND_OK)) == NULL)
+		return 0;
+	PQclear(res);
+
+	/* What the confirmed backup covers is redundant now. */
+	snprintf(nbuf, sizeof(nbuf), "%d", tv_backup_retention);
+	res = remote_query("SELECT batches_purged, backups_purged FROM trialvault_repo.purge($1, $2)", 2,
+					   (const char *[]) {system_id, nbuf}, NULL, NULL, PGRES_TUPLES_OK);
+	ereport(LOG,
+			(errmsg("trialvault full backup " INT64_FORMAT " of system \"%s\" confirmed: %d chunk(s), " INT64_FORMAT " row(s), covering batches up to " INT64_FORMAT,
+					backup_id, system_id, nchunks, nrows, covers),
+			 res ? errdetail("The repository purged %s batch(es) and %s full backup(s) beyond the retention of %d.",
+							 PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), tv_backup_retention) :
+			 errdetail("The purge failed: %s", ship_error)));
+	if (res)
+		PQclear(res);
+	return backup_id;
+}
+
+/*
+ * Serve a full_backup() request, if there is one, and wake whoever waits.
+ * When the shipper cannot ship (can_run false: the remote is down, the key
+ * unreadable), the request fails at once rather than wait for a fix.
+ */
+static void
+serve_full_backup(MemoryContext cxt, bool can_run)
+{
+	uint64		request;
+	int64		id = 0;
+
+	LWLockAcquire(&tv_ship->lock, LW_SHARED);
+	request = my_db->full_requested;
+	LWLockRelease(&tv_ship->lock);
+	if (request <= my_db->full_done)
+		return;
+	if (can_run)
+	{
+		id = full_backup_now(cxt);
+		if (id == 0)
+			note_error(NULL, "full backup failed: %s", ship_error);
+	}
+	LWLockAcquire(&tv_ship->lock, LW_EXCLUSIVE);
+	my_db->full_done = request;
+	my_db->full_backup_id = id;
+	my_db->full_ok = id != 0;
+	LWLockRelease(&tv_ship->lock);
+	ConditionVariableBroadcast(&my_db->full_cv);
 }
 
 /* ---------------------------------------------------------------------
@@ -1338,12 +1795,14 @@ claim_db_slot(void)
 	if (my_db == NULL && free_slot)
 	{
 		my_db = free_slot;
-		memset(my_db, 0, sizeof(*my_db));
 		my_db->dbid = MyDatabaseId;
+		my_db->last_success = 0;
+		my_db->last_error[0] = '\0';
 	}
 	if (my_db)
 	{
 		my_db->pid = MyProcPid;
+		my_db->latch = MyLatch;
 		my_db->started_at = GetCurrentTimestamp();
 		strlcpy(my_db->system_id, system_id, sizeof(my_db->system_id));
 	}
@@ -1454,6 +1913,9 @@ tv_shipper_main(Datum arg)
 			note_error(NULL, "%s", ship_error);
 		else
 			rc = ship_round();
+		/* A full backup once everything up to the horizons is shipped. */
+		if (rc <= 0)
+			serve_full_backup(round_cxt, rc == 0);
 		MemoryContextSwitchTo(TopMemoryContext);
 
 		if (rc < 0)
@@ -1582,4 +2044,313 @@ tv_backup_status(PG_FUNCTION_ARGS)
 	}
 	tv_owner_spi_end(&as);
 	return (Datum) 0;
+}
+
+/* ---------------------------------------------------------------------
+ * trialvault.verify_against_remote()
+ * ---------------------------------------------------------------------
+ */
+
+/* Does sig sign msg with this server's key, or one it signed with before? */
+static bool
+heads_signed(const char *msg, const char *sighex)
+{
+	bytea	   *m;
+	bytea	   *sig;
+	uint64		i;
+
+	if (sighex == NULL)
+		return false;
+	m = tv_bytea(msg, strlen(msg));
+	sig = DatumGetByteaPP(DirectFunctionCall2(binary_decode, CStringGetTextDatum(sighex),
+											  CStringGetTextDatum("hex")));
+	if (tv_have_server_key() && tv_server_signed(m, sig))
+		return true;
+	if (SPI_execute("SELECT public_key, fingerprint FROM trialvault.server_keys", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the server keys");
+	for (i = 0; i < SPI_processed; i++)
+		if (tv_signed_by(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1),
+						 SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2), m, sig))
+			return true;
+	return false;
+}
+
+/*
+ * The newest batch of this system that carries heads, from the remote:
+ * its id, the heads and their signature (NULLs when there is none).
+ */
+static void
+newest_heads(char **batch_id, char **heads, char **signature)
+{
+	*batch_id = *heads = *signature = NULL;
+	PG_TRY();
+	{
+		const char *params[1] = {system_id};
+		PGresult   *res;
+
+		if (!remote_connect())
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("%s", ship_error)));
+		res = remote_query("SELECT n.id, n.heads::text, n.signature FROM (" TV_SHIP_NEWEST_HEADS_SQL ") n",
+						   1, params, NULL, NULL, PGRES_TUPLES_OK);
+		if (res == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("%s", ship_error)));
+		if (PQntuples(res) == 1)
+		{
+			*batch_id = pstrdup(PQgetvalue(res, 0, 0));
+			*heads = pstrdup(PQgetvalue(res, 0, 1));
+			if (!PQgetisnull(res, 0, 2))
+				*signature = pstrdup(PQgetvalue(res, 0, 2));
+		}
+		PQclear(res);
+	}
+	PG_CATCH();
+	{
+		remote_close();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	remote_close();
+}
+
+PG_FUNCTION_INFO_V1(tv_verify_against_remote);
+
+/*
+ * trialvault.verify_against_remote(): one row per protected table of this
+ * database, and per table shipped from it that is no longer one here:
+ * whether the local chain still holds what was shipped.  The newest batch
+ * carries the heads of every table's shipped chain, signed by this server;
+ * each head must still be there with the same tv_hash, and the chain must
+ * verify.  A head's hash covers every row before it, so a shipped row
+ * rewritten, even consistently (hashes recomputed), cannot pass.
+ */
+Datum
+tv_verify_against_remote(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *batch_id = NULL;
+	char	   *heads = NULL;
+	char	   *signature = NULL;
+	bool		sig_ok;
+	TvAsOwner	as;
+	SPITupleTable *local;
+	uint64		nlocal;
+	SPITupleTable *shipped_heads;
+	uint64		nheads;
+	uint64		i;
+	uint64		k;
+	bool		system_ok;
+
+	if (tv_ship == NULL)
+		tv_require_preload();
+	InitMaterializedSRF(fcinfo, 0);
+	if (!tv_backup_conninfo || !tv_backup_conninfo[0])
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("backups are not configured"),
+				 errhint("Set trialvault.backup_conninfo to the remote repository; see docs/backups.md.")));
+	make_system_id(get_database_name(MyDatabaseId));
+
+	newest_heads(&batch_id, &heads, &signature);
+
+	tv_owner_spi_begin(&as);
+	sig_ok = heads && heads_signed(heads, signature);
+	if (SPI_execute(TV_SHIP_TABLES_SQL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not list the protected tables");
+	local = SPI_tuptable;
+	nlocal = SPI_processed;
+	if (SPI_execute_with_args("SELECT h.key, (e.value ->> 0)::int8, e.value ->> 1,"
+							  " ($1::jsonb ->> 'system_id') = $2 AND ($1::jsonb ->> 'batch_id') = $3"
+							  " FROM jsonb_each(coalesce($1::jsonb -> 'tables', '{}')) h,"
+							  " jsonb_array_elements(h.value) e ORDER BY 1, 2",
+							  3, (Oid[]) {TEXTOID, TEXTOID, TEXTOID},
+							  (Datum[]) {CStringGetTextDatum(heads ? heads : "{}"),
+								  CStringGetTextDatum(system_id),
+								  CStringGetTextDatum(batch_id ? batch_id : "0")},
+							  NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the shipped heads");
+	shipped_heads = SPI_tuptable;
+	nheads = SPI_processed;
+	system_ok = true;
+	for (k = 0; k < nheads; k++)
+		if (strcmp(SPI_getvalue(shipped_heads->vals[k], shipped_heads->tupdesc, 4), "t") != 0)
+			system_ok = false;
+
+	/* The local tables, then those shipped that are no longer here. */
+	for (i = 0; i < nlocal + nheads; i++)
+	{
+		char	   *name;
+		int			nmine = 0;
+		int64		newest = 0;
+		StringInfoData detail;
+		bool		ok = true;
+		Datum		values[3];
+		bool		nulls[3] = {0};
+
+		initStringInfo(&detail);
+		if (i < nlocal)
+			name = SPI_getvalue(local->vals[i], local->tupdesc, 2);
+		else
+		{
+			uint64		j;
+			bool		is_local = false;
+
+			name = SPI_getvalue(shipped_heads->vals[i - nlocal], shipped_heads->tupdesc, 1);
+			/* Once per table: the first of its heads. */
+			if (i > nlocal && strcmp(name, SPI_getvalue(shipped_heads->vals[i - nlocal - 1],
+														 shipped_heads->tupdesc, 1)) == 0)
+				continue;
+			for (j = 0; j < nlocal; j++)
+				if (strcmp(name, SPI_getvalue(local->vals[j], local->tupdesc, 2)) == 0)
+					is_local = true;
+			if (is_local)
+				continue;
+			values[0] = CStringGetTextDatum(name);
+			values[1] = BoolGetDatum(false);
+			values[2] = CStringGetTextDatum(psprintf("shipped (newest batch %s) but no longer a protected table here",
+													 batch_id));
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+			continue;
+		}
+
+		for (k = 0; k < nheads && ok; k++)
+		{
+			int64		seq;
+			char	   *hash;
+			char	   *have;
+			bool		isnull;
+
+			if (strcmp(name, SPI_getvalue(shipped_heads->vals[k], shipped_heads->tupdesc, 1)) != 0)
+				continue;
+			seq = DatumGetInt64(SPI_getbinval(shipped_heads->vals[k], shipped_heads->tupdesc, 2, &isnull));
+			hash = SPI_getvalue(shipped_heads->vals[k], shipped_heads->tupdesc, 3);
+			nmine++;
+			newest = Max(newest, seq);
+			/* SPI_execute replaces SPI_tuptable, not the tables kept above. */
+			if (SPI_execute_with_args(psprintf("SELECT pg_catalog.encode(tv_hash, 'hex') FROM %s WHERE tv_seq = $1", name),
+									  1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(seq)},
+									  NULL, true, 2) != SPI_OK_SELECT)
+				elog(ERROR, "could not read %s", name);
+			have = SPI_processed == 1 ? SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1) : NULL;
+			if (have == NULL)
+			{
+				ok = false;
+				appendStringInfo(&detail, "row tv_seq=" INT64_FORMAT ", shipped, is missing here", seq);
+			}
+			else if (strcmp(have, hash) != 0)
+			{
+				ok = false;
+				appendStringInfo(&detail, "row tv_seq=" INT64_FORMAT " differs from what was shipped (it was rewritten after it was shipped)", seq);
+			}
+		}
+		if (ok && nmine > 0)
+		{
+			if (SPI_execute(psprintf("SELECT v.ok, v.first_bad FROM trialvault.verify(%s) v",
+									 quote_literal_cstr(name)), true, 1) != SPI_OK_SELECT)
+				elog(ERROR, "could not verify %s", name);
+			if (strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") != 0)
+			{
+				ok = false;
+				appendStringInfo(&detail, "the local chain does not verify: %s",
+								 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
+			}
+		}
+		if (ok && nmine > 0 && (!sig_ok || !system_ok))
+		{
+			ok = false;
+			appendStringInfo(&detail, "the heads in batch %s are not signed by this server's key%s",
+							 batch_id, system_ok ? "" : " for this system and batch");
+		}
+		if (ok && nmine > 0)
+			appendStringInfo(&detail, "the %d shipped head(s), up to tv_seq " INT64_FORMAT ", are unchanged here and the chain verifies (newest batch %s, signed)",
+							 nmine, newest, batch_id);
+		else if (ok)
+			appendStringInfoString(&detail, "nothing of it has been shipped yet: nothing to compare");
+		values[0] = CStringGetTextDatum(name);
+		values[1] = BoolGetDatum(ok);
+		values[2] = CStringGetTextDatum(detail.data);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	tv_owner_spi_end(&as);
+	return (Datum) 0;
+}
+
+/* ---------------------------------------------------------------------
+ * trialvault.full_backup()
+ * ---------------------------------------------------------------------
+ */
+
+PG_FUNCTION_INFO_V1(tv_full_backup);
+
+/*
+ * Ask this database's shipper for a full backup and wait for it (the
+ * caller can cancel the wait; statement_timeout applies): the backup id
+ * and whether it was confirmed by the repository.  The shipper first
+ * ships everything up to its horizons, so the backup covers every batch
+ * sent before it.
+ */
+Datum
+tv_full_backup(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	TvShipDb   *db = NULL;
+	uint64		request;
+	int64		id = 0;
+	bool		ok = false;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+	int			k;
+
+	if (tv_ship == NULL)
+		tv_require_preload();
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	LWLockAcquire(&tv_ship->lock, LW_EXCLUSIVE);
+	for (k = 0; k < TV_SHIP_MAX_DBS; k++)
+		if (tv_ship->dbs[k].dbid == MyDatabaseId && tv_ship->dbs[k].pid != 0)
+			db = &tv_ship->dbs[k];
+	if (db == NULL || !shipping_configured())
+	{
+		LWLockRelease(&tv_ship->lock);
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("no backup shipper is running for this database"),
+				 errdetail("%s", !shipping_configured() ?
+						   "Backups are not configured." :
+						   "The backup launcher starts one within seconds of the configuration, and again after a failure."),
+				 errhint("Set trialvault.backup_conninfo and trialvault.backup_public_key_file; trialvault.backup_status shows why nothing ships.")));
+	}
+	request = ++db->full_requested;
+	SetLatch(db->latch);
+	LWLockRelease(&tv_ship->lock);
+
+	ConditionVariablePrepareToSleep(&db->full_cv);
+	for (;;)
+	{
+		bool		done;
+		bool		gone;
+
+		LWLockAcquire(&tv_ship->lock, LW_SHARED);
+		done = db->full_done >= request;
+		gone = db->pid == 0 || db->dbid != MyDatabaseId;
+		if (done)
+		{
+			id = db->full_backup_id;
+			ok = db->full_ok;
+		}
+		LWLockRelease(&tv_ship->lock);
+		if (done || gone)
+			break;
+		(void) ConditionVariableTimedSleep(&db->full_cv, 1000, PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
+
+	values[0] = Int64GetDatum(id);
+	nulls[0] = (id == 0);
+	values[1] = BoolGetDatum(ok);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }

@@ -25,7 +25,7 @@
 set -euo pipefail
 source "$(dirname "$0")/../lib/cluster.sh"
 source "$(dirname "$0")/lib/helpers.sh"
-source "$(dirname "$0")/../lib/backupkey.sh"
+source "$(dirname "$0")/../lib/backups.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 INIT=$ROOT/scripts/trialvault-remote-init
 

@@ -40,6 +40,7 @@
  */
 #include "postgres.h"
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "libpq-fe.h"
@@ -88,13 +89,14 @@ static int	tv_backup_naptime = 1000;	/* ms */
 static int	tv_backup_batch_rows = 1000;
 int			tv_backup_retention = 7;
 static char *tv_backup_system_id = NULL;
+static int	tv_backup_nice = 10;
 
 #define TV_SHIP_MAX_DBS			64
 #define TV_SHIP_MAX_TABLES		4096
 #define TV_SHIP_ERRLEN			512
 #define TV_SHIP_BATCH_BYTES		(16 * 1024 * 1024)	/* of rows, before JSON */
 #define TV_SHIP_REMOTE_TIMEOUT	60000	/* ms, for any one remote step */
-#define TV_SHIP_BACKOFF_MAX		60000	/* ms */
+#define TV_SHIP_BACKOFF_MAX		10000	/* ms */
 #define TV_SHIP_RELAUNCH		10000	/* ms, before a stopped shipper is started again */
 
 /* What backup_status shows, per database and per table, in shared memory. */
@@ -291,6 +293,15 @@ tv_ship_init(void)
 							   PGC_POSTMASTER,
 							   0,
 							   check_system_id, NULL, NULL);
+
+	DefineCustomIntVariable("trialvault.backup_nice",
+							"The nice value the backup shippers run at (0-19).",
+							"Shipping is background work: on a busy server the shippers give way to the backends (and lag), rather than slow them.",
+							&tv_backup_nice,
+							10, 0, 19,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -939,11 +950,35 @@ typedef struct Sealed
  * encrypted with pgcrypto to key.  false when there is no row in the range.
  * In a transaction with SPI; the result lives in cxt.
  */
+/*
+ * The size of a row of the table as stored, summed over its columns: a
+ * whole-row reference would detoast every value just to measure it.
+ */
+static const char *
+row_size_expr(const char *name)
+{
+	StringInfoData buf;
+	uint64		i;
+
+	if (SPI_execute_with_args("SELECT pg_catalog.quote_ident(a.attname) FROM pg_catalog.pg_attribute a"
+							  " WHERE a.attrelid = $1::pg_catalog.regclass AND a.attnum > 0 AND NOT a.attisdropped"
+							  " ORDER BY a.attnum",
+							  1, (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(name)},
+							  NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the columns of %s", name);
+	initStringInfo(&buf);
+	for (i = 0; i < SPI_processed; i++)
+		appendStringInfo(&buf, "%scoalesce(pg_catalog.pg_column_size(r.%s), 0)", i ? " + " : "",
+						 SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+	return buf.len ? buf.data : "0";
+}
+
 static bool
 seal_rows(const char *name, int64 lo, int64 upto, const char *format, const char *key,
 		  MemoryContext cxt, Sealed *out)
 {
 	const char *pgc = find_pgcrypto();
+	const char *size = row_size_expr(name);
 	Datum		args[5];
 	Oid			types[5] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID};
 	int64		hi;
@@ -954,12 +989,12 @@ seal_rows(const char *name, int64 lo, int64 upto, const char *format, const char
 	args[0] = Int64GetDatum(lo);
 	args[1] = Int64GetDatum(upto);
 	if (SPI_execute_with_args(psprintf("SELECT max(s.tv_seq) FROM ("
-									   " SELECT r.tv_seq, sum(pg_catalog.pg_column_size(r.*)) OVER w AS bytes,"
+									   " SELECT r.tv_seq, sum(%s) OVER w AS bytes,"
 									   "  row_number() OVER w AS n"
 									   " FROM %s r WHERE r.tv_seq > $1 AND r.tv_seq <= $2"
 									   " WINDOW w AS (ORDER BY r.tv_seq) ORDER BY r.tv_seq LIMIT %d) s"
 									   " WHERE s.bytes <= %d OR s.n = 1",
-									   name, tv_backup_batch_rows, TV_SHIP_BATCH_BYTES),
+									   size, name, tv_backup_batch_rows, TV_SHIP_BATCH_BYTES),
 							  2, types, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not size a batch of %s", name);
 	hi = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -979,7 +1014,7 @@ seal_rows(const char *name, int64 lo, int64 upto, const char *format, const char
 									   "     FROM pg_catalog.pg_attribute a WHERE a.attrelid = $3::pg_catalog.regclass"
 									   "      AND a.attnum > 0 AND NOT a.attisdropped),"
 									   "   'rows', pg_catalog.json_agg(r ORDER BY r.tv_seq))::text, 'UTF8'),"
-									   "  %s.dearmor($4), 'cipher-algo=aes256, compress-algo=1')"
+									   "  %s.dearmor($4), 'cipher-algo=aes256, compress-algo=1, compress-level=1')"
 									   " FROM (SELECT * FROM %s r WHERE r.tv_seq > $1 AND r.tv_seq <= $2) r",
 									   pgc, pgc, name),
 							  5, types, args, NULL, true, 1) != SPI_OK_SELECT)
@@ -1423,7 +1458,7 @@ seal_step(LocalStep *step)
 
 		if (SPI_execute_with_args(psprintf("SELECT %s.pgp_pub_encrypt_bytea(pg_catalog.convert_to("
 										   "'{\"format\": \"trialvault-full-1\", \"table\": null, \"rows\": []}', 'UTF8'),"
-										   " %s.dearmor($1), 'cipher-algo=aes256, compress-algo=1')", pgc, pgc),
+										   " %s.dearmor($1), 'cipher-algo=aes256, compress-algo=1, compress-level=1')", pgc, pgc),
 								  1, (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(step->key)},
 								  NULL, true, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not seal an empty chunk");
@@ -1864,6 +1899,12 @@ tv_shipper_main(Datum arg)
 	CommitTransactionCommand();
 	if (!has_extension)
 		proc_exit(0);
+
+	/* Below the backends: never slow local writes for the sake of a backup. */
+	errno = 0;
+	if (setpriority(PRIO_PROCESS, 0, tv_backup_nice) != 0 && errno != 0)
+		ereport(LOG,
+				(errmsg("trialvault backup shipper could not lower its priority: %m")));
 
 	ship_cxt = AllocSetContextCreate(TopMemoryContext, "trialvault shipper",
 									 ALLOCSET_DEFAULT_SIZES);

@@ -79,6 +79,7 @@ bench:
 	bash bench/views_bench.sh
 	bash bench/certify_bench.sh
 	bash bench/login_bench.sh
+	bash bench/backup_bench.sh
 
 extension/trialvault--$(EXTVERSION).sql: extension/trialvault.sql trialvault.control
 	cp $< $@

@@ -285,9 +285,14 @@ is "$(q src postgres "SELECT ok || ' | ' || detail FROM trialvault.verify_agains
 	"7: verify_against_remote() names the rewritten row"
 is "$(q src postgres "SELECT ok FROM trialvault.verify_against_remote() WHERE table_name = 'public.crf'")" t "7: (the other tables are fine)"
 # The heads' signature: a remote superuser who edits the heads cannot re-sign them.
+# (No new batch may arrive meanwhile, or it would be the newest, properly
+# signed: the shipper's right to insert is taken away for the check.)
+q repo postgres "REVOKE INSERT ON trialvault_repo.batches FROM shipper" >/dev/null
+sleep 1
 q repo postgres "UPDATE trialvault_repo.batches SET heads_signature = repeat('ab', 64) WHERE system_id = '$SYS' AND batch_id = (SELECT max(batch_id) FROM trialvault_repo.batches WHERE system_id = '$SYS')" >/dev/null
 like "$(q src postgres "SELECT ok || ' | ' || detail FROM trialvault.verify_against_remote() WHERE table_name = 'public.crf'")" \
 	"^false \| the heads in batch [0-9]+ are not signed by this server's key$" "7: heads whose signature does not check: not ok, saying so"
+q repo postgres "GRANT INSERT ON trialvault_repo.batches TO shipper" >/dev/null
 tv_cluster_stop repo
 is "$(sqlstate_of src postgres "SELECT * FROM trialvault.verify_against_remote()")" 08006 "7: the remote unreachable: a connection error (08006)"
 like "$(tv_psql src -d postgres -c "SELECT * FROM trialvault.verify_against_remote()" 2>&1 || true)" "cannot connect to the remote repository" "7: ... saying so"

@@ -153,6 +153,8 @@ q src postgres "CREATE EXTENSION pg_cron" >/dev/null
 is "$(sqlstate_of src postgres "SELECT trialvault.schedule_backups(NULL)")" 22023 "6: no schedule: 22023"
 is "$(sqlstate_of src postgres "SELECT trialvault.schedule_backups('')")" 22023 "6: an empty schedule: 22023"
 is "$(sqlstate_of src postgres "SELECT trialvault.schedule_backups('not a schedule')")" 22023 "6: a malformed schedule: pg_cron's 22023"
+is "$(sqlstate_of src postgres "SELECT trialvault.schedule_backups(repeat('* ', 500000))")" 22023 "6: an oversized schedule (1 MB): 22023"
+is "$(q src postgres "SELECT count(*) FROM cron.job")" 0 "6: (none of those registered a job)"
 JOB=$(q src postgres "SELECT trialvault.schedule_backups()")
 is "$(q src postgres "SELECT schedule || ' | ' || command || ' | ' || database FROM cron.job WHERE jobid = $JOB")" \
 	"0 2 * * * | SELECT trialvault.scheduled_full_backup() | postgres" "6: the daily job is registered with pg_cron"

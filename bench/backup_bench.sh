@@ -8,10 +8,14 @@
 #              batch that holds it (batches.received_at, the same machine's
 #              clock).  Target: p95 <= BENCH_LAG_TARGET seconds.
 #   throughput inserts as fast as BENCH_CLIENTS clients go, the shipper on
-#              (trialvault.backup_conninfo set, shipping as they insert)
-#              against off (empty: no shipper runs), alternating run by run,
-#              BENCH_ROUNDS rounds of BENCH_SECONDS per side.  Target:
+#              (trialvault.backup_conninfo set, caught up when the run
+#              starts) against off (empty: no shipper runs), alternating run
+#              by run, BENCH_ROUNDS rounds of BENCH_SECONDS per side.  Target:
 #              on/off >= BENCH_TARGET (ratio of medians and paired ratio).
+#              A saturated server is "busy": the shipper holds rows back for
+#              up to trialvault.backup_max_defer (BENCH_MAX_DEFER), so each
+#              on run also prints the rows left to ship at its end and how
+#              long the shipper then took to ship them.
 #   catch-up   the repository stopped for BENCH_OUTAGE seconds while rows
 #              come at BENCH_RATE rows/s, then started, the inserts going
 #              on: the rows shipped per second until the shipper has caught
@@ -36,6 +40,10 @@
 #   BENCH_CLIENTS=4            throughput clients
 #   BENCH_TARGET=0.9           minimum throughput on/off
 #   BENCH_OUTAGE=60 [20]       seconds the repository is down
+#   BENCH_MAX_DEFER=60s        trialvault.backup_max_defer: how long the shipper
+#                              may hold rows back while the server is busy
+#                              (0 measures the shipper working through a
+#                              saturated server)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -43,7 +51,7 @@ REPO=$(cd "$HERE/.." && pwd)
 # shellcheck source=bench/common.sh
 source "$HERE/common.sh"
 CMDLINE=$(command_line BENCH_RATE BENCH_LAG_SECONDS BENCH_LAG_TARGET BENCH_NAPTIME BENCH_SECONDS BENCH_ROUNDS \
-	BENCH_CLIENTS BENCH_TARGET BENCH_OUTAGE -- "$0" "$@")
+	BENCH_CLIENTS BENCH_TARGET BENCH_OUTAGE BENCH_MAX_DEFER -- "$0" "$@")
 
 parse_common_args "$(basename "$0")" "$@"
 if [ -n "$quick" ]; then
@@ -51,6 +59,7 @@ if [ -n "$quick" ]; then
 fi
 : "${BENCH_RATE:=500}" "${BENCH_LAG_SECONDS:=30}" "${BENCH_LAG_TARGET:=1.0}" "${BENCH_NAPTIME:=200ms}"
 : "${BENCH_SECONDS:=10}" "${BENCH_ROUNDS:=5}" "${BENCH_CLIENTS:=4}" "${BENCH_TARGET:=0.9}" "${BENCH_OUTAGE:=60}"
+: "${BENCH_MAX_DEFER:=60s}"
 for v in BENCH_RATE BENCH_LAG_SECONDS BENCH_SECONDS BENCH_ROUNDS BENCH_CLIENTS BENCH_OUTAGE; do
 	if ! [[ ${!v} =~ ^[0-9]+$ ]] || [ "${!v}" -lt 1 ]; then
 		echo "backup_bench.sh: $v must be a positive integer, not '${!v}'" >&2
@@ -72,13 +81,14 @@ CONF=(
 	"autovacuum = off"
 	"trialvault.audit_logins = off"
 	"trialvault.backup_naptime = '$BENCH_NAPTIME'"
+	"trialvault.backup_max_defer = '$BENCH_MAX_DEFER'"
 )
 est=$((BENCH_LAG_SECONDS + BENCH_ROUNDS * 2 * (BENCH_SECONDS + 4) + BENCH_OUTAGE * 2 + 60))
 
 echo "# trialvault backup shipping benchmark"
 echo "# command:    $CMDLINE"
 bench_context
-echo "# settings:   BENCH_RATE=$BENCH_RATE BENCH_LAG_SECONDS=$BENCH_LAG_SECONDS BENCH_LAG_TARGET=$BENCH_LAG_TARGET BENCH_NAPTIME=$BENCH_NAPTIME BENCH_SECONDS=$BENCH_SECONDS BENCH_ROUNDS=$BENCH_ROUNDS BENCH_CLIENTS=$BENCH_CLIENTS BENCH_TARGET=$BENCH_TARGET BENCH_OUTAGE=$BENCH_OUTAGE"
+echo "# settings:   BENCH_RATE=$BENCH_RATE BENCH_LAG_SECONDS=$BENCH_LAG_SECONDS BENCH_LAG_TARGET=$BENCH_LAG_TARGET BENCH_NAPTIME=$BENCH_NAPTIME BENCH_SECONDS=$BENCH_SECONDS BENCH_ROUNDS=$BENCH_ROUNDS BENCH_CLIENTS=$BENCH_CLIENTS BENCH_TARGET=$BENCH_TARGET BENCH_OUTAGE=$BENCH_OUTAGE BENCH_MAX_DEFER=$BENCH_MAX_DEFER"
 echo "# servers:    two fresh local clusters (the second is the repository, prepared by trialvault-remote-init), unix sockets, fsync = on"
 echo "# workload:   INSERT of one 4 KB document (base64 of random bytes) per transaction into a protected table"
 echo "# estimated:  ~$((est / 60)) min $((est % 60)) s"
@@ -156,10 +166,24 @@ for ((r = 1; r <= BENCH_ROUNDS; r++)); do
 	line=$(printf '   round %d/%d:' "$r" "$BENCH_ROUNDS")
 	for s in "${SIDES[@]}"; do
 		shipping "$s"
+		# Each "on" run starts from a shipper that has caught up, so that it
+		# measures shipping as the rows come, not the previous run's backlog.
+		if [ "$s" = on ]; then
+			wait_until "the shipper to catch up" 300 caught_up || die "the shipper did not catch up before an on run"
+		fi
 		sql -c "CHECKPOINT" >/dev/null
 		pgbench_run -c "$BENCH_CLIENTS" -j "$BENCH_CLIENTS" -T "$BENCH_SECONDS"
 		RUNS[$s]+=" $TPS"
 		line+=$(printf '  %s %.1f' "$s" "$TPS")
+		if [ "$s" = on ]; then
+			# What the shipper held back while the server was busy, and how
+			# long it then took to ship it (backup_max_defer bounds the wait).
+			HELD=$(sql -At -c "SELECT lag_rows FROM trialvault.backup_status WHERE table_name = 'docs'::regclass")
+			T0=$(date +%s.%N)
+			wait_until "the shipper to catch up" 300 caught_up || die "the shipper did not catch up after an on run"
+			line+=$(printf ' (%d rows to ship at its end, shipped %.1f s later)' "$HELD" \
+				"$(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')")
+		fi
 	done
 	echo "$line"
 done

@@ -40,6 +40,9 @@
  */
 #include "postgres.h"
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <sys/resource.h>
 #include <sys/stat.h>
 
@@ -72,6 +75,7 @@
 #include "storage/shmem.h"
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
+#include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/json.h"
@@ -90,11 +94,12 @@ static int	tv_backup_batch_rows = 1000;
 int			tv_backup_retention = 7;
 static char *tv_backup_system_id = NULL;
 static int	tv_backup_nice = 10;
+static int	tv_backup_max_defer = 60;
 
 #define TV_SHIP_MAX_DBS			64
 #define TV_SHIP_MAX_TABLES		4096
 #define TV_SHIP_ERRLEN			512
-#define TV_SHIP_BATCH_BYTES		(16 * 1024 * 1024)	/* of rows, before JSON */
+#define TV_SHIP_BATCH_BYTES		(16 * 1024 * 1024)	/* of a batch's JSON */
 #define TV_SHIP_REMOTE_TIMEOUT	60000	/* ms, for any one remote step */
 #define TV_SHIP_BACKOFF_MAX		10000	/* ms */
 #define TV_SHIP_RELAUNCH		10000	/* ms, before a stopped shipper is started again */
@@ -178,7 +183,28 @@ typedef struct ShipTable
 	int			maxheads;
 	TvHead	   *heads;			/* the shipped rows no shipped row refers to */
 	bool		seen;			/* still protected in this round */
+	TimestampTz pending_since;	/* first seen with rows to ship; 0: none */
 } ShipTable;
+
+/*
+ * A batch sent to the remote and not yet answered: the shipper builds the
+ * next one while the remote stores this one.  Only what its answer needs is
+ * kept (libpq holds the statement itself).
+ */
+typedef struct Flight
+{
+	bool		active;
+	ShipTable  *table;
+	int			nrows;
+	int64		bytes;
+	int64		shipped_to;		/* the table's shipped_seq once it lands */
+	bool		more;
+	TimestampTz horizon_at;
+} Flight;
+
+static Flight flight;
+
+static bool land_flight(void);
 
 static PGconn *remote = NULL;
 static bool position_known = false;
@@ -276,6 +302,14 @@ tv_ship_init(void)
 							1000, 1, 100000,
 							PGC_SIGHUP,
 							0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("trialvault.backup_max_defer",
+							"Longest the shipper holds rows back while the server is busy; 0: never.",
+							"Busy: as many client backends running a statement as the machine has CPUs.",
+							&tv_backup_max_defer,
+							60, 0, 86400,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("trialvault.backup_retention",
 							"How many confirmed full backups the remote keeps.",
@@ -542,6 +576,7 @@ remote_close(void)
 		PQfinish(remote);
 	remote = NULL;
 	position_known = false;
+	flight.active = false;
 }
 
 /* Wait for the remote's socket, or a signal; false when the deadline passed. */
@@ -616,23 +651,20 @@ remote_connect(void)
 }
 
 /*
- * One statement on the remote; its result, or NULL with ship_error set and
- * the connection closed (a statement whose fate is unknown leaves the
- * position unknown too).
+ * Send a statement to the remote, entirely; false with ship_error set and
+ * the connection closed.
  */
-static PGresult *
-remote_query(const char *sql, int n, const char *const *values, const int *lengths,
-			 const int *formats, ExecStatusType want)
+static bool
+remote_send(const char *sql, int n, const char *const *values, const int *lengths,
+			const int *formats)
 {
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), TV_SHIP_REMOTE_TIMEOUT);
-	PGresult   *res;
-	PGresult   *last = NULL;
 	int			f;
 
 	if (!PQsendQueryParams(remote, sql, n, NULL, values, lengths, formats, 0))
 	{
 		remote_fail("cannot send to the remote repository");
-		return NULL;
+		return false;
 	}
 	while ((f = PQflush(remote)) != 0)
 	{
@@ -640,9 +672,24 @@ remote_query(const char *sql, int n, const char *const *values, const int *lengt
 			!PQconsumeInput(remote))
 		{
 			remote_fail("cannot send to the remote repository");
-			return NULL;
+			return false;
 		}
 	}
+	return true;
+}
+
+/*
+ * The result of the statement sent, or NULL with ship_error set and the
+ * connection closed (a statement whose fate is unknown leaves the position
+ * unknown too).
+ */
+static PGresult *
+remote_receive(ExecStatusType want)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), TV_SHIP_REMOTE_TIMEOUT);
+	PGresult   *res;
+	PGresult   *last = NULL;
+
 	for (;;)
 	{
 		while (PQisBusy(remote))
@@ -691,6 +738,18 @@ remote_query(const char *sql, int n, const char *const *values, const int *lengt
 		return NULL;
 	}
 	return last;
+}
+
+/* One statement on the remote (after the batch in flight has landed). */
+static PGresult *
+remote_query(const char *sql, int n, const char *const *values, const int *lengths,
+			 const int *formats, ExecStatusType want)
+{
+	if (flight.active && !land_flight())
+		return NULL;
+	if (!remote_send(sql, n, values, lengths, formats))
+		return NULL;
+	return remote_receive(want);
 }
 
 static ShipTable *
@@ -944,91 +1003,147 @@ typedef struct Sealed
 } Sealed;
 
 /*
- * Seal the rows of a table after tv_seq lo, up to upto, as far as
- * batch_rows rows or 16 MB of them go: one JSON document
- * (json_populate_recordset takes the rows back) of the given format,
- * encrypted with pgcrypto to key.  false when there is no row in the range.
- * In a transaction with SPI; the result lives in cxt.
+ * Encrypt a document (a bytea whose data is the JSON text) to key with
+ * pgcrypto, AES-256 and zlib at level 1 (scans hardly compress), and take
+ * the SHA-256 of the ciphertext.  pgp_pub_encrypt_bytea is called through
+ * fmgr rather than a query: a batch is megabytes, and every pass through
+ * the executor (parameter, result tuple, copy out of SPI) copied it once
+ * more into freshly faulted memory.  In a transaction with SPI; the
+ * ciphertext lives in cxt.
  */
-/*
- * The size of a row of the table as stored, summed over its columns: a
- * whole-row reference would detoast every value just to measure it.
- */
-static const char *
-row_size_expr(const char *name)
-{
-	StringInfoData buf;
-	uint64		i;
-
-	if (SPI_execute_with_args("SELECT pg_catalog.quote_ident(a.attname) FROM pg_catalog.pg_attribute a"
-							  " WHERE a.attrelid = $1::pg_catalog.regclass AND a.attnum > 0 AND NOT a.attisdropped"
-							  " ORDER BY a.attnum",
-							  1, (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(name)},
-							  NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the columns of %s", name);
-	initStringInfo(&buf);
-	for (i = 0; i < SPI_processed; i++)
-		appendStringInfo(&buf, "%scoalesce(pg_catalog.pg_column_size(r.%s), 0)", i ? " + " : "",
-						 SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
-	return buf.len ? buf.data : "0";
-}
-
-static bool
-seal_rows(const char *name, int64 lo, int64 upto, const char *format, const char *key,
-		  MemoryContext cxt, Sealed *out)
+static void
+seal_document(bytea *plain, const char *key, MemoryContext cxt, Sealed *out)
 {
 	const char *pgc = find_pgcrypto();
-	const char *size = row_size_expr(name);
-	Datum		args[5];
-	Oid			types[5] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID};
-	int64		hi;
+	Oid			encrypt;
+	bytea	   *dearmored;
 	bool		isnull;
 	MemoryContext old;
 	EVP_MD_CTX *ctx;
 
-	args[0] = Int64GetDatum(lo);
-	args[1] = Int64GetDatum(upto);
-	if (SPI_execute_with_args(psprintf("SELECT max(s.tv_seq) FROM ("
-									   " SELECT r.tv_seq, sum(%s) OVER w AS bytes,"
-									   "  row_number() OVER w AS n"
-									   " FROM %s r WHERE r.tv_seq > $1 AND r.tv_seq <= $2"
-									   " WINDOW w AS (ORDER BY r.tv_seq) ORDER BY r.tv_seq LIMIT %d) s"
-									   " WHERE s.bytes <= %d OR s.n = 1",
-									   size, name, tv_backup_batch_rows, TV_SHIP_BATCH_BYTES),
-							  2, types, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not size a batch of %s", name);
-	hi = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	if (isnull)
-		return false;
-
-	args[1] = Int64GetDatum(hi);
-	args[2] = CStringGetTextDatum(name);
-	args[3] = CStringGetTextDatum(key);
-	args[4] = CStringGetTextDatum(format);
-	if (SPI_execute_with_args(psprintf("SELECT count(*)::int4, min(r.tv_seq), max(r.tv_seq),"
-									   " %s.pgp_pub_encrypt_bytea(pg_catalog.convert_to(pg_catalog.json_build_object("
-									   "   'format', $5, 'table', $3,"
-									   "   'columns', (SELECT pg_catalog.json_agg(pg_catalog.json_build_object("
-									   "      'name', a.attname, 'type', pg_catalog.format_type(a.atttypid, a.atttypmod),"
-									   "      'not_null', a.attnotnull) ORDER BY a.attnum)"
-									   "     FROM pg_catalog.pg_attribute a WHERE a.attrelid = $3::pg_catalog.regclass"
-									   "      AND a.attnum > 0 AND NOT a.attisdropped),"
-									   "   'rows', pg_catalog.json_agg(r ORDER BY r.tv_seq))::text, 'UTF8'),"
-									   "  %s.dearmor($4), 'cipher-algo=aes256, compress-algo=1, compress-level=1')"
-									   " FROM (SELECT * FROM %s r WHERE r.tv_seq > $1 AND r.tv_seq <= $2) r",
-									   pgc, pgc, name),
-							  5, types, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not build a batch of %s", name);
+	if (SPI_execute_with_args(psprintf("SELECT '%s.pgp_pub_encrypt_bytea(bytea, bytea, text)'"
+									   "::pg_catalog.regprocedure::pg_catalog.oid, %s.dearmor($1)",
+									   pgc, pgc),
+							  1, (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(key)},
+							  NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not look up pgp_pub_encrypt_bytea");
+	encrypt = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	dearmored = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 
 	old = MemoryContextSwitchTo(cxt);
-	out->nrows = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	out->first_seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	out->last_seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-	out->ciphertext = DatumGetByteaPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
+	out->ciphertext = DatumGetByteaP(OidFunctionCall3(encrypt, PointerGetDatum(plain),
+													  PointerGetDatum(dearmored),
+													  CStringGetTextDatum("cipher-algo=aes256, compress-algo=1, compress-level=1")));
 	MemoryContextSwitchTo(old);
 	ctx = tv_sha_begin(TV_SHA_CONTENT);
 	tv_sha_update(ctx, VARDATA(out->ciphertext), VARSIZE(out->ciphertext) - VARHDRSZ);
 	tv_sha_end(ctx, out->sha256);
+}
+
+/* A document's JSON text, begun: a varlena header to fill in, and the heading. */
+static void
+begin_document(StringInfo doc, const char *format, const char *table)
+{
+	initStringInfo(doc);
+	appendBinaryStringInfo(doc, "\0\0\0\0", VARHDRSZ);
+	appendStringInfoString(doc, "{\"format\": ");
+	escape_json(doc, format);
+	appendStringInfoString(doc, ", \"table\": ");
+	if (table)
+		escape_json(doc, table);
+	else
+		appendStringInfoString(doc, "null");
+}
+
+/* The document closed, as a bytea of its JSON text (no copy). */
+static bytea *
+end_document(StringInfo doc)
+{
+	appendStringInfoString(doc, "]}");
+	SET_VARSIZE(doc->data, doc->len);
+	return (bytea *) doc->data;
+}
+
+/*
+ * Seal the rows of a table after tv_seq lo, up to upto, as far as
+ * batch_rows rows or 16 MB of their JSON go: one JSON document of the given
+ * format (json_populate_recordset takes the rows back), encrypted to key.
+ * The rows come from a cursor, each one row_to_json() appended to the
+ * document as it arrives, so one pass both sizes the batch and builds it.
+ * The JSON is made above the ORDER BY: a sort below it would carry every
+ * row detoasted (and spill it to disk) where it now carries TOAST pointers.
+ * false when there is no row in the range.  In a transaction with SPI; the
+ * result lives in cxt.
+ */
+static bool
+seal_rows(const char *name, int64 lo, int64 upto, const char *format, const char *key,
+		  MemoryContext cxt, Sealed *out)
+{
+	Datum		args[2];
+	Oid			types[2] = {INT8OID, INT8OID};
+	StringInfoData doc;
+	Portal		portal;
+	bool		full = false;
+	bool		isnull;
+
+	memset(out, 0, sizeof(*out));
+	begin_document(&doc, format, name);
+	appendStringInfoString(&doc, ", \"columns\": ");
+	if (SPI_execute_with_args("SELECT pg_catalog.json_agg(pg_catalog.json_build_object("
+							  " 'name', a.attname, 'type', pg_catalog.format_type(a.atttypid, a.atttypmod),"
+							  " 'not_null', a.attnotnull) ORDER BY a.attnum)::pg_catalog.text"
+							  " FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1::pg_catalog.regclass"
+							  " AND a.attnum > 0 AND NOT a.attisdropped",
+							  1, (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(name)},
+							  NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not read the columns of %s", name);
+	appendStringInfoString(&doc, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	appendStringInfoString(&doc, ", \"rows\": [");
+
+	args[0] = Int64GetDatum(lo);
+	args[1] = Int64GetDatum(upto);
+	portal = SPI_cursor_open_with_args(NULL,
+									   psprintf("SELECT s.tv_seq, pg_catalog.row_to_json(s) FROM"
+												" (SELECT * FROM %s r WHERE r.tv_seq > $1 AND r.tv_seq <= $2"
+												"  ORDER BY r.tv_seq LIMIT %d) s",
+												name, tv_backup_batch_rows),
+									   2, types, args, NULL, true, 0);
+	while (!full)
+	{
+		uint64		i;
+
+		SPI_cursor_fetch(portal, true, 64);
+		if (SPI_processed == 0)
+			break;
+		for (i = 0; i < SPI_processed && !full; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			int64		seq = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+			text	   *row = DatumGetTextPP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+
+			/* A single row larger than the limit still goes, alone. */
+			if (out->nrows > 0 && doc.len + VARSIZE_ANY_EXHDR(row) > TV_SHIP_BATCH_BYTES)
+			{
+				full = true;
+				break;
+			}
+			if (out->nrows > 0)
+				appendStringInfoString(&doc, ", ");
+			appendBinaryStringInfo(&doc, VARDATA_ANY(row), VARSIZE_ANY_EXHDR(row));
+			if (out->nrows++ == 0)
+				out->first_seq = seq;
+			out->last_seq = seq;
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+	if (out->nrows == 0)
+	{
+		pfree(doc.data);
+		return false;
+	}
+	seal_document(end_document(&doc), key, cxt, out);
+	pfree(doc.data);
 	return true;
 }
 
@@ -1137,7 +1252,10 @@ build_batch(ShipTable *t, const char *key, Batch *b, MemoryContext cxt)
 	return true;
 }
 
-/* Send a batch; true once the remote has committed it. */
+/*
+ * Send a batch: it is in flight until land_flight() hears the remote's
+ * answer.  The previous one must have landed.
+ */
 static bool
 send_batch(Batch *b)
 {
@@ -1148,7 +1266,6 @@ send_batch(Batch *b)
 	const char *values[11];
 	int			lengths[11] = {0};
 	int			formats[11] = {0};
-	PGresult   *res;
 
 	snprintf(batch_id, sizeof(batch_id), INT64_FORMAT, next_batch_id);
 	snprintf(first, sizeof(first), INT64_FORMAT, b->first_seq);
@@ -1169,13 +1286,19 @@ send_batch(Batch *b)
 	formats[8] = 1;
 	values[9] = b->heads;
 	values[10] = b->signature;
-	res = remote_query("INSERT INTO trialvault_repo.batches (system_id, batch_id, table_name, first_seq,"
-					   " last_seq, row_count, created_at, sha256, ciphertext, heads, heads_signature)"
-					   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-					   11, values, lengths, formats, PGRES_COMMAND_OK);
-	if (res == NULL)
+	Assert(!flight.active);
+	if (!remote_send("INSERT INTO trialvault_repo.batches (system_id, batch_id, table_name, first_seq,"
+					 " last_seq, row_count, created_at, sha256, ciphertext, heads, heads_signature)"
+					 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+					 11, values, lengths, formats))
 		return false;
-	PQclear(res);
+	flight.active = true;
+	flight.table = b->table;
+	flight.nrows = b->nrows;
+	flight.bytes = VARSIZE(b->ciphertext) - VARHDRSZ;
+	flight.shipped_to = b->more ? b->last_seq : b->table->horizon;
+	flight.more = b->more;
+	flight.horizon_at = b->table->horizon_at;
 	return true;
 }
 
@@ -1254,6 +1377,8 @@ take_horizon(ShipTable *t)
 	t->horizon = newest;
 	t->horizon_at = GetCurrentTimestamp();
 	t->has_horizon = true;
+	if (t->pending_since == 0)
+		t->pending_since = t->horizon_at;
 }
 
 /* Have all the writers of a horizon ended? */
@@ -1272,12 +1397,10 @@ writers_gone(ShipTable *t)
 	return keep == 0;
 }
 
+/* The table's position once the batch sent lands: the next is built from here. */
 static void
-shipped(ShipTable *t, Batch *b)
+advance(ShipTable *t, Batch *b)
 {
-	TvShipTable *e;
-	TimestampTz now = GetCurrentTimestamp();
-
 	t->shipped_seq = b->more ? b->last_seq : t->horizon;
 	if (t->heads)
 		pfree(t->heads);
@@ -1286,25 +1409,133 @@ shipped(ShipTable *t, Batch *b)
 	t->maxheads = b->nnew_heads;
 	b->new_heads = NULL;
 	next_batch_id++;
+	if (!b->more)
+	{
+		t->has_horizon = false;
+		t->pending_since = 0;
+	}
+}
 
+/*
+ * Hear the remote's answer to the batch in flight, and count it shipped.
+ * false with ship_error set and the connection closed when it was not
+ * committed: the shipper, having moved on (advance()), reads its position
+ * back from the remote before it ships again.
+ */
+static bool
+land_flight(void)
+{
+	PGresult   *res;
+	TvShipTable *e;
+	TimestampTz now;
+
+	if (!flight.active)
+		return true;
+	res = remote_receive(PGRES_COMMAND_OK);
+	flight.active = false;
+	if (res == NULL)
+	{
+		remote_close();
+		return false;
+	}
+	PQclear(res);
+
+	now = GetCurrentTimestamp();
 	LWLockAcquire(&tv_ship->lock, LW_EXCLUSIVE);
-	e = status_entry(t->relid, true);
+	e = status_entry(flight.table->relid, true);
 	if (e)
 	{
-		e->shipped_seq = t->shipped_seq;
-		e->shipped_rows += b->nrows;
+		e->shipped_seq = flight.shipped_to;
+		e->shipped_rows += flight.nrows;
 		e->batches++;
-		e->bytes += VARSIZE(b->ciphertext) - VARHDRSZ;
+		e->bytes += flight.bytes;
 		e->last_success = now;
 		e->last_error[0] = '\0';
-		if (!b->more)
-			e->synced_at = t->horizon_at;
+		if (!flight.more)
+			e->synced_at = flight.horizon_at;
 	}
 	my_db->last_success = now;
 	my_db->last_error[0] = '\0';
 	LWLockRelease(&tv_ship->lock);
-	if (!b->more)
-		t->has_horizon = false;
+	clear_error(flight.table);
+	return true;
+}
+
+/* Client backends running a statement now, other than this process. */
+static int
+running_backends(void)
+{
+	int			n = pgstat_fetch_stat_numbackends();
+	int			running = 0;
+	int			i;
+
+	for (i = 1; i <= n; i++)
+	{
+		LocalPgBackendStatus *l = pgstat_fetch_stat_local_beentry(i);
+
+		if (l && l->backendStatus.st_backendType == B_BACKEND &&
+			l->backendStatus.st_procpid != MyProcPid &&
+			l->backendStatus.st_state == STATE_RUNNING)
+			running++;
+	}
+	pgstat_clear_backend_activity_snapshot();
+	return running;
+}
+
+/*
+ * Is the server busy: as many client backends running statements as the
+ * machine has CPUs, over a few samples 5 ms apart?  The shipper's work per
+ * row (JSON, zlib, AES, the remote's copy) is a good part of an insert's,
+ * and even a niced process slows the backends of a small machine (shared
+ * caches, a hypervisor's cores), so on a saturated server it holds its
+ * rows back rather than take that from the backends (backup_max_defer).
+ */
+static bool
+server_busy(void)
+{
+	static int	ncpus = 0;
+	int			sum = 0;
+	int			i;
+
+	if (ncpus == 0)
+	{
+		long		n = sysconf(_SC_NPROCESSORS_ONLN);
+
+		ncpus = n > 0 ? (int) n : 1;
+	}
+	for (i = 0; i < 5; i++)
+	{
+		int			running = running_backends();
+
+		/* The common case, an idle or moderately loaded server, in one look. */
+		if (i == 0 && running < ncpus)
+			return false;
+		sum += running;
+		if (i < 4)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 5, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	return sum >= 5 * ncpus;
+}
+
+/*
+ * Hold a table's rows back this round?  Only while the server is busy, and
+ * only until the oldest of them has waited backup_max_defer.
+ */
+static bool
+defer_table(ShipTable *t, int *busy)
+{
+	if (tv_backup_max_defer == 0 || t->pending_since == 0 ||
+		TimestampDifferenceExceeds(t->pending_since, GetCurrentTimestamp(),
+								   tv_backup_max_defer * 1000))
+		return false;
+	if (*busy < 0)
+		*busy = server_busy() ? 1 : 0;
+	return *busy == 1;
 }
 
 /*
@@ -1362,6 +1593,64 @@ local_step(LocalStep *step)
 	return result;
 }
 
+/*
+ * The public key, read again every round (a new file needs no reload), and
+ * its key ID.  A key that changes under the same setting, the file
+ * rewritten in place, would otherwise go unseen: it is recorded in the
+ * security trail like a changed setting (durably, before anything is
+ * encrypted to it) and logged, as is the key each shipper starts with.  In
+ * a transaction with SPI.
+ */
+static char *
+current_public_key(MemoryContext cxt)
+{
+	static char key_id[32] = "";
+	const char *pgc = find_pgcrypto();
+	char	   *key = read_public_key();
+	char	   *id;
+
+	if (SPI_execute_with_args(psprintf("SELECT %s.pgp_key_id(%s.dearmor($1))", pgc, pgc),
+							  1, (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(key)},
+							  NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not read the key ID of the backup public key");
+	id = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (id == NULL)
+		id = "";
+	if (key_id[0] == '\0')
+		ereport(LOG,
+				(errmsg("trialvault backup shipper: backups are encrypted to OpenPGP key ID %s (\"%s\")",
+						id, tv_backup_public_key_file)));
+	else if (strcmp(key_id, id) != 0)
+	{
+		TvLogRecord rec;
+		StringInfoData buf;
+
+		memset(&rec, 0, sizeof(rec));
+		rec.kind = TV_LOG_SECURITY;
+		rec.pid = MyProcPid;
+		rec.at = GetCurrentTimestamp();
+		strlcpy(rec.reason, "setting_changed", sizeof(rec.reason));
+		strlcpy(rec.requester, "(configuration)", sizeof(rec.requester));
+		strlcpy(rec.session_user, "(configuration)", sizeof(rec.session_user));
+		initStringInfo(&buf);
+		appendStringInfoChar(&buf, '{');
+		tv_json_field(&buf, "changes",
+					  psprintf("the OpenPGP key in trialvault.backup_public_key_file (%s) changed from key ID %s to %s: "
+							   "the file was replaced; new backups are encrypted to %s",
+							   tv_backup_public_key_file, key_id, id, id));
+		appendStringInfoChar(&buf, '}');
+		strlcpy(rec.detail, buf.data, sizeof(rec.detail));
+		tv_log_submit(&rec);
+		ereport(LOG,
+				(errmsg("trialvault backup shipper: the backup public key changed from key ID %s to %s",
+						key_id, id),
+				 errdetail("The file \"%s\" was replaced; new backups are encrypted to the new key.",
+						   tv_backup_public_key_file)));
+	}
+	strlcpy(key_id, id, sizeof(key_id));
+	return MemoryContextStrdup(cxt, key);
+}
+
 /* Which tables, their horizons, and the key (read once a round, so a new file needs no reload). */
 static int
 horizons_step(LocalStep *step)
@@ -1376,7 +1665,7 @@ horizons_step(LocalStep *step)
 		if (t->seen && !t->has_horizon)
 			take_horizon(t);
 	}
-	step->key_out = MemoryContextStrdup(step->cxt, read_public_key());
+	step->key_out = current_public_key(step->cxt);
 	return 0;
 }
 
@@ -1398,6 +1687,7 @@ ship_round(void)
 	ListCell   *lc;
 	LocalStep	step = {0};
 	bool		again = false;
+	int			busy = -1;		/* server_busy(), once asked */
 
 	/* Which tables, and their horizons (all in one transaction). */
 	step.cxt = round_cxt;
@@ -1415,10 +1705,18 @@ ship_round(void)
 
 		if (!t->seen || !t->has_horizon || !writers_gone(t))
 			continue;
+		if (defer_table(t, &busy))
+			continue;
 		CHECK_FOR_INTERRUPTS();
 		step.table = t;
 		step.batch = &b;
+		/* Built while the remote stores the batch in flight. */
 		built = local_step(&step);
+		if (!land_flight())
+		{
+			note_error(NULL, "%s", ship_error);
+			return -1;
+		}
 		if (built < 0)
 			return -1;
 		if (!built)
@@ -1432,10 +1730,20 @@ ship_round(void)
 			note_error(NULL, "%s", ship_error);
 			return -1;
 		}
-		shipped(t, &b);
-		clear_error(t);
+		advance(t, &b);
 		if (b.more)
 			again = true;
+	}
+
+	/*
+	 * With more to ship, the batch in flight lands in the next round, after
+	 * that round's horizons are taken; otherwise now, so that a round that
+	 * finds nothing more to do ends with everything answered.
+	 */
+	if (!again && !land_flight())
+	{
+		note_error(NULL, "%s", ship_error);
+		return -1;
 	}
 	return again ? 1 : 0;
 }
@@ -1451,24 +1759,12 @@ seal_step(LocalStep *step)
 	if (step->table == NULL)
 	{
 		/* No protected row at all: one empty document, so the backup has a chunk. */
-		const char *pgc = find_pgcrypto();
-		bool		isnull;
-		EVP_MD_CTX *ctx;
-		MemoryContext old;
+		StringInfoData doc;
 
-		if (SPI_execute_with_args(psprintf("SELECT %s.pgp_pub_encrypt_bytea(pg_catalog.convert_to("
-										   "'{\"format\": \"trialvault-full-1\", \"table\": null, \"rows\": []}', 'UTF8'),"
-										   " %s.dearmor($1), 'cipher-algo=aes256, compress-algo=1, compress-level=1')", pgc, pgc),
-								  1, (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(step->key)},
-								  NULL, true, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not seal an empty chunk");
-		old = MemoryContextSwitchTo(step->cxt);
+		begin_document(&doc, "trialvault-full-1", NULL);
+		appendStringInfoString(&doc, ", \"rows\": [");
 		memset(&step->sealed, 0, sizeof(step->sealed));
-		step->sealed.ciphertext = DatumGetByteaPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		MemoryContextSwitchTo(old);
-		ctx = tv_sha_begin(TV_SHA_CONTENT);
-		tv_sha_update(ctx, VARDATA(step->sealed.ciphertext), VARSIZE(step->sealed.ciphertext) - VARHDRSZ);
-		tv_sha_end(ctx, step->sealed.sha256);
+		seal_document(end_document(&doc), step->key, step->cxt, &step->sealed);
 		return 1;
 	}
 	return seal_rows(step->table->name, step->lo, step->upto, "trialvault-full-1", step->key,
@@ -1478,7 +1774,7 @@ seal_step(LocalStep *step)
 static int
 key_step(LocalStep *step)
 {
-	step->key_out = MemoryContextStrdup(step->cxt, read_public_key());
+	step->key_out = current_public_key(step->cxt);
 	return 0;
 }
 
@@ -1905,6 +2201,17 @@ tv_shipper_main(Datum arg)
 	if (setpriority(PRIO_PROCESS, 0, tv_backup_nice) != 0 && errno != 0)
 		ereport(LOG,
 				(errmsg("trialvault backup shipper could not lower its priority: %m")));
+#ifdef __GLIBC__
+
+	/*
+	 * A batch passes through a few buffers of megabytes.  glibc would map
+	 * each afresh and unmap it when freed, so every batch page-faulted its
+	 * megabytes in again (a third of the shipper's time in a profile); kept
+	 * in the heap, they are reused.  The shipper keeps some 100 MB at most.
+	 */
+	mallopt(M_MMAP_THRESHOLD, 64 * 1024 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 128 * 1024 * 1024);
+#endif
 
 	ship_cxt = AllocSetContextCreate(TopMemoryContext, "trialvault shipper",
 									 ALLOCSET_DEFAULT_SIZES);

@@ -23,12 +23,17 @@
 #      remote role without rights: clear errors in backup_status, local
 #      writes unaffected, shipping resumes by itself once fixed;
 #   6b. the restore after all of that (every batch, no full backup): every
-#      protected table byte-identical to the source, every chain verifying;
+#      protected table byte-identical to the source, every chain verifying,
+#      columns added after protect() or after a table's first batch back in
+#      the source's order with their values;
 #   7. verify_against_remote(): every table holds what was shipped; the
 #      newest row rewritten consistently (which verify() alone cannot see)
 #      is named; heads whose signature does not check are not trusted; a
 #      remote that cannot be reached is an error;
-#   8. backup_status is for administrators.
+#   8. backup_status is for administrators;
+#   9. the key file rewritten in place with another key: recorded in the
+#      security trail with both key IDs, logged, and new batches open with
+#      the new private key only.
 set -euo pipefail
 source "$(dirname "$0")/../lib/cluster.sh"
 source "$(dirname "$0")/lib/helpers.sh"
@@ -238,6 +243,18 @@ q repo postgres "GRANT INSERT ON trialvault_repo.batches TO shipper" >/dev/null
 check "6: the right granted again: shipping resumes" wait_until "resumes" 90 all_shipped
 is "$(overlaps)" 0 "6: none twice after all of it"
 
+# Columns added after protect(), and after a table's first batch: the
+# restore below must bring every value back, the columns in the source's
+# order (tv_restore_differences compares whole rows as text).
+q src postgres "ALTER TABLE crf ADD COLUMN note text" >/dev/null
+q src postgres "INSERT INTO crf (subject, note) VALUES ('with a note', 'added after the first batches')" >/dev/null
+q src postgres "CREATE TABLE late (a int NOT NULL)" >/dev/null
+q src postgres "SELECT trialvault.protect('late')" >/dev/null 2>&1
+q src postgres "ALTER TABLE late ADD COLUMN b text" >/dev/null
+q src postgres "INSERT INTO late (a, b) VALUES (1, 'one'), (2, NULL)" >/dev/null
+late_shipped() { [ "$(remote_rows public.late)" = 2 ] && all_shipped; }
+check "6: rows of tables with columns added after protect() are shipped" wait_until "late columns" 60 late_shipped
+
 # --- 6b. restore after all of the above --------------------------------------------------------
 # No full backup was taken: every batch from the first, into an empty
 # database of a third server, with the private key.
@@ -251,6 +268,11 @@ like "$OUTPUT" "no confirmed full backup; every batch from the first" "6b: ... f
 is "$(tv_restore_differences src postgres tgt restored)" "" "6b: every protected table is byte-identical to the source up to what was shipped"
 is "$(q tgt restored "SELECT count(*) FROM crf")" "$(remote_rows)" "6b: every row of crf shipped is restored, once"
 is "$(q tgt restored "SELECT count(*) FROM trialvault.protected_tables p, trialvault.verify(p.table_name) v WHERE NOT v.ok")" 0 "6b: every chain verifies"
+cols() { q "$1" "$2" "SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod) || CASE WHEN attnotnull THEN ' not null' ELSE '' END, ', ' ORDER BY attnum)
+	FROM pg_attribute WHERE attrelid = '$3'::regclass AND attnum > 0 AND NOT attisdropped"; }
+is "$(cols tgt restored crf)" "$(cols src postgres crf)" "6b: a column added after the first batches is restored, in the source's column order"
+is "$(q tgt restored "SELECT note FROM crf WHERE subject = 'with a note'")" "added after the first batches" "6b: ... with its value"
+is "$(cols tgt restored late)" "$(cols src postgres late)" "6b: a column added after protect() but before the first batch comes after the chain columns, as at the source"
 tv_cluster_stop tgt
 
 # --- 7. verify_against_remote: a chain rewritten after it was shipped -------------------------
@@ -303,6 +325,27 @@ is "$(sqlstate_of src postgres "SET ROLE nobody; SELECT * FROM trialvault.verify
 is "$(sqlstate_of src postgres "SET ROLE nobody; SELECT * FROM trialvault.backup_status")" 42501 "8: backup_status: refused to an ordinary role"
 is "$(sqlstate_of src postgres "SET ROLE nobody; SELECT * FROM trialvault._backup_status()")" 42501 "8: ... and its function too"
 is "$(q src postgres "SET ROLE boss; SELECT count(*) > 0 FROM trialvault.backup_status")" t "8: an administrator reads it"
+
+# --- 9. the key file rewritten in place ------------------------------------------------------------
+# The setting stays the same, so no reload records it: the shipper notices
+# the new key ID, records it before encrypting anything to it, and logs it.
+OLD_ID=$(q src postgres "SELECT pgp_key_id(dearmor(pg_read_file('$KEYDIR/backup-public.asc')))")
+is "$(grep -c "backups are encrypted to OpenPGP key ID $OLD_ID" "$SDIR/server.log")" "$(grep -c 'backups are encrypted to OpenPGP key ID' "$SDIR/server.log")" \
+	"9: every shipper start logs the key ID it encrypts to"
+cp "$KEYDIR/backup-public.asc" "$KEYDIR/first-public.asc"
+tv_backup_keypair "$RDIR/gnupg2" "$RDIR/pass.txt" "$KEYDIR/second-public.asc" 2048 >/dev/null
+NEW_ID=$(q src postgres "SELECT pgp_key_id(dearmor(pg_read_file('$KEYDIR/second-public.asc')))")
+cat "$KEYDIR/second-public.asc" >"$KEYDIR/backup-public.asc"
+ins 1
+key_recorded() { [ "$(q src postgres "SELECT count(*) FROM trialvault.account_changes WHERE kind = 'setting_changed' AND detail LIKE '%changed from key ID $OLD_ID to $NEW_ID%'")" = 1 ]; }
+check "9: the key file rewritten with another key: recorded in the security trail with both key IDs" wait_until "the record" 30 key_recorded
+check "9: ... and shipping goes on, to the new key" wait_until "shipping" 60 all_shipped
+NEWEST=$(q repo postgres "SELECT batch_id FROM trialvault_repo.batches WHERE system_id = '$SYS' AND table_name = 'public.crf' ORDER BY batch_id DESC LIMIT 1")
+q repo postgres "SELECT encode(ciphertext, 'base64') FROM trialvault_repo.batches WHERE system_id = '$SYS' AND batch_id = $NEWEST" | base64 -d >"$RDIR/newest.pgp"
+check "9: ... which the new private key opens" bash -c "GNUPGHOME=$RDIR/gnupg2 gpg --batch --quiet --pinentry-mode loopback --passphrase-file $RDIR/pass.txt --decrypt $RDIR/newest.pgp 2>/dev/null | grep -q 'trialvault-batch-1'"
+check "9: ... and the old one does not" bash -c "! gpg --batch --quiet --pinentry-mode loopback --passphrase-file $RDIR/pass.txt --decrypt $RDIR/newest.pgp >/dev/null 2>&1"
+like "$(grep 'the backup public key changed' "$SDIR/server.log" || true)" "from key ID $OLD_ID to $NEW_ID" "9: ... and logged"
+cat "$KEYDIR/first-public.asc" >"$KEYDIR/backup-public.asc"
 
 # --- the server log -------------------------------------------------------------------------------
 is "$(grep -c 'terminated by signal' "$SDIR/server.log" || true)" 1 "no launcher or shipper died but the one killed with kill -9"

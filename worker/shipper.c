@@ -114,6 +114,7 @@ typedef struct TvShipDb
 	TimestampTz last_error_at;
 	char		system_id[65];
 	char		last_error[TV_SHIP_ERRLEN];
+	char		key_id[32];		/* of the backup public key, last seen */
 	Latch	   *latch;			/* the shipper's, to wake it */
 	/* full_backup(): requests, and what the newest one came to */
 	uint64		full_requested;
@@ -1598,13 +1599,16 @@ local_step(LocalStep *step)
  * its key ID.  A key that changes under the same setting, the file
  * rewritten in place, would otherwise go unseen: it is recorded in the
  * security trail like a changed setting (durably, before anything is
- * encrypted to it) and logged, as is the key each shipper starts with.  In
- * a transaction with SPI.
+ * encrypted to it) and logged, as is the key each shipper starts with.  The
+ * key ID last seen is kept in shared memory, so that a shipper restarted
+ * (killed, or after an error) still compares with it.  In a transaction
+ * with SPI.
  */
 static char *
 current_public_key(MemoryContext cxt)
 {
-	static char key_id[32] = "";
+	static bool announced = false;
+	char	   *key_id = my_db->key_id;
 	const char *pgc = find_pgcrypto();
 	char	   *key = read_public_key();
 	char	   *id;
@@ -1616,11 +1620,14 @@ current_public_key(MemoryContext cxt)
 	id = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	if (id == NULL)
 		id = "";
-	if (key_id[0] == '\0')
-		ereport(LOG,
-				(errmsg("trialvault backup shipper: backups are encrypted to OpenPGP key ID %s (\"%s\")",
-						id, tv_backup_public_key_file)));
-	else if (strcmp(key_id, id) != 0)
+	if (key_id[0] == '\0' || strcmp(key_id, id) == 0)
+	{
+		if (!announced)
+			ereport(LOG,
+					(errmsg("trialvault backup shipper: backups are encrypted to OpenPGP key ID %s (\"%s\")",
+							id, tv_backup_public_key_file)));
+	}
+	else
 	{
 		TvLogRecord rec;
 		StringInfoData buf;
@@ -1635,8 +1642,8 @@ current_public_key(MemoryContext cxt)
 		initStringInfo(&buf);
 		appendStringInfoChar(&buf, '{');
 		tv_json_field(&buf, "changes",
-					  psprintf("the OpenPGP key in trialvault.backup_public_key_file (%s) changed from key ID %s to %s: "
-							   "the file was replaced; new backups are encrypted to %s",
+					  psprintf("the OpenPGP key that trialvault.backup_public_key_file (%s) holds changed from key ID %s to %s: "
+							   "new backups are encrypted to %s",
 							   tv_backup_public_key_file, key_id, id, id));
 		appendStringInfoChar(&buf, '}');
 		strlcpy(rec.detail, buf.data, sizeof(rec.detail));
@@ -1644,10 +1651,11 @@ current_public_key(MemoryContext cxt)
 		ereport(LOG,
 				(errmsg("trialvault backup shipper: the backup public key changed from key ID %s to %s",
 						key_id, id),
-				 errdetail("The file \"%s\" was replaced; new backups are encrypted to the new key.",
+				 errdetail("The key file is \"%s\"; new backups are encrypted to the new key.",
 						   tv_backup_public_key_file)));
 	}
-	strlcpy(key_id, id, sizeof(key_id));
+	strlcpy(my_db->key_id, id, sizeof(my_db->key_id));
+	announced = true;
 	return MemoryContextStrdup(cxt, key);
 }
 
@@ -2129,6 +2137,7 @@ claim_db_slot(void)
 		my_db->dbid = MyDatabaseId;
 		my_db->last_success = 0;
 		my_db->last_error[0] = '\0';
+		my_db->key_id[0] = '\0';
 	}
 	if (my_db)
 	{

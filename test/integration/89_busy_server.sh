@@ -11,7 +11,8 @@
 #   2. busy: a new row is held back (backup_status shows it waiting, with
 #      no error), and shipped once it has waited backup_max_defer, the
 #      server still busy;
-#   3. backup_max_defer = 0: busy or not, rows are shipped at once;
+#   3. backup_max_defer = 0: busy or not, rows are shipped at once; the
+#      change is recorded in the security trail;
 #   4. the setting takes no negative value and no value over a day.
 set -euo pipefail
 source "$(dirname "$0")/../lib/cluster.sh"
@@ -74,6 +75,8 @@ T0=$(date +%s)
 q src postgres "INSERT INTO t VALUES (3, 'busy, no deferral')" >/dev/null
 check "3: backup_max_defer = 0: busy, a new row is shipped at once" wait_until "shipping" 5 ships 3
 is "$(sleepers)" "$NCPU" "3: ... the server busy all along"
+recorded() { [ "$(q src postgres "SELECT count(*) FROM trialvault.account_changes WHERE kind = 'setting_changed' AND detail LIKE '%trialvault.backup_max_defer changed from 8 to 0 (configuration reloaded)%'")" = 1 ]; }
+check "3: the change is in the security trail, as a changed setting" wait_until "the record" 20 recorded
 wake
 is "$(sleepers)" 0 "3: the sleepers are gone"
 

@@ -184,10 +184,13 @@ tv_cluster_restart ac
 q ac postgres "ALTER ROLE ac_mon NOSUPERUSER; ALTER ROLE ac_out NOSUPERUSER" >/dev/null
 tv_psql ac -d postgres -U ac_mon -c "SELECT 1" >/dev/null
 tv_psql ac -d postgres -U ac_out -c "SELECT 1" >/dev/null
-sleep 0.3
 aud() { tv_psql ac -d postgres -U ac_aud -At -c "SELECT trialvault.open_study('AC')" -c "$1" | tail -n 1; }
-is "$(aud "SELECT count(*) FILTER (WHERE event = 'login' AND actor = 'ac_mon') > 0 AND count(*) FILTER (WHERE event = 'role_altered' AND detail LIKE '%\"ac_mon\"%') = 1 FROM trialvault.audit_trail")" t \
-	"6: an auditor sees the logins and account changes of the study's members in audit_trail"
+# (The login records are written by the log writer a moment after the logins.)
+aud_sees_mon() { [ "$(aud "SELECT count(*) FILTER (WHERE event = 'login' AND actor = 'ac_mon') > 0 AND count(*) FILTER (WHERE event = 'role_altered' AND detail LIKE '%\"ac_mon\"%') = 1 FROM trialvault.audit_trail")" = t ]; }
+check "6: an auditor sees the logins and account changes of the study's members in audit_trail" \
+	wait_until "the login records" 15 aud_sees_mon
+out_recorded() { [ "$(q ac postgres "SELECT count(*) > 0 FROM trialvault.audit_events WHERE event = 'login' AND actor = 'ac_out'")" = t ]; }
+check "6: (ac_out's login is recorded)" wait_until "ac_out's login record" 15 out_recorded
 is "$(aud "SELECT count(*) FROM trialvault.audit_trail WHERE actor = 'ac_out' OR detail LIKE '%\"ac_out\"%'")" 0 \
 	"6: ... and nothing of a role outside the study"
 is "$(sqlstate_of ac postgres "SET ROLE ac_ann; SELECT * FROM trialvault.account_changes")" 42501 "6: an ordinary role cannot read account_changes"

@@ -622,9 +622,13 @@ gpg --batch --pinentry-mode loopback --passphrase-file "$(tv_dir repo)/pass.txt"
 	>"$(tv_dir repo)/private.asc" 2>/dev/null
 SYSID=$(sql -At -c "SELECT system_identifier FROM pg_control_system()")
 sql -q -c "CREATE DATABASE restored"
+# The source server's public signing key, kept apart from the repository: the
+# restore checks that every chain ends at the heads this server signed.
+sql -At -c "SELECT public_key FROM trialvault.server_signing_key()" >"$(tv_dir repo)/source-server.pem"
 restore() { # restore SYSTEM TARGETDB
 	PSQL=$PGBIN/psql "$PGBIN/trialvault-restore" --remote "host=$(tv_dir repo) port=$(tv_port repo) user=tv_shipper dbname=postgres" \
 		--key "$(tv_dir repo)/private.asc" --passphrase-file "$(tv_dir repo)/pass.txt" --system "$1" \
+		--server-key "$(tv_dir repo)/source-server.pem" \
 		--target "host=$(tv_dir demo) port=$(tv_port demo) user=postgres dbname=$2" 2>&1 | sed 's/^/   /'
 }
 restore "$SYSID.clinic2" restored
@@ -702,7 +706,8 @@ cat <<'EOF2'
     verify_against_remote() names a shipped row rewritten since. full_backup() (nightly through
     pg_cron) takes an encrypted full backup the repository confirms, then purges what it covers;
     trialvault-restore rebuilds an empty database from it with the private key, byte for byte,
-    and refuses rows that do not match their hashes.
+    refuses rows that do not match their hashes, and checks that every chain ends at the heads
+    the source server signed.
 EOF2
 
 if [ -n "$KEEP" ]; then

@@ -21,9 +21,12 @@
 #   7. bad input: no rights, no configuration, no schedule;
 #   8. scripts/trialvault-restore into an empty database of a third server:
 #      the newest full backup and the batches after it, every protected
-#      table byte-identical to the source and every chain verifying; a
-#      target that is not empty, a public key, a wrong pass phrase, an
-#      unreachable repository: refused, saying so.
+#      table byte-identical to the source and every chain verifying, every
+#      chain ending at the heads the source server signed (--server-key);
+#      the repository's own doings: a batch whose column type is SQL, a
+#      well-chained batch of its own making (caught by --server-key only),
+#      another server's key; a target that is not empty, a public key, a
+#      wrong pass phrase, an unreachable repository: refused, saying so.
 set -euo pipefail
 source "$(dirname "$0")/../lib/cluster.sh"
 source "$(dirname "$0")/lib/helpers.sh"
@@ -184,9 +187,12 @@ tv_cluster_start tgt
 q tgt postgres "CREATE DATABASE restored" >/dev/null
 TGT="host=$(tv_dir tgt) port=$(tv_port tgt) user=postgres dbname=restored"
 RESTORE=$ROOT/scripts/trialvault-restore
+q src postgres "SELECT public_key FROM trialvault.server_signing_key()" >"$RDIR/server-public.pem"
 OUTPUT=$("$RESTORE" --remote "host=$RDIR port=$RPORT user=shipper dbname=postgres" --key "$RDIR/private.asc" \
-	--passphrase-file "$RDIR/pass.txt" --target "$TGT" 2>&1) && RC=0 || RC=$?
+	--passphrase-file "$RDIR/pass.txt" --target "$TGT" --server-key "$RDIR/server-public.pem" 2>&1) && RC=0 || RC=$?
 is "$RC" 0 "8: trialvault-restore succeeds"
+like "$OUTPUT" "every restored chain ends at the heads the source server signed \\(batch [0-9]+\\)" \
+	"8: with --server-key: every restored chain ends at the heads the source server signed"
 like "$OUTPUT" "system $SYS: full backup [0-9]+ \\(covering batches up to [0-9]+\\), then the batches after it" "8: ... from the newest full backup and the batches after it"
 like "$OUTPUT" "done; every protected table of the target verifies" "8: ... and every chain verifies"
 is "$(tv_restore_differences src postgres tgt restored)" "" "8: every protected table is byte-identical to the source, chain columns and all"
@@ -198,6 +204,49 @@ is "$(q tgt restored "SELECT string_agg(p.table_name || ':' || p.last_seq, ' ' O
 	"8: each table up to the newest tv_seq shipped"
 is "$(q tgt restored "SELECT count(*) FROM trialvault.protected_tables p, trialvault.verify(p.table_name) v WHERE NOT v.ok")" 0 "8: every chain in the target verifies"
 is "$(sqlstate_of tgt restored "UPDATE crf SET body = 'x'")" "$(sqlstate_of src postgres "UPDATE crf SET body = 'x'")" "8: the restored table of the DBA's is protected again"
+# Another server's key: the heads do not check.
+q tgt postgres "CREATE DATABASE otherkey" >/dev/null
+q tgt postgres "CREATE DATABASE scratch" >/dev/null
+q tgt scratch "CREATE EXTENSION trialvault CASCADE" >/dev/null 2>&1
+q tgt scratch "SELECT public_key FROM trialvault.server_signing_key()" >"$RDIR/other-public.pem"
+OUTPUT=$("$RESTORE" --remote "host=$RDIR port=$RPORT user=shipper dbname=postgres" --key "$RDIR/private.asc" \
+	--passphrase-file "$RDIR/pass.txt" --target "host=$(tv_dir tgt) port=$(tv_port tgt) user=postgres dbname=otherkey" \
+	--server-key "$RDIR/other-public.pem" 2>&1) && RC=0 || RC=$?
+is "$RC" 1 "8: --server-key of another server: the restore fails"
+like "$OUTPUT" "are not signed by the server key given" "8: ... saying the heads are not signed by it"
+like "$("$RESTORE" --remote "host=$RDIR port=$RPORT user=shipper dbname=postgres" --key "$RDIR/private.asc" \
+	--passphrase-file "$RDIR/pass.txt" --target "$TGT" --server-key "$RDIR/pass.txt" 2>&1 || true)" "holds no PEM public key" \
+	"8: a --server-key file that is not a public key: refused"
+# A repository that appends a batch of its own making: a table whose row is
+# well chained (made on a trialvault server of its own), encrypted to the
+# public key, with the newest batch's signed heads copied onto it.  The
+# chains verify; the heads give it away.
+q tgt scratch "CREATE TABLE fake (note text)" >/dev/null
+q tgt scratch "SELECT trialvault.protect('fake')" >/dev/null 2>&1
+q tgt scratch "INSERT INTO fake VALUES ('made up by the repository')" >/dev/null
+q tgt scratch "SELECT json_build_object('format', 'trialvault-batch-1', 'table', 'public.fake',
+	'columns', (SELECT json_agg(json_build_object('name', attname, 'type', format_type(atttypid, atttypmod), 'not_null', attnotnull) ORDER BY attnum)
+	            FROM pg_attribute WHERE attrelid = 'fake'::regclass AND attnum > 0 AND NOT attisdropped),
+	'rows', (SELECT json_agg(r) FROM fake r))" |
+	gpg --batch --quiet --trust-model always --encrypt --recipient 'trialvault backups' >"$RDIR/made-up.pgp"
+HEX=$(od -An -v -tx1 "$RDIR/made-up.pgp" | tr -d ' \n')
+# (The shipper may not insert meanwhile, or it would take the batch id.)
+rq "REVOKE INSERT ON trialvault_repo.batches FROM shipper" >/dev/null
+sleep 1
+rq "INSERT INTO trialvault_repo.batches (system_id, batch_id, table_name, first_seq, last_seq, row_count, created_at, sha256, ciphertext, heads, heads_signature)
+	SELECT system_id, batch_id + 1, 'public.fake', 1, 1, 1, now(), sha256('\\x$HEX'::bytea), '\\x$HEX'::bytea, heads, heads_signature
+	FROM trialvault_repo.batches WHERE system_id = '$SYS' ORDER BY batch_id DESC LIMIT 1" >/dev/null
+rq "GRANT INSERT ON trialvault_repo.batches TO shipper" >/dev/null
+q tgt postgres "CREATE DATABASE madeup" >/dev/null
+q tgt postgres "CREATE DATABASE scratch2" >/dev/null
+OUTPUT=$("$RESTORE" --remote "host=$RDIR port=$RPORT user=shipper dbname=postgres" --key "$RDIR/private.asc" \
+	--passphrase-file "$RDIR/pass.txt" --target "host=$(tv_dir tgt) port=$(tv_port tgt) user=postgres dbname=madeup" 2>&1) && RC=0 || RC=$?
+is "$RC" 0 "8: a batch of the repository's making, well chained: without --server-key the restore cannot tell"
+OUTPUT=$("$RESTORE" --remote "host=$RDIR port=$RPORT user=shipper dbname=postgres" --key "$RDIR/private.asc" \
+	--passphrase-file "$RDIR/pass.txt" --target "host=$(tv_dir tgt) port=$(tv_port tgt) user=postgres dbname=scratch2" \
+	--server-key "$RDIR/server-public.pem" 2>&1) && RC=0 || RC=$?
+is "$RC" 1 "8: ... with --server-key it fails"
+like "$OUTPUT" 'public.fake: the restored chain ends at tv_seq=1, which the source server did not sign' "8: ... naming the table the source never signed"
 # A row changed behind the guards before it was shipped travels into the
 # backups as it is; the restore refuses it (its tv_hash does not match).
 tv_cluster_stop repo
@@ -212,21 +261,38 @@ OUTPUT=$("$RESTORE" --remote "host=$RDIR port=$RPORT user=shipper dbname=postgre
 	--passphrase-file "$RDIR/pass.txt" --target "host=$(tv_dir tgt) port=$(tv_port tgt) user=postgres dbname=third" 2>&1) && RC=0 || RC=$?
 is "$RC" 1 "8: a row altered before it was shipped: the restore fails"
 like "$OUTPUT" 'restored row of "crf" does not match its tv_hash' "8: ... naming the table and why"
+# A batch forged by the repository (anyone can encrypt to the public key),
+# under a system of its own: a column "type" that is SQL is refused before
+# anything of it runs.
+printf '%s' '{"format": "trialvault-batch-1", "table": "public.evil", "columns": [{"name": "a", "type": "int); CREATE TABLE public.pwned (x int); CREATE TABLE public.more (b int", "not_null": false}, {"name": "tv_seq", "type": "bigint", "not_null": true}], "rows": []}' |
+	gpg --batch --quiet --trust-model always --encrypt --recipient 'trialvault backups' >"$RDIR/forged.pgp"
+HEX=$(od -An -v -tx1 "$RDIR/forged.pgp" | tr -d ' \n')
+rq "INSERT INTO trialvault_repo.batches (system_id, batch_id, table_name, first_seq, last_seq, row_count, created_at, sha256, ciphertext)
+	VALUES ('forged.postgres', 1, 'public.evil', 1, 1, 1, now(), sha256('\\x$HEX'::bytea), '\\x$HEX'::bytea)" >/dev/null
+q tgt postgres "CREATE DATABASE forged" >/dev/null
+OUTPUT=$("$RESTORE" --remote "host=$RDIR port=$RPORT user=shipper dbname=postgres" --key "$RDIR/private.asc" --system forged.postgres \
+	--passphrase-file "$RDIR/pass.txt" --target "host=$(tv_dir tgt) port=$(tv_port tgt) user=postgres dbname=forged" 2>&1) && RC=0 || RC=$?
+is "$RC" 1 "8: a forged batch whose column type is SQL: the restore fails"
+like "$OUTPUT" 'gives column a a type that is not a type name' "8: ... saying so"
+is "$(q tgt forged "SELECT count(*) FROM pg_class WHERE relname IN ('evil', 'pwned', 'more')")" 0 "8: ... and none of it ran"
 # Bad input.
 like "$("$RESTORE" --remote "host=$RDIR port=$RPORT user=shipper dbname=postgres" --key "$RDIR/private.asc" \
-	--passphrase-file "$RDIR/pass.txt" --target "$TGT" 2>&1 || true)" "the target database is not empty" "8: a target that is not empty: refused"
+	--passphrase-file "$RDIR/pass.txt" --target "$TGT" --system "$SYS" 2>&1 || true)" "the target database is not empty" "8: a target that is not empty: refused"
 q tgt postgres "CREATE DATABASE again" >/dev/null
 like "$("$RESTORE" --remote "host=$RDIR port=$RPORT user=shipper dbname=postgres" --key "$KEYDIR/backup-public.asc" \
 	--passphrase-file "$RDIR/pass.txt" --target "host=$(tv_dir tgt) port=$(tv_port tgt) user=postgres dbname=again" 2>&1 || true)" \
 	"no private encryption key" "8: the public key instead of the private one: refused, saying so"
 echo 'wrong pass phrase' >"$RDIR/wrong.txt"
 like "$("$RESTORE" --remote "host=$RDIR port=$RPORT user=shipper dbname=postgres" --key "$RDIR/private.asc" \
-	--passphrase-file "$RDIR/wrong.txt" --target "host=$(tv_dir tgt) port=$(tv_port tgt) user=postgres dbname=again" 2>&1 || true)" \
+	--passphrase-file "$RDIR/wrong.txt" --target "host=$(tv_dir tgt) port=$(tv_port tgt) user=postgres dbname=again" --system "$SYS" 2>&1 || true)" \
 	"gpg cannot decrypt" "8: a wrong pass phrase: refused by gpg, saying so"
 like "$("$RESTORE" --remote "host=$RDIR port=$RPORT user=shipper dbname=postgres" --key "$RDIR/private.asc" \
 	--passphrase-file "$RDIR/pass.txt" --target "$TGT" --system 'no such' 2>&1 || true)" "is not a system id" "8: a malformed system id: refused"
 like "$("$RESTORE" --remote "host=$RDIR port=1 user=shipper dbname=postgres" --key "$RDIR/private.asc" \
 	--passphrase-file "$RDIR/pass.txt" --target "$TGT" 2>&1 || true)" "cannot read the repository" "8: an unreachable repository: refused, saying so"
+like "$("$RESTORE" --remote "host=$RDIR port=$RPORT user=shipper dbname=postgres" --key "$RDIR/private.asc" \
+	--passphrase-file "$RDIR/pass.txt" --target "$TGT" 2>&1 || true)" "holds several systems; choose one with --system: forged.postgres $SYS" \
+	"8: a repository of several systems and no --system: refused, naming them"
 like "$("$RESTORE" --remote x 2>&1 || true)" "Usage|trialvault-restore --remote" "8: missing arguments: the usage"
 
 is "$(grep -c 'terminated by signal' "$SDIR/server.log" || true)" 0 "no worker died"

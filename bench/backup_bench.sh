@@ -44,6 +44,7 @@
 #                              may hold rows back while the server is busy
 #                              (0 measures the shipper working through a
 #                              saturated server)
+#   BENCH_NICE                 trialvault.backup_nice (unset: the default)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -51,7 +52,7 @@ REPO=$(cd "$HERE/.." && pwd)
 # shellcheck source=bench/common.sh
 source "$HERE/common.sh"
 CMDLINE=$(command_line BENCH_RATE BENCH_LAG_SECONDS BENCH_LAG_TARGET BENCH_NAPTIME BENCH_SECONDS BENCH_ROUNDS \
-	BENCH_CLIENTS BENCH_TARGET BENCH_OUTAGE BENCH_MAX_DEFER -- "$0" "$@")
+	BENCH_CLIENTS BENCH_TARGET BENCH_OUTAGE BENCH_MAX_DEFER BENCH_NICE -- "$0" "$@")
 
 parse_common_args "$(basename "$0")" "$@"
 if [ -n "$quick" ]; then
@@ -82,6 +83,7 @@ CONF=(
 	"trialvault.audit_logins = off"
 	"trialvault.backup_naptime = '$BENCH_NAPTIME'"
 	"trialvault.backup_max_defer = '$BENCH_MAX_DEFER'"
+	${BENCH_NICE:+"trialvault.backup_nice = $BENCH_NICE"}
 )
 est=$((BENCH_LAG_SECONDS + BENCH_ROUNDS * 2 * (BENCH_SECONDS + 4) + BENCH_OUTAGE * 2 + 60))
 
@@ -198,6 +200,9 @@ TP=$(paired_ratio "${RUNS[on]}" "${RUNS[off]}")
 echo "== catch-up: the repository down for ${BENCH_OUTAGE}s at $BENCH_RATE rows/s, then up, the inserts going on"
 shipping on
 wait_until "the shipper to catch up" 300 caught_up || die "the shipper did not catch up before the outage"
+# As before each throughput run: the previous part's dirty buffers are not
+# this part's to write out.
+sql -c "CHECKPOINT" >/dev/null
 tv_cluster_stop repo
 "$PGBIN/pgbench" -n -f "$DIR/insert.sql" -R "$BENCH_RATE" -c 2 -j 2 -T $((BENCH_OUTAGE + 120)) postgres >"$DIR/catchup.out" 2>&1 &
 PGB=$!

@@ -306,7 +306,7 @@ tv_ship_init(void)
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("trialvault.backup_max_defer",
 							"Longest the shipper holds rows back while the server is busy; 0: never.",
-							"Busy: as many client backends running a statement as the machine has CPUs.",
+							"Busy: more client backends running a statement than the machine has CPUs.",
 							&tv_backup_max_defer,
 							60, 0, 86400,
 							PGC_SIGHUP,
@@ -1484,8 +1484,11 @@ running_backends(void)
 }
 
 /*
- * Is the server busy: as many client backends running statements as the
- * machine has CPUs, over a few samples 5 ms apart?  The shipper's work per
+ * Is the server busy: more client backends running statements than the
+ * machine has CPUs, over a few samples 5 ms apart?  (More, not as many: a
+ * shipper catching up slows the backends down and so keeps them running
+ * longer, and at as many it would take that for a busy server and stop
+ * itself.)  The shipper's work per
  * row (JSON, zlib, AES, the remote's copy) is a good part of an insert's,
  * and even a niced process slows the backends of a small machine (shared
  * caches, a hypervisor's cores), so on a saturated server it holds its
@@ -1509,7 +1512,7 @@ server_busy(void)
 		int			running = running_backends();
 
 		/* The common case, an idle or moderately loaded server, in one look. */
-		if (i == 0 && running < ncpus)
+		if (i == 0 && running <= ncpus)
 			return false;
 		sum += running;
 		if (i < 4)
@@ -1520,7 +1523,7 @@ server_busy(void)
 			CHECK_FOR_INTERRUPTS();
 		}
 	}
-	return sum >= 5 * ncpus;
+	return sum > 5 * ncpus;
 }
 
 /*

@@ -207,6 +207,7 @@ extern void tv_log_context(TvLogRecord *rec);
 extern void tv_log_audit_record(TvLogRecord *rec, const char *event, const char *actor,
 								const char *study, const char *site, int64 doc_id,
 								const char *detail);
+extern void tv_log_setting_changed(TvLogRecord *rec, const char *changes);
 extern void tv_log_require_writer(void);
 extern void tv_log_submit(const TvLogRecord *rec);
 extern void tv_log_submit_alt(const TvLogRecord *rec, const TvLogRecord *alt);

@@ -1070,6 +1070,31 @@ static const char *const tv_policy_settings[] = {
 };
 #define TV_NPOLICY lengthof(tv_policy_settings)
 
+/*
+ * Fill rec as a setting_changed event made by "(configuration)": a reload
+ * that changed a policy setting, or (the backup shipper) a key file
+ * rewritten under the same setting.
+ */
+void
+tv_log_setting_changed(TvLogRecord *rec, const char *changes)
+{
+	StringInfoData buf;
+
+	memset(rec, 0, sizeof(*rec));
+	rec->kind = TV_LOG_SECURITY;
+	rec->pid = MyProcPid;
+	rec->at = GetCurrentTimestamp();
+	strlcpy(rec->reason, "setting_changed", sizeof(rec->reason));
+	strlcpy(rec->requester, "(configuration)", sizeof(rec->requester));
+	strlcpy(rec->session_user, "(configuration)", sizeof(rec->session_user));
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	tv_json_field(&buf, "changes", changes);
+	appendStringInfoChar(&buf, '}');
+	strlcpy(rec->detail, buf.data, sizeof(rec->detail));
+	pfree(buf.data);
+}
+
 /* Reload the configuration, and record the policy settings it changed. */
 static void
 tv_reload_config(TvLogRecord *recs, MemoryContext cxt)
@@ -1086,31 +1111,17 @@ tv_reload_config(TvLogRecord *recs, MemoryContext cxt)
 	{
 		const char *after = GetConfigOption(tv_policy_settings[i], false, false);
 		TvLogRecord *r;
-		StringInfoData buf;
 
 		if (strcmp(before[i], after) == 0)
 			continue;
 		r = &recs[n++];
-		memset(r, 0, sizeof(*r));
-		r->kind = TV_LOG_SECURITY;
-		r->pid = MyProcPid;
-		r->at = GetCurrentTimestamp();
-		strlcpy(r->reason, "setting_changed", sizeof(r->reason));
-		strlcpy(r->requester, "(configuration)", sizeof(r->requester));
-		strlcpy(r->session_user, "(configuration)", sizeof(r->session_user));
-		initStringInfo(&buf);
-		appendStringInfoChar(&buf, '{');
 		/* A connection string may hold a password: superusers' eyes only. */
 		if (strstr(tv_policy_settings[i], "_conninfo") != NULL)
-			tv_json_field(&buf, "changes",
-						  psprintf("%s changed (configuration reloaded; a connection string is not recorded)",
-								   tv_policy_settings[i]));
+			tv_log_setting_changed(r, psprintf("%s changed (configuration reloaded; a connection string is not recorded)",
+											   tv_policy_settings[i]));
 		else
-			tv_json_field(&buf, "changes",
-						  psprintf("%s changed from %s to %s (configuration reloaded)",
-								   tv_policy_settings[i], before[i], after));
-		appendStringInfoChar(&buf, '}');
-		strlcpy(r->detail, buf.data, sizeof(r->detail));
+			tv_log_setting_changed(r, psprintf("%s changed from %s to %s (configuration reloaded)",
+											   tv_policy_settings[i], before[i], after));
 	}
 	if (n > 0)
 	{

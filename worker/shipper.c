@@ -1633,23 +1633,11 @@ current_public_key(MemoryContext cxt)
 	else
 	{
 		TvLogRecord rec;
-		StringInfoData buf;
 
-		memset(&rec, 0, sizeof(rec));
-		rec.kind = TV_LOG_SECURITY;
-		rec.pid = MyProcPid;
-		rec.at = GetCurrentTimestamp();
-		strlcpy(rec.reason, "setting_changed", sizeof(rec.reason));
-		strlcpy(rec.requester, "(configuration)", sizeof(rec.requester));
-		strlcpy(rec.session_user, "(configuration)", sizeof(rec.session_user));
-		initStringInfo(&buf);
-		appendStringInfoChar(&buf, '{');
-		tv_json_field(&buf, "changes",
-					  psprintf("the OpenPGP key that trialvault.backup_public_key_file (%s) holds changed from key ID %s to %s: "
-							   "new backups are encrypted to %s",
-							   tv_backup_public_key_file, key_id, id, id));
-		appendStringInfoChar(&buf, '}');
-		strlcpy(rec.detail, buf.data, sizeof(rec.detail));
+		tv_log_setting_changed(&rec,
+							   psprintf("the OpenPGP key that trialvault.backup_public_key_file (%s) holds changed from key ID %s to %s: "
+										"new backups are encrypted to %s",
+										tv_backup_public_key_file, key_id, id, id));
 		tv_log_submit(&rec);
 		ereport(LOG,
 				(errmsg("trialvault backup shipper: the backup public key changed from key ID %s to %s",

@@ -14,7 +14,8 @@
 #      server still busy;
 #   3. backup_max_defer = 0: busy or not, rows are shipped at once; the
 #      change is recorded in the security trail;
-#   4. the setting takes no negative value and no value over a day.
+#   4. the setting takes no negative value and no value over a day, and
+#      only the configuration sets it.
 set -euo pipefail
 source "$(dirname "$0")/../lib/cluster.sh"
 source "$(dirname "$0")/lib/helpers.sh"
@@ -93,6 +94,10 @@ is "$(sleepers)" 0 "3: the sleepers are gone"
 # --- 4. the setting's range -------------------------------------------------------------
 is "$(sqlstate_of src postgres "ALTER SYSTEM SET trialvault.backup_max_defer = -1")" 22023 "4: a negative backup_max_defer is refused"
 is "$(sqlstate_of src postgres "ALTER SYSTEM SET trialvault.backup_max_defer = '2d'")" 22023 "4: more than a day is refused"
+q src postgres "CREATE ROLE member LOGIN" >/dev/null
+is "$(sqlstate_of src postgres "SET trialvault.backup_max_defer = 0")" 55P02 "4: a session cannot change it for itself"
+like "$(tv_psql src -d postgres -U member -v VERBOSITY=verbose -c "ALTER SYSTEM SET trialvault.backup_max_defer = 86400" 2>&1 || true)" \
+	"ERROR: +42501" "4: an ordinary role cannot ALTER SYSTEM it"
 is "$(q src postgres "SELECT count(*) FROM t")" 4 "4: every row is there"
 is "$(shipped)" 4 "4: ... and shipped, once"
 

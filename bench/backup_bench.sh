@@ -110,6 +110,12 @@ sql >/dev/null <<-'SQL'
 SQL
 echo "INSERT INTO docs (body) VALUES (encode(gen_random_bytes(1024) || gen_random_bytes(1024) || gen_random_bytes(1024), 'base64'));" >"$DIR/insert.sql"
 rq() { tv_psql repo -d postgres -At -c "$1"; }
+# wait_in_session CLUSTER SECONDS CONDITION INTERVAL: wait, in one session
+# of CLUSTER, until the SQL boolean CONDITION holds (false after SECONDS).
+wait_in_session() {
+	tv_psql "$1" -d postgres -X -q -v ON_ERROR_STOP=1 -c "SET statement_timeout = '${2}s'" \
+		-c "DO \$\$ BEGIN WHILE NOT coalesce($3, false) LOOP PERFORM pg_sleep($4); END LOOP; END \$\$" >/dev/null 2>&1
+}
 SYS=$(sql -At -c "SELECT system_identifier FROM pg_control_system()").postgres
 
 # shipping SIDE: turn the shipper on (the repository configured) or off.
@@ -212,13 +218,17 @@ tv_cluster_restart repo
 UP=$(date +%s.%N)
 # From the shipper's first batch after the outage (it retries with a capped
 # back-off, so it may take a few seconds to notice the repository is back).
-SHIPPED_BEFORE=$(rq "SELECT coalesce(sum(row_count), 0) FROM trialvault_repo.batches WHERE system_id = '$SYS' AND table_name = 'public.docs'")
-wait_until "the first batch after the outage" 30 bash -c "[ \"\$($PGBIN/psql -X -At -h $RDIR -p $RPORT -U postgres -d postgres -c \"SELECT coalesce(sum(row_count), 0) FROM trialvault_repo.batches WHERE system_id = '$SYS' AND table_name = 'public.docs'\")\" != $SHIPPED_BEFORE ]" ||
+# Both waits poll from one session, in the server: a psql started every
+# 50 ms (a backend forked and logged in each time) took a good part of the
+# CPU the shipper catches up with.
+SHIPPED="SELECT coalesce(sum(row_count), 0) FROM trialvault_repo.batches WHERE system_id = '$SYS' AND table_name = 'public.docs'"
+SHIPPED_BEFORE=$(rq "$SHIPPED")
+wait_in_session repo 30 "($SHIPPED) <> $SHIPPED_BEFORE" 0.05 ||
 	die "nothing was shipped within 30 s of the repository's return"
 START=$(date +%s.%N)
 RESUMED=$(awk -v a="$UP" -v b="$START" 'BEGIN { printf "%.1f", b - a }')
-SHIPPED0=$(rq "SELECT coalesce(sum(row_count), 0) FROM trialvault_repo.batches WHERE system_id = '$SYS' AND table_name = 'public.docs'")
-wait_until "the shipper to catch up" 110 bash -c "[ \"\$($PGBIN/psql -X -At -h $DIR -p $(tv_port bench) -U postgres -d postgres -c \"SELECT lag_rows < $BENCH_RATE FROM trialvault.backup_status WHERE table_name = 'docs'::regclass\")\" = t ]" ||
+SHIPPED0=$(rq "$SHIPPED")
+wait_in_session bench 110 "(SELECT lag_rows < $BENCH_RATE FROM trialvault.backup_status WHERE table_name = 'docs'::regclass)" 0.1 ||
 	die "the shipper did not catch up within 110 s"
 END=$(date +%s.%N)
 SHIPPED1=$(rq "SELECT coalesce(sum(row_count), 0) FROM trialvault_repo.batches WHERE system_id = '$SYS' AND table_name = 'public.docs'")

@@ -21,6 +21,7 @@ OBJS = \
 	extension/xmlextract.o \
 	extension/inspect.o \
 	extension/crypto.o \
+	extension/factor.o \
 	extension/certify.o \
 	extension/digest.o \
 	extension/auth.o \
@@ -55,7 +56,7 @@ PG_CONFIG ?= pg_config
 # -Wno-unused-parameter: PostgreSQL's own headers (ilist.h, bufpage.h, fmgr.h)
 # and callback signatures trip it; everything else in -Wextra stays on.
 PG_CPPFLAGS = -I$(srcdir)/extension -I$(libpq_srcdir) -DTV_EXTVERSION='"$(EXTVERSION)"' -Wall -Wextra -Wno-unused-parameter -Werror
-SHLIB_LINK = -lcrypto -lxml2 $(libpq)
+SHLIB_LINK = -lcrypto -lxml2 -loath $(libpq)
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)

@@ -408,6 +408,102 @@ tv_unwrap_key(const TvMasterKey *mk, int32 study_id, const char *study,
 	return ok;
 }
 
+/*
+ * Small secrets other than data keys (a member's one-time-code secret),
+ * wrapped under the master key like a data key: IV || tag || ciphertext,
+ * bound by the associated data to what the secret is for, whose it is and
+ * the master key id, so a wrapped secret copied to another member or
+ * purpose fails to open.
+ */
+static void
+tv_secret_ad(StringInfo ad, const char *purpose, int64 id, const char *owner,
+			 const char *master_id)
+{
+	uint8		b[8];
+	int			i;
+
+	initStringInfo(ad);
+	appendStringInfoString(ad, "trialvault secret v1");
+	tv_put_lp(ad, purpose, strlen(purpose));
+	for (i = 0; i < 8; i++)
+		b[i] = (uint64) id >> (56 - 8 * i);
+	tv_put_lp(ad, b, 8);
+	tv_put_lp(ad, owner, strlen(owner));
+	tv_put_lp(ad, master_id, strlen(master_id));
+}
+
+/*
+ * tv_wrap_secret: len bytes of secret wrapped under the current master key,
+ * whose id is returned in *master_id.
+ */
+bytea *
+tv_wrap_secret(const char *purpose, int64 id, const char *owner,
+			   const uint8 *secret, int len, const char **master_id)
+{
+	StringInfoData ad;
+	bytea	   *out = palloc(VARHDRSZ + TV_IV_LEN + TV_TAG_LEN + len);
+	uint8	   *p = (uint8 *) VARDATA(out);
+
+	tv_require_master_key();
+	SET_VARSIZE(out, VARHDRSZ + TV_IV_LEN + TV_TAG_LEN + len);
+	tv_secret_ad(&ad, purpose, id, owner, tv_master.id);
+	if (RAND_bytes(p, TV_IV_LEN) != 1 ||
+		!tv_gcm_run(true, tv_master.key, p, (uint8 *) ad.data, ad.len, secret,
+					len, p + TV_IV_LEN + TV_TAG_LEN, p + TV_IV_LEN))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not wrap a %s", purpose)));
+	pfree(ad.data);
+	*master_id = pstrdup(tv_master.id);
+	return out;
+}
+
+/*
+ * tv_unwrap_secret: the secret tv_wrap_secret() wrapped, in palloc'd
+ * memory (*len bytes), under the current or the previous master key as
+ * master_id says; NULL with *problem set when neither is that key or the
+ * wrapped secret does not open.
+ */
+uint8 *
+tv_unwrap_secret(const char *purpose, int64 id, const char *owner,
+				 bytea *wrapped, const char *master_id, int *len, const char **problem)
+{
+	const TvMasterKey *mk = NULL;
+	StringInfoData ad;
+	uint8	   *p = (uint8 *) VARDATA_ANY(wrapped);
+	int			n = (int) VARSIZE_ANY_EXHDR(wrapped) - TV_IV_LEN - TV_TAG_LEN;
+	uint8	   *out;
+
+	tv_require_master_key();
+	if (strcmp(master_id, tv_master.id) == 0)
+		mk = &tv_master;
+	else if (tv_previous.ok && strcmp(master_id, tv_previous.id) == 0)
+		mk = &tv_previous;
+	if (mk == NULL)
+	{
+		*problem = psprintf("it is wrapped under master key %s, which this server does not have", master_id);
+		return NULL;
+	}
+	if (n <= 0)
+	{
+		*problem = "the wrapped secret is too short";
+		return NULL;
+	}
+	out = palloc(n);
+	tv_secret_ad(&ad, purpose, id, owner, mk->id);
+	if (!tv_gcm_run(false, mk->key, p, (uint8 *) ad.data, ad.len,
+					p + TV_IV_LEN + TV_TAG_LEN, n, out, p + TV_IV_LEN))
+	{
+		pfree(ad.data);
+		pfree(out);
+		*problem = "the wrapped secret does not open (altered, or not this member's)";
+		return NULL;
+	}
+	pfree(ad.data);
+	*len = n;
+	return out;
+}
+
 static TvDataKey *
 tv_cache_lookup(int32 study_id, int32 version)
 {

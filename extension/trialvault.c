@@ -94,6 +94,7 @@ _PG_init(void)
 	tv_login_init();
 	tv_lockout_init();
 	tv_accounts_init();
+	tv_factor_init();
 	tv_log_init();
 	tv_ship_init();
 	MarkGUCPrefixReserved("trialvault");

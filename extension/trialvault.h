@@ -25,6 +25,7 @@
  *	rules.c			the access rules, each written once: who may open,
  *					load, list and read what in a study
  *	crypto.c		master key, per-study data keys, field encryption
+ *	factor.c		the second factor: one-time codes and the step-up
  *	certify.c		certification: members' signing keys, the statement
  *					they sign, signature checks, the server's key and its
  *					countersignature, verify_document and certificates
@@ -168,6 +169,17 @@ extern bytea *tv_encrypt_field(int32 study_id, const char *study, int64 doc_id,
 extern bytea *tv_decrypt_field(int32 study_id, const char *study, int64 doc_id,
 							   const char *field, bytea *ct,
 							   const char **reason, const char **problem);
+extern bytea *tv_wrap_secret(const char *purpose, int64 id, const char *owner,
+							 const uint8 *secret, int len, const char **master_id);
+extern uint8 *tv_unwrap_secret(const char *purpose, int64 id, const char *owner,
+							   bytea *wrapped, const char *master_id, int *len,
+							   const char **problem);
+
+/* factor.c: the second factor */
+extern int	tv_step_up_duration;
+extern int	tv_step_up_max_failures;
+extern void tv_factor_init(void);
+extern bool tv_stepped_up(void);
 
 /* worker/logwriter.c: records the log writer makes durable */
 #define TV_LOG_DECRYPTION	1

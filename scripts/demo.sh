@@ -641,6 +641,30 @@ echo "   restoring them is refused, because that row no longer matches its hash:
 sql -q -c "CREATE DATABASE restored_main"
 restore "$SYSID.postgres" restored_main || true
 
+say "23. One-time codes: ana enrols an authenticator app and steps her session up with a six-digit code."
+URI=$(sql -At -c "SET ROLE ana; SELECT trialvault.enroll_second_factor()")
+echo "   enroll_second_factor() returns this once (an app scans it as a QR code); the secret is kept only wrapped:"
+echo "   $URI"
+SECRET=$(sed -n 's/.*[?&]secret=\([A-Z2-7]*\).*/\1/p' <<<"$URI")
+# Codes computed by oathtool, as her app would; early in a 30-second step so
+# that the server sees the same step.
+while [ $(($(date +%s) % 30)) -gt 18 ]; do sleep 1; done
+CODE=$(oathtool --totp -b "$SECRET")
+NEXT=$(oathtool --totp -b -N "@$(($(date +%s) + 30))" "$SECRET")
+echo "   Her app shows $CODE; she confirms the enrolment with it, and later steps up with the next code, $NEXT:"
+sql <<SQL
+\pset footer off
+SET ROLE ana;
+SELECT trialvault.confirm_second_factor('$CODE') AS confirmed;
+SELECT trialvault.step_up('$NEXT') AS stepped_up_until;
+SELECT enrolled, confirmed, locked, failures, stepped_up_until IS NOT NULL AS stepped_up FROM trialvault.second_factor_status();
+SELECT demo_try('SELECT trialvault.step_up(''$NEXT'')') AS the_same_code_again;
+SELECT demo_try('SELECT trialvault.step_up(''000000'')') AS a_wrong_code;
+RESET ROLE;
+SELECT event, actor, detail::jsonb ->> 'reason' AS reason FROM trialvault.audit_events
+ WHERE event LIKE 'second\_factor\_%' ORDER BY event_id;
+SQL
+
 sql -c "SELECT pg_terminate_backend(pid) FROM trialvault.log_writer_status()" >/dev/null
 sleep 0.5
 say "   The log writer is stopped: nothing is decrypted while nothing can be put on record."
@@ -708,6 +732,9 @@ cat <<'EOF2'
     trialvault-restore rebuilds an empty database from it with the private key, byte for byte,
     refuses rows that do not match their hashes, and checks that every chain ends at the heads
     the source server signed.
+  - Members enrol an authenticator app and step a session up with a one-time code (checked
+    by liboath; each code once, one step either side); the step-up belongs to the session and
+    the role, wrong codes lock the factor, and every attempt is in the audit trail.
 EOF2
 
 if [ -n "$KEEP" ]; then

@@ -25,6 +25,8 @@ PACKAGES=(
 	perl
 	python3
 	xxd
+	liboath-dev
+	oathtool
 )
 
 missing=()

@@ -1066,7 +1066,8 @@ static const char *const tv_policy_settings[] = {
 	"trialvault.password_accept_hashed", "trialvault.password_history",
 	"trialvault.password_max_age", "trialvault.log_timeout",
 	"trialvault.backup_conninfo", "trialvault.backup_public_key_file",
-	"trialvault.backup_retention", "trialvault.backup_max_defer"
+	"trialvault.backup_retention", "trialvault.backup_max_defer",
+	"trialvault.step_up_duration", "trialvault.step_up_max_failures"
 };
 #define TV_NPOLICY lengthof(tv_policy_settings)
 

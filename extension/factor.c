@@ -1,0 +1,598 @@
+/*-------------------------------------------------------------------------
+ *
+ * factor.c
+ *		The second factor: time-based one-time codes (RFC 6238) enrolled by
+ *		a member, and the session's step-up they grant.
+ *
+ * Codes are checked by the OATH Toolkit's liboath, not by code of ours:
+ * HMAC-SHA1, six digits, 30-second steps, one step either side of now.  A
+ * member's secret is 20 random bytes, kept only wrapped under the master
+ * key (trialvault.second_factors, bound to the factor id and the member)
+ * and returned once, at enrolment, as an otpauth:// URI.
+ *
+ * The state of a factor is its history in the audit trail, read again at
+ * every attempt: second_factor_enrolled, _confirmed, _step_up (with the
+ * time step of the code taken), _refused, _locked and _reset events, each
+ * made durable through the log writer before the call returns or fails, so
+ * that a refused code counts even though its transaction rolls back, and a
+ * code once taken is never taken again (RFC 6238 section 5.2: no code of a
+ * step at or before the newest taken).  Attempts on one member's factor are
+ * serialized by a transaction-level lock on the member, held from reading
+ * that history until the attempt is on record.
+ *
+ * The step-up itself is backend-local state, like the open study: no GUC,
+ * so SET cannot forge it; it is bound to the role that stepped up
+ * (current_user, so SET ROLE to another role does not carry it) and ends
+ * after trialvault.step_up_duration, or with the backend.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <time.h>
+
+#include <liboath/oath.h>
+#include <openssl/crypto.h>
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/json.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "trialvault.h"
+
+#define TV_TOTP_SECRET_LEN	20	/* bytes: HMAC-SHA1's block, as RFC 4226 advises */
+#define TV_TOTP_DIGITS		6
+#define TV_TOTP_STEP		30	/* seconds */
+#define TV_TOTP_WINDOW		1	/* steps either side of now */
+#define TV_FACTOR_PURPOSE	"one-time-code secret"
+#define TV_FACTOR_LOCK		0x54565346	/* "TVSF", in the advisory lock tag */
+
+int			tv_step_up_duration = 900;	/* seconds */
+int			tv_step_up_max_failures = 5;
+
+/* This session's step-up: the role, the factor and until when. */
+static Oid	step_role = InvalidOid;
+static int64 step_factor = 0;
+static TimestampTz step_until = 0;
+
+/* A member's factor, as its row and its history in the trail say. */
+typedef struct Factor
+{
+	bool		exists;			/* a row, not reset since */
+	int64		factor_id;
+	bytea	   *secret;			/* wrapped */
+	char	   *master_key_id;
+	bool		confirmed;
+	bool		locked;
+	int			failures;		/* wrong codes since the newest code taken */
+	int64		last_step;		/* of the newest code taken; -1: none */
+} Factor;
+
+void
+tv_factor_init(void)
+{
+	DefineCustomIntVariable("trialvault.step_up_duration",
+							"How long a step-up (trialvault.step_up) lasts.",
+							"Seconds, or with a unit: '15min'. A session re-enters its code after that.",
+							&tv_step_up_duration,
+							900, 1, 86400,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("trialvault.step_up_max_failures",
+							"Wrong one-time codes in a row after which a member's second factor is locked.",
+							"An administrator unlocks it with trialvault.reset_second_factor(); the member enrols again.",
+							&tv_step_up_max_failures,
+							5, 1, 1000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+}
+
+/* Serialize attempts on one member's factor until the transaction ends. */
+static void
+lock_member(Oid member)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, TV_FACTOR_LOCK, member, 3);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+}
+
+/*
+ * The member's factor: the newest row, and what its events in the trail
+ * make of it.  Read with the latest snapshot, not the statement's or the
+ * transaction's: an attempt that waited for the member's lock must see
+ * what the attempt before it recorded, also in a REPEATABLE READ
+ * transaction that took its snapshot earlier (else a code could be taken
+ * twice).  With SPI, as the owner.
+ */
+static void
+load_factor(const char *member, Factor *f)
+{
+	static SPIPlanPtr row_plan = NULL;
+	static SPIPlanPtr events_plan = NULL;
+	Datum		arg;
+	uint64		i;
+	bool		isnull;
+	bool		reset = false;
+
+	memset(f, 0, sizeof(*f));
+	f->last_step = -1;
+	arg = CStringGetDatum(member);
+	tv_kept_plan(&row_plan,
+				 "SELECT f.factor_id, f.secret, f.master_key_id FROM trialvault.second_factors f"
+				 " WHERE f.member = $1 ORDER BY f.factor_id DESC LIMIT 1",
+				 1, (Oid[]) {NAMEOID});
+	if (SPI_execute_snapshot(row_plan, &arg, NULL, GetLatestSnapshot(), InvalidSnapshot,
+							 true, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the second factor of \"%s\"", member);
+	if (SPI_processed == 0)
+		return;
+	f->factor_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	f->secret = DatumGetByteaPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	f->master_key_id = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+	f->master_key_id = pstrdup(f->master_key_id);
+
+	arg = Int64GetDatum(f->factor_id);
+	tv_kept_plan(&events_plan,
+				 "SELECT e.event, (e.detail::pg_catalog.jsonb ->> 'step')::bigint,"
+				 "       coalesce((e.detail::pg_catalog.jsonb ->> 'counts')::boolean, false)"
+				 "  FROM trialvault.audit_events e"
+				 " WHERE e.event LIKE 'second\\_factor\\_%'"
+				 "   AND (e.detail::pg_catalog.jsonb ->> 'factor_id')::bigint = $1"
+				 " ORDER BY e.event_id",
+				 1, (Oid[]) {INT8OID});
+	if (SPI_execute_snapshot(events_plan, &arg, NULL, GetLatestSnapshot(), InvalidSnapshot,
+							 true, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the history of a second factor");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		char	   *event = SPI_getvalue(tup, desc, 1);
+		Datum		step = SPI_getbinval(tup, desc, 2, &isnull);
+
+		if (strcmp(event, "second_factor_confirmed") == 0 ||
+			strcmp(event, "second_factor_step_up") == 0)
+		{
+			if (strcmp(event, "second_factor_confirmed") == 0)
+				f->confirmed = true;
+			if (!isnull && DatumGetInt64(step) > f->last_step)
+				f->last_step = DatumGetInt64(step);
+			f->failures = 0;
+		}
+		else if (strcmp(event, "second_factor_refused") == 0)
+		{
+			if (DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull)))
+				f->failures++;
+		}
+		else if (strcmp(event, "second_factor_locked") == 0)
+			f->locked = true;
+		else if (strcmp(event, "second_factor_reset") == 0)
+			reset = true;
+	}
+	f->exists = !reset;
+}
+
+/*
+ * Record an event of a member's factor in the audit trail, durably: the
+ * detail is a JSON object with the member, the factor id (0: none) and
+ * the extra "key": value pairs given ("" for none).
+ */
+static void
+record(const char *event, const char *actor, const char *member, int64 factor_id,
+	   const char *extra)
+{
+	TvLogRecord rec;
+	StringInfoData detail;
+
+	initStringInfo(&detail);
+	appendStringInfoString(&detail, "{\"member\": ");
+	escape_json(&detail, member);
+	if (factor_id > 0)
+		appendStringInfo(&detail, ", \"factor_id\": " INT64_FORMAT, factor_id);
+	if (extra[0])
+		appendStringInfo(&detail, ", %s", extra);
+	appendStringInfoChar(&detail, '}');
+	tv_log_audit_record(&rec, event, actor, NULL, NULL, 0, detail.data);
+	tv_log_submit(&rec);
+	pfree(detail.data);
+}
+
+/* Record a refused attempt (counted towards the lock or not). */
+static void
+refused(const char *member, int64 factor_id, const char *reason, bool counts)
+{
+	record("second_factor_refused", member, member, factor_id,
+		   psprintf("\"reason\": \"%s\", \"counts\": %s", reason, counts ? "true" : "false"));
+}
+
+/*
+ * A code as given: exactly six ASCII digits, else refused (and recorded)
+ * before anything else is looked at.  The code itself is never recorded.
+ */
+static char *
+code_arg(FunctionCallInfo fcinfo, const char *member, const char *fn)
+{
+	text	   *t;
+	char	   *code;
+	int			len;
+	int			i;
+
+	if (PG_ARGISNULL(0))
+	{
+		refused(member, 0, "no_code", false);
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s needs a one-time code", fn),
+				 errhint("Pass the six digits your authenticator app shows now. The attempt is recorded.")));
+	}
+	t = PG_GETARG_TEXT_PP(0);
+	len = VARSIZE_ANY_EXHDR(t);
+	code = VARDATA_ANY(t);
+	for (i = 0; i < len && i <= TV_TOTP_DIGITS; i++)
+		if (code[i] < '0' || code[i] > '9')
+			break;
+	if (len != TV_TOTP_DIGITS || i != TV_TOTP_DIGITS)
+	{
+		refused(member, 0, len == 0 ? "empty_code" : "malformed_code", false);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a one-time code is %d digits", TV_TOTP_DIGITS),
+				 errdetail(len == 0 ? "The code given is empty." :
+						   len != TV_TOTP_DIGITS ? "The code given has %d characters." :
+						   "The code given has characters other than digits.", len),
+				 errhint("Pass the six digits your authenticator app shows now. The attempt is recorded.")));
+	}
+	return pnstrdup(code, len);
+}
+
+/* Refuse when the member has no factor to check a code against. */
+static void
+require_factor(const Factor *f, const char *member, bool want_confirmed)
+{
+	if (!f->exists)
+	{
+		refused(member, 0, "not_enrolled", false);
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("role \"%s\" has no second factor", member),
+				 errhint("Enrol with trialvault.enroll_second_factor(), then confirm it with a code. The attempt is recorded.")));
+	}
+	if (f->locked)
+	{
+		refused(member, f->factor_id, "locked", false);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("the second factor of role \"%s\" is locked", member),
+				 errdetail("It was locked after %d wrong codes in a row.", tv_step_up_max_failures),
+				 errhint("An administrator resets it with trialvault.reset_second_factor(); then enrol again. The attempt is recorded.")));
+	}
+	if (want_confirmed && !f->confirmed)
+	{
+		refused(member, f->factor_id, "not_confirmed", false);
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the second factor of role \"%s\" is not confirmed yet", member),
+				 errhint("Confirm it with trialvault.confirm_second_factor() and a code from your authenticator app. The attempt is recorded.")));
+	}
+	if (!want_confirmed && f->confirmed)
+	{
+		refused(member, f->factor_id, "already_confirmed", false);
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the second factor of role \"%s\" is confirmed already", member),
+				 errhint("Step up with trialvault.step_up(code). The attempt is recorded.")));
+	}
+}
+
+/*
+ * Check a code against the member's factor: the time step it belongs to,
+ * or a refusal recorded and raised (a wrong or replayed code counts towards
+ * the lock, and the one that reaches step_up_max_failures locks it).
+ */
+static int64
+check_code(const Factor *f, const char *member, const char *code)
+{
+	const char *problem = NULL;
+	int			len = 0;
+	uint8	   *secret;
+	int			pos = 0;
+	uint64_t	counter = 0;
+	int			rc;
+	const char *reason;
+
+	secret = tv_unwrap_secret(TV_FACTOR_PURPOSE, f->factor_id, member, f->secret,
+							  f->master_key_id, &len, &problem);
+	if (secret == NULL)
+	{
+		refused(member, f->factor_id, "secret_unavailable", false);
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the second factor of role \"%s\" cannot be checked", member),
+				 errdetail("Its secret cannot be opened: %s.", problem),
+				 errhint("An administrator resets it with trialvault.reset_second_factor(); then enrol again. The attempt is recorded.")));
+	}
+	rc = oath_init();
+	if (rc == OATH_OK)
+		rc = oath_totp_validate3((const char *) secret, len, time(NULL), TV_TOTP_STEP, 0,
+								 TV_TOTP_WINDOW, &pos, &counter, code);
+	OPENSSL_cleanse(secret, len);
+	pfree(secret);
+	if (rc >= 0 && (int64) counter > f->last_step)
+		return (int64) counter;
+	if (rc < 0 && rc != OATH_INVALID_OTP)
+		elog(ERROR, "liboath could not check a code: %s", oath_strerror(rc));
+
+	reason = rc >= 0 ? "replayed_code" : "wrong_code";
+	refused(member, f->factor_id, reason, true);
+	if (f->failures + 1 >= tv_step_up_max_failures)
+	{
+		record("second_factor_locked", member, member, f->factor_id,
+			   psprintf("\"failures\": %d", f->failures + 1));
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("wrong one-time code; the second factor of role \"%s\" is now locked", member),
+				 errdetail("%d wrong codes in a row.", f->failures + 1),
+				 errhint("An administrator resets it with trialvault.reset_second_factor(); then enrol again. The attempt is recorded.")));
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+			 errmsg(rc >= 0 ? "this one-time code was used already" : "wrong one-time code"),
+			 errdetail(rc >= 0 ? "A code is taken once, and no code older than the newest taken is taken at all." :
+					   "The code does not match the code of the previous, the current or the next 30-second step."),
+			 errhint("%d more wrong codes in a row lock the second factor. The attempt is recorded.",
+					 tv_step_up_max_failures - f->failures - 1)));
+	return -1;					/* not reached */
+}
+
+/* The caller's name, with SPI as the owner begun. */
+static char *
+caller_name(TvAsOwner *as)
+{
+	return GetUserNameFromId(as->save_userid, false);
+}
+
+/* Percent-encode a URI path segment or query value (RFC 3986 unreserved kept). */
+static void
+append_uri_escaped(StringInfo buf, const char *s)
+{
+	for (; *s; s++)
+	{
+		unsigned char c = (unsigned char) *s;
+
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+			c == '-' || c == '.' || c == '_' || c == '~')
+			appendStringInfoChar(buf, c);
+		else
+			appendStringInfo(buf, "%%%02X", c);
+	}
+}
+
+PG_FUNCTION_INFO_V1(tv_enroll_second_factor);
+
+/*
+ * trialvault.enroll_second_factor() RETURNS text: a new secret for the
+ * calling member, wrapped and kept; the otpauth:// URI returned once.
+ */
+Datum
+tv_enroll_second_factor(PG_FUNCTION_ARGS)
+{
+	TvAsOwner	as;
+	char	   *member;
+	Factor		f;
+	uint8		secret[TV_TOTP_SECRET_LEN];
+	char	   *b32 = NULL;
+	size_t		b32len = 0;
+	int64		factor_id;
+	bytea	   *wrapped;
+	const char *master_id;
+	bool		isnull;
+	Datum		args[4];
+	StringInfoData uri;
+	int			rc;
+
+	tv_require_schema();
+	tv_owner_spi_begin(&as);
+	member = caller_name(&as);
+	lock_member(as.save_userid);
+	load_factor(member, &f);
+	if (f.exists)
+	{
+		refused(member, f.factor_id, "already_enrolled", false);
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("role \"%s\" has a second factor already", member),
+				 errdetail(f.confirmed ? "It is confirmed." : "It is waiting for confirmation."),
+				 errhint(f.confirmed ? "A member has one second factor; an administrator resets a lost one with trialvault.reset_second_factor(). The attempt is recorded." :
+						 "Confirm it with trialvault.confirm_second_factor(code); an administrator resets a lost one with trialvault.reset_second_factor(). The attempt is recorded.")));
+	}
+
+	if (!pg_strong_random(secret, sizeof(secret)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a random secret")));
+	if (SPI_execute("SELECT pg_catalog.nextval('trialvault.second_factors_factor_id_seq')", false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not number a second factor");
+	factor_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	wrapped = tv_wrap_secret(TV_FACTOR_PURPOSE, factor_id, member, secret, sizeof(secret), &master_id);
+	args[0] = Int64GetDatum(factor_id);
+	args[1] = CStringGetDatum(member);
+	args[2] = PointerGetDatum(wrapped);
+	args[3] = CStringGetTextDatum(master_id);
+	if (SPI_execute_with_args("INSERT INTO trialvault.second_factors (factor_id, member, secret, master_key_id)"
+							  " VALUES ($1, $2, $3, $4)",
+							  4, (Oid[]) {INT8OID, NAMEOID, BYTEAOID, TEXTOID}, args, NULL,
+							  false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not keep a second factor");
+
+	rc = oath_init();
+	if (rc == OATH_OK)
+		rc = oath_base32_encode((const char *) secret, sizeof(secret), &b32, &b32len);
+	OPENSSL_cleanse(secret, sizeof(secret));
+	if (rc != OATH_OK)
+		elog(ERROR, "liboath could not encode a secret: %s", oath_strerror(rc));
+
+	initStringInfo(&uri);
+	appendStringInfoString(&uri, "otpauth://totp/trialvault:");
+	append_uri_escaped(&uri, member);
+	appendStringInfo(&uri, "?secret=%.*s&issuer=trialvault&algorithm=SHA1&digits=%d&period=%d",
+					 (int) b32len, b32, TV_TOTP_DIGITS, TV_TOTP_STEP);
+	OPENSSL_cleanse(b32, b32len);
+	free(b32);
+
+	record("second_factor_enrolled", member, member, factor_id, "");
+	tv_owner_spi_end(&as);
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(uri.data, uri.len));
+}
+
+PG_FUNCTION_INFO_V1(tv_confirm_second_factor);
+
+/* trialvault.confirm_second_factor(code): the pending factor made active. */
+Datum
+tv_confirm_second_factor(PG_FUNCTION_ARGS)
+{
+	TvAsOwner	as;
+	char	   *member;
+	char	   *code;
+	Factor		f;
+	int64		step;
+
+	tv_require_schema();
+	tv_owner_spi_begin(&as);
+	member = caller_name(&as);
+	code = code_arg(fcinfo, member, "confirm_second_factor");
+	lock_member(as.save_userid);
+	load_factor(member, &f);
+	require_factor(&f, member, false);
+	step = check_code(&f, member, code);
+	record("second_factor_confirmed", member, member, f.factor_id,
+		   psprintf("\"step\": " INT64_FORMAT, step));
+	tv_owner_spi_end(&as);
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(tv_step_up);
+
+/*
+ * trialvault.step_up(code) RETURNS timestamptz: the session stepped up for
+ * the current role until the time returned.
+ */
+Datum
+tv_step_up(PG_FUNCTION_ARGS)
+{
+	TvAsOwner	as;
+	char	   *member;
+	char	   *code;
+	Factor		f;
+	int64		step;
+	TimestampTz until;
+
+	tv_require_schema();
+	tv_owner_spi_begin(&as);
+	member = caller_name(&as);
+	code = code_arg(fcinfo, member, "step_up");
+	lock_member(as.save_userid);
+	load_factor(member, &f);
+	require_factor(&f, member, true);
+	step = check_code(&f, member, code);
+	until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), (int64) tv_step_up_duration * 1000);
+	record("second_factor_step_up", member, member, f.factor_id,
+		   psprintf("\"step\": " INT64_FORMAT ", \"until\": \"%s\"", step, timestamptz_to_str(until)));
+	step_role = as.save_userid;
+	step_factor = f.factor_id;
+	step_until = until;
+	tv_owner_spi_end(&as);
+	PG_RETURN_TIMESTAMPTZ(until);
+}
+
+PG_FUNCTION_INFO_V1(tv_reset_second_factor);
+
+/* trialvault.reset_second_factor(member): an administrator ends a factor. */
+Datum
+tv_reset_second_factor(PG_FUNCTION_ARGS)
+{
+	TvAsOwner	as;
+	char	   *admin;
+	char	   *member;
+	Oid			member_oid;
+	Factor		f;
+	Datum		args[2];
+
+	tv_require_schema();
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("reset_second_factor needs a member")));
+	member = NameStr(*PG_GETARG_NAME(0));
+	tv_owner_spi_begin(&as);
+	admin = caller_name(&as);
+	args[0] = CStringGetDatum(admin);
+	args[1] = CStringGetTextDatum("reset a second factor");
+	if (SPI_execute_with_args("SELECT trialvault._require_admin($1, $2)", 2,
+							  (Oid[]) {NAMEOID, TEXTOID}, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not check the caller's rights");
+	member_oid = get_role_oid(member, false);
+	lock_member(member_oid);
+	load_factor(member, &f);
+	if (!f.exists)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("role \"%s\" has no second factor to reset", member)));
+	record("second_factor_reset", admin, member, f.factor_id, "");
+	if (step_factor == f.factor_id)
+		step_until = 0;
+	tv_owner_spi_end(&as);
+	PG_RETURN_VOID();
+}
+
+/*
+ * tv_stepped_up: is this session stepped up now, for the current role?
+ */
+bool
+tv_stepped_up(void)
+{
+	return OidIsValid(step_role) && step_role == GetUserId() &&
+		GetCurrentTimestamp() < step_until;
+}
+
+PG_FUNCTION_INFO_V1(tv_second_factor_status);
+
+/* trialvault.second_factor_status(): the caller's factor and step-up. */
+Datum
+tv_second_factor_status(PG_FUNCTION_ARGS)
+{
+	TvAsOwner	as;
+	TupleDesc	desc;
+	Datum		values[5];
+	bool		nulls[5] = {0};
+	Factor		f;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "second_factor_status must return a record");
+	tv_require_schema();
+	tv_owner_spi_begin(&as);
+	load_factor(caller_name(&as), &f);
+	tv_owner_spi_end(&as);
+	values[0] = BoolGetDatum(f.exists);
+	values[1] = BoolGetDatum(f.exists && f.confirmed);
+	values[2] = BoolGetDatum(f.exists && f.locked);
+	values[3] = Int32GetDatum(f.exists ? f.failures : 0);
+	if (tv_stepped_up() && f.exists && f.factor_id == step_factor)
+		values[4] = TimestampTzGetDatum(step_until);
+	else
+		nulls[4] = true;
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}

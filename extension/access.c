@@ -56,6 +56,13 @@ tv_refuse(int64 doc_id, const char *reason, const char *study,
 				 errmsg("document %lld cannot be decrypted: no usable key", (long long) doc_id),
 				 errdetail("%s.", problem),
 				 errhint("trialvault.key_status() shows the master keys this server holds.")));
+	if (strcmp(reason, "second_factor_required") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to open document %lld", (long long) doc_id),
+				 errdetail("%s", problem),
+				 errhint("Step up with trialvault.step_up(code), the code your authenticator app shows (enrol first with trialvault.enroll_second_factor()). The attempt is recorded in the decryption log (reason \"%s\").",
+						 reason)));
 	if (strcmp(reason, "study_not_open") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -95,6 +102,8 @@ tv_refusal_text(const char *reason, const char *study, const char *site)
 		return psprintf("Document is in study \"%s\", which this session has not opened.", study);
 	if (strcmp(reason, "emergency_reason_missing") == 0)
 		return "Emergency access needs a reason of at least three words.";
+	if (strcmp(reason, "second_factor_required") == 0)
+		return psprintf("In study \"%s\" your role needs a second factor before you see PHI, and this session has not stepped up.", study);
 	return psprintf("Your roles in study \"%s\" do not entitle you to this document.", study);
 }
 
@@ -335,6 +344,17 @@ tv_open(FunctionCallInfo fcinfo, bool emergency)
 									(void *) who);
 	}
 	row.granted = tv_reason_grants(row.reason);
+
+	/*
+	 * A second factor, where the grant needs one (monitors, and the roles an
+	 * administrator named): refused before anything is decrypted.
+	 */
+	if (row.granted && !emergency && row.contains_phi && !tv_stepped_up(requester) &&
+		tv_second_factor_required(row.study, row.reason))
+	{
+		row.granted = false;
+		row.reason = "second_factor_required";
+	}
 	if (standing)
 		row.study_id = standing->study_id;
 	if (!row.granted && row.stored)

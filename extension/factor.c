@@ -22,8 +22,10 @@
  *
  * The step-up itself is backend-local state, like the open study: no GUC,
  * so SET cannot forge it; it is bound to the role that stepped up
- * (current_user, so SET ROLE to another role does not carry it) and ends
- * after trialvault.step_up_duration, or with the backend.
+ * (current_user, so SET ROLE to another role does not carry it; a session
+ * that moves between members keeps each one's) and ends after
+ * trialvault.step_up_duration, with a reset of the factor, or with the
+ * backend.
  *
  *-------------------------------------------------------------------------
  */
@@ -46,6 +48,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/json.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -61,10 +64,50 @@
 int			tv_step_up_duration = 900;	/* seconds */
 int			tv_step_up_max_failures = 5;
 
-/* This session's step-up: the role, the factor and until when. */
-static Oid	step_role = InvalidOid;
-static int64 step_factor = 0;
-static TimestampTz step_until = 0;
+/*
+ * This session's step-ups: per role that stepped up (a session may SET ROLE
+ * between members, as a pooled connection does), the factor and until when.
+ */
+typedef struct StepUp
+{
+	Oid			role;
+	int64		factor_id;
+	TimestampTz until;
+} StepUp;
+
+#define TV_MAX_STEP_UPS 16
+static StepUp step_ups[TV_MAX_STEP_UPS];
+
+/* The step-up of a role, or NULL. */
+static StepUp *
+step_up_of(Oid role)
+{
+	int			i;
+
+	for (i = 0; i < TV_MAX_STEP_UPS; i++)
+		if (step_ups[i].role == role && OidIsValid(role))
+			return &step_ups[i];
+	return NULL;
+}
+
+/* Note a role's step-up, in its old place or the one that ends first. */
+static void
+note_step_up(Oid role, int64 factor_id, TimestampTz until)
+{
+	StepUp	   *e = step_up_of(role);
+	int			i;
+
+	if (e == NULL)
+	{
+		e = &step_ups[0];
+		for (i = 1; i < TV_MAX_STEP_UPS; i++)
+			if (step_ups[i].until < e->until)
+				e = &step_ups[i];
+	}
+	e->role = role;
+	e->factor_id = factor_id;
+	e->until = until;
+}
 
 /* A member's factor, as its row and its history in the trail say. */
 typedef struct Factor
@@ -344,7 +387,8 @@ check_code(const Factor *f, const char *member, const char *code)
 			   psprintf("\"failures\": %d", f->failures + 1));
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-				 errmsg("wrong one-time code; the second factor of role \"%s\" is now locked", member),
+				 errmsg(rc >= 0 ? "this one-time code was used already; the second factor of role \"%s\" is now locked" :
+						"wrong one-time code; the second factor of role \"%s\" is now locked", member),
 				 errdetail("%d wrong codes in a row.", f->failures + 1),
 				 errhint("An administrator resets it with trialvault.reset_second_factor(); then enrol again. The attempt is recorded.")));
 	}
@@ -511,9 +555,7 @@ tv_step_up(PG_FUNCTION_ARGS)
 	until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), (int64) tv_step_up_duration * 1000);
 	record("second_factor_step_up", member, member, f.factor_id,
 		   psprintf("\"step\": " INT64_FORMAT ", \"until\": \"%s\"", step, timestamptz_to_str(until)));
-	step_role = as.save_userid;
-	step_factor = f.factor_id;
-	step_until = until;
+	note_step_up(as.save_userid, f.factor_id, until);
 	tv_owner_spi_end(&as);
 	PG_RETURN_TIMESTAMPTZ(until);
 }
@@ -552,20 +594,100 @@ tv_reset_second_factor(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("role \"%s\" has no second factor to reset", member)));
 	record("second_factor_reset", admin, member, f.factor_id, "");
-	if (step_factor == f.factor_id)
-		step_until = 0;
+	{
+		StepUp	   *e = step_up_of(member_oid);
+
+		if (e)
+			e->until = 0;
+	}
 	tv_owner_spi_end(&as);
 	PG_RETURN_VOID();
 }
 
 /*
- * tv_stepped_up: is this session stepped up now, for the current role?
+ * tv_stepped_up: is this session stepped up now for the role (the caller's
+ * current_user, taken before becoming the owner)?
  */
 bool
-tv_stepped_up(void)
+tv_stepped_up(Oid role)
 {
-	return OidIsValid(step_role) && step_role == GetUserId() &&
-		GetCurrentTimestamp() < step_until;
+	StepUp	   *e = step_up_of(role);
+
+	return e != NULL && GetCurrentTimestamp() < e->until;
+}
+
+/*
+ * The study roles an administrator made need a step-up, per study: a copy
+ * kept per backend while the table's generation number stands still (see
+ * tv_chain_generation), since open_document asks on every call.
+ */
+typedef struct Requirement
+{
+	char	   *study;
+	char	   *role;
+} Requirement;
+
+static Requirement *requirements = NULL;
+static int	nrequirements = 0;
+static uint64 requirements_gen = 0;
+static bool requirements_valid = false;
+static MemoryContext requirements_cxt = NULL;
+
+/*
+ * tv_second_factor_required: must a member who would open a PHI document
+ * of the study through this grant of open_document's decision (its reason:
+ * "monitor", "investigator", ...) have stepped up first?  Monitors always;
+ * investigators, site staff and safety where require_second_factor() said
+ * so; the other grants (the loader, documents without PHI, emergencies)
+ * never.  The caller runs as the owner, connected to SPI.
+ */
+bool
+tv_second_factor_required(const char *study, const char *grant)
+{
+	static const char *const tables[1] = {"second_factor_requirements"};
+	static SPIPlanPtr plan = NULL;
+	uint64		gen;
+	bool		cacheable;
+	int			i;
+
+	if (strcmp(grant, "monitor") == 0)
+		return true;
+	if (strcmp(grant, "investigator") != 0 && strcmp(grant, "site_staff") != 0 &&
+		strcmp(grant, "safety") != 0)
+		return false;
+
+	/* Read before the query's snapshot is taken (see tv_chain_generation). */
+	cacheable = tv_tables_generation(tables, 1, &gen);
+	if (!cacheable || !requirements_valid || gen != requirements_gen)
+	{
+		MemoryContext old;
+		uint64		r;
+
+		if (requirements_cxt == NULL)
+			requirements_cxt = AllocSetContextCreate(TopMemoryContext, "trialvault step-up requirements",
+													 ALLOCSET_SMALL_SIZES);
+		MemoryContextReset(requirements_cxt);
+		requirements_valid = false;
+		tv_kept_plan(&plan, "SELECT r.study, r.study_role FROM trialvault.second_factor_requirements r",
+					 0, NULL);
+		if (SPI_execute_plan(plan, NULL, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read the second-factor requirements");
+		old = MemoryContextSwitchTo(requirements_cxt);
+		requirements = palloc(sizeof(Requirement) * (SPI_processed + 1));
+		nrequirements = (int) SPI_processed;
+		for (r = 0; r < SPI_processed; r++)
+		{
+			requirements[r].study = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
+			requirements[r].role = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2);
+		}
+		MemoryContextSwitchTo(old);
+		requirements_gen = gen;
+		requirements_valid = cacheable;
+	}
+	for (i = 0; i < nrequirements; i++)
+		if (strcmp(requirements[i].study, study) == 0 && strcmp(requirements[i].role, grant) == 0)
+			return true;
+	return false;
 }
 
 PG_FUNCTION_INFO_V1(tv_second_factor_status);
@@ -590,8 +712,8 @@ tv_second_factor_status(PG_FUNCTION_ARGS)
 	values[1] = BoolGetDatum(f.exists && f.confirmed);
 	values[2] = BoolGetDatum(f.exists && f.locked);
 	values[3] = Int32GetDatum(f.exists ? f.failures : 0);
-	if (tv_stepped_up() && f.exists && f.factor_id == step_factor)
-		values[4] = TimestampTzGetDatum(step_until);
+	if (tv_stepped_up(GetUserId()) && f.exists && f.factor_id == step_up_of(GetUserId())->factor_id)
+		values[4] = TimestampTzGetDatum(step_up_of(GetUserId())->until);
 	else
 		nulls[4] = true;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));

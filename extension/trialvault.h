@@ -179,7 +179,8 @@ extern uint8 *tv_unwrap_secret(const char *purpose, int64 id, const char *owner,
 extern int	tv_step_up_duration;
 extern int	tv_step_up_max_failures;
 extern void tv_factor_init(void);
-extern bool tv_stepped_up(void);
+extern bool tv_stepped_up(Oid role);
+extern bool tv_second_factor_required(const char *study, const char *grant);
 
 /* worker/logwriter.c: records the log writer makes durable */
 #define TV_LOG_DECRYPTION	1

@@ -43,6 +43,32 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
 	RETURN 'REFUSED (SQLSTATE ' || SQLSTATE || '): ' || SQLERRM;
 END $$;
+-- Another: a member enrols an authenticator app and steps this session up
+-- with its codes, which oathtool computes here as the app would (step 23
+-- shows the same by hand).
+CREATE FUNCTION demo_step_up(member name) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+	secret text;
+	t bigint;
+	codes text[];
+BEGIN
+	EXECUTE format('SET ROLE %I', member);
+	secret := substring(trialvault.enroll_second_factor() FROM 'secret=([A-Z2-7]+)');
+	RESET ROLE;
+	WHILE extract(epoch FROM clock_timestamp())::bigint % 30 > 25 LOOP
+		PERFORM pg_sleep(0.5);
+	END LOOP;
+	t := extract(epoch FROM clock_timestamp())::bigint;
+	CREATE TEMP TABLE IF NOT EXISTS demo_codes (code text);
+	DELETE FROM demo_codes;
+	EXECUTE format('COPY demo_codes FROM PROGRAM %L', format('oathtool --totp -b -N @%s %s', t - 30, secret));
+	EXECUTE format('COPY demo_codes FROM PROGRAM %L', format('oathtool --totp -b -N @%s %s', t, secret));
+	codes := ARRAY(SELECT code FROM demo_codes);
+	EXECUTE format('SET ROLE %I', member);
+	PERFORM trialvault.confirm_second_factor(codes[1]);
+	RETURN format('enrolled, confirmed with %s, stepped up with %s until %s', codes[1], codes[2],
+				  to_char(trialvault.step_up(codes[2]), 'HH24:MI:SS'));
+END $$;
 
 \echo
 \echo '1. A site already keeps scanned source documents in an ordinary table.'
@@ -206,7 +232,7 @@ SELECT doc_id, doc_type, content IS NOT NULL AS plaintext_stored, length(content
 SET ROLE ana;
 SELECT demo_try('SELECT trialvault.open_document(1)') AS before_open_study;
 SELECT trialvault.current_study() AS open_study FROM (SELECT trialvault.open_study('CARDIO-3')) opened;
-\echo '   Who may read it: Ana (loader), yes; Ben (other site) and the sponsor, no; the monitor only once authorized.'
+\echo '   Who may read it: Ana (loader), yes; Ben (other site) and the sponsor, no; the monitor only once authorized, and stepped up.'
 SELECT convert_from(trialvault.open_document(1), 'UTF8') AS ana_reads;
 SET ROLE ben;
 SELECT demo_try('SELECT trialvault.open_document(1)') AS ben_tries;
@@ -216,6 +242,11 @@ SET ROLE mo;
 SELECT demo_try('SELECT trialvault.open_document(1)') AS monitor_tries;
 SET ROLE ines;
 SELECT trialvault.authorize_monitor('mo', 'CARDIO-3', '01', now() + interval '30 days') IS NULL AS ines_authorizes_mo_for_30_days;
+\echo '   A monitor must also step up with a one-time code (a second factor) before seeing PHI:'
+SET ROLE mo;
+SELECT demo_try('SELECT trialvault.open_document(1)') AS monitor_tries_without_a_second_factor;
+RESET ROLE;
+SELECT demo_step_up('mo') AS mo_uses_his_authenticator_app;
 SET ROLE mo;
 SELECT length(trialvault.open_document(1)) AS monitor_reads_bytes;
 \echo '   A read inside a transaction that is rolled back is still on record:'
@@ -734,7 +765,8 @@ cat <<'EOF2'
     the source server signed.
   - Members enrol an authenticator app and step a session up with a one-time code (checked
     by liboath; each code once, one step either side); the step-up belongs to the session and
-    the role, wrong codes lock the factor, and every attempt is in the audit trail.
+    the role, wrong codes lock the factor, and every attempt is in the audit trail. Monitors
+    (and the roles an administrator names) see PHI only once stepped up.
 EOF2
 
 if [ -n "$KEEP" ]; then

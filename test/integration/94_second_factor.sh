@@ -20,7 +20,12 @@
 #      step-up without enrolment or before confirmation, a second
 #      confirmation, reset by a non-administrator, of a role without a
 #      factor, of no role, the functions refused to roles outside
-#      trialvault_user; each with its SQLSTATE, and every attempt recorded.
+#      trialvault_user; each with its SQLSTATE, and every attempt recorded;
+#   6. open_document: an authorized monitor is refused (second_factor_required
+#      in the decryption log) until stepped up; one monitor's step-up does not
+#      serve another after SET ROLE; a revoked role opens nothing though
+#      stepped up; site staff need none until require_second_factor() names
+#      them, and then at once in a session already open; its bad input.
 set -euo pipefail
 source "$(dirname "$0")/../lib/cluster.sh"
 source "$(dirname "$0")/lib/helpers.sh"
@@ -44,6 +49,12 @@ code() { oathtool --totp -b -N "@$(($(date +%s) + ${2:-0}))" "$1"; }
 # Wait until at most 18 s of the current 30-second step have passed, so that a
 # code computed now still belongs to the step the server will see.
 fresh_step() { while [ $(($(date +%s) % 30)) -gt 18 ]; do sleep 1; done; }
+# Wait for the next 30-second step to begin: a code of the step after it is
+# then newer than any taken before.
+sleep_to_next_step() {
+	local s=$(($(date +%s) / 30))
+	while [ $(($(date +%s) / 30)) -eq "$s" ]; do sleep 0.5; done
+}
 # wrong SECRET: a code that is none of the previous, current and next step's.
 wrong() {
 	local s=$1 c
@@ -96,7 +107,6 @@ is "$(events sf_ann second_factor_step_up)" 2 "2: the two step-ups are in the tr
 
 # A transaction whose snapshot was taken before a code was taken elsewhere
 # must still see that it was.
-sleep_to_next_step() { while [ $(($(date +%s) % 30)) -ne 1 ]; do sleep 0.5; done; }
 sleep_to_next_step
 fresh_step
 TWICE=$(code "$ANN" 30)
@@ -206,6 +216,88 @@ is "$(state_as sf_ann "SELECT * FROM trialvault.second_factors")" 42501 "5: memb
 check "5: the secret's bytes are nowhere in the data directory (the WAL included)" no_raw_in_dir "$HEX" "$DIR/data"
 check "5: the secret is not in the server log" absent_in "$DIR/server.log" "$ANN"
 is "$(q sf postgres "SELECT count(*) FROM trialvault.audit_events WHERE detail LIKE '%$ANN%'")" 0 "5: the secret is not in the trail"
+
+# --- 6. open_document: monitors (and the roles an administrator names) step up first --
+q sf postgres "CREATE ROLE sf_mon LOGIN; CREATE ROLE sf_mon2 LOGIN; CREATE ROLE sf_inv LOGIN;
+               CREATE ROLE sf_staff LOGIN; CREATE ROLE sf_spon LOGIN" >/dev/null
+as sf_adm "SELECT trialvault.create_study('SF-1', 'Second factor study');
+           SELECT trialvault.require_signatures('SF-1', false);
+           SELECT trialvault.add_site('SF-1', 'A', 'Site A');
+           SELECT trialvault.grant_role(m, 'SF-1', s, r) FROM (VALUES ('sf_mon', NULL, 'monitor'),
+               ('sf_mon2', NULL, 'monitor'), ('sf_inv', 'A', 'investigator'), ('sf_staff', 'A', 'site_staff'),
+               ('sf_spon', NULL, 'sponsor')) v(m, s, r)" >/dev/null
+as sf_inv "SELECT trialvault.authorize_monitor(m, 'SF-1', 'A', now() + interval '1 day') FROM unnest(ARRAY['sf_mon', 'sf_mon2']) m" >/dev/null
+DOC=$(as sf_inv "SELECT trialvault.load_document('SF-1', 'A', 'source', true, '<m><v>1</v></m>', convert_to('ECG of Jane Roe', 'UTF8'))")
+open_as() {	# open_as ROLE [SQL before]: open_document(DOC) in the study, as ROLE: the plaintext, or the SQLSTATE
+	local out
+	out=$(tv_psql sf -d postgres -At -v VERBOSITY=verbose -c "SET ROLE $1; ${2:-} SELECT trialvault.open_study('SF-1');
+	        SELECT convert_from(trialvault.open_document($DOC), 'UTF8')" 2>&1 || true)
+	if [[ $out =~ ERROR:\ +([0-9A-Z]{5}) ]]; then echo "${BASH_REMATCH[1]}"; else tail -n 1 <<<"$out"; fi
+}
+last_reason() { q sf postgres "SELECT requester || ':' || granted || ':' || reason FROM trialvault.decryption_log ORDER BY log_id DESC LIMIT 1"; }
+is "$(open_as sf_mon)" 42501 "6: an authorized monitor without a second factor is refused (42501)"
+is "$(last_reason)" "sf_mon:false:second_factor_required" "6: ... with reason second_factor_required in the decryption log"
+like "$(tv_psql sf -d postgres -c "SET ROLE sf_mon; SELECT trialvault.open_study('SF-1'); SELECT trialvault.open_document($DOC)" 2>&1 || true)" \
+	"HINT: +Step up with trialvault.step_up" "6: the refusal says how to step up"
+URI=$(as sf_mon "SELECT trialvault.enroll_second_factor()")
+MON=$(secret_of "$URI")
+fresh_step
+as sf_mon "SELECT trialvault.confirm_second_factor('$(code "$MON")')" >/dev/null
+sleep_to_next_step
+fresh_step
+is "$(open_as sf_mon "SELECT trialvault.step_up('$(code "$MON" 30)');")" "ECG of Jane Roe" "6: stepped up, the monitor opens the PHI document"
+is "$(last_reason)" "sf_mon:true:monitor" "6: ... granted as monitor"
+URI=$(as sf_mon2 "SELECT trialvault.enroll_second_factor()")
+MON2=$(secret_of "$URI")
+fresh_step
+as sf_mon2 "SELECT trialvault.confirm_second_factor('$(code "$MON2")')" >/dev/null
+sleep_to_next_step
+fresh_step
+is "$(open_as sf_mon "SELECT trialvault.step_up('$(code "$MON" 30)'); SET ROLE sf_mon2;")" 42501 \
+	"6: one monitor's step-up does not serve another role after SET ROLE"
+is "$(last_reason)" "sf_mon2:false:second_factor_required" "6: ... refused as second_factor_required"
+# Stepped up, then the monitor role revoked from another session: refused at once.
+sleep_to_next_step
+fresh_step
+out=$(tv_psql sf -d postgres -At -v VERBOSITY=verbose 2>&1 <<-SQL || true
+	SET ROLE sf_mon2;
+	SELECT trialvault.step_up('$(code "$MON2" 30)') IS NOT NULL AS stepped_up;
+	SELECT trialvault.open_study('SF-1');
+	SELECT 'first: ' || convert_from(trialvault.open_document($DOC), 'UTF8');
+	\! $PGBIN/psql -X -q -h $DIR -p $(tv_port sf) -U postgres -d postgres -c "SET ROLE sf_adm; SELECT trialvault.revoke_role('sf_mon2', 'SF-1', NULL, 'monitor')" >/dev/null
+	SELECT 'second: ' || convert_from(trialvault.open_document($DOC), 'UTF8');
+SQL
+)
+like "$out" "first: ECG of Jane Roe" "6: a stepped-up monitor opens the document"
+like "$out" "ERROR: +42501" "6: ... and once the monitor role is revoked, the step-up opens nothing"
+is "$(last_reason)" "sf_mon2:false:membership_revoked" "6: ... refused as membership_revoked"
+
+# Other roles: not required until an administrator says so; then at once.
+is "$(open_as sf_staff)" "ECG of Jane Roe" "6: site staff open PHI without a step-up by default"
+is "$(state_as sf_staff "SELECT trialvault.require_second_factor('SF-1', 'site_staff')")" 42501 \
+	"6: require_second_factor is refused to members (42501)"
+out=$(tv_psql sf -d postgres -At -v VERBOSITY=verbose 2>&1 <<-SQL || true
+	SET ROLE sf_staff;
+	SELECT trialvault.open_study('SF-1');
+	SELECT 'before: ' || convert_from(trialvault.open_document($DOC), 'UTF8');
+	\! $PGBIN/psql -X -At -h $DIR -p $(tv_port sf) -U postgres -d postgres -c "SET ROLE sf_adm; SELECT 'required: ' || trialvault.require_second_factor('SF-1', 'site_staff')"
+	SELECT 'after: ' || convert_from(trialvault.open_document($DOC), 'UTF8');
+SQL
+)
+like "$out" "before: ECG of Jane Roe" "6: a site staff session opens the document"
+like "$out" "required: true" "6: an administrator requires a second factor of site staff in the study"
+like "$out" "ERROR: +42501" "6: ... and the same session is refused at once (the cached requirements are renewed)"
+is "$(last_reason)" "sf_staff:false:second_factor_required" "6: ... refused as second_factor_required"
+is "$(as sf_adm "SELECT trialvault.require_second_factor('SF-1', 'site_staff')")" f "6: requiring it again changes nothing (false)"
+is "$(as sf_adm "SELECT trialvault.require_second_factor('SF-1', 'monitor')")" f "6: monitors need it already (false)"
+is "$(q sf postgres "SELECT count(*) FROM trialvault.audit_events WHERE event = 'step_up_required' AND study = 'SF-1'")" 1 \
+	"6: the requirement is in the audit trail, once"
+is "$(open_as sf_inv)" "ECG of Jane Roe" "6: investigators, not named, still open without a step-up"
+is "$(state_as sf_adm "SELECT trialvault.require_second_factor('SF-1', 'sponsor')")" 22023 "6: a sponsor never sees PHI: refused (22023)"
+is "$(state_as sf_adm "SELECT trialvault.require_second_factor('SF-1', 'nurse')")" 22023 "6: an unknown study role is refused (22023)"
+is "$(state_as sf_adm "SELECT trialvault.require_second_factor('NO-SUCH', 'site_staff')")" 42704 "6: an unknown study is refused (42704)"
+is "$(state_as sf_adm "SELECT trialvault.require_second_factor(NULL, 'site_staff')")" 22004 "6: a NULL study is refused (22004)"
+is "$(state_as sf_adm "SELECT trialvault.require_second_factor('SF-1', repeat('x', 100000))")" 22023 "6: an oversized role is refused (22023)"
 
 tv_cluster_stop sf
 done_testing

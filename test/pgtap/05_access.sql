@@ -209,6 +209,9 @@ SELECT lives_ok($$SELECT trialvault.grant_role(m, tv05.study(), s, r) FROM (VALU
 		('tv05_auditor', NULL, 'auditor')) v(m, s, r)$$,
 	'grant_role allowed to a member of trialvault_admin');
 RESET ROLE;
+-- Monitors step up (a second factor) before open_document shows them PHI.
+\ir include/step_up.sql
+SELECT pg_temp.step_up_as(m) FROM unnest(ARRAY['tv05_mon', 'tv05_mon2', 'tv05_mon3']::name[]) m;
 SELECT is((SELECT count(*) FROM trialvault.current_memberships WHERE study = tv05.study()), 12::bigint,
 	'the study has the 12 granted roles');
 

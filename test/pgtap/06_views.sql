@@ -58,7 +58,7 @@
 -- to be refused (42501) when the view would replace another owner's secured
 -- view, or go into a schema the owner may not create in (public).
 BEGIN;
-SELECT plan(482);
+SELECT plan(489);
 
 -- ---------------------------------------------------------------------
 -- Helpers (rolled back with everything else).  They run as whichever role
@@ -470,6 +470,9 @@ SELECT lives_ok($$SELECT trialvault.grant_role(m, s, x, r) FROM (VALUES
 		('tv06_s2aud', tv06.s2(), NULL, 'auditor'), ('tv06_revoked', tv06.s1(), 'A', 'site_staff')) v(m, s, x, r)$$,
 	'study roles granted');
 RESET ROLE;
+-- Monitors step up (a second factor) before open_document shows them PHI.
+\ir include/step_up.sql
+SELECT pg_temp.step_up_as(m) FROM unnest(ARRAY['tv06_mon', 'tv06_mon_none', 'tv06_mon_exp']::name[]) m;
 SELECT is((SELECT array_agg(r ORDER BY r) FROM unnest(ARRAY['tv06_staff_a', 'tv06_inv_a', 'tv06_inv_b', 'tv06_mon',
 		'tv06_mon_none', 'tv06_mon_exp', 'tv06_safety', 'tv06_sponsor', 'tv06_auditor', 'tv06_both', 'tv06_s2inv',
 		'tv06_s2aud', 'tv06_revoked', 'tv06_outsider']) r WHERE pg_has_role(r, 'trialvault_user', 'MEMBER')),
@@ -666,8 +669,8 @@ SELECT tv06.check(role, view, expected, description) FROM (VALUES
 		'auditor: my_decryption_log = every attempt in study 1, nothing of study 2'),
 	('tv06_auditor', 'audit_trail', tv06.audit_base(tv06.s1())::text, 'auditor: audit_trail = every audit event of study 1'),
 	('tv06_auditor', 'audit_trail kinds',
-		'data_key_created document_loaded monitor_authorized role_granted signature_policy_set site_added study_created study_opened',
-		'auditor: the trail holds the study, site, role, key, document, authorization and open events'),
+		'data_key_created document_loaded monitor_authorized role_granted second_factor_confirmed second_factor_enrolled second_factor_step_up signature_policy_set site_added study_created study_opened',
+		'auditor: the trail holds the study, site, role, key, document, authorization and open events, and the members'' second-factor events'),
 
 	('tv06_s2inv', 'open_study', tv06.s2(), 'investigator of study 2, site B: open study 2'),
 	('tv06_s2inv', 'my_documents', 'y1', 'investigator of study 2, site B: my_documents = y1 only (not study 1''s site B)'),
@@ -699,9 +702,9 @@ RESET ROLE;
 SELECT is(ARRAY(SELECT c.relname::text FROM pg_class c WHERE c.relnamespace = 'trialvault'::regnamespace
 		AND c.relkind IN ('r', 'p') ORDER BY 1),
 	ARRAY['audit_events', 'catalog_seal', 'decryption_log', 'documents', 'memberships', 'metadata_defaults', 'metadata_namespaces',
-		'metadata_schemas', 'monitor_authorizations', 'password_history', 'phi_rules', 'printed_names', 'second_factors',
-		'server_keys', 'signature_policies', 'signatures', 'signing_key_revocations', 'signing_keys', 'sites', 'studies', 'study_keys'],
-	'the base tables of schema trialvault are the twenty-one tested here');
+		'metadata_schemas', 'monitor_authorizations', 'password_history', 'phi_rules', 'printed_names', 'second_factor_requirements',
+		'second_factors', 'server_keys', 'signature_policies', 'signatures', 'signing_key_revocations', 'signing_keys', 'sites', 'studies', 'study_keys'],
+	'the base tables of schema trialvault are the twenty-two tested here');
 SELECT is(ARRAY(SELECT format('%s:%s', c.relname, p.priv) FROM pg_class c
 		CROSS JOIN unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) p(priv)
 		WHERE c.relnamespace = 'trialvault'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
@@ -735,7 +738,7 @@ SELECT CASE s.what
 			'studies', 'sites', 'memberships', 'monitor_authorizations', 'study_keys', 'documents', 'decryption_log',
 			'audit_events', 'metadata_schemas', 'phi_rules', 'metadata_defaults', 'metadata_namespaces', 'catalog_seal',
 			'signing_keys', 'signing_key_revocations', 'printed_names', 'server_keys', 'signatures',
-			'signature_policies', 'password_history', 'second_factors', 'current_memberships',
+			'signature_policies', 'password_history', 'second_factors', 'second_factor_requirements', 'current_memberships',
 			'sequences', 'functions']) AS what
 		FROM (VALUES
 			('tv06_staff_a', 'site staff may COPY to a server file (so a refusal below is the table''s)',

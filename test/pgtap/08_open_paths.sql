@@ -364,6 +364,9 @@ SELECT trialvault.grant_role(m, tv08.study(), s, r) FROM (VALUES
 	('tv08_auditor', NULL, 'auditor'), ('tv08_mon', NULL, 'monitor'),
 	('tv08_revoked', 'A', 'site_staff'), ('tv08_ex_loader', 'A', 'site_staff'),
 	('tv08_ex_loader', NULL, 'sponsor')) v(m, s, r);
+-- The monitor steps up (a second factor) before open_document shows it PHI.
+\ir include/step_up.sql
+SELECT pg_temp.step_up_as('tv08_mon');
 SET ROLE tv08_inv_a;
 SELECT trialvault.authorize_monitor('tv08_mon', tv08.study(), 'A', clock_timestamp() + interval '1 hour');
 RESET ROLE;

@@ -27,6 +27,15 @@
  * trialvault.step_up_duration, with a reset of the factor, or with the
  * backend.
  *
+ * Invitations: invite_member() grants a study role pending activation and
+ * returns two random codes for the application to send over two channels
+ * (e-mail, SMS); only salted SHA-256 hashes of them are kept.  The role is
+ * granted (as the inviting administrator) only when the member enters both
+ * with activate_account() before the invitation expires; until then the
+ * member holds nothing in the study.  Attempts are counted like codes:
+ * durably, in the trail, read with the latest snapshot under the member's
+ * lock; the fifth wrong one voids the invitation.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -52,6 +61,8 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "access/htup_details.h"
+
 #include "trialvault.h"
 
 #define TV_TOTP_SECRET_LEN	20	/* bytes: HMAC-SHA1's block, as RFC 4226 advises */
@@ -63,6 +74,10 @@
 
 int			tv_step_up_duration = 900;	/* seconds */
 int			tv_step_up_max_failures = 5;
+int			tv_activation_ttl = 86400;	/* seconds */
+
+#define TV_ACTIVATION_DIGITS	8
+#define TV_ACTIVATION_TRIES		5
 
 /*
  * This session's step-ups: per role that stepped up (a session may SET ROLE
@@ -130,6 +145,14 @@ tv_factor_init(void)
 							"Seconds, or with a unit: '15min'. A session re-enters its code after that.",
 							&tv_step_up_duration,
 							900, 1, 86400,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("trialvault.activation_ttl",
+							"How long the activation codes of an invitation (trialvault.invite_member) stay valid.",
+							"Seconds, or with a unit: '24h'.",
+							&tv_activation_ttl,
+							86400, 1, 30 * 86400,
 							PGC_SIGHUP,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
@@ -717,4 +740,385 @@ tv_second_factor_status(PG_FUNCTION_ARGS)
 	else
 		nulls[4] = true;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}
+
+/* ---------------------------------------------------------------------
+ * Invitations: activation with two codes sent over two channels
+ * ---------------------------------------------------------------------
+ */
+
+/* A random code of TV_ACTIVATION_DIGITS digits, each uniform. */
+static void
+random_code(char *out)
+{
+	int			i = 0;
+
+	while (i < TV_ACTIVATION_DIGITS)
+	{
+		uint8		b;
+
+		if (!pg_strong_random(&b, 1))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not generate a random code")));
+		if (b < 250)			/* 250 = 25 * 10: no bias */
+			out[i++] = '0' + b % 10;
+	}
+	out[i] = '\0';
+}
+
+/* SHA-256 of salt || code. */
+static void
+code_hash(const uint8 *salt, const char *code, uint8 *out)
+{
+	EVP_MD_CTX *ctx = tv_sha_begin(TV_SHA_CONTENT);
+
+	tv_sha_update(ctx, salt, 16);
+	tv_sha_update(ctx, code, strlen(code));
+	tv_sha_end(ctx, out);
+}
+
+/* Record an event of an invitation in the audit trail, durably. */
+static void
+record_invitation(const char *event, const char *member, int64 invitation_id, const char *extra)
+{
+	TvLogRecord rec;
+	StringInfoData detail;
+
+	initStringInfo(&detail);
+	appendStringInfoString(&detail, "{\"member\": ");
+	escape_json(&detail, member);
+	if (invitation_id > 0)
+		appendStringInfo(&detail, ", \"invitation_id\": " INT64_FORMAT, invitation_id);
+	if (extra[0])
+		appendStringInfo(&detail, ", %s", extra);
+	appendStringInfoChar(&detail, '}');
+	tv_log_audit_record(&rec, event, member, NULL, NULL, 0, detail.data);
+	tv_log_submit(&rec);
+	pfree(detail.data);
+}
+
+PG_FUNCTION_INFO_V1(tv_invite_member);
+
+/*
+ * trialvault.invite_member(member, study, site, study_role)
+ *		RETURNS TABLE (email_code text, sms_code text)
+ */
+Datum
+tv_invite_member(PG_FUNCTION_ARGS)
+{
+	TvAsOwner	as;
+	char	   *admin;
+	char	   *member;
+	char	   *study;
+	char	   *site;
+	char	   *role;
+	char		email[TV_ACTIVATION_DIGITS + 1];
+	char		sms[TV_ACTIVATION_DIGITS + 1];
+	uint8		salt[16];
+	uint8		email_hash[TV_HASH_LEN];
+	uint8		sms_hash[TV_HASH_LEN];
+	bytea	   *b_salt;
+	bytea	   *b_email;
+	bytea	   *b_sms;
+	int64		id;
+	bool		isnull;
+	TupleDesc	desc;
+	Datum		values[2];
+	bool		nulls[2] = {0};
+	StringInfoData detail;
+
+	tv_require_schema();
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "invite_member must return a record");
+	tv_owner_spi_begin(&as);
+	admin = caller_name(&as);
+	member = PG_ARGISNULL(0) ? NULL : NameStr(*PG_GETARG_NAME(0));
+	study = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	site = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	role = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
+
+	/* The checks grant_role makes, the login role included. */
+	if (SPI_execute_with_args("SELECT trialvault._check_role_args($1, 'invite_member', $2, $3, $4, $5)",
+							  5, (Oid[]) {NAMEOID, NAMEOID, TEXTOID, TEXTOID, TEXTOID},
+							  (Datum[]) {CStringGetDatum(admin), member ? CStringGetDatum(member) : (Datum) 0,
+								  study ? CStringGetTextDatum(study) : (Datum) 0,
+								  site ? CStringGetTextDatum(site) : (Datum) 0,
+							  role ? CStringGetTextDatum(role) : (Datum) 0},
+							  (char[]) {' ', member ? ' ' : 'n', study ? ' ' : 'n', site ? ' ' : 'n', role ? ' ' : 'n'},
+							  false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not check the arguments of invite_member");
+	if (!OidIsValid(get_role_oid(member, true)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role \"%s\" does not exist", member),
+				 errhint("Create the login role first; it gets the study role when it activates the invitation.")));
+	if (SPI_execute_with_args("SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = $1 AND r.rolcanlogin",
+							  1, (Oid[]) {NAMEOID}, (Datum[]) {CStringGetDatum(member)}, NULL, true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("role \"%s\" cannot log in", member),
+				 errhint("Study roles are granted to login roles, one per person.")));
+	if (SPI_execute_with_args("SELECT 1 FROM trialvault._current_roles($1, $2) c"
+							  " WHERE c.study_role = $3 AND c.site IS NOT DISTINCT FROM $4",
+							  4, (Oid[]) {TEXTOID, NAMEOID, TEXTOID, TEXTOID},
+							  (Datum[]) {CStringGetTextDatum(study), CStringGetDatum(member),
+								  CStringGetTextDatum(role), site ? CStringGetTextDatum(site) : (Datum) 0},
+							  (char[]) {' ', ' ', ' ', site ? ' ' : 'n'}, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the roles of \"%s\"", member);
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("role \"%s\" holds study role %s in study \"%s\" already", member, role, study)));
+
+	random_code(email);
+	random_code(sms);
+	if (!pg_strong_random(salt, sizeof(salt)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a random salt")));
+	code_hash(salt, email, email_hash);
+	code_hash(salt, sms, sms_hash);
+	b_salt = palloc(VARHDRSZ + sizeof(salt));
+	SET_VARSIZE(b_salt, VARHDRSZ + sizeof(salt));
+	memcpy(VARDATA(b_salt), salt, sizeof(salt));
+	b_email = palloc(VARHDRSZ + TV_HASH_LEN);
+	SET_VARSIZE(b_email, VARHDRSZ + TV_HASH_LEN);
+	memcpy(VARDATA(b_email), email_hash, TV_HASH_LEN);
+	b_sms = palloc(VARHDRSZ + TV_HASH_LEN);
+	SET_VARSIZE(b_sms, VARHDRSZ + TV_HASH_LEN);
+	memcpy(VARDATA(b_sms), sms_hash, TV_HASH_LEN);
+	if (SPI_execute_with_args("INSERT INTO trialvault.invitations (member, study, site, study_role, salt,"
+							  " email_code_sha256, sms_code_sha256, expires_at, invited_by)"
+							  " VALUES ($1, $2, $3, $4, $5, $6, $7, pg_catalog.clock_timestamp() + $8 * interval '1 second', $9)"
+							  " RETURNING invitation_id",
+							  9, (Oid[]) {NAMEOID, TEXTOID, TEXTOID, TEXTOID, BYTEAOID, BYTEAOID, BYTEAOID, INT4OID, NAMEOID},
+							  (Datum[]) {CStringGetDatum(member), CStringGetTextDatum(study),
+								  site ? CStringGetTextDatum(site) : (Datum) 0, CStringGetTextDatum(role),
+								  PointerGetDatum(b_salt), PointerGetDatum(b_email), PointerGetDatum(b_sms),
+							  Int32GetDatum(tv_activation_ttl), CStringGetDatum(admin)},
+							  (char[]) {' ', ' ', site ? ' ' : 'n', ' ', ' ', ' ', ' ', ' ', ' '},
+							  false, 1) != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
+		elog(ERROR, "could not keep an invitation");
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+
+	/* On record with the invitation itself: both commit, or neither. */
+	initStringInfo(&detail);
+	appendStringInfoString(&detail, "{\"member\": ");
+	escape_json(&detail, member);
+	appendStringInfo(&detail, ", \"invitation_id\": " INT64_FORMAT ", \"study_role\": ", id);
+	escape_json(&detail, role);
+	appendStringInfo(&detail, ", \"valid_for_seconds\": %d}", tv_activation_ttl);
+	if (SPI_execute_with_args("SELECT trialvault._audit('invitation_created', $1, $2, $3, NULL, $4)",
+							  4, (Oid[]) {NAMEOID, TEXTOID, TEXTOID, TEXTOID},
+							  (Datum[]) {CStringGetDatum(admin), CStringGetTextDatum(study),
+								  site ? CStringGetTextDatum(site) : (Datum) 0, CStringGetTextDatum(detail.data)},
+							  (char[]) {' ', ' ', site ? ' ' : 'n', ' '}, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not record an invitation");
+	tv_owner_spi_end(&as);
+
+	values[0] = CStringGetTextDatum(email);
+	values[1] = CStringGetTextDatum(sms);
+	OPENSSL_cleanse(email, sizeof(email));
+	OPENSSL_cleanse(sms, sizeof(sms));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}
+
+/* An activation code as given: exactly TV_ACTIVATION_DIGITS digits. */
+static bool
+activation_code_ok(text *t)
+{
+	int			len = VARSIZE_ANY_EXHDR(t);
+	const char *p = VARDATA_ANY(t);
+	int			i;
+
+	if (len != TV_ACTIVATION_DIGITS)
+		return false;
+	for (i = 0; i < len; i++)
+		if (p[i] < '0' || p[i] > '9')
+			return false;
+	return true;
+}
+
+PG_FUNCTION_INFO_V1(tv_activate_account);
+
+/*
+ * trialvault.activate_account(email_code, sms_code) RETURNS text: the
+ * study role of the caller's newest invitation, granted.
+ */
+Datum
+tv_activate_account(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr inv_plan = NULL;
+	static SPIPlanPtr events_plan = NULL;
+	TvAsOwner	as;
+	char	   *member;
+	int64		id;
+	bool		isnull;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	char	   *study;
+	char	   *site;
+	char	   *role;
+	char	   *inviter;
+	bytea	   *salt;
+	bytea	   *want_email;
+	bytea	   *want_sms;
+	bool		expired;
+	int			failures = 0;
+	bool		accepted = false;
+	bool		is_void = false;
+	uint64		i;
+	uint8		email_hash[TV_HASH_LEN];
+	uint8		sms_hash[TV_HASH_LEN];
+	char	   *email;
+	char	   *sms;
+	Datum		arg;
+	char	   *granted;
+
+	tv_require_schema();
+	tv_owner_spi_begin(&as);
+	member = caller_name(&as);
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+	{
+		record_invitation("invitation_refused", member, 0, "\"reason\": \"no_code\", \"counts\": false");
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("activate_account needs both activation codes"),
+				 errhint("Pass the code sent by e-mail and the code sent by SMS. The attempt is recorded.")));
+	}
+	if (!activation_code_ok(PG_GETARG_TEXT_PP(0)) || !activation_code_ok(PG_GETARG_TEXT_PP(1)))
+	{
+		record_invitation("invitation_refused", member, 0, "\"reason\": \"malformed_code\", \"counts\": false");
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("an activation code is %d digits", TV_ACTIVATION_DIGITS),
+				 errhint("Pass the code sent by e-mail and the code sent by SMS. The attempt is recorded.")));
+	}
+	email = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	sms = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	lock_member(as.save_userid);
+
+	/* The newest invitation, and its history, as they stand now. */
+	arg = CStringGetDatum(member);
+	tv_kept_plan(&inv_plan,
+				 "SELECT i.invitation_id, i.study, i.site, i.study_role, i.invited_by, i.salt,"
+				 "       i.email_code_sha256, i.sms_code_sha256, i.expires_at <= pg_catalog.clock_timestamp()"
+				 "  FROM trialvault.invitations i WHERE i.member = $1 ORDER BY i.invitation_id DESC LIMIT 1",
+				 1, (Oid[]) {NAMEOID});
+	if (SPI_execute_snapshot(inv_plan, &arg, NULL, GetLatestSnapshot(), InvalidSnapshot,
+							 true, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the invitations of \"%s\"", member);
+	if (SPI_processed == 0)
+	{
+		record_invitation("invitation_refused", member, 0, "\"reason\": \"no_invitation\", \"counts\": false");
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("role \"%s\" has no invitation to activate", member),
+				 errhint("An administrator invites members with trialvault.invite_member(). The attempt is recorded.")));
+	}
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+	study = SPI_getvalue(tup, desc, 2);
+	site = SPI_getvalue(tup, desc, 3);
+	role = SPI_getvalue(tup, desc, 4);
+	inviter = SPI_getvalue(tup, desc, 5);
+	salt = DatumGetByteaPCopy(SPI_getbinval(tup, desc, 6, &isnull));
+	want_email = DatumGetByteaPCopy(SPI_getbinval(tup, desc, 7, &isnull));
+	want_sms = DatumGetByteaPCopy(SPI_getbinval(tup, desc, 8, &isnull));
+	expired = DatumGetBool(SPI_getbinval(tup, desc, 9, &isnull));
+
+	arg = Int64GetDatum(id);
+	tv_kept_plan(&events_plan,
+				 "SELECT e.event, coalesce((e.detail::pg_catalog.jsonb ->> 'counts')::boolean, false)"
+				 "  FROM trialvault.audit_events e"
+				 " WHERE e.event LIKE 'invitation\\_%'"
+				 "   AND (e.detail::pg_catalog.jsonb ->> 'invitation_id')::bigint = $1",
+				 1, (Oid[]) {INT8OID});
+	if (SPI_execute_snapshot(events_plan, &arg, NULL, GetLatestSnapshot(), InvalidSnapshot,
+							 true, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the history of an invitation");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		char	   *event = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+
+		if (strcmp(event, "invitation_accepted") == 0)
+			accepted = true;
+		else if (strcmp(event, "invitation_void") == 0)
+			is_void = true;
+		else if (strcmp(event, "invitation_refused") == 0 &&
+				 DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull)))
+			failures++;
+	}
+	if (accepted || is_void || expired)
+	{
+		const char *reason = accepted ? "accepted_already" : is_void ? "void" : "expired";
+
+		record_invitation("invitation_refused", member, id,
+						  psprintf("\"reason\": \"%s\", \"counts\": false", reason));
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg(accepted ? "the invitation of role \"%s\" was activated already" :
+						is_void ? "the invitation of role \"%s\" is void after %d wrong attempts" :
+						"the invitation of role \"%s\" has expired", member, TV_ACTIVATION_TRIES),
+				 errhint("An administrator invites again with trialvault.invite_member(). The attempt is recorded.")));
+	}
+
+	code_hash((uint8 *) VARDATA_ANY(salt), email, email_hash);
+	code_hash((uint8 *) VARDATA_ANY(salt), sms, sms_hash);
+	OPENSSL_cleanse(email, strlen(email));
+	OPENSSL_cleanse(sms, strlen(sms));
+	if ((CRYPTO_memcmp(email_hash, VARDATA_ANY(want_email), TV_HASH_LEN) |
+		 CRYPTO_memcmp(sms_hash, VARDATA_ANY(want_sms), TV_HASH_LEN)) != 0)
+	{
+		record_invitation("invitation_refused", member, id, "\"reason\": \"wrong_codes\", \"counts\": true");
+		if (failures + 1 >= TV_ACTIVATION_TRIES)
+		{
+			record_invitation("invitation_void", member, id, psprintf("\"failures\": %d", failures + 1));
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+					 errmsg("wrong activation codes; the invitation of role \"%s\" is now void", member),
+					 errdetail("%d wrong attempts.", failures + 1),
+					 errhint("An administrator invites again with trialvault.invite_member(). The attempt is recorded.")));
+		}
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("wrong activation codes"),
+				 errdetail("The e-mail code goes first, the SMS code second."),
+				 errhint("%d more wrong attempts void the invitation. The attempt is recorded.",
+						 TV_ACTIVATION_TRIES - failures - 1)));
+	}
+
+	/*
+	 * The role granted as the inviting administrator granted it (who must
+	 * still be one), and the acceptance on record with it, in the caller's
+	 * transaction: rolled back, the invitation stays open.
+	 */
+	if (SPI_execute_with_args("SELECT trialvault._grant_role($1, $2, $3, $4, $5)",
+							  5, (Oid[]) {NAMEOID, NAMEOID, TEXTOID, TEXTOID, TEXTOID},
+							  (Datum[]) {CStringGetDatum(inviter), CStringGetDatum(member),
+								  CStringGetTextDatum(study), site ? CStringGetTextDatum(site) : (Datum) 0,
+							  CStringGetTextDatum(role)},
+							  (char[]) {' ', ' ', ' ', site ? ' ' : 'n', ' '}, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not grant the invited role");
+	{
+		StringInfoData detail;
+
+		initStringInfo(&detail);
+		appendStringInfoString(&detail, "{\"member\": ");
+		escape_json(&detail, member);
+		appendStringInfo(&detail, ", \"invitation_id\": " INT64_FORMAT "}", id);
+		if (SPI_execute_with_args("SELECT trialvault._audit('invitation_accepted', $1, $2, $3, NULL, $4)",
+								  4, (Oid[]) {NAMEOID, TEXTOID, TEXTOID, TEXTOID},
+								  (Datum[]) {CStringGetDatum(member), CStringGetTextDatum(study),
+									  site ? CStringGetTextDatum(site) : (Datum) 0,
+								  CStringGetTextDatum(detail.data)},
+								  (char[]) {' ', ' ', site ? ' ' : 'n', ' '}, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not record an activation");
+	}
+	granted = psprintf("%s/%s:%s", study, site ? site : "*", role);
+	tv_owner_spi_end(&as);
+	PG_RETURN_TEXT_P(cstring_to_text(granted));
 }

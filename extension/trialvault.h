@@ -178,6 +178,7 @@ extern uint8 *tv_unwrap_secret(const char *purpose, int64 id, const char *owner,
 /* factor.c: the second factor */
 extern int	tv_step_up_duration;
 extern int	tv_step_up_max_failures;
+extern int	tv_activation_ttl;
 extern void tv_factor_init(void);
 extern bool tv_stepped_up(Oid role);
 extern bool tv_second_factor_required(const char *study, const char *grant);

@@ -672,7 +672,7 @@ echo "   restoring them is refused, because that row no longer matches its hash:
 sql -q -c "CREATE DATABASE restored_main"
 restore "$SYSID.postgres" restored_main || true
 
-say "23. One-time codes: ana enrols an authenticator app and steps her session up with a six-digit code."
+say "23. A second factor: ana enrols an authenticator app and steps her session up with a six-digit code; new members activate with two codes."
 URI=$(sql -At -c "SET ROLE ana; SELECT trialvault.enroll_second_factor()")
 echo "   enroll_second_factor() returns this once (an app scans it as a QR code); the secret is kept only wrapped:"
 echo "   $URI"
@@ -693,7 +693,22 @@ SELECT demo_try('SELECT trialvault.step_up(''$NEXT'')') AS the_same_code_again;
 SELECT demo_try('SELECT trialvault.step_up(''000000'')') AS a_wrong_code;
 RESET ROLE;
 SELECT event, actor, detail::jsonb ->> 'reason' AS reason FROM trialvault.audit_events
- WHERE event LIKE 'second\_factor\_%' ORDER BY event_id;
+ WHERE event LIKE 'second\_factor\_%' AND detail::jsonb ->> 'member' = 'ana' ORDER BY event_id;
+SQL
+echo "   A new member is invited with two codes, one for e-mail and one for SMS, and holds nothing until she enters both:"
+sql -q -c "CREATE ROLE dora LOGIN"
+read -r DEMAIL DSMS < <(sql -At -c "SELECT email_code || ' ' || sms_code FROM trialvault.invite_member('dora', 'CARDIO-3', '01', 'site_staff')")
+echo "   invite_member('dora', 'CARDIO-3', '01', 'site_staff') returns $DEMAIL (e-mail) and $DSMS (SMS); only their salted hashes are kept."
+sql <<SQL
+\pset footer off
+SET ROLE dora;
+SELECT demo_try('SELECT trialvault.open_study(''CARDIO-3'')') AS dora_before_activation;
+SELECT demo_try('SELECT trialvault.activate_account(''$DSMS'', ''$DEMAIL'')') AS dora_swaps_the_codes;
+SELECT trialvault.activate_account('$DEMAIL', '$DSMS') AS dora_activates;
+SELECT trialvault.open_study('CARDIO-3') IS NULL AS dora_opens_the_study;
+RESET ROLE;
+SELECT event, actor, detail::jsonb ->> 'reason' AS reason FROM trialvault.audit_events
+ WHERE event LIKE 'invitation\_%' ORDER BY event_id;
 SQL
 
 sql -c "SELECT pg_terminate_backend(pid) FROM trialvault.log_writer_status()" >/dev/null
@@ -766,7 +781,8 @@ cat <<'EOF2'
   - Members enrol an authenticator app and step a session up with a one-time code (checked
     by liboath; each code once, one step either side); the step-up belongs to the session and
     the role, wrong codes lock the factor, and every attempt is in the audit trail. Monitors
-    (and the roles an administrator names) see PHI only once stepped up.
+    (and the roles an administrator names) see PHI only once stepped up. New members are
+    invited with two codes sent over two channels and hold nothing until they enter both.
 EOF2
 
 if [ -n "$KEEP" ]; then

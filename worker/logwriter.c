@@ -1067,7 +1067,8 @@ static const char *const tv_policy_settings[] = {
 	"trialvault.password_max_age", "trialvault.log_timeout",
 	"trialvault.backup_conninfo", "trialvault.backup_public_key_file",
 	"trialvault.backup_retention", "trialvault.backup_max_defer",
-	"trialvault.step_up_duration", "trialvault.step_up_max_failures"
+	"trialvault.step_up_duration", "trialvault.step_up_max_failures",
+	"trialvault.activation_ttl"
 };
 #define TV_NPOLICY lengthof(tv_policy_settings)
 

@@ -39,8 +39,8 @@ like "$(tv_psql up -d old -v VERBOSITY=verbose -c "UPDATE ecrf SET visit = 9" 2>
 	"guards still refuse UPDATE after the update"
 is "$(q old "INSERT INTO ecrf VALUES ('U-1', 2, 80); SELECT ok || ':' || rows_checked FROM trialvault.verify('ecrf')")" \
 	"true:76" "new rows chain onto the old ones"
-is "$(q old "SELECT count(*) FROM trialvault.protected_tables WHERE schema_name = 'trialvault'")" 22 \
-	"the 0.2 registries, the 0.3 tables, the 0.6 catalog seal, the 0.7 keys, signatures and policies, the 0.8 password history and the 0.10 second factors and their requirements are protected tables"
+is "$(q old "SELECT count(*) FROM trialvault.protected_tables WHERE schema_name = 'trialvault'")" 23 \
+	"the 0.2 registries, the 0.3 tables, the 0.6 catalog seal, the 0.7 keys, signatures and policies, the 0.8 password history and the 0.10 second factors, their requirements and the invitations are protected tables"
 is "$(q old "SELECT has_function_privilege('trialvault_user', 'trialvault.step_up(text)', 'EXECUTE')
                    AND NOT has_function_privilege('trialvault_user', 'trialvault.reset_second_factor(name)', 'EXECUTE')")" t \
 	"0.10: members may step up, only administrators reset, after the update"

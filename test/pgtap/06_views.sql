@@ -58,7 +58,7 @@
 -- to be refused (42501) when the view would replace another owner's secured
 -- view, or go into a schema the owner may not create in (public).
 BEGIN;
-SELECT plan(489);
+SELECT plan(496);
 
 -- ---------------------------------------------------------------------
 -- Helpers (rolled back with everything else).  They run as whichever role
@@ -701,10 +701,10 @@ RESET ROLE;
 -- ---------------------------------------------------------------------
 SELECT is(ARRAY(SELECT c.relname::text FROM pg_class c WHERE c.relnamespace = 'trialvault'::regnamespace
 		AND c.relkind IN ('r', 'p') ORDER BY 1),
-	ARRAY['audit_events', 'catalog_seal', 'decryption_log', 'documents', 'memberships', 'metadata_defaults', 'metadata_namespaces',
+	ARRAY['audit_events', 'catalog_seal', 'decryption_log', 'documents', 'invitations', 'memberships', 'metadata_defaults', 'metadata_namespaces',
 		'metadata_schemas', 'monitor_authorizations', 'password_history', 'phi_rules', 'printed_names', 'second_factor_requirements',
 		'second_factors', 'server_keys', 'signature_policies', 'signatures', 'signing_key_revocations', 'signing_keys', 'sites', 'studies', 'study_keys'],
-	'the base tables of schema trialvault are the twenty-two tested here');
+	'the base tables of schema trialvault are the twenty-three tested here');
 SELECT is(ARRAY(SELECT format('%s:%s', c.relname, p.priv) FROM pg_class c
 		CROSS JOIN unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) p(priv)
 		WHERE c.relnamespace = 'trialvault'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
@@ -738,7 +738,7 @@ SELECT CASE s.what
 			'studies', 'sites', 'memberships', 'monitor_authorizations', 'study_keys', 'documents', 'decryption_log',
 			'audit_events', 'metadata_schemas', 'phi_rules', 'metadata_defaults', 'metadata_namespaces', 'catalog_seal',
 			'signing_keys', 'signing_key_revocations', 'printed_names', 'server_keys', 'signatures',
-			'signature_policies', 'password_history', 'second_factors', 'second_factor_requirements', 'current_memberships',
+			'signature_policies', 'password_history', 'second_factors', 'second_factor_requirements', 'invitations', 'current_memberships',
 			'sequences', 'functions']) AS what
 		FROM (VALUES
 			('tv06_staff_a', 'site staff may COPY to a server file (so a refusal below is the table''s)',

@@ -686,7 +686,7 @@ echo "   Her app shows $CODE; she confirms the enrolment with it, and later step
 sql <<SQL
 \pset footer off
 SET ROLE ana;
-SELECT trialvault.confirm_second_factor('$CODE') AS confirmed;
+SELECT 'yes' AS confirmed FROM (SELECT trialvault.confirm_second_factor('$CODE')) c;
 SELECT trialvault.step_up('$NEXT') AS stepped_up_until;
 SELECT enrolled, confirmed, locked, failures, stepped_up_until IS NOT NULL AS stepped_up FROM trialvault.second_factor_status();
 SELECT demo_try('SELECT trialvault.step_up(''$NEXT'')') AS the_same_code_again;
@@ -705,7 +705,7 @@ SET ROLE dora;
 SELECT demo_try('SELECT trialvault.open_study(''CARDIO-3'')') AS dora_before_activation;
 SELECT demo_try('SELECT trialvault.activate_account(''$DSMS'', ''$DEMAIL'')') AS dora_swaps_the_codes;
 SELECT trialvault.activate_account('$DEMAIL', '$DSMS') AS dora_activates;
-SELECT trialvault.open_study('CARDIO-3') IS NULL AS dora_opens_the_study;
+SELECT trialvault.current_study() AS dora_opens_the_study FROM (SELECT trialvault.open_study('CARDIO-3')) opened;
 RESET ROLE;
 SELECT event, actor, detail::jsonb ->> 'reason' AS reason FROM trialvault.audit_events
  WHERE event LIKE 'invitation\_%' ORDER BY event_id;

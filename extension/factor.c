@@ -51,8 +51,10 @@
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "port/atomics.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
+#include "storage/shmem.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -92,6 +94,47 @@ typedef struct StepUp
 
 #define TV_MAX_STEP_UPS 16
 static StepUp step_ups[TV_MAX_STEP_UPS];
+
+/*
+ * Factors ended (reset by an administrator, or locked) bump a counter in
+ * shared memory; a session that sees it moved checks its step-ups again
+ * before it relies on one, so an ended factor's step-ups end in every
+ * session, not only in the one that ended it.  Ends are rare: the check
+ * costs a query then, and nothing otherwise.
+ */
+typedef struct TvFactorShared
+{
+	pg_atomic_uint64 ended;
+} TvFactorShared;
+
+static TvFactorShared *tv_factor_shared = NULL;
+static uint64 ended_seen = 0;
+
+Size
+tv_factor_shmem_size(void)
+{
+	return MAXALIGN(sizeof(TvFactorShared));
+}
+
+void
+tv_factor_shmem_init(void)
+{
+	bool		found;
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	tv_factor_shared = ShmemInitStruct("trialvault second factor", sizeof(TvFactorShared), &found);
+	if (!found)
+		pg_atomic_init_u64(&tv_factor_shared->ended, 0);
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* A factor ended: every session checks its step-ups again. */
+static void
+factor_ended(void)
+{
+	if (tv_factor_shared)
+		pg_atomic_fetch_add_u64(&tv_factor_shared->ended, 1);
+}
 
 /* The step-up of a role, or NULL. */
 static StepUp *
@@ -408,6 +451,7 @@ check_code(const Factor *f, const char *member, const char *code)
 	{
 		record("second_factor_locked", member, member, f->factor_id,
 			   psprintf("\"failures\": %d", f->failures + 1));
+		factor_ended();
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 				 errmsg(rc >= 0 ? "this one-time code was used already; the second factor of role \"%s\" is now locked" :
@@ -617,6 +661,7 @@ tv_reset_second_factor(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("role \"%s\" has no second factor to reset", member)));
 	record("second_factor_reset", admin, member, f.factor_id, "");
+	factor_ended();
 	{
 		StepUp	   *e = step_up_of(member_oid);
 
@@ -635,8 +680,35 @@ bool
 tv_stepped_up(Oid role)
 {
 	StepUp	   *e = step_up_of(role);
+	uint64		ended;
 
-	return e != NULL && GetCurrentTimestamp() < e->until;
+	if (e == NULL || GetCurrentTimestamp() >= e->until)
+		return false;
+
+	/*
+	 * A factor ended somewhere since this session last looked: is this
+	 * role's still its current one, neither reset nor locked?  (With SPI, as
+	 * the owner, from open_document.)
+	 */
+	ended = tv_factor_shared ? pg_atomic_read_u64(&tv_factor_shared->ended) : 0;
+	if (ended != ended_seen)
+	{
+		int			i;
+
+		for (i = 0; i < TV_MAX_STEP_UPS; i++)
+		{
+			Factor		f;
+
+			if (!OidIsValid(step_ups[i].role) || step_ups[i].until == 0)
+				continue;
+			load_factor(GetUserNameFromId(step_ups[i].role, true) ?
+						GetUserNameFromId(step_ups[i].role, true) : "", &f);
+			if (!f.exists || f.locked || f.factor_id != step_ups[i].factor_id)
+				step_ups[i].until = 0;
+		}
+		ended_seen = ended;
+	}
+	return GetCurrentTimestamp() < e->until;
 }
 
 /*
@@ -724,18 +796,20 @@ tv_second_factor_status(PG_FUNCTION_ARGS)
 	Datum		values[5];
 	bool		nulls[5] = {0};
 	Factor		f;
+	bool		stepped;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "second_factor_status must return a record");
 	tv_require_schema();
 	tv_owner_spi_begin(&as);
 	load_factor(caller_name(&as), &f);
+	stepped = tv_stepped_up(as.save_userid);
 	tv_owner_spi_end(&as);
 	values[0] = BoolGetDatum(f.exists);
 	values[1] = BoolGetDatum(f.exists && f.confirmed);
 	values[2] = BoolGetDatum(f.exists && f.locked);
 	values[3] = Int32GetDatum(f.exists ? f.failures : 0);
-	if (tv_stepped_up(GetUserId()) && f.exists && f.factor_id == step_up_of(GetUserId())->factor_id)
+	if (stepped && f.exists && f.factor_id == step_up_of(GetUserId())->factor_id)
 		values[4] = TimestampTzGetDatum(step_up_of(GetUserId())->until);
 	else
 		nulls[4] = true;

@@ -51,6 +51,7 @@ tv_shmem_request(void)
 	RequestAddinShmemSpace(tv_lockout_shmem_size());
 	RequestAddinShmemSpace(tv_auth_shmem_size());
 	RequestAddinShmemSpace(tv_ship_shmem_size());
+	RequestAddinShmemSpace(tv_factor_shmem_size());
 	RequestNamedLWLockTranche("trialvault", 1);
 	RequestNamedLWLockTranche("trialvault_log", 1);
 	RequestNamedLWLockTranche("trialvault_lockout", 1);
@@ -67,6 +68,7 @@ tv_shmem_startup(void)
 	tv_lockout_shmem_init();
 	tv_auth_shmem_init();
 	tv_ship_shmem_init();
+	tv_factor_shmem_init();
 }
 
 void

@@ -180,6 +180,8 @@ extern int	tv_step_up_duration;
 extern int	tv_step_up_max_failures;
 extern int	tv_activation_ttl;
 extern void tv_factor_init(void);
+extern Size tv_factor_shmem_size(void);
+extern void tv_factor_shmem_init(void);
 extern bool tv_stepped_up(Oid role);
 extern bool tv_second_factor_required(const char *study, const char *grant);
 

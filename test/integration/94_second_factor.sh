@@ -25,7 +25,8 @@
 #      in the decryption log) until stepped up; one monitor's step-up does not
 #      serve another after SET ROLE; a revoked role opens nothing though
 #      stepped up; site staff need none until require_second_factor() names
-#      them, and then at once in a session already open; its bad input.
+#      them, and then at once in a session already open; its bad input; a
+#      factor reset from another session ends the step-up in this one.
 set -euo pipefail
 source "$(dirname "$0")/../lib/cluster.sh"
 source "$(dirname "$0")/lib/helpers.sh"
@@ -298,6 +299,23 @@ is "$(state_as sf_adm "SELECT trialvault.require_second_factor('SF-1', 'nurse')"
 is "$(state_as sf_adm "SELECT trialvault.require_second_factor('NO-SUCH', 'site_staff')")" 42704 "6: an unknown study is refused (42704)"
 is "$(state_as sf_adm "SELECT trialvault.require_second_factor(NULL, 'site_staff')")" 22004 "6: a NULL study is refused (22004)"
 is "$(state_as sf_adm "SELECT trialvault.require_second_factor('SF-1', repeat('x', 100000))")" 22023 "6: an oversized role is refused (22023)"
+
+# Stepped up, then the factor reset by an administrator from another session:
+# the step-up ends in this session too.
+sleep_to_next_step
+fresh_step
+out=$(tv_psql sf -d postgres -At -v VERBOSITY=verbose 2>&1 <<-SQL || true
+	SET ROLE sf_mon;
+	SELECT trialvault.step_up('$(code "$MON" 30)') IS NOT NULL AS stepped_up;
+	SELECT trialvault.open_study('SF-1');
+	SELECT 'first: ' || convert_from(trialvault.open_document($DOC), 'UTF8');
+	\! $PGBIN/psql -X -q -h $DIR -p $(tv_port sf) -U postgres -d postgres -c "SET ROLE sf_adm; SELECT trialvault.reset_second_factor('sf_mon')" >/dev/null
+	SELECT 'second: ' || convert_from(trialvault.open_document($DOC), 'UTF8');
+SQL
+)
+like "$out" "first: ECG of Jane Roe" "6: a stepped-up monitor opens the document"
+like "$out" "ERROR: +42501" "6: ... and once an administrator resets the factor from another session, the step-up ends here too"
+is "$(last_reason)" "sf_mon:false:second_factor_required" "6: ... refused as second_factor_required"
 
 tv_cluster_stop sf
 done_testing

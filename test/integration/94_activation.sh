@@ -111,13 +111,15 @@ is "$(state_as ac_adm "SELECT * FROM trialvault.invite_member('ac_new', 'AC-1', 
 
 # --- 4. expiry -----------------------------------------------------------------------
 tv_psql ac -d postgres -c "ALTER SYSTEM SET trialvault.activation_ttl = '2s'" -c "SELECT pg_reload_conf()" >/dev/null
-sleep 0.5
+ttl_is() { [ "$(q ac postgres "SHOW trialvault.activation_ttl")" = "$1" ]; }
+wait_until "activation_ttl to be reloaded" 30 ttl_is 2s
 read -r EMAIL SMS < <(as ac_adm "SELECT email_code || ' ' || sms_code FROM trialvault.invite_member('ac_late', 'AC-1', NULL, 'auditor')")
 sleep 2.5
 is "$(state_as ac_late "SELECT trialvault.activate_account('$EMAIL', '$SMS')")" 55000 "4: after activation_ttl the invitation has expired (55000)"
 is "$(events ac_late invitation_refused expired)" 1 "4: ... recorded as expired"
 is "$(state_as ac_late "SET trialvault.activation_ttl = '1d'")" 55P02 "4: a session cannot change activation_ttl (55P02)"
 tv_psql ac -d postgres -c "ALTER SYSTEM RESET trialvault.activation_ttl" -c "SELECT pg_reload_conf()" >/dev/null
+wait_until "activation_ttl to be reset" 30 ttl_is 1d
 
 # --- 5. bad input --------------------------------------------------------------------
 is "$(state_as ac_late "SELECT trialvault.activate_account(NULL, '12345678')")" 22004 "5: a NULL code is refused (22004)"

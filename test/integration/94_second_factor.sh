@@ -139,7 +139,8 @@ is "$(q sf postgres "SET ROLE sf_bob; SELECT trialvault.step_up('$(code "$BOB" 3
 is "$(q sf postgres "SET ROLE sf_bob; SELECT stepped_up_until IS NULL FROM trialvault.second_factor_status()")" t \
 	"3: a new session is not stepped up"
 tv_psql sf -d postgres -c "ALTER SYSTEM SET trialvault.step_up_duration = '2s'" -c "SELECT pg_reload_conf()" >/dev/null
-sleep 0.5
+duration_is() { [ "$(q sf postgres "SHOW trialvault.step_up_duration")" = "$1" ]; }
+wait_until "step_up_duration to be reloaded" 30 duration_is 2s
 sleep_to_next_step
 fresh_step
 is "$(q sf postgres "SET ROLE sf_bob; SELECT trialvault.step_up('$(code "$BOB" 30)') - now() < interval '3 s';
@@ -151,6 +152,7 @@ is "$(q sf postgres "SELECT count(*) > 0 FROM trialvault.audit_events WHERE even
 	"3: the change of step_up_duration is in the trail"
 is "$(state_as sf_bob "SET trialvault.step_up_duration = '1h'")" 55P02 "3: a session cannot lengthen its step-up (55P02)"
 tv_psql sf -d postgres -c "ALTER SYSTEM RESET trialvault.step_up_duration" -c "SELECT pg_reload_conf()" >/dev/null
+wait_until "step_up_duration to be reset" 30 duration_is 15min
 tv_cluster_stop sf
 tv_cluster_restart sf
 is "$(as sf_bob "SELECT enrolled, confirmed, stepped_up_until IS NULL FROM trialvault.second_factor_status()")" "t|t|t" \

@@ -39,6 +39,8 @@ static void
 tv_refuse(int64 doc_id, const char *reason, const char *study,
 		  const char *site, const char *problem)
 {
+	const char *todo = "";
+
 	if (strcmp(reason, "no_such_document") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -56,25 +58,16 @@ tv_refuse(int64 doc_id, const char *reason, const char *study,
 				 errmsg("document %lld cannot be decrypted: no usable key", (long long) doc_id),
 				 errdetail("%s.", problem),
 				 errhint("trialvault.key_status() shows the master keys this server holds.")));
+	/* Refused by the rules: what to do first, where there is something. */
 	if (strcmp(reason, "second_factor_required") == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to open document %lld", (long long) doc_id),
-				 errdetail("%s", problem),
-				 errhint("Step up with trialvault.step_up(code), the code your authenticator app shows (enrol first with trialvault.enroll_second_factor()). The attempt is recorded in the decryption log (reason \"%s\").",
-						 reason)));
-	if (strcmp(reason, "study_not_open") == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to open document %lld", (long long) doc_id),
-				 errdetail("%s", problem),
-				 errhint("Call trialvault.open_study('%s') first. The attempt is recorded in the decryption log (reason \"%s\").",
-						 study, reason)));
+		todo = "Step up with trialvault.step_up(code), the code your authenticator app shows (enrol first with trialvault.enroll_second_factor()). ";
+	else if (strcmp(reason, "study_not_open") == 0)
+		todo = psprintf("Call trialvault.open_study('%s') first. ", study);
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 			 errmsg("permission denied to open document %lld", (long long) doc_id),
 			 errdetail("%s", problem),
-			 errhint("The attempt is recorded in the decryption log (reason \"%s\").", reason)));
+			 errhint("%sThe attempt is recorded in the decryption log (reason \"%s\").", todo, reason)));
 }
 
 static const char *

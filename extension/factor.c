@@ -296,28 +296,43 @@ load_factor(const char *member, Factor *f)
 }
 
 /*
- * Record an event of a member's factor in the audit trail, durably: the
- * detail is a JSON object with the member, the factor id (0: none) and
- * the extra "key": value pairs given ("" for none).
+ * The detail of a second-factor or invitation event: a JSON object with the
+ * member, the id under id_key (when id > 0; the partial indexes on
+ * audit_events find an event's factor or invitation by it) and the extra
+ * "key": value pairs given ("" for none).
  */
-static void
-record(const char *event, const char *actor, const char *member, int64 factor_id,
-	   const char *extra)
+static char *
+event_detail(const char *member, const char *id_key, int64 id, const char *extra)
 {
-	TvLogRecord rec;
 	StringInfoData detail;
 
 	initStringInfo(&detail);
 	appendStringInfoString(&detail, "{\"member\": ");
 	escape_json(&detail, member);
-	if (factor_id > 0)
-		appendStringInfo(&detail, ", \"factor_id\": " INT64_FORMAT, factor_id);
+	if (id > 0)
+		appendStringInfo(&detail, ", \"%s\": " INT64_FORMAT, id_key, id);
 	if (extra[0])
 		appendStringInfo(&detail, ", %s", extra);
 	appendStringInfoChar(&detail, '}');
-	tv_log_audit_record(&rec, event, actor, NULL, NULL, 0, detail.data);
+	return detail.data;
+}
+
+/* Record an event in the audit trail durably, whatever becomes of the caller's transaction. */
+static void
+record_durable(const char *event, const char *actor, const char *detail)
+{
+	TvLogRecord rec;
+
+	tv_log_audit_record(&rec, event, actor, NULL, NULL, 0, detail);
 	tv_log_submit(&rec);
-	pfree(detail.data);
+}
+
+/* Record an event of a member's factor (factor_id 0: none), durably. */
+static void
+record(const char *event, const char *actor, const char *member, int64 factor_id,
+	   const char *extra)
+{
+	record_durable(event, actor, event_detail(member, "factor_id", factor_id, extra));
 }
 
 /* Record a refused attempt (counted towards the lock or not). */
@@ -698,11 +713,12 @@ tv_stepped_up(Oid role)
 		for (i = 0; i < TV_MAX_STEP_UPS; i++)
 		{
 			Factor		f;
+			char	   *name;
 
 			if (!OidIsValid(step_ups[i].role) || step_ups[i].until == 0)
 				continue;
-			load_factor(GetUserNameFromId(step_ups[i].role, true) ?
-						GetUserNameFromId(step_ups[i].role, true) : "", &f);
+			name = GetUserNameFromId(step_ups[i].role, true);
+			load_factor(name ? name : "", &f);
 			if (!f.exists || f.locked || f.factor_id != step_ups[i].factor_id)
 				step_ups[i].until = 0;
 		}
@@ -852,24 +868,28 @@ code_hash(const uint8 *salt, const char *code, uint8 *out)
 	tv_sha_end(ctx, out);
 }
 
-/* Record an event of an invitation in the audit trail, durably. */
+/* Record an event of an invitation (invitation_id 0: none), durably. */
 static void
 record_invitation(const char *event, const char *member, int64 invitation_id, const char *extra)
 {
-	TvLogRecord rec;
-	StringInfoData detail;
+	record_durable(event, member, event_detail(member, "invitation_id", invitation_id, extra));
+}
 
-	initStringInfo(&detail);
-	appendStringInfoString(&detail, "{\"member\": ");
-	escape_json(&detail, member);
-	if (invitation_id > 0)
-		appendStringInfo(&detail, ", \"invitation_id\": " INT64_FORMAT, invitation_id);
-	if (extra[0])
-		appendStringInfo(&detail, ", %s", extra);
-	appendStringInfoChar(&detail, '}');
-	tv_log_audit_record(&rec, event, member, NULL, NULL, 0, detail.data);
-	tv_log_submit(&rec);
-	pfree(detail.data);
+/*
+ * Record an event of an invitation in the caller's transaction, with what
+ * it records (both commit, or neither).  With SPI, as the owner.
+ */
+static void
+record_in_transaction(const char *event, const char *actor, const char *study,
+					  const char *site, const char *detail)
+{
+	if (SPI_execute_with_args("SELECT trialvault._audit($1, $2, $3, $4, NULL, $5)",
+							  5, (Oid[]) {TEXTOID, NAMEOID, TEXTOID, TEXTOID, TEXTOID},
+							  (Datum[]) {CStringGetTextDatum(event), CStringGetDatum(actor),
+								  CStringGetTextDatum(study), site ? CStringGetTextDatum(site) : (Datum) 0,
+							  CStringGetTextDatum(detail)},
+							  (char[]) {' ', ' ', ' ', site ? ' ' : 'n', ' '}, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not record %s", event);
 }
 
 PG_FUNCTION_INFO_V1(tv_invite_member);
@@ -900,7 +920,7 @@ tv_invite_member(PG_FUNCTION_ARGS)
 	TupleDesc	desc;
 	Datum		values[2];
 	bool		nulls[2] = {0};
-	StringInfoData detail;
+	StringInfoData extra;
 
 	tv_require_schema();
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
@@ -978,18 +998,12 @@ tv_invite_member(PG_FUNCTION_ARGS)
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 
 	/* On record with the invitation itself: both commit, or neither. */
-	initStringInfo(&detail);
-	appendStringInfoString(&detail, "{\"member\": ");
-	escape_json(&detail, member);
-	appendStringInfo(&detail, ", \"invitation_id\": " INT64_FORMAT ", \"study_role\": ", id);
-	escape_json(&detail, role);
-	appendStringInfo(&detail, ", \"valid_for_seconds\": %d}", tv_activation_ttl);
-	if (SPI_execute_with_args("SELECT trialvault._audit('invitation_created', $1, $2, $3, NULL, $4)",
-							  4, (Oid[]) {NAMEOID, TEXTOID, TEXTOID, TEXTOID},
-							  (Datum[]) {CStringGetDatum(admin), CStringGetTextDatum(study),
-								  site ? CStringGetTextDatum(site) : (Datum) 0, CStringGetTextDatum(detail.data)},
-							  (char[]) {' ', ' ', site ? ' ' : 'n', ' '}, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not record an invitation");
+	initStringInfo(&extra);
+	appendStringInfoString(&extra, "\"study_role\": ");
+	escape_json(&extra, role);
+	appendStringInfo(&extra, ", \"valid_for_seconds\": %d", tv_activation_ttl);
+	record_in_transaction("invitation_created", admin, study, site,
+						  event_detail(member, "invitation_id", id, extra.data));
 	tv_owner_spi_end(&as);
 
 	values[0] = CStringGetTextDatum(email);
@@ -1177,21 +1191,8 @@ tv_activate_account(PG_FUNCTION_ARGS)
 							  CStringGetTextDatum(role)},
 							  (char[]) {' ', ' ', ' ', site ? ' ' : 'n', ' '}, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not grant the invited role");
-	{
-		StringInfoData detail;
-
-		initStringInfo(&detail);
-		appendStringInfoString(&detail, "{\"member\": ");
-		escape_json(&detail, member);
-		appendStringInfo(&detail, ", \"invitation_id\": " INT64_FORMAT "}", id);
-		if (SPI_execute_with_args("SELECT trialvault._audit('invitation_accepted', $1, $2, $3, NULL, $4)",
-								  4, (Oid[]) {NAMEOID, TEXTOID, TEXTOID, TEXTOID},
-								  (Datum[]) {CStringGetDatum(member), CStringGetTextDatum(study),
-									  site ? CStringGetTextDatum(site) : (Datum) 0,
-								  CStringGetTextDatum(detail.data)},
-								  (char[]) {' ', ' ', site ? ' ' : 'n', ' '}, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not record an activation");
-	}
+	record_in_transaction("invitation_accepted", member, study, site,
+						  event_detail(member, "invitation_id", id, ""));
 	granted = psprintf("%s/%s:%s", study, site ? site : "*", role);
 	tv_owner_spi_end(&as);
 	PG_RETURN_TEXT_P(cstring_to_text(granted));

@@ -144,6 +144,18 @@ is "$(state_as ac_adm "SELECT * FROM trialvault.invite_member('ac_late', 'AC-1',
 	"5: an oversized study role is refused (22023)"
 is "$(state_as ac_new "SELECT * FROM trialvault.invitations")" 42501 "5: members cannot read the invitations (42501)"
 read -r EMAIL SMS < <(as ac_adm "SELECT email_code || ' ' || sms_code FROM trialvault.invite_member('ac_late', 'AC-1', NULL, 'auditor')")
+# Attacks by a member: settings, and the internal functions behind the public ones.
+is "$(state_as ac_new "SELECT set_config('trialvault.step_up_duration', '1h', false)")" 55P02 \
+	"5: a member cannot lengthen the step-up with set_config (55P02)"
+is "$(state_as ac_new "ALTER ROLE ac_new SET trialvault.activation_ttl = '30d'")" 55P02 \
+	"5: a member cannot set activation_ttl for their role (55P02)"
+is "$(state_as ac_new "SELECT trialvault._grant_role('ac_adm', 'ac_new', 'AC-1', NULL, 'monitor')")" 42501 \
+	"5: a member cannot call the internal _grant_role as the administrator (42501)"
+is "$(state_as ac_new "SELECT trialvault._require_second_factor('ac_adm', 'AC-1', 'site_staff')")" 42501 \
+	"5: nor the internal _require_second_factor (42501)"
+is "$(state_as ac_new "INSERT INTO trialvault.audit_events (event, actor, session_user_name, detail)
+                       VALUES ('invitation_accepted', 'ac_late', 'ac_late', '{\"member\": \"ac_late\", \"invitation_id\": 1}')")" 42501 \
+	"5: a member cannot write an invitation event into the trail (42501)"
 check "5: the codes invite_member returns are not in the server log" absent_in "$DIR/server.log" "$EMAIL"
 check "5: ... neither of them" absent_in "$DIR/server.log" "$SMS"
 

@@ -81,6 +81,7 @@ bench:
 	bash bench/certify_bench.sh
 	bash bench/login_bench.sh
 	bash bench/backup_bench.sh
+	bash bench/step_up_bench.sh
 
 extension/trialvault--$(EXTVERSION).sql: extension/trialvault.sql trialvault.control
 	cp $< $@

@@ -130,3 +130,28 @@ note_other_load() {
 		echo "$busy"
 	fi
 }
+
+# install_build COMMIT PREFIX: build COMMIT of this repository and install
+# it, with a copy of the system PostgreSQL, under PREFIX; prints the bin
+# directory to use as that build's PGBIN.  PostgreSQL finds its lib and
+# share directories relative to its binaries, so a server started from the
+# copy loads that build's library and scripts and nothing of the system's:
+# the benchmarks that compare with an earlier build run both in one run.
+install_build() {
+	local commit=$1 prefix=$2 bindir sharedir src
+	bindir=$(pg_config --bindir)
+	sharedir=$(pg_config --sharedir)
+	src=$prefix/src
+	mkdir -p "$src" "$prefix$(dirname "$bindir")" "$prefix$(dirname "$sharedir")"
+	git -C "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" archive "$commit" | tar -x -C "$src"
+	cp -a "$(dirname "$bindir")/." "$prefix$(dirname "$bindir")/"
+	cp -a "$sharedir" "$prefix$(dirname "$sharedir")/"
+	rm -f "$prefix$(pg_config --pkglibdir)"/trialvault* "$prefix$sharedir"/extension/trialvault*
+	if ! make -C "$src" -s -j"$(nproc)" >"$prefix/build.log" 2>&1 ||
+		! make -C "$src" -s install DESTDIR="$prefix" >>"$prefix/build.log" 2>&1; then
+		tail -n 30 "$prefix/build.log" >&2
+		return 1
+	fi
+	chmod -R a+rX "$prefix"
+	echo "$prefix$bindir"
+}

@@ -839,45 +839,20 @@ tv_sha_end(EVP_MD_CTX *ctx, uint8 *out)
 }
 
 /*
- * tv_row_content_digest: SHA-256 of the canonical encoding of a row's user
- * columns (chain columns, dropped and generated columns excluded), in the
- * current encoding or as 0.5 encoded them (see the file header).  For an
- * insert (TV_DIGEST_INSERT) a value that names another type than its column
- * is refused rather than encoded as the marker: it can only come from a
- * catalog edited behind the guards' back.
- *
- * Large string-like values (the usual payload: bytea, text, xml) are fed to
- * the digest straight from the detoasted datum, without copying them into
- * the encoding buffer.  Runs in the caller's memory context; the caller is
- * expected to reset it (a trigger call or a per-row context in verify).
+ * tv_row_layout: what the digest of a row of this descriptor covers, worked
+ * out once for many rows (verify's scan): the user columns (chain columns,
+ * dropped and generated columns excluded) in byte order of their names,
+ * which is the order the encoding takes them in.  Allocated in the current
+ * memory context.
  */
-void
-tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
-					  const TvChainCols *cols, uint8 *digest,
-					  TvDigestMode mode)
+TvRowLayout *
+tv_row_layout(TupleDesc tupdesc, const TvChainCols *cols)
 {
-	bool		legacy = (mode == TV_DIGEST_LEGACY);
-
-	StringInfo	buf = &tv_canon_buf;
-	EVP_MD_CTX *md;
-	int			i;
+	TvRowLayout *layout = palloc(sizeof(TvRowLayout));
+	Form_pg_attribute *atts = palloc(sizeof(Form_pg_attribute) * Max(tupdesc->natts, 1));
 	int			ncols = 0;
-	Form_pg_attribute *atts;
+	int			i;
 
-	if (buf->data == NULL)
-	{
-		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-		initStringInfo(buf);
-		MemoryContextSwitchTo(old);
-	}
-	type_canon_forget_if_stale();
-	tv_legacy = legacy;
-	tv_inserting = (mode == TV_DIGEST_INSERT);
-	md = tv_sha_begin(TV_SHA_CONTENT);
-	tv_sha_update(md, legacy ? "TVROW1" : "TVROW2", 6);
-
-	atts = palloc(sizeof(Form_pg_attribute) * tupdesc->natts);
 	for (i = 0; i < tupdesc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(tupdesc, i);
@@ -891,51 +866,108 @@ tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
 	}
 	qsort(atts, ncols, sizeof(Form_pg_attribute), attname_cmp);
 
+	layout->ncols = ncols;
+	layout->cols = palloc(sizeof(TvRowColumn) * Max(ncols, 1));
 	for (i = 0; i < ncols; i++)
 	{
-		Form_pg_attribute att = atts[i];
-		bool		isnull;
+		TvRowColumn *c = &layout->cols[i];
+
+		c->attnum = atts[i]->attnum;
+		c->typid = atts[i]->atttypid;
+		c->name = pstrdup(NameStr(atts[i]->attname));
+		c->namelen = (uint32) strlen(c->name);
+	}
+	pfree(atts);
+	return layout;
+}
+
+/*
+ * The pieces of a row's encoding go through one buffer and reach SHA-256
+ * in few, larger updates: the byte stream, and so the digest, is the same
+ * as piece by piece.  A large string-like value (the usual payload) skips
+ * the buffer and is hashed straight from the detoasted datum.
+ */
+#define TV_DIGEST_DIRECT	1024
+
+static void
+digest_flush(EVP_MD_CTX *md, StringInfo buf)
+{
+	if (buf->len > 0)
+		tv_sha_update(md, buf->data, buf->len);
+	resetStringInfo(buf);
+}
+
+/*
+ * tv_row_values_digest: SHA-256 of the canonical encoding of a row given
+ * as its deformed values (values/isnull indexed by attnum - 1), in the
+ * current encoding or as 0.5 encoded them (see the file header).  For an
+ * insert (TV_DIGEST_INSERT) a value that names another type than its column
+ * is refused rather than encoded as the marker: it can only come from a
+ * catalog edited behind the guards' back.  Runs in the caller's memory
+ * context; the caller is expected to reset it (a trigger call or a per-row
+ * context in verify).
+ */
+void
+tv_row_values_digest(const TvRowLayout *layout, const Datum *values,
+					 const bool *isnull, uint8 *digest, TvDigestMode mode)
+{
+	bool		legacy = (mode == TV_DIGEST_LEGACY);
+	StringInfo	buf = &tv_canon_buf;
+	EVP_MD_CTX *md;
+	int			i;
+
+	if (buf->data == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		initStringInfo(buf);
+		MemoryContextSwitchTo(old);
+	}
+	resetStringInfo(buf);
+	type_canon_forget_if_stale();
+	tv_legacy = legacy;
+	tv_inserting = (mode == TV_DIGEST_INSERT);
+	md = tv_sha_begin(TV_SHA_CONTENT);
+	appendBinaryStringInfo(buf, legacy ? "TVROW1" : "TVROW2", 6);
+
+	for (i = 0; i < layout->ncols; i++)
+	{
+		const TvRowColumn *c = &layout->cols[i];
 		Datum		value;
-		const char *name;
-		uint32		be;
 		TvTypeCanon *tc;
 
-		value = heap_getattr(tuple, att->attnum, tupdesc, &isnull);
-		if (isnull)
+		if (isnull[c->attnum - 1])
 			continue;
+		value = values[c->attnum - 1];
 
-		name = NameStr(att->attname);
-		tv_canon_column = name;
-		be = pg_hton32((uint32) strlen(name));
-		tv_sha_update(md, &be, 4);
-		tv_sha_update(md, name, strlen(name));
+		tv_canon_column = c->name;
+		append_u32(buf, c->namelen);
+		appendBinaryStringInfo(buf, c->name, c->namelen);
 
-		tc = lookup_type_canon(att->atttypid);
+		tc = lookup_type_canon(c->typid);
 		if (!legacy)
-		{
-			be = pg_hton32(type_identity(tc));
-			tv_sha_update(md, &be, 4);
-		}
+			append_u32(buf, type_identity(tc));
 		if (tc->mode == TV_CANON_RAW)
 		{
 			struct varlena *v = PG_DETOAST_DATUM_PACKED(value);
-			char		tag = 'r';
+			uint32		len = (uint32) VARSIZE_ANY_EXHDR(v);
 
-			be = pg_hton32((uint32) VARSIZE_ANY_EXHDR(v));
-			tv_sha_update(md, &tag, 1);
-			tv_sha_update(md, &be, 4);
-			tv_sha_update(md, VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v));
+			appendStringInfoChar(buf, 'r');
+			append_u32(buf, len);
+			if (len >= TV_DIGEST_DIRECT)
+			{
+				digest_flush(md, buf);
+				tv_sha_update(md, VARDATA_ANY(v), len);
+			}
+			else
+				appendBinaryStringInfo(buf, VARDATA_ANY(v), len);
 			if ((Pointer) v != DatumGetPointer(value))
 				pfree(v);
 		}
 		else
-		{
-			resetStringInfo(buf);
-			canon_value(buf, att->atttypid, value);
-			tv_sha_update(md, buf->data, buf->len);
-		}
+			canon_value(buf, c->typid, value);
 	}
-	pfree(atts);
+	digest_flush(md, buf);
 	/* Do not keep a buffer that one huge nested value blew up. */
 	if (buf->maxlen > 1024 * 1024)
 	{
@@ -943,4 +975,28 @@ tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
 		buf->data = NULL;
 	}
 	tv_sha_end(md, digest);
+}
+
+/*
+ * tv_row_content_digest: the same for one heap tuple (an insert, protect()
+ * chaining existing rows, a restore).
+ */
+void
+tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
+					  const TvChainCols *cols, uint8 *digest,
+					  TvDigestMode mode)
+{
+	TvRowLayout *layout = tv_row_layout(tupdesc, cols);
+	Datum	   *values = palloc(sizeof(Datum) * Max(tupdesc->natts, 1));
+	bool	   *isnull = palloc(sizeof(bool) * Max(tupdesc->natts, 1));
+	int			i;
+
+	heap_deform_tuple(tuple, tupdesc, values, isnull);
+	tv_row_values_digest(layout, values, isnull, digest, mode);
+	pfree(values);
+	pfree(isnull);
+	for (i = 0; i < layout->ncols; i++)
+		pfree(layout->cols[i].name);
+	pfree(layout->cols);
+	pfree(layout);
 }

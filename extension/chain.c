@@ -304,14 +304,31 @@ bool
 tv_row_hash_matches(TupleDesc tupdesc, HeapTuple tuple, const TvChainCols *cols,
 					int64 seq, const uint8 *prev_digest, const uint8 *stored_hash)
 {
+	TvRowLayout *layout = tv_row_layout(tupdesc, cols);
+	Datum	   *values = palloc(sizeof(Datum) * Max(tupdesc->natts, 1));
+	bool	   *isnull = palloc(sizeof(bool) * Max(tupdesc->natts, 1));
+
+	heap_deform_tuple(tuple, tupdesc, values, isnull);
+	return tv_row_values_match(layout, values, isnull, seq, prev_digest, stored_hash);
+}
+
+/*
+ * The same for a row given as its deformed values, with the layout worked
+ * out once for many rows (verify).
+ */
+bool
+tv_row_values_match(const TvRowLayout *layout, const Datum *values,
+					const bool *isnull, int64 seq, const uint8 *prev_digest,
+					const uint8 *stored_hash)
+{
 	uint8		content[TV_HASH_LEN];
 	uint8		expect[TV_HASH_LEN];
 
-	tv_row_content_digest(tupdesc, tuple, cols, content, TV_DIGEST_VERIFY);
+	tv_row_values_digest(layout, values, isnull, content, TV_DIGEST_VERIFY);
 	tv_row_hash(seq, prev_digest, content, expect);
 	if (memcmp(expect, stored_hash, TV_HASH_LEN) == 0)
 		return true;
-	tv_row_content_digest(tupdesc, tuple, cols, content, TV_DIGEST_LEGACY);
+	tv_row_values_digest(layout, values, isnull, content, TV_DIGEST_LEGACY);
 	tv_row_hash(seq, prev_digest, content, expect);
 	return memcmp(expect, stored_hash, TV_HASH_LEN) == 0;
 }

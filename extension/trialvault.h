@@ -126,6 +126,22 @@ typedef enum TvDigestMode
 extern void tv_row_content_digest(TupleDesc tupdesc, HeapTuple tuple,
 								  const TvChainCols *cols, uint8 *digest,
 								  TvDigestMode mode);
+typedef struct TvRowColumn
+{
+	AttrNumber	attnum;
+	Oid			typid;
+	char	   *name;
+	uint32		namelen;
+} TvRowColumn;
+typedef struct TvRowLayout
+{
+	int			ncols;
+	TvRowColumn *cols;			/* the hashed columns, in the encoding's order */
+} TvRowLayout;
+extern TvRowLayout *tv_row_layout(TupleDesc tupdesc, const TvChainCols *cols);
+extern void tv_row_values_digest(const TvRowLayout *layout, const Datum *values,
+								 const bool *isnull, uint8 *digest,
+								 TvDigestMode mode);
 
 /* chain.c */
 extern bool tv_find_chain_cols(TupleDesc tupdesc, TvChainCols *cols);
@@ -145,6 +161,9 @@ extern void tv_row_hash(int64 seq, const uint8 *prev_digest,
 						const uint8 *content_digest, uint8 *hash);
 extern bool tv_row_hash_matches(TupleDesc tupdesc, HeapTuple tuple,
 								const TvChainCols *cols, int64 seq,
+								const uint8 *prev_digest, const uint8 *stored_hash);
+extern bool tv_row_values_match(const TvRowLayout *layout, const Datum *values,
+								const bool *isnull, int64 seq,
 								const uint8 *prev_digest, const uint8 *stored_hash);
 
 /* inspect.c: metadata screened, validated and hashed for document loading */

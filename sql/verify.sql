@@ -78,3 +78,25 @@ DELETE FROM ledger WHERE tv_seq = 3;
 SELECT ok, heads, head_digest = (SELECT head_digest FROM before) AS same_head_digest
 FROM trialvault.verify('ledger');
 UPDATE pg_trigger SET tgenabled = 'A' WHERE tgrelid = 'ledger'::regclass;
+-- The row encoding as canon.c's header documents it, recomputed in SQL with
+-- sha256(): any change to the bytes hashed (a faster digest, say) shows here.
+-- Row 2's payload is large and barely compressible, so it is stored out of
+-- line and hashed straight from the detoasted value.
+CREATE TABLE enc_check (id int4, note text, payload bytea, meta xml);
+SELECT trialvault.protect('enc_check');
+INSERT INTO enc_check VALUES (1, 'short', '\x00ff', '<m>1</m>');
+INSERT INTO enc_check SELECT 2, NULL, decode(string_agg(md5(i::text), '' ORDER BY i), 'hex'), NULL
+	FROM generate_series(1, 200) i;
+INSERT INTO enc_check VALUES (-7, '', '', '<m a="x">y</m>'), (NULL, NULL, NULL, NULL);
+SELECT tv_seq, length(payload) AS payload_bytes,
+	tv_hash = sha256('TVHASH1'::bytea || int8send(tv_seq) || tv_prev_hash || sha256('TVROW2'::bytea
+		|| CASE WHEN id IS NULL THEN '' ELSE int4send(2) || 'id'::bytea || int4send(23)
+			|| 'b'::bytea || int4send(4) || int4send(id) END
+		|| CASE WHEN meta IS NULL THEN '' ELSE int4send(4) || 'meta'::bytea || int4send(142)
+			|| 't'::bytea || int4send(octet_length(meta::text)) || convert_to(meta::text, 'UTF8') END
+		|| CASE WHEN note IS NULL THEN '' ELSE int4send(4) || 'note'::bytea || int4send(25)
+			|| 'r'::bytea || int4send(octet_length(note)) || convert_to(note, 'UTF8') END
+		|| CASE WHEN payload IS NULL THEN '' ELSE int4send(7) || 'payload'::bytea || int4send(17)
+			|| 'r'::bytea || int4send(length(payload)) || payload END)) AS hash_as_documented
+FROM enc_check ORDER BY tv_seq;
+SELECT ok, rows_checked FROM trialvault.verify('enc_check');

@@ -89,6 +89,7 @@ _PG_init(void)
 
 	/* Each component defines its own settings. */
 	tv_chain_init();
+	tv_verify_init();
 	tv_xmldoc_init();
 	tv_crypto_init();
 	tv_certify_init();

@@ -368,9 +368,10 @@ typedef struct TvVerdict
 	TvHead	   *heads;			/* the chain's open ends, by tv_seq */
 	int64		nheads;
 	uint8		head_digest[TV_HASH_LEN];
-	void	   *state;			/* the rows, for tv_verdict_covered() */
+	void	   *state;			/* the table, for tv_verdict_covered() */
 } TvVerdict;
 
+extern void tv_verify_init(void);
 extern void tv_verify_table(Oid relid, TvVerdict *v);
 extern int64 tv_verdict_covered(TvVerdict *v, const TvHead *heads, int64 nheads,
 								char **problem);

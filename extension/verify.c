@@ -4,13 +4,21 @@
  *		trialvault.verify(regclass): recompute a protected table's chain and
  *		name the first row that does not fit.
  *
- * One sequential scan recomputes every row's hash from its contents and its
- * recorded tv_prev_hash (finding rows changed in place); then, in tv_seq
- * order, every link is checked: each row's tv_prev_hash must be the digest
- * of the rows it names, and those rows must exist (finding rows removed,
- * inserted out of band, or rewritten with a fresh hash).  The rows no row
- * refers to are the chain's open ends; their digest, head_digest, is the
- * value to anchor outside the server, which a later release signs.
+ * One sequential scan, in storage order, recomputes every row's hash from
+ * its contents and its recorded tv_prev_hash (finding rows changed in
+ * place), and checks its link: tv_prev_hash must be the digest of the rows
+ * it names, and those rows must exist (finding rows removed, inserted out
+ * of band, or rewritten with a fresh hash).  The rows no row refers to are
+ * the chain's open ends; their digest, head_digest, is the value to anchor
+ * outside the server (signed_digest() signs it).
+ *
+ * Memory is bounded, not proportional to the table: a row's predecessors
+ * are nearly always stored just before it, so only the last
+ * trialvault.verify_window rows are kept, plus those that left the window
+ * with no row referring to them yet (the heads, mostly), one bit per
+ * tv_seq for duplicates, and the few rows whose predecessors are stored
+ * after them or far before, which wait until the scan reaches those, or
+ * for a second scan of the chain columns alone.
  *
  * The verdict also covers what the rows depend on: the table's guard
  * triggers, what could hide or add rows (row level security, rules,
@@ -18,25 +26,32 @@
  * the installed version's script sealed them (catalog.c).  The first
  * problem found is reported in "guard".
  *
- * Memory: about 100 bytes per row for the link check.
- *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/relation.h"
+#include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_opfamily.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "lib/ilist.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -44,48 +59,152 @@
 
 #include "trialvault.h"
 
-typedef struct VRow
+/* Rows the link check keeps in memory (trialvault.verify_window). */
+static int	tv_verify_window = 65536;
+
+static inline uint32
+seq_hash(uint64 k)
+{
+	return hash_combine(murmurhash32((uint32) k), murmurhash32((uint32) (k >> 32)));
+}
+
+/*
+ * A recently scanned row, or one that left the window with no row
+ * referring to it yet: its seq (the key) and stored tv_hash.
+ */
+typedef struct WinEntry
 {
 	int64		seq;
-	ItemPointerData tid;
-	int32		refoff;			/* into refs[], or -1 when tv_prev_seqs is bad */
-	int32		nrefs;
+	char		status;			/* for simplehash */
 	bool		referenced;
-	bool		bad;			/* counted in bad_rows already */
 	uint8		hash[TV_HASH_LEN];
+} WinEntry;
+
+#define SH_PREFIX		win
+#define SH_ELEMENT_TYPE	WinEntry
+#define SH_KEY_TYPE		int64
+#define SH_KEY			seq
+#define SH_HASH_KEY(tb, key)	seq_hash((uint64) (key))
+#define SH_EQUAL(tb, a, b)	((a) == (b))
+#define SH_SCOPE		static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
+
+/*
+ * Every tv_seq scanned, one bit each, in chunks of SEEN_CHUNK_BITS
+ * consecutive values: how duplicates are found, and whether a predecessor
+ * not in memory was scanned already.  Chunks keep a table whose values are
+ * far apart from costing a bitmap of the whole range.
+ */
+#define SEEN_CHUNK_BITS	4096
+
+typedef struct SeenChunk
+{
+	uint64		key;			/* tv_seq / SEEN_CHUNK_BITS */
+	char		status;
+	uint64	   *bits;
+} SeenChunk;
+
+#define SH_PREFIX		seen
+#define SH_ELEMENT_TYPE	SeenChunk
+#define SH_KEY_TYPE		uint64
+#define SH_KEY			key
+#define SH_HASH_KEY(tb, key)	seq_hash(key)
+#define SH_EQUAL(tb, a, b)	((a) == (b))
+#define SH_SCOPE		static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
+
+/*
+ * A row whose link check waits for predecessors the scan has not reached
+ * (stored after it) or has let go of (referred to before, long ago).
+ */
+typedef struct Pending
+{
+	dlist_node	node;
+	int64		seq;
+	ItemPointerData tid;
+	bool		bad;			/* counted in bad_rows already */
+	int			nrefs;
+	int			missing;		/* predecessors still without a hash */
 	uint8		prev[TV_HASH_LEN];
-} VRow;
+	TvHead		refs[FLEXIBLE_ARRAY_MEMBER];
+} Pending;
+
+typedef struct Waiter
+{
+	Pending    *row;
+	int			ref;			/* index into row->refs */
+} Waiter;
+
+/* A predecessor some pending rows wait for. */
+typedef struct WantEntry
+{
+	int64		seq;
+	char		status;
+	bool		filled;
+	int			nwaiters;
+	int			maxwaiters;
+	Waiter	   *waiters;
+} WantEntry;
+
+#define SH_PREFIX		want
+#define SH_ELEMENT_TYPE	WantEntry
+#define SH_KEY_TYPE		int64
+#define SH_KEY			seq
+#define SH_HASH_KEY(tb, key)	seq_hash((uint64) (key))
+#define SH_EQUAL(tb, a, b)	((a) == (b))
+#define SH_SCOPE		static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
 
 typedef struct VState
 {
-	VRow	   *rows;
+	MemoryContext cxt;			/* everything below */
+	win_hash   *window;			/* the last tv_verify_window rows scanned */
+	int64	   *ring;			/* their seqs, oldest first from ringpos */
+	int			ringlen;
+	int			ringpos;
+	win_hash   *unreferenced;	/* left the window with no row after them */
+	seen_hash  *seen;
+	uint64		seen_key;		/* the chunk last looked at */
+	uint64	   *seen_bits;
+	want_hash  *wanted;
+	dlist_head	pending;
+	int64		waited;			/* rows that were pending, ever */
+	bool		rescanned;
 	int64		nrows;
-	int64		maxrows;
-	int64	   *refs;
-	int64		nrefs;
-	int64		maxrefs;
-	/* the first problem, by tv_seq */
+	/* the first problem, by tv_seq then ctid */
 	int64		bad_rows;
 	int64		first_bad_seq;
+	ItemPointerData first_bad_tid;
 	char	   *first_bad;
 } VState;
 
 /*
  * A problem with a row: counted once per row however many checks it fails
- * (row is NULL for a row that is not kept), the first by tv_seq kept.
+ * (*rowbad tracks that), and reported when it is the first by tv_seq, then
+ * ctid (a row's own checks run in a fixed order: the first to fail wins).
+ * seq is PG_INT64_MIN for a row without tv_seq.
  */
 static void
-note_bad(VState *st, VRow *row, int64 seq, ItemPointer tid, const char *why)
+note_bad(VState *st, bool *rowbad, int64 seq, ItemPointer tid, const char *why)
 {
-	if (row == NULL || !row->bad)
+	if (!*rowbad)
 		st->bad_rows++;
-	if (row)
-		row->bad = true;
-	if (st->first_bad == NULL || seq < st->first_bad_seq)
+	*rowbad = true;
+	if (st->first_bad == NULL || seq < st->first_bad_seq ||
+		(seq == st->first_bad_seq && ItemPointerCompare(tid, &st->first_bad_tid) < 0))
 	{
+		MemoryContext old = MemoryContextSwitchTo(st->cxt);
+
 		if (st->first_bad)
 			pfree(st->first_bad);
 		st->first_bad_seq = seq;
+		st->first_bad_tid = *tid;
 		if (seq == PG_INT64_MIN)
 			st->first_bad = psprintf("row ctid=(%u,%u): %s",
 									 ItemPointerGetBlockNumberNoCheck(tid),
@@ -95,54 +214,227 @@ note_bad(VState *st, VRow *row, int64 seq, ItemPointer tid, const char *why)
 									 (long long) seq,
 									 ItemPointerGetBlockNumberNoCheck(tid),
 									 ItemPointerGetOffsetNumberNoCheck(tid), why);
+		MemoryContextSwitchTo(old);
 	}
 }
 
-static int
-vrow_cmp(const void *a, const void *b)
+static uint64 *
+seen_chunk(VState *st, int64 seq, bool create)
 {
-	int64		x = ((const VRow *) a)->seq;
-	int64		y = ((const VRow *) b)->seq;
+	uint64		key = ((uint64) seq) / SEEN_CHUNK_BITS;
+	SeenChunk  *c;
+	bool		found;
 
-	return (x > y) - (x < y);
-}
-
-static VRow *
-find_row_in(VState *st, int64 seq, int64 lo, int64 hi)
-{
-	while (lo <= hi)
+	if (st->seen_bits && st->seen_key == key)
+		return st->seen_bits;
+	if (create)
 	{
-		int64		mid = lo + (hi - lo) / 2;
-
-		if (st->rows[mid].seq == seq)
-			return &st->rows[mid];
-		if (st->rows[mid].seq < seq)
-			lo = mid + 1;
-		else
-			hi = mid - 1;
+		c = seen_insert(st->seen, key, &found);
+		if (!found)
+			c->bits = MemoryContextAllocZero(st->cxt, SEEN_CHUNK_BITS / 8);
 	}
-	return NULL;
+	else if ((c = seen_lookup(st->seen, key)) == NULL)
+		return NULL;
+	st->seen_key = key;
+	st->seen_bits = c->bits;
+	return c->bits;
 }
 
-static VRow *
-find_row(VState *st, int64 seq)
+static bool
+was_seen(VState *st, int64 seq)
 {
-	return find_row_in(st, seq, 0, st->nrows - 1);
+	uint64	   *bits = seen_chunk(st, seq, false);
+	uint64		bit = ((uint64) seq) % SEEN_CHUNK_BITS;
+
+	return bits != NULL && (bits[bit / 64] & (UINT64CONST(1) << (bit % 64))) != 0;
+}
+
+/* Record seq as scanned; false if it was already (a duplicate). */
+static bool
+mark_seen(VState *st, int64 seq)
+{
+	uint64	   *bits = seen_chunk(st, seq, true);
+	uint64		bit = ((uint64) seq) % SEEN_CHUNK_BITS;
+	uint64		mask = UINT64CONST(1) << (bit % 64);
+
+	if (bits[bit / 64] & mask)
+		return false;
+	bits[bit / 64] |= mask;
+	return true;
+}
+
+/* A pending row with all its predecessors' hashes: check its link. */
+static void
+finish_pending(VState *st, Pending *p)
+{
+	uint8		digest[TV_HASH_LEN];
+
+	tv_prev_digest(p->refs, p->nrefs, digest);
+	if (memcmp(digest, p->prev, TV_HASH_LEN) != 0)
+		note_bad(st, &p->bad, p->seq, &p->tid,
+				 "tv_prev_hash does not match its predecessors (a predecessor was changed or replaced)");
+	dlist_delete(&p->node);
+	pfree(p);
+}
+
+/* A predecessor pending rows waited for has been found: give them its hash. */
+static void
+fill_wanted(VState *st, WantEntry *w, const uint8 *hash)
+{
+	int			i;
+
+	w->filled = true;
+	for (i = 0; i < w->nwaiters; i++)
+	{
+		Pending    *p = w->waiters[i].row;
+
+		memcpy(p->refs[w->waiters[i].ref].hash, hash, TV_HASH_LEN);
+		if (--p->missing == 0)
+			finish_pending(st, p);
+	}
+	pfree(w->waiters);
+	w->waiters = NULL;
+	w->nwaiters = 0;
+}
+
+static void
+add_waiter(VState *st, int64 seq, Pending *p, int ref)
+{
+	bool		found;
+	WantEntry  *w = want_insert(st->wanted, seq, &found);
+
+	if (!found)
+	{
+		w->filled = false;
+		w->nwaiters = 0;
+		w->maxwaiters = 4;
+		w->waiters = MemoryContextAlloc(st->cxt, w->maxwaiters * sizeof(Waiter));
+	}
+	else if (w->nwaiters == w->maxwaiters)
+	{
+		w->maxwaiters *= 2;
+		w->waiters = repalloc(w->waiters, w->maxwaiters * sizeof(Waiter));
+	}
+	w->waiters[w->nwaiters].row = p;
+	w->waiters[w->nwaiters].ref = ref;
+	w->nwaiters++;
 }
 
 /*
- * A row's predecessors are nearly always the rows just before it in
- * tv_seq order (row i of the sorted array): look there before searching
- * the whole array, whose far ends are cold in the CPU's caches.
+ * A kept row enters the window; the oldest row leaves it, and is kept
+ * among the unreferenced if no row has referred to it yet (a head, or the
+ * predecessor of a row stored far from it).
  */
-static VRow *
-find_row_near(VState *st, int64 seq, int64 i)
+static void
+window_add(VState *st, int64 seq, const uint8 *hash)
 {
-	int64		lo = Max(i - 64, 0);
+	bool		found;
+	WinEntry   *e;
+	WantEntry  *w;
+	bool		referenced = false;
 
-	if (i > 0 && st->rows[lo].seq <= seq && seq <= st->rows[i - 1].seq)
-		return find_row_in(st, seq, lo, i - 1);
-	return find_row(st, seq);
+	w = want_lookup(st->wanted, seq);
+	if (w != NULL)
+	{
+		fill_wanted(st, w, hash);
+		want_delete_item(st->wanted, w);
+		referenced = true;
+	}
+
+	if (st->ringlen == tv_verify_window)
+	{
+		int64		oldest = st->ring[st->ringpos];
+		WinEntry   *o = win_lookup(st->window, oldest);
+
+		if (o != NULL)
+		{
+			if (!o->referenced)
+			{
+				WinEntry   *u = win_insert(st->unreferenced, oldest, &found);
+
+				u->referenced = false;
+				memcpy(u->hash, o->hash, TV_HASH_LEN);
+			}
+			win_delete_item(st->window, o);
+		}
+		st->ring[st->ringpos] = seq;
+		st->ringpos = (st->ringpos + 1) % st->ringlen;
+	}
+	else
+		st->ring[st->ringlen++] = seq;
+
+	e = win_insert(st->window, seq, &found);
+	e->referenced = referenced;
+	memcpy(e->hash, hash, TV_HASH_LEN);
+}
+
+/*
+ * A kept row's link: every predecessor an earlier row, in ascending order,
+ * and tv_prev_hash their digest.  Predecessors not in memory make the row
+ * wait (a Pending) until the scan reaches them, or the end.
+ */
+static void
+check_link(VState *st, int64 seq, ItemPointer tid, bool *rowbad,
+		   const uint8 *prev, const int64 *refs, int nrefs)
+{
+	TvHead	   *found_refs = palloc(Max(nrefs, 1) * sizeof(TvHead));
+	Pending    *p = NULL;
+	int			j;
+
+	for (j = 0; j < nrefs; j++)
+	{
+		if (refs[j] >= seq || (j > 0 && refs[j] <= refs[j - 1]))
+		{
+			note_bad(st, rowbad, seq, tid,
+					 "tv_prev_seqs does not list earlier rows in ascending order");
+			return;
+		}
+	}
+	for (j = 0; j < nrefs; j++)
+	{
+		WinEntry   *e = win_lookup(st->window, refs[j]);
+
+		found_refs[j].seq = refs[j];
+		if (e != NULL)
+		{
+			e->referenced = true;
+			memcpy(found_refs[j].hash, e->hash, TV_HASH_LEN);
+		}
+		else if ((e = win_lookup(st->unreferenced, refs[j])) != NULL)
+		{
+			memcpy(found_refs[j].hash, e->hash, TV_HASH_LEN);
+			win_delete_item(st->unreferenced, e);
+		}
+		else
+		{
+			if (p == NULL)
+			{
+				p = MemoryContextAlloc(st->cxt, offsetof(Pending, refs) + nrefs * sizeof(TvHead));
+				p->seq = seq;
+				p->tid = *tid;
+				p->bad = *rowbad;
+				p->nrefs = nrefs;
+				p->missing = 0;
+				memcpy(p->prev, prev, TV_HASH_LEN);
+				dlist_push_tail(&st->pending, &p->node);
+				st->waited++;
+			}
+			p->missing++;
+			memset(found_refs[j].hash, 0, TV_HASH_LEN);
+			add_waiter(st, refs[j], p, j);
+		}
+	}
+	if (p != NULL)
+		memcpy(p->refs, found_refs, nrefs * sizeof(TvHead));
+	else
+	{
+		uint8		digest[TV_HASH_LEN];
+
+		tv_prev_digest(found_refs, nrefs, digest);
+		if (memcmp(digest, prev, TV_HASH_LEN) != 0)
+			note_bad(st, rowbad, seq, tid,
+					 "tv_prev_hash does not match its predecessors (a predecessor was changed or replaced)");
+	}
 }
 
 static bool
@@ -162,7 +454,10 @@ get_hash_col(TupleTableSlot *slot, AttrNumber att, uint8 *out)
 }
 
 /*
- * First pass: recompute each row's own hash and collect its links.
+ * The one pass over the table, in storage order (never a synchronized scan
+ * starting mid-table: which copy of a duplicated tv_seq counts as the row
+ * is the first by ctid).  Each row's hash is recomputed from its contents,
+ * and its link checked against the predecessors in memory.
  */
 static void
 scan_rows(Relation rel, const TvChainCols *cols, VState *st)
@@ -176,77 +471,68 @@ scan_rows(Relation rel, const TvChainCols *cols, VState *st)
 
 	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "trialvault verify row",
 								   ALLOCSET_DEFAULT_SIZES);
-	scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+	scan = table_beginscan_strat(rel, GetActiveSnapshot(), 0, NULL, true, false);
 	slot = table_slot_create(rel, NULL);
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
-		VRow	   *r;
+		ItemPointerData tid = slot->tts_tid;
+		bool		rowbad = false;
 		bool		isnull;
 		Datum		d;
+		int64		seq;
+		uint8		hash[TV_HASH_LEN];
+		uint8		prev[TV_HASH_LEN];
+		bool		hash_ok = false;
+		int64	   *refs;
+		int			nrefs;
+		bool		refs_ok;
 		bool		matches;
 
 		CHECK_FOR_INTERRUPTS();
-		if (st->nrows == st->maxrows)
-		{
-			st->maxrows *= 2;
-			st->rows = repalloc_huge(st->rows, st->maxrows * sizeof(VRow));
-		}
-		r = &st->rows[st->nrows];
-		memset(r, 0, sizeof(VRow));
-		r->tid = slot->tts_tid;
-		r->refoff = -1;
-
 		old = MemoryContextSwitchTo(rowcxt);
 		d = slot_getattr(slot, cols->seq, &isnull);
 		if (isnull)
 		{
-			MemoryContextSwitchTo(old);
-			note_bad(st, NULL, PG_INT64_MIN, &r->tid, "tv_seq is NULL");
-			MemoryContextReset(rowcxt);
-			continue;			/* not kept: it cannot be linked to */
+			note_bad(st, &rowbad, PG_INT64_MIN, &tid, "tv_seq is NULL");
+			goto next;			/* not kept: it cannot be linked to */
 		}
-		r->seq = DatumGetInt64(d);
+		seq = DatumGetInt64(d);
 		st->nrows++;
-
-		if (!get_hash_col(slot, cols->hash, r->hash) ||
-			!get_hash_col(slot, cols->prev_hash, r->prev))
+		if (!mark_seen(st, seq))
 		{
-			MemoryContextSwitchTo(old);
-			note_bad(st, r, r->seq, &r->tid, "tv_hash or tv_prev_hash is NULL or not 32 bytes");
-			MemoryContextReset(rowcxt);
-			continue;
+			/* The first copy by ctid is the row; this one is not kept. */
+			note_bad(st, &rowbad, seq, &tid, "another row has the same tv_seq");
+			goto next;
 		}
 
+		if (!get_hash_col(slot, cols->hash, hash))
+			memset(hash, 0, TV_HASH_LEN);
+		else if (get_hash_col(slot, cols->prev_hash, prev))
+			hash_ok = true;
+		if (!hash_ok)
 		{
-			int64	   *refs;
-			int			n;
-
-			if (tv_get_prev_seqs(slot, cols->prev_seqs, &refs, &n))
-			{
-				while (st->nrefs + n > st->maxrefs)
-				{
-					st->maxrefs *= 2;
-					st->refs = repalloc_huge(st->refs, st->maxrefs * sizeof(int64));
-				}
-				r->refoff = st->nrefs;
-				r->nrefs = n;
-				memcpy(st->refs + st->nrefs, refs, n * sizeof(int64));
-				st->nrefs += n;
-			}
+			note_bad(st, &rowbad, seq, &tid, "tv_hash or tv_prev_hash is NULL or not 32 bytes");
+			window_add(st, seq, hash);
+			goto next;
 		}
+
+		refs_ok = tv_get_prev_seqs(slot, cols->prev_seqs, &refs, &nrefs);
 
 		/* Deformed once, for the chain columns above and the digest. */
 		slot_getallattrs(slot);
 		matches = tv_row_values_match(layout, slot->tts_values, slot->tts_isnull,
-									  r->seq, r->prev, r->hash);
+									  seq, prev, hash);
+		if (!matches)
+			note_bad(st, &rowbad, seq, &tid,
+					 "contents do not match tv_hash (the row was changed after it was inserted)");
+		else if (!refs_ok)
+			note_bad(st, &rowbad, seq, &tid, "tv_prev_seqs is NULL or malformed");
+		window_add(st, seq, hash);
+		if (refs_ok)
+			check_link(st, seq, &tid, &rowbad, prev, refs, nrefs);
+next:
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(rowcxt);
-
-		if (!matches)
-			note_bad(st, r, r->seq, &r->tid,
-					 "contents do not match tv_hash (the row was changed after it was inserted)");
-		else if (r->refoff < 0)
-			note_bad(st, r, r->seq, &r->tid, "tv_prev_seqs is NULL or malformed");
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	table_endscan(scan);
@@ -254,79 +540,110 @@ scan_rows(Relation rel, const TvChainCols *cols, VState *st)
 }
 
 /*
- * Second pass, in tv_seq order: every link must lead to an existing earlier
- * row, and the recorded digest of the linked rows must match them.
+ * After the scan: rows still waiting are given the hashes of predecessors
+ * the window had let go of (a second scan, reading only the chain columns,
+ * when there are any: a predecessor referred to long after it was stored,
+ * by a transaction that stayed open meanwhile); a predecessor never
+ * scanned is missing.
  */
 static void
-check_links(VState *st)
+finish_links(Relation rel, const TvChainCols *cols, VState *st)
 {
-	int64		i;
-	TvHead	   *refrows = NULL;
-	int			maxref = 0;
+	want_iterator it;
+	WantEntry  *w;
+	bool		rescan = false;
+	dlist_mutable_iter miter;
 
-	for (i = 1; i < st->nrows; i++)
+	want_start_iterate(st->wanted, &it);
+	while ((w = want_iterate(st->wanted, &it)) != NULL)
+		if (!w->filled && was_seen(st, w->seq))
+			rescan = true;
+	if (rescan)
 	{
-		if (st->rows[i].seq < st->rows[i - 1].seq)
+		TableScanDesc scan;
+		TupleTableSlot *slot;
+
+		st->rescanned = true;
+		scan = table_beginscan_strat(rel, GetActiveSnapshot(), 0, NULL, true, false);
+		slot = table_slot_create(rel, NULL);
+		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 		{
-			qsort(st->rows, st->nrows, sizeof(VRow), vrow_cmp);
-			break;
+			bool		isnull;
+			Datum		d;
+			uint8		hash[TV_HASH_LEN];
+
+			CHECK_FOR_INTERRUPTS();
+			d = slot_getattr(slot, cols->seq, &isnull);
+			if (isnull)
+				continue;
+			w = want_lookup(st->wanted, DatumGetInt64(d));
+			if (w == NULL || w->filled)
+				continue;		/* the first copy by ctid is the row */
+			if (!get_hash_col(slot, cols->hash, hash))
+				memset(hash, 0, TV_HASH_LEN);
+			fill_wanted(st, w, hash);
 		}
+		ExecDropSingleTupleTableSlot(slot);
+		table_endscan(scan);
 	}
 
-	for (i = 0; i < st->nrows; i++)
+	dlist_foreach_modify(miter, &st->pending)
 	{
-		VRow	   *r = &st->rows[i];
-		uint8		digest[TV_HASH_LEN];
+		Pending    *p = dlist_container(Pending, node, miter.cur);
 		int			j;
-		bool		broken = false;
 
-		CHECK_FOR_INTERRUPTS();
-		if (i > 0 && st->rows[i - 1].seq == r->seq)
+		for (j = 0; j < p->nrefs; j++)
 		{
-			note_bad(st, r, r->seq, &r->tid, "another row has the same tv_seq");
-			continue;
-		}
-		if (r->refoff < 0)
-			continue;
-		if (r->nrefs > maxref)
-		{
-			maxref = Max(r->nrefs, 16);
-			refrows = refrows ? repalloc(refrows, maxref * sizeof(TvHead))
-				: palloc(maxref * sizeof(TvHead));
-		}
-		for (j = 0; j < r->nrefs && !broken; j++)
-		{
-			int64		ref = st->refs[r->refoff + j];
-			VRow	   *p;
-
-			if (ref >= r->seq || (j > 0 && ref <= st->refs[r->refoff + j - 1]))
-			{
-				note_bad(st, r, r->seq, &r->tid,
-						 "tv_prev_seqs does not list earlier rows in ascending order");
-				broken = true;
+			w = want_lookup(st->wanted, p->refs[j].seq);
+			if (w != NULL && !w->filled)
 				break;
-			}
-			p = find_row_near(st, ref, i);
-			if (p == NULL)
-			{
-				char	   *why = psprintf("its predecessor tv_seq=%lld is missing (removed?)",
-										   (long long) ref);
-
-				note_bad(st, r, r->seq, &r->tid, why);
-				broken = true;
-				break;
-			}
-			p->referenced = true;
-			refrows[j].seq = ref;
-			memcpy(refrows[j].hash, p->hash, TV_HASH_LEN);
 		}
-		if (broken)
-			continue;
-		tv_prev_digest(refrows, r->nrefs, digest);
-		if (memcmp(digest, r->prev, TV_HASH_LEN) != 0)
-			note_bad(st, r, r->seq, &r->tid,
-					 "tv_prev_hash does not match its predecessors (a predecessor was changed or replaced)");
+		Assert(j < p->nrefs);
+		note_bad(st, &p->bad, p->seq, &p->tid,
+				 psprintf("its predecessor tv_seq=%lld is missing (removed?)",
+						  (long long) p->refs[Min(j, p->nrefs - 1)].seq));
+		dlist_delete(&p->node);
+		pfree(p);
 	}
+}
+
+static int
+head_cmp(const void *a, const void *b)
+{
+	int64		x = ((const TvHead *) a)->seq;
+	int64		y = ((const TvHead *) b)->seq;
+
+	return (x > y) - (x < y);
+}
+
+/* The rows no row refers to, by tv_seq. */
+static void
+collect_heads(VState *st, TvVerdict *v)
+{
+	win_iterator it;
+	WinEntry   *e;
+	int64		n = 0;
+
+	v->heads = MemoryContextAllocHuge(CurrentMemoryContext,
+									  Max(st->window->members + st->unreferenced->members, 1) * sizeof(TvHead));
+	win_start_iterate(st->window, &it);
+	while ((e = win_iterate(st->window, &it)) != NULL)
+	{
+		if (e->referenced)
+			continue;
+		v->heads[n].seq = e->seq;
+		memcpy(v->heads[n].hash, e->hash, TV_HASH_LEN);
+		n++;
+	}
+	win_start_iterate(st->unreferenced, &it);
+	while ((e = win_iterate(st->unreferenced, &it)) != NULL)
+	{
+		v->heads[n].seq = e->seq;
+		memcpy(v->heads[n].hash, e->hash, TV_HASH_LEN);
+		n++;
+	}
+	qsort(v->heads, n, sizeof(TvHead), head_cmp);
+	v->nheads = n;
 }
 
 /*
@@ -352,17 +669,56 @@ extension_problem(void)
 }
 
 /*
+ * The table's B-tree index on tv_seq (protect() makes a unique one), the
+ * way back through the chain for tv_verdict_covered(); InvalidOid if it has
+ * none.  The index only finds rows: each is read from the table itself,
+ * and a row it fails to return leaves the count short, which fails closed.
+ */
+static Oid
+seq_index(Relation rel, AttrNumber seqatt)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+	Oid			found = InvalidOid;
+
+	foreach(lc, indexes)
+	{
+		Relation	idx = index_open(lfirst_oid(lc), AccessShareLock);
+		Form_pg_index ix = idx->rd_index;
+		bool		usable;
+
+		usable = idx->rd_rel->relam == BTREE_AM_OID &&
+			ix->indisvalid && ix->indisready && ix->indislive &&
+			ix->indkey.values[0] == seqatt &&
+			idx->rd_opfamily[0] == INTEGER_BTREE_FAM_OID &&
+			heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL);
+		if (usable && (!OidIsValid(found) || ix->indisunique))
+			found = RelationGetRelid(idx);
+		index_close(idx, AccessShareLock);
+	}
+	list_free(indexes);
+	return found;
+}
+
+/* What tv_verdict_covered() needs of a verified table. */
+typedef struct VTable
+{
+	Oid			relid;
+	TvChainCols cols;
+} VTable;
+
+/*
  * Verify a protected table: the verdict of trialvault.verify(), with the
- * chain's heads, and the rows kept for tv_verdict_covered().  Refuses
- * (42501, 55000) a table the caller may not read or that is not protected.
+ * chain's heads.  Refuses (42501, 55000) a table the caller may not read or
+ * that is not protected.
  */
 void
 tv_verify_table(Oid relid, TvVerdict *v)
 {
 	Relation	rel;
 	TvChainCols cols;
-	VState	   *st = palloc0(sizeof(VState));
-	int64		i;
+	VState	   *st;
+	VTable	   *vt;
 	AclResult	aclresult;
 
 	memset(v, 0, sizeof(*v));
@@ -384,24 +740,24 @@ tv_verify_table(Oid relid, TvVerdict *v)
 				 errhint("Protect it with trialvault.protect('%s').",
 						 RelationGetRelationName(rel))));
 
-	st->maxrows = 1024;
-	st->rows = MemoryContextAllocHuge(CurrentMemoryContext, st->maxrows * sizeof(VRow));
-	st->maxrefs = 1024;
-	st->refs = MemoryContextAllocHuge(CurrentMemoryContext, st->maxrefs * sizeof(int64));
+	st = palloc0(sizeof(VState));
+	st->cxt = AllocSetContextCreate(CurrentMemoryContext, "trialvault verify",
+									ALLOCSET_DEFAULT_SIZES);
+	st->window = win_create(st->cxt, Min(tv_verify_window, 1024), NULL);
+	st->unreferenced = win_create(st->cxt, 64, NULL);
+	st->seen = seen_create(st->cxt, 64, NULL);
+	st->wanted = want_create(st->cxt, 64, NULL);
+	st->ring = MemoryContextAllocHuge(st->cxt, (Size) tv_verify_window * sizeof(int64));
+	dlist_init(&st->pending);
 
 	scan_rows(rel, &cols, st);
-	check_links(st);
-
-	v->heads = MemoryContextAllocHuge(CurrentMemoryContext,
-									  Max(st->nrows, 1) * sizeof(TvHead));
-	for (i = 0; i < st->nrows; i++)
-	{
-		if (st->rows[i].referenced)
-			continue;
-		v->heads[v->nheads].seq = st->rows[i].seq;
-		memcpy(v->heads[v->nheads].hash, st->rows[i].hash, TV_HASH_LEN);
-		v->nheads++;
-	}
+	finish_links(rel, &cols, st);
+	collect_heads(st, v);
+	ereport(DEBUG1,
+			(errmsg_internal("trialvault verify of \"%s\": %lld rows, a window of %d rows, %lld rows waited for predecessors outside it, %s",
+							 RelationGetRelationName(rel), (long long) st->nrows,
+							 tv_verify_window, (long long) st->waited,
+							 st->rescanned ? "with a second scan of the chain columns" : "in one scan")));
 	tv_prev_digest(v->heads, (int) Min(v->nheads, PG_INT32_MAX), v->head_digest);
 
 	v->guard = tv_guard_problem(relid);
@@ -416,68 +772,153 @@ tv_verify_table(Oid relid, TvVerdict *v)
 	v->ok = st->bad_rows == 0 && v->guard == NULL;
 	v->nrows = st->nrows;
 	v->bad_rows = st->bad_rows;
-	v->first_bad = st->first_bad;
-	v->state = st;
+	v->first_bad = st->first_bad ? pstrdup(st->first_bad) : NULL;
+	vt = palloc(sizeof(VTable));
+	vt->relid = relid;
+	vt->cols = cols;
+	v->state = vt;
+	MemoryContextDelete(st->cxt);
+	pfree(st);
+}
+
+static bool
+slot_seq(TupleTableSlot *slot, AttrNumber att, int64 *seq)
+{
+	bool		isnull;
+	Datum		d = slot_getattr(slot, att, &isnull);
+
+	if (isnull)
+		return false;
+	*seq = DatumGetInt64(d);
+	return true;
 }
 
 /*
  * How many rows of a verified chain the given heads reach (themselves and
  * every row before them through the links); -1 with *problem set when a
- * head is not in the chain, or is there with another hash.
+ * head is not in the chain, or is there with another hash.  The chain is
+ * followed backwards through the tv_seq index, keeping only the rows still
+ * to be reached: memory as wide as the chain, not as long.
  */
 int64
 tv_verdict_covered(TvVerdict *v, const TvHead *heads, int64 nheads, char **problem)
 {
-	VState	   *st = (VState *) v->state;
-	bool	   *seen = palloc0(Max(st->nrows, 1) * sizeof(bool));
-	int64	   *stack = palloc(Max(st->nrows, 1) * sizeof(int64));
-	int64		depth = 0;
+	VTable	   *vt = (VTable *) v->state;
+	Relation	rel;
+	Relation	idx;
+	Oid			idxoid;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	ScanKeyData key;
+	win_hash   *needed;
 	int64		covered = 0;
+	int64		newest = PG_INT64_MIN;
 	int64		i;
+	MemoryContext rowcxt;
+	MemoryContext old;
 
-	for (i = 0; i < nheads; i++)
+	*problem = NULL;
+	rel = table_open(vt->relid, AccessShareLock);
+	idxoid = seq_index(rel, vt->cols.seq);
+	if (!OidIsValid(idxoid))
 	{
-		VRow	   *r = find_row(st, heads[i].seq);
+		*problem = psprintf("table %s has no B-tree index on tv_seq, which following the chain back from the digest's heads needs (CREATE UNIQUE INDEX ON %s (tv_seq) restores the one protect() made)",
+							RelationGetRelationName(rel), RelationGetRelationName(rel));
+		table_close(rel, AccessShareLock);
+		return -1;
+	}
+	idx = index_open(idxoid, AccessShareLock);
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, idx, GetActiveSnapshot(), 1, 0);
+	needed = win_create(CurrentMemoryContext, 64, NULL);
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "trialvault covered row",
+								   ALLOCSET_DEFAULT_SIZES);
 
-		if (r == NULL)
+	/* Each head there, with the hash the digest recorded. */
+	for (i = 0; i < nheads && *problem == NULL; i++)
+	{
+		bool		found = false;
+		uint8		hash[TV_HASH_LEN];
+
+		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(heads[i].seq));
+		index_rescan(scan, &key, 1, NULL, 0);
+		while (!found && index_getnext_slot(scan, ForwardScanDirection, slot))
 		{
+			int64		seq;
+
+			found = slot_seq(slot, vt->cols.seq, &seq) && seq == heads[i].seq;
+			if (found && !get_hash_col(slot, vt->cols.hash, hash))
+				memset(hash, 0, TV_HASH_LEN);
+		}
+		if (!found)
 			*problem = psprintf("row tv_seq=%lld, a head when the digest was taken, is missing",
 								(long long) heads[i].seq);
-			return -1;
-		}
-		if (memcmp(r->hash, heads[i].hash, TV_HASH_LEN) != 0)
-		{
+		else if (memcmp(hash, heads[i].hash, TV_HASH_LEN) != 0)
 			*problem = psprintf("row tv_seq=%lld differs from what the digest covered (it was rewritten after the digest was taken)",
 								(long long) heads[i].seq);
-			return -1;
-		}
-		if (!seen[r - st->rows])
+		else
 		{
-			seen[r - st->rows] = true;
-			stack[depth++] = r - st->rows;
+			bool		dummy;
+
+			(void) win_insert(needed, heads[i].seq, &dummy);
+			newest = Max(newest, heads[i].seq);
 		}
 	}
-	while (depth > 0)
+
+	/* Back from the newest head, each row reached adding its predecessors. */
+	if (*problem == NULL && needed->members > 0)
 	{
-		VRow	   *r = &st->rows[stack[--depth]];
-		int			j;
-
-		CHECK_FOR_INTERRUPTS();
-		covered++;
-		for (j = 0; r->refoff >= 0 && j < r->nrefs; j++)
+		ScanKeyInit(&key, 1, BTLessEqualStrategyNumber, F_INT8LE, Int64GetDatum(newest));
+		index_rescan(scan, &key, 1, NULL, 0);
+		while (needed->members > 0 &&
+			   index_getnext_slot(scan, BackwardScanDirection, slot))
 		{
-			VRow	   *p = find_row(st, st->refs[r->refoff + j]);
+			int64		seq;
+			WinEntry   *e;
+			int64	   *refs;
+			int			nrefs;
+			int			j;
 
-			if (p != NULL && !seen[p - st->rows])
+			CHECK_FOR_INTERRUPTS();
+			if (!slot_seq(slot, vt->cols.seq, &seq) ||
+				(e = win_lookup(needed, seq)) == NULL)
+				continue;
+			win_delete_item(needed, e);
+			covered++;
+			old = MemoryContextSwitchTo(rowcxt);
+			if (tv_get_prev_seqs(slot, vt->cols.prev_seqs, &refs, &nrefs))
 			{
-				seen[p - st->rows] = true;
-				stack[depth++] = p - st->rows;
+				MemoryContextSwitchTo(old);
+				for (j = 0; j < nrefs; j++)
+				{
+					bool		dummy;
+
+					if (refs[j] < seq)
+						(void) win_insert(needed, refs[j], &dummy);
+				}
 			}
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(rowcxt);
+		}
+		if (needed->members > 0)
+		{
+			win_iterator it;
+			WinEntry   *e;
+
+			win_start_iterate(needed, &it);
+			e = win_iterate(needed, &it);
+			*problem = psprintf("row tv_seq=%lld, which the chain leads back to, was not found through the table's index on tv_seq (REINDEX the index)",
+								(long long) e->seq);
 		}
 	}
-	pfree(seen);
-	pfree(stack);
-	return covered;
+
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	MemoryContextDelete(rowcxt);
+	win_destroy(needed);
+	return *problem ? -1 : covered;
 }
 
 PG_FUNCTION_INFO_V1(tv_verify);
@@ -518,4 +959,17 @@ tv_verify(PG_FUNCTION_ARGS)
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(rettupdesc),
 													  values, nulls)));
+}
+
+void
+tv_verify_init(void)
+{
+	DefineCustomIntVariable("trialvault.verify_window",
+							"Rows trialvault.verify() keeps in memory to check each row's link to its predecessors.",
+							"About 100 bytes a row.  A row whose predecessor was stored further back than this (say, by a transaction open while this many rows were inserted) is checked by a second scan of the chain columns.",
+							&tv_verify_window,
+							65536, 16, 10000000,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
 }

@@ -52,11 +52,6 @@ source "$(dirname "$0")/../lib/cluster.sh"
 source "$(dirname "$0")/lib/helpers.sh"
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-VX=$ROOT/scripts/trialvault-verify-export
-# Debian's python3 when there is one (what CI has; a python3 earlier in PATH,
-# pyenv's say, may start much more slowly); its own #! line is tested below.
-PY=${PYTHON:-/usr/bin/python3}
-[ -x "$PY" ] || PY=python3
 CL=c75
 
 # Logins are not recorded here: every comparison exports a table in one
@@ -73,54 +68,7 @@ CREATE EXTENSION trialvault CASCADE;
 CREATE EXTENSION citext;
 SQL
 
-# vx_export TABLE FILE: export TABLE with the script (psql from PGBIN).
-vx_export() {
-	"$PY" "$VX" export --psql "$PGBIN/psql" -d "$CONN$DB" "$1" -o "$2" 2>>"$VXD/export.log"
-}
-
-# vx_into FILE [verify options]: run the verifier, set X_RC, X_ERR (its
-# standard error) and X_OK X_ROWS X_FIRST_BAD X_BAD_ROWS X_HEADS X_DIGEST
-# X_ANCHOR from its output.
-vx_into() {
-	local file=$1 out
-	shift
-	out=$("$PY" "$VX" verify "$@" "$file" 2>"$VXD/err") && X_RC=0 || X_RC=$?
-	X_ERR=$(<"$VXD/err")
-	X_OK='' X_ROWS='' X_FIRST_BAD='' X_BAD_ROWS='' X_HEADS='' X_DIGEST='' X_ANCHOR=''
-	while IFS= read -r line; do
-		case $line in
-		"ok: "*) X_OK=${line#ok: } ;;
-		"rows_checked: "*) X_ROWS=${line#rows_checked: } ;;
-		"first_bad: "*) X_FIRST_BAD=${line#first_bad: } ;;
-		"bad_rows: "*) X_BAD_ROWS=${line#bad_rows: } ;;
-		"heads: "*) X_HEADS=${line#heads: } ;;
-		"head_digest: "*) X_DIGEST=${line#head_digest: } ;;
-		"anchor: "*) X_ANCHOR=${line#anchor: } ;;
-		esac
-	done <<<"$out"
-}
-
-# agree TABLE DESC: export TABLE, and compare the verifier's result on the
-# export with verify()'s, field by field (the guard must be intact, so that
-# verify()'s ok is about the chain alone).
-agree() {
-	local tbl=$1 desc=$2 file
-	file=$VXD/$(tr -c 'a-zA-Z0-9_\n' _ <<<"$tbl").tvx
-	vx_export "$tbl" "$file" || { not_ok "$desc (export failed: $(tail -n 3 "$VXD/export.log"))"; return; }
-	verify_into $CL "$DB" "$tbl"
-	vx_into "$file"
-	local vok=false
-	[ "$V_OK" = t ] && vok=true
-	is "ok=$X_OK rows=$X_ROWS bad_rows=$X_BAD_ROWS heads=$X_HEADS digest=$X_DIGEST first_bad=[$X_FIRST_BAD]" \
-		"ok=$vok rows=$V_ROWS bad_rows=$V_BAD_ROWS heads=$V_HEADS digest=$V_DIGEST first_bad=[$V_FIRST_BAD]" \
-		"$desc ($V_GUARD)"
-	AGREED_FILE=$file
-}
-
-guards() {
-	q $CL postgres "UPDATE pg_trigger SET tgenabled = '$2'
-	                 WHERE tgrelid = '$1'::regclass AND tgfoid = 'trialvault.guard()'::regprocedure" >/dev/null
-}
+source "$(dirname "$0")/lib/vx.sh"
 
 # make_linear TABLE [N]: a table with one text column and N rows (10), one
 # transaction each, so that row n is chained to row n-1.

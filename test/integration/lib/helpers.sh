@@ -9,7 +9,9 @@
 #                                 or "none" when it succeeds
 #   verify_into CL DB TABLE       run trialvault.verify(TABLE) and set
 #                                 V_OK V_ROWS V_FIRST_BAD V_BAD_ROWS V_HEADS
-#                                 V_DIGEST V_GUARD
+#                                 V_DIGEST V_GUARD (VERIFY_SET, when set,
+#                                 is SQL run first in the same session,
+#                                 e.g. "SET trialvault.verify_window = 16;")
 #   between LO X HI               true when LO <= X <= HI (integers)
 #   todo_is ACTUAL EXPECTED DESC REASON
 #                                 like is(), but a failure is a known bug
@@ -42,7 +44,7 @@ sqlstate_of() {
 verify_into() {
 	local cl=$1 db=$2 tbl=$3 line
 	line=$(tv_psql "$cl" -d "$db" -At -F $'\x1f' -c \
-		"SELECT ok, rows_checked, coalesce(first_bad, ''), bad_rows, heads,
+		"${VERIFY_SET:-}SELECT ok, rows_checked, coalesce(first_bad, ''), bad_rows, heads,
 		        encode(head_digest, 'hex'), guard
 		   FROM trialvault.verify('$tbl')")
 	# shellcheck disable=SC2034 # read by the callers

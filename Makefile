@@ -85,3 +85,7 @@ bench:
 
 extension/trialvault--$(EXTVERSION).sql: extension/trialvault.sql trialvault.control
 	cp $< $@
+
+# The library checks that the database's objects are of its version
+# (TV_EXTVERSION, from the control file): rebuild it when the version moves.
+extension/trialvault.o extension/trialvault.bc: trialvault.control

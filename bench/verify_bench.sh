@@ -34,6 +34,22 @@
 # FAIL is printed; the script exits 0 unless something went wrong (verify
 # not ok counts as something going wrong).
 #
+# Then the daily check (issue 17): a signed digest is taken, SINCE_ROWS more
+# rows (1 % of ROWS by default) are loaded the same way, and ROUNDS times
+# each, alternately:
+#
+#   since     SELECT ... FROM trialvault.verify('docs', since => <digest>)
+#   since0    the same with a digest taken after the new rows (nothing to
+#             rehash: what every verify pays whatever the rows, the checks
+#             of the guards and of the extension's own objects)
+#   full      SELECT ... FROM trialvault.verify('docs')
+#
+# reporting the medians, full time / since time, and the time per row
+# rehashed: since's beyond since0's per new row, full's per row.  A check
+# since the digest should cost the new rows, not the table (target: its time
+# per new row within BENCH_TARGET_SINCE, 2 by default, of the full verify's
+# time per row).  SINCE_ROWS=0 skips it.
+#
 # Usage (as root, from anywhere):
 #   bash bench/verify_bench.sh            full run (1M rows, a few minutes)
 #   bash bench/verify_bench.sh --quick    100,000 rows
@@ -46,13 +62,15 @@
 #   BASELINE_PARALLEL=0    parallel workers allowed to the plain SQL side
 #   BENCH_TARGET=1.0       minimum sha256-time / verify-time ratio
 #   BENCH_TARGET_SHA=0.5   minimum verify throughput / OpenSSL SHA-256 throughput
+#   SINCE_ROWS=ROWS/100    rows added after the digest for the daily check (0: skip)
+#   BENCH_TARGET_SINCE=2   maximum since-time-per-new-row / full-time-per-row
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 # shellcheck source=bench/common.sh
 source "$HERE/common.sh"
-CMDLINE=$(command_line ROWS BENCH_PAYLOAD ROUNDS BATCH BASELINE_PARALLEL BENCH_TARGET BENCH_TARGET_SHA -- "$0" "$@")
+CMDLINE=$(command_line ROWS BENCH_PAYLOAD ROUNDS BATCH BASELINE_PARALLEL BENCH_TARGET BENCH_TARGET_SHA SINCE_ROWS BENCH_TARGET_SINCE -- "$0" "$@")
 
 parse_common_args "$(basename "$0")" "$@"
 if [ -n "$quick" ]; then
@@ -60,6 +78,7 @@ if [ -n "$quick" ]; then
 fi
 : "${ROWS:=1000000}" "${BENCH_PAYLOAD:=256}" "${ROUNDS:=3}" "${BATCH:=100000}"
 : "${BASELINE_PARALLEL:=0}" "${BENCH_TARGET:=1.0}" "${BENCH_TARGET_SHA:=0.5}"
+: "${SINCE_ROWS:=$((ROWS / 100))}" "${BENCH_TARGET_SINCE:=2}"
 POOL=1000
 
 for v in ROWS BENCH_PAYLOAD ROUNDS BATCH; do
@@ -68,6 +87,10 @@ for v in ROWS BENCH_PAYLOAD ROUNDS BATCH; do
 		exit 2
 	fi
 done
+if ! [[ $SINCE_ROWS =~ ^[0-9]+$ ]]; then
+	echo "verify_bench.sh: SINCE_ROWS must be a number of rows, not '$SINCE_ROWS'" >&2
+	exit 2
+fi
 if ! [[ $BASELINE_PARALLEL =~ ^[0-9]+$ ]]; then
 	echo "verify_bench.sh: BASELINE_PARALLEL must be a number of workers, not '$BASELINE_PARALLEL'" >&2
 	exit 2
@@ -89,7 +112,7 @@ echo "# trialvault verify benchmark"
 echo "# command:    $CMDLINE"
 bench_context
 echo "# settings:   ROWS=$ROWS BENCH_PAYLOAD=$BENCH_PAYLOAD ROUNDS=$ROUNDS BATCH=$BATCH BASELINE_PARALLEL=$BASELINE_PARALLEL"
-echo "#             BENCH_TARGET=$BENCH_TARGET BENCH_TARGET_SHA=$BENCH_TARGET_SHA"
+echo "#             BENCH_TARGET=$BENCH_TARGET BENCH_TARGET_SHA=$BENCH_TARGET_SHA SINCE_ROWS=$SINCE_ROWS BENCH_TARGET_SINCE=$BENCH_TARGET_SINCE"
 echo "# server:     fresh cluster, unix socket, fsync = on, $(printf '%s, ' "${CONF[@]}" | sed 's/, $//')"
 echo "# row:        id bigint identity PK, study_id int, site_id int, subject text, meta xml (~70 bytes),"
 echo "#             payload bytea ($BENCH_PAYLOAD random bytes, one of $POOL), created timestamptz,"
@@ -131,21 +154,27 @@ sql >/dev/null <<-SQL
 	SELECT trialvault.protect('docs');
 SQL
 
+# load FIRST LAST: rows FIRST..LAST, in batches of BATCH.
+load() {
+	local lo hi
+	for ((lo = $1; lo <= $2; lo += BATCH)); do
+		hi=$((lo + BATCH - 1))
+		[ "$hi" -gt "$2" ] && hi=$2
+		sql >/dev/null <<-SQL
+			INSERT INTO docs (study_id, site_id, subject, meta, payload)
+			SELECT 1 + g % 20, 1 + g % 200, 'S' || (1 + g % 200) || '-' || (g % 99999),
+				('<meta><visit>' || (1 + g % 12) || '</visit><page>' || (1 + g % 60)
+				 || '</page><form>CRF-07</form></meta>')::xml,
+				p.payload
+			FROM generate_series($lo, $hi) g
+			JOIN payload_pool p ON p.id = 1 + (g::bigint * 7919) % $POOL;
+		SQL
+	done
+}
+
 echo "== load: $ROWS rows in batches of $BATCH (through the chain trigger)"
 t0=$(now)
-for ((lo = 1; lo <= ROWS; lo += BATCH)); do
-	hi=$((lo + BATCH - 1))
-	[ "$hi" -gt "$ROWS" ] && hi=$ROWS
-	sql >/dev/null <<-SQL
-		INSERT INTO docs (study_id, site_id, subject, meta, payload)
-		SELECT 1 + g % 20, 1 + g % 200, 'S' || (1 + g % 200) || '-' || (g % 99999),
-			('<meta><visit>' || (1 + g % 12) || '</visit><page>' || (1 + g % 60)
-			 || '</page><form>CRF-07</form></meta>')::xml,
-			p.payload
-		FROM generate_series($lo, $hi) g
-		JOIN payload_pool p ON p.id = 1 + (g::bigint * 7919) % $POOL;
-	SQL
-done
+load 1 "$ROWS"
 t1=$(now)
 load_s=$(elapsed "$t0" "$t1")
 echo "   loaded in ${load_s} s ($(awk -v n="$ROWS" -v s="$load_s" 'BEGIN { printf "%.0f", n / s }') rows/s)"
@@ -200,7 +229,9 @@ peak_of_session() {
 timed() {
 	local side=$1 q out
 	case $side in
-	verify) q="SELECT ok, rows_checked, coalesce(first_bad, '-') FROM trialvault.verify('docs')" ;;
+	verify | full) q="SELECT ok, rows_checked, coalesce(first_bad, '-') FROM trialvault.verify('docs')" ;;
+	since | since0) q="\\set d \`cat $DIGEST${side#since}\`
+SELECT ok, rows_checked, coalesce(first_bad, '-') FROM trialvault.verify('docs', since => :'d')" ;;
 	sha256) q="SET max_parallel_workers_per_gather = $BASELINE_PARALLEL;
 SELECT sum(get_byte(sha256(convert_to(t::text, 'UTF8')), 0)), count(*) FROM docs t" ;;
 	esac
@@ -214,11 +245,11 @@ SELECT sum(get_byte(sha256(convert_to(t::text, 'UTF8')), 0)), count(*) FROM docs
 		echo "verify_bench.sh: no timing for $side" >&2
 		exit 1
 	fi
-	if [ "$side" = verify ]; then
+	if [ "$side" != sha256 ]; then
 		local ok checked first_bad
 		read -r ok checked first_bad <<<"$OUT"
-		if [ "$ok" != t ] || [ "$checked" != "$ROWS" ]; then
-			echo "verify_bench.sh: verify('docs') returned ok=$ok rows_checked=$checked first_bad=$first_bad (expected ok=t, rows_checked=$ROWS)" >&2
+		if [ "$ok" != t ] || [ "$checked" != "${EXPECT:-$ROWS}" ]; then
+			echo "verify_bench.sh: $side: verify('docs') returned ok=$ok rows_checked=$checked first_bad=$first_bad (expected ok=t, rows_checked=${EXPECT:-$ROWS})" >&2
 			exit 1
 		fi
 	else
@@ -287,6 +318,45 @@ printf 'verify throughput: %.1f MB/s of values; OpenSSL SHA-256 on %s-byte block
 echo "fraction of SHA-256 speed: $frac  $fverdict (target >= $BENCH_TARGET_SHA, issue 17, for 4 KB rows)"
 mp=$(printf '%s\n' "${P[@]}" | sort -n | tail -n 1)
 echo "verify's memory: RssAnon peak $mp kB (largest of the rounds), $((mp - IDLE_KB)) kB above an idle session's $IDLE_KB kB: $(awk -v a="$mp" -v b="$IDLE_KB" -v n="$ROWS" 'BEGIN { printf "%.0f", (a - b) * 1024 / n }') bytes a row"
+
+if [ "$SINCE_ROWS" -gt 0 ]; then
+	echo
+	echo "== the daily check: a digest, then $SINCE_ROWS more rows"
+	DIGEST=$(tv_dir bench)/digest.txt
+	sql -Atc "SELECT trialvault.signed_digest('docs')" >"$DIGEST"
+	chmod 644 "$DIGEST"
+	load $((ROWS + 1)) $((ROWS + SINCE_ROWS))
+	sql -c "VACUUM (FREEZE, ANALYZE) docs" -c "CHECKPOINT" >/dev/null
+	sql -Atc "SELECT trialvault.signed_digest('docs')" >"${DIGEST}0"
+	chmod 644 "${DIGEST}0"
+	EXPECT=$SINCE_ROWS timed since
+	printf '   untimed:  since %9.1f ms  (ok=t, rows_checked=%s)\n' "$MS" "$SINCE_ROWS"
+	SN=()
+	S0=()
+	FU=()
+	for ((r = 1; r <= ROUNDS; r++)); do
+		EXPECT=$SINCE_ROWS timed since
+		SN+=("$MS")
+		sms=$MS
+		speak=$PEAK
+		EXPECT=0 timed since0
+		S0+=("$MS")
+		s0ms=$MS
+		EXPECT=$((ROWS + SINCE_ROWS)) timed full
+		FU+=("$MS")
+		printf '   round %d/%d:  since %9.1f ms (RssAnon peak %s kB)   since0 %9.1f ms   full %9.1f ms\n' \
+			"$r" "$ROUNDS" "$sms" "$speak" "$s0ms" "$MS"
+	done
+	msn=$(median "${SN[@]}")
+	ms0=$(median "${S0[@]}")
+	mfu=$(median "${FU[@]}")
+	per_since=$(awk -v m="$msn" -v z="$ms0" -v n="$SINCE_ROWS" 'BEGIN { d = m - z; if (d < 0) d = 0; printf "%.3f", d * 1000 / n }')
+	per_full=$(awk -v m="$mfu" -v n="$((ROWS + SINCE_ROWS))" 'BEGIN { printf "%.3f", m * 1000 / n }')
+	per_ratio=$(ratio "$per_since" "$per_full")
+	if at_least "$BENCH_TARGET_SINCE" "$per_ratio"; then sverdict=PASS; else sverdict=FAIL; fi
+	echo "since: median $msn ms for $SINCE_ROWS new rows, of which $ms0 ms with none to rehash ($per_since us a new row beyond that); full: median $mfu ms for $((ROWS + SINCE_ROWS)) rows ($per_full us a row)"
+	echo "full/since time: $(ratio "$mfu" "$msn"); since's time per new row / full's per row: $per_ratio  $sverdict (target <= $BENCH_TARGET_SINCE)"
+fi
 note_other_load "the end"
 echo "# finished: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 exit 0

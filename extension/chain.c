@@ -82,6 +82,11 @@ typedef struct TvChainEntry
 	int64		last_seq;
 	int			nheads;
 	TvHead		heads[FLEXIBLE_ARRAY_MEMBER];	/* tv_max_heads of them */
+
+	/*
+	 * Followed by MaxBackends int64s, see entry_inflight(): the first tv_seq
+	 * each backend's transaction in progress took in this table, or 0.
+	 */
 } TvChainEntry;
 
 typedef struct TvChainShared
@@ -119,6 +124,7 @@ typedef struct TvLocalTable
 	Oid			relid;
 	TvChainEntry *entry;
 	List	   *frames;			/* TvFrame *, innermost last */
+	bool		inflight;		/* our entry_inflight() slot is set */
 	bool		has_floor;		/* restore mode: restore_floor is set */
 	int64		restore_floor;	/* restore mode: newest tv_seq already there */
 } TvLocalTable;
@@ -152,8 +158,20 @@ static TvHead *tv_refs_buf = NULL;
 static Size
 entry_size(void)
 {
-	return add_size(offsetof(TvChainEntry, heads),
-					mul_size(tv_max_heads, sizeof(TvHead)));
+	return add_size(add_size(offsetof(TvChainEntry, heads),
+							 mul_size(tv_max_heads, sizeof(TvHead))),
+					mul_size(MaxBackends, sizeof(int64)));
+}
+
+/*
+ * Where the first tv_seq of each backend's transaction in progress is
+ * kept, so that tv_chain_floor() can say below which tv_seq no row can
+ * still appear.  Set and cleared under the entry lock.
+ */
+static int64 *
+entry_inflight(TvChainEntry *entry)
+{
+	return (int64 *) ((char *) entry->heads + tv_max_heads * sizeof(TvHead));
 }
 
 static void
@@ -602,6 +620,7 @@ get_entry(Oid relid)
 		entry->reserved = reserved;
 		entry->last_seq = 0;
 		entry->nheads = 0;
+		memset(entry_inflight(entry), 0, MaxBackends * sizeof(int64));
 		pg_atomic_init_u64(&entry->generation, 0);
 		bump_generation(entry);
 		if (!reserved)
@@ -830,6 +849,11 @@ tv_chain_insert(Relation rel, HeapTuple tuple)
 	if (!lt->entry->initialized)
 		rebuild_entry(rel, lt->entry, &cols);
 	seq = ++lt->entry->last_seq;
+	if (!lt->inflight)
+	{
+		entry_inflight(lt->entry)[MyBackendId - 1] = seq;
+		lt->inflight = true;
+	}
 	if (top != NULL)
 	{
 		refs[0].seq = top->tip_seq;
@@ -883,6 +907,21 @@ tv_chain_insert(Relation rel, HeapTuple tuple)
 }
 
 /*
+ * This transaction has no row in flight in lt's table any more (it ended,
+ * or only aborted subtransactions inserted there).  Must not fail.
+ */
+static void
+clear_inflight(TvLocalTable *lt)
+{
+	if (!lt->inflight || lt->entry == NULL)
+		return;
+	LWLockAcquire(&lt->entry->lock, LW_EXCLUSIVE);
+	entry_inflight(lt->entry)[MyBackendId - 1] = 0;
+	LWLockRelease(&lt->entry->lock);
+	lt->inflight = false;
+}
+
+/*
  * Publish this transaction's rows once it has committed: its last row in
  * each table becomes a head, and the heads it referred to are retired.
  * Runs after the commit record is written, so it must not fail.
@@ -901,11 +940,19 @@ publish_committed(void)
 		int			i;
 		int			j;
 
-		if (lt->frames == NIL || e == NULL)
+		if (e == NULL)
 			continue;
+		if (lt->frames == NIL)
+		{
+			clear_inflight(lt);
+			continue;
+		}
 		last = llast(lt->frames);
 
 		LWLockAcquire(&e->lock, LW_EXCLUSIVE);
+		if (lt->inflight)
+			entry_inflight(e)[MyBackendId - 1] = 0;
+		lt->inflight = false;
 		foreach(fc, lt->frames)
 		{
 			TvFrame    *f = lfirst(fc);
@@ -967,6 +1014,12 @@ tv_xact_callback(XactEvent event, void *arg)
 			tv_provisional = NIL;
 			break;
 		case XACT_EVENT_ABORT:
+			{
+				ListCell   *lc;
+
+				foreach(lc, tv_local_tables)
+					clear_inflight(lfirst(lc));
+			}
 			if (tv_chain_hash != NULL)
 				release_provisional(false);
 			tv_provisional = NIL;
@@ -1048,7 +1101,10 @@ tv_chain_forget(Oid relid)
 		TvLocalTable *lt = lfirst(lc);
 
 		if (lt->relid == relid)
+		{
+			clear_inflight(lt);
 			tv_local_tables = foreach_delete_current(tv_local_tables, lc);
+		}
 	}
 	if (tv_chain_hash == NULL)
 		return;
@@ -1072,6 +1128,46 @@ inserted_here(Oid relid)
 			return true;
 	}
 	return list_member_oid(tv_restored_tables, relid);
+}
+
+/*
+ * tv_chain_floor: a tv_seq at or above which every row of the table that is
+ * not committed yet will be: the lowest first tv_seq of the transactions
+ * inserting into it now, or the next tv_seq to be handed out.  Taken before
+ * a snapshot, it splits the table: every row below it that will ever be
+ * visible is visible to that snapshot.  (Every tv_seq handed out later is
+ * larger than every one handed out before; restore mode only appends.)
+ * PG_INT64_MAX when this server has not handed out any since it started,
+ * in which case the rows the snapshot sees decide.
+ */
+int64
+tv_chain_floor(Oid relid)
+{
+	TvChainKey	key;
+	TvChainEntry *entry;
+	int64		floor = PG_INT64_MAX;
+
+	if (tv_chain_hash == NULL)
+		tv_require_preload();
+	key.dbid = MyDatabaseId;
+	key.relid = relid;
+	LWLockAcquire(tv_chain_hash_lock, LW_SHARED);
+	entry = hash_search(tv_chain_hash, &key, HASH_FIND, NULL);
+	if (entry)
+	{
+		int64	   *inflight = entry_inflight(entry);
+		int			i;
+
+		LWLockAcquire(&entry->lock, LW_SHARED);
+		if (entry->last_seq > 0)
+			floor = entry->last_seq + 1;
+		for (i = 0; i < MaxBackends; i++)
+			if (inflight[i] != 0 && inflight[i] < floor)
+				floor = inflight[i];
+		LWLockRelease(&entry->lock);
+	}
+	LWLockRelease(tv_chain_hash_lock);
+	return floor;
 }
 
 /*

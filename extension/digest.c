@@ -10,25 +10,32 @@
  * it, catches that: it names the chain's heads as they were, and every row
  * they reach must still be there, unchanged, in the current chain.
  *
- * The digest, version 1, is text, one field a line, each line ending in
+ * The digest, version 2, is text, one field a line, each line ending in
  * "\n"; the server signs every byte up to and including the
  * server-key-sha256 line (SHA-256; ECDSA DER for an EC key), and the
  * signature and the server's public key follow, so that `openssl` checks it
  * without the database:
  *
- *	trialvault-signed-digest-v1
+ *	trialvault-signed-digest-v2
  *	table: <schema.table>
  *	database: <database name>
  *	rows: <rows in the chain>
  *	heads: <number of heads>
  *	head-digest: <64 hex digits, as verify() reports it>
  *	head: <tv_seq> <tv_hash, 64 hex digits>		(one line per head, by tv_seq)
+ *	floor: <tv_seq>
  *	taken-at: <YYYY-MM-DDTHH:MM:SS.ffffffZ>
  *	server-key-sha256: <fingerprint of the server's key>
  *	signature: <base64 of the signature, one line>
  *	-----BEGIN PUBLIC KEY-----
  *	<the server's public key>
  *	-----END PUBLIC KEY-----
+ *
+ * floor (version 2) is a tv_seq below which every row the table will ever
+ * show was already in the chain the digest covers (tv_chain_floor(), taken
+ * before the snapshot the digest was computed under): so the rows added
+ * since are all at or above it, which is what verify(since => digest)
+ * reads.  Version 1, without it, is still accepted by verify_digest().
  *
  *-------------------------------------------------------------------------
  */
@@ -45,6 +52,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "trialvault.h"
@@ -106,6 +114,7 @@ tv_signed_digest(PG_FUNCTION_ARGS)
 	char	   *database;
 	char	   *requester = GetUserNameFromId(GetUserId(), false);
 	TvAsOwner	as;
+	int64		floor;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -113,7 +122,18 @@ tv_signed_digest(PG_FUNCTION_ARGS)
 				 errmsg("table to digest must not be NULL")));
 	relid = PG_GETARG_OID(0);
 	(void) tv_require_server_key(&facts);
+
+	/*
+	 * The floor is read before the snapshot is taken: every row below it
+	 * that commits is then either seen by the snapshot or was in flight, and
+	 * so at or above the floor.  A new snapshot, even in a transaction with
+	 * an older one: the digest is of the table as it is now.
+	 */
+	floor = tv_chain_floor(relid);
+	PushActiveSnapshot(GetLatestSnapshot());
 	tv_verify_table(relid, &v);
+	PopActiveSnapshot();
+	floor = Min(floor, v.max_seq + 1);
 	table = tv_qualified_name(relid);
 	database = get_database_name(MyDatabaseId);
 	/* One field a line: a name holding a line break could forge fields. */
@@ -130,7 +150,7 @@ tv_signed_digest(PG_FUNCTION_ARGS)
 				 errhint("trialvault.verify('%s') names the problem.", table)));
 
 	initStringInfo(&buf);
-	appendStringInfoString(&buf, "trialvault-signed-digest-v1\n");
+	appendStringInfoString(&buf, "trialvault-signed-digest-v2\n");
 	appendStringInfo(&buf, "table: %s\n", table);
 	appendStringInfo(&buf, "database: %s\n", database);
 	appendStringInfo(&buf, "rows: %lld\n", (long long) v.nrows);
@@ -142,6 +162,7 @@ tv_signed_digest(PG_FUNCTION_ARGS)
 		tv_hex(v.heads[i].hash, TV_HASH_LEN, hex);
 		appendStringInfo(&buf, "head: %lld %s\n", (long long) v.heads[i].seq, hex);
 	}
+	appendStringInfo(&buf, "floor: %lld\n", (long long) floor);
 	appendStringInfo(&buf, "taken-at: %s\n", tv_format_utc(GetCurrentTimestamp()));
 	appendStringInfo(&buf, "server-key-sha256: %s\n", facts->fingerprint);
 
@@ -159,18 +180,6 @@ tv_signed_digest(PG_FUNCTION_ARGS)
 	tv_owner_spi_end(&as);
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
 }
-
-/* A digest's parts, as parsed. */
-typedef struct ParsedDigest
-{
-	char	   *table;
-	int64		rows;
-	int64		nheads;
-	TvHead	   *heads;
-	char	   *fingerprint;
-	bytea	   *signed_part;
-	bytea	   *signature;
-} ParsedDigest;
 
 static void
 malformed(const char *why)
@@ -240,8 +249,9 @@ parse_hash(const char *s, uint8 *out)
 	return true;
 }
 
-static void
-parse_digest(text *t, ParsedDigest *d)
+/* Parse a signed digest (version 1 or 2); 22023 when it is malformed. */
+void
+tv_digest_parse(text *t, TvDigest *d)
 {
 	size_t		len = VARSIZE_ANY_EXHDR(t);
 	char	   *all;
@@ -256,11 +266,16 @@ parse_digest(text *t, ParsedDigest *d)
 	if (strlen(all) != len)
 		malformed("it holds a zero byte");
 	cur = all;
+	memset(d, 0, sizeof(*d));
 	{
 		char	   *nl = strchr(cur, '\n');
 
-		if (nl == NULL || strncmp(cur, "trialvault-signed-digest-v1\n", nl - cur + 1) != 0)
-			malformed("it does not start with the line trialvault-signed-digest-v1");
+		if (nl != NULL && strncmp(cur, "trialvault-signed-digest-v1\n", nl - cur + 1) == 0)
+			d->version = 1;
+		else if (nl != NULL && strncmp(cur, "trialvault-signed-digest-v2\n", nl - cur + 1) == 0)
+			d->version = 2;
+		else
+			malformed("it does not start with the line trialvault-signed-digest-v2 (or -v1)");
 		cur = nl + 1;
 	}
 	d->table = next_field(&cur, "table");
@@ -284,7 +299,12 @@ parse_digest(text *t, ParsedDigest *d)
 		if (!parse_hash(sp + 1, d->heads[i].hash))
 			malformed("a head's tv_hash is not 64 hexadecimal digits");
 	}
-	(void) next_field(&cur, "taken-at");
+	if (d->version >= 2)
+	{
+		d->floor = parse_count(next_field(&cur, "floor"), "floor");
+		d->has_floor = true;
+	}
+	d->taken_at = next_field(&cur, "taken-at");
 	d->fingerprint = next_field(&cur, "server-key-sha256");
 	d->signed_part = tv_bytea(VARDATA_ANY(t), cur - all);
 	v = next_field(&cur, "signature");
@@ -314,13 +334,10 @@ tv_verify_digest(PG_FUNCTION_ARGS)
 	TupleDesc	desc;
 	Datum		values[2];
 	bool		nulls[2] = {false, false};
-	ParsedDigest d;
+	TvDigest	d;
 	Oid			relid;
-	char	   *table;
 	char	   *detail = NULL;
 	TvVerdict	v;
-	TvAsOwner	as;
-	char	   *pem = NULL;
 	AclResult	aclresult;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
@@ -330,40 +347,14 @@ tv_verify_digest(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("arguments of trialvault.verify_digest must not be NULL")));
 	relid = PG_GETARG_OID(0);
-	table = tv_qualified_name(relid);
+	(void) tv_qualified_name(relid);	/* 42P01 for a table dropped meanwhile */
 	/* As verify(): only for those who may read the table, whatever the digest. */
 	aclresult = pg_class_aclcheck(relid, GetUserId(), ACL_SELECT);
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_TABLE, get_rel_name(relid));
-	memset(&d, 0, sizeof(d));
-	parse_digest(PG_GETARG_TEXT_PP(1), &d);
-
-	/* The signing key, among those this repository's server has used. */
-	tv_owner_spi_begin(&as);
-	{
-		Oid			types[1] = {TEXTOID};
-		Datum		kv[1];
-		bool		isnull;
-		Datum		r;
-
-		kv[0] = CStringGetTextDatum(d.fingerprint);
-		r = tv_spi_value(tv_kept_plan(&server_key_plan,
-									  "SELECT (SELECT k.public_key FROM trialvault.server_keys k WHERE k.fingerprint = $1)",
-									  1, types),
-						 kv, NULL, true, TEXTOID, &isnull);
-		if (!isnull)
-			pem = TextDatumGetCString(r);
-	}
-	tv_owner_spi_end(&as);
-
-	if (strcmp(d.table, table) != 0)
-		detail = psprintf("the digest is of table %s, not %s", d.table, table);
-	else if (pem == NULL)
-		detail = psprintf("the digest is signed by key %s, which is not one of this repository's server keys",
-						  d.fingerprint);
-	else if (!tv_signed_by(pem, d.fingerprint, d.signed_part, d.signature))
-		detail = pstrdup("the digest's signature does not verify: it was altered after it was signed");
-	else
+	tv_digest_parse(PG_GETARG_TEXT_PP(1), &d);
+	detail = tv_digest_trust_problem(relid, &d);
+	if (detail == NULL)
 	{
 		int64		covered;
 
@@ -387,4 +378,44 @@ tv_verify_digest(PG_FUNCTION_ARGS)
 	values[0] = BoolGetDatum(false);
 	values[1] = CStringGetTextDatum(detail);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}
+
+/*
+ * Why a parsed digest cannot be trusted for relid: it is of another table,
+ * or not signed by one of this repository's server keys, or its signature
+ * does not verify; NULL when it can.
+ */
+char *
+tv_digest_trust_problem(Oid relid, const TvDigest *d)
+{
+	char	   *table = tv_qualified_name(relid);
+	TvAsOwner	as;
+	char	   *pem = NULL;
+
+	/* The signing key, among those this repository's server has used. */
+	tv_owner_spi_begin(&as);
+	{
+		Oid			types[1] = {TEXTOID};
+		Datum		kv[1];
+		bool		isnull;
+		Datum		r;
+
+		kv[0] = CStringGetTextDatum(d->fingerprint);
+		r = tv_spi_value(tv_kept_plan(&server_key_plan,
+									  "SELECT (SELECT k.public_key FROM trialvault.server_keys k WHERE k.fingerprint = $1)",
+									  1, types),
+						 kv, NULL, true, TEXTOID, &isnull);
+		if (!isnull)
+			pem = TextDatumGetCString(r);
+	}
+	tv_owner_spi_end(&as);
+
+	if (strcmp(d->table, table) != 0)
+		return psprintf("the digest is of table %s, not %s", d->table, table);
+	if (pem == NULL)
+		return psprintf("the digest is signed by key %s, which is not one of this repository's server keys",
+						d->fingerprint);
+	if (!tv_signed_by(pem, d->fingerprint, d->signed_part, d->signature))
+		return pstrdup("the digest's signature does not verify: it was altered after it was signed");
+	return NULL;
 }

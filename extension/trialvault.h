@@ -153,6 +153,7 @@ extern void tv_chain_init(void);
 extern HeapTuple tv_chain_insert(Relation rel, HeapTuple tuple);
 extern void tv_chain_forget(Oid relid);
 extern bool tv_chain_generation(Oid relid, uint64 *gen);
+extern int64 tv_chain_floor(Oid relid);
 extern bool tv_tables_generation(const char *const *tables, int ntables, uint64 *gens);
 extern bool tv_get_prev_seqs(TupleTableSlot *slot, AttrNumber att,
 							 int64 **seqs, int *n);
@@ -368,6 +369,7 @@ typedef struct TvVerdict
 	TvHead	   *heads;			/* the chain's open ends, by tv_seq */
 	int64		nheads;
 	uint8		head_digest[TV_HASH_LEN];
+	int64		max_seq;		/* the largest tv_seq seen, 0 for none */
 	void	   *state;			/* the table, for tv_verdict_covered() */
 } TvVerdict;
 
@@ -375,6 +377,25 @@ extern void tv_verify_init(void);
 extern void tv_verify_table(Oid relid, TvVerdict *v);
 extern int64 tv_verdict_covered(TvVerdict *v, const TvHead *heads, int64 nheads,
 								char **problem);
+
+/* digest.c: signed digests of protected tables */
+typedef struct TvDigest
+{
+	int			version;		/* 1 or 2 */
+	char	   *table;			/* schema-qualified, quoted as needed */
+	int64		rows;
+	int64		nheads;
+	TvHead	   *heads;
+	bool		has_floor;		/* version 2 */
+	int64		floor;
+	char	   *taken_at;
+	char	   *fingerprint;
+	bytea	   *signed_part;
+	bytea	   *signature;
+} TvDigest;
+
+extern void tv_digest_parse(text *t, TvDigest *d);
+extern char *tv_digest_trust_problem(Oid relid, const TvDigest *d);
 
 /* certify.c: signing keys, certification statements, the server's key */
 typedef struct TvKeyFacts

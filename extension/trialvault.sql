@@ -114,6 +114,22 @@ CREATE FUNCTION trialvault.verify(tbl regclass,
 COMMENT ON FUNCTION trialvault.verify(regclass) IS
 	'Recomputes the hash chain of a protected table: ok, rows checked, the first row that does not fit and why, how many do not, the open ends of the chain and their digest, and the state of the guard triggers.';
 
+CREATE FUNCTION trialvault.verify(tbl regclass, since text,
+	OUT ok boolean,
+	OUT rows_checked bigint,
+	OUT first_bad text,
+	OUT bad_rows bigint,
+	OUT heads bigint,
+	OUT head_digest bytea,
+	OUT guard text,
+	OUT rows_not_rehashed bigint,
+	OUT scope text)
+	LANGUAGE C STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'tv_verify_since';
+COMMENT ON FUNCTION trialvault.verify(regclass, text) IS
+	'Verifies only the rows added since a signed digest (trialvault.signed_digest(), version 2): each rehashed and its links checked down to the rows the digest covered, whose heads must be there unchanged. rows_checked counts the new rows; the rows_not_rehashed rows the digest covered were not rehashed, as scope says: a full verify(tbl) does that. heads and head_digest are those of the whole chain now.';
+
 CREATE VIEW trialvault.protected_tables AS
 	SELECT c.oid::regclass AS table_name,
 		n.nspname AS schema_name,

@@ -20,6 +20,13 @@
  * after them or far before, which wait until the scan reaches those, or
  * for a second scan of the chain columns alone.
  *
+ * verify(tbl, since => digest) reads only the rows at or above the floor a
+ * signed digest recorded (through the tv_seq index, in tv_seq order): the
+ * rows added since are rehashed and linked as above, down to the rows the
+ * digest covered, which stand in with their recorded tv_hash; the digest's
+ * heads must be there unchanged.  It says that the older rows were not
+ * rehashed.
+ *
  * The verdict also covers what the rows depend on: the table's guard
  * triggers, what could hide or add rows (row level security, rules,
  * unprotected inheritance children), and the extension's own objects as
@@ -177,6 +184,13 @@ typedef struct VState
 	int64		waited;			/* rows that were pending, ever */
 	bool		rescanned;
 	int64		nrows;
+	int64		max_seq;
+	/* verify(since => digest): predecessors are looked up by index */
+	bool		since;
+	IndexScanDesc lookup;
+	TupleTableSlot *lookup_slot;
+	win_hash   *digest_heads;	/* the digest's heads, referenced or not */
+	int64		floor;
 	/* the first problem, by tv_seq then ctid */
 	int64		bad_rows;
 	int64		first_bad_seq;
@@ -209,6 +223,8 @@ note_bad(VState *st, bool *rowbad, int64 seq, ItemPointer tid, const char *why)
 			st->first_bad = psprintf("row ctid=(%u,%u): %s",
 									 ItemPointerGetBlockNumberNoCheck(tid),
 									 ItemPointerGetOffsetNumberNoCheck(tid), why);
+		else if (!ItemPointerIsValid(tid))
+			st->first_bad = psprintf("row tv_seq=%lld: %s", (long long) seq, why);
 		else
 			st->first_bad = psprintf("row tv_seq=%lld ctid=(%u,%u): %s",
 									 (long long) seq,
@@ -454,20 +470,85 @@ get_hash_col(TupleTableSlot *slot, AttrNumber att, uint8 *out)
 }
 
 /*
+ * One row of the table: its hash recomputed from its contents, its link
+ * checked against the predecessors in memory (or made to wait for them).
+ * Called with the row's memory context current.
+ */
+static void
+check_row(VState *st, TupleTableSlot *slot, const TvRowLayout *layout,
+		  const TvChainCols *cols)
+{
+	ItemPointerData tid = slot->tts_tid;
+	bool		rowbad = false;
+	bool		isnull;
+	Datum		d;
+	int64		seq;
+	uint8		hash[TV_HASH_LEN];
+	uint8		prev[TV_HASH_LEN];
+	int64	   *refs;
+	int			nrefs;
+	bool		refs_ok;
+	bool		matches;
+
+	d = slot_getattr(slot, cols->seq, &isnull);
+	if (isnull)
+	{
+		note_bad(st, &rowbad, PG_INT64_MIN, &tid, "tv_seq is NULL");
+		return;					/* not kept: it cannot be linked to */
+	}
+	seq = DatumGetInt64(d);
+	st->nrows++;
+	if (!mark_seen(st, seq))
+	{
+		/* The first copy by ctid is the row; this one is not kept. */
+		note_bad(st, &rowbad, seq, &tid, "another row has the same tv_seq");
+		return;
+	}
+	st->max_seq = Max(st->max_seq, seq);
+
+	if (!get_hash_col(slot, cols->hash, hash))
+	{
+		memset(hash, 0, TV_HASH_LEN);
+		note_bad(st, &rowbad, seq, &tid, "tv_hash or tv_prev_hash is NULL or not 32 bytes");
+		window_add(st, seq, hash);
+		return;
+	}
+	if (!get_hash_col(slot, cols->prev_hash, prev))
+	{
+		note_bad(st, &rowbad, seq, &tid, "tv_hash or tv_prev_hash is NULL or not 32 bytes");
+		window_add(st, seq, hash);
+		return;
+	}
+
+	refs_ok = tv_get_prev_seqs(slot, cols->prev_seqs, &refs, &nrefs);
+
+	/* Deformed once, for the chain columns above and the digest. */
+	slot_getallattrs(slot);
+	matches = tv_row_values_match(layout, slot->tts_values, slot->tts_isnull,
+								  seq, prev, hash);
+	if (!matches)
+		note_bad(st, &rowbad, seq, &tid,
+				 "contents do not match tv_hash (the row was changed after it was inserted)");
+	else if (!refs_ok)
+		note_bad(st, &rowbad, seq, &tid, "tv_prev_seqs is NULL or malformed");
+	window_add(st, seq, hash);
+	if (refs_ok)
+		check_link(st, seq, &tid, &rowbad, prev, refs, nrefs);
+}
+
+/*
  * The one pass over the table, in storage order (never a synchronized scan
  * starting mid-table: which copy of a duplicated tv_seq counts as the row
- * is the first by ctid).  Each row's hash is recomputed from its contents,
- * and its link checked against the predecessors in memory.
+ * is the first by ctid).
  */
 static void
 scan_rows(Relation rel, const TvChainCols *cols, VState *st)
 {
-	TupleDesc	tupdesc = RelationGetDescr(rel);
 	TableScanDesc scan;
 	TupleTableSlot *slot;
 	MemoryContext rowcxt;
 	MemoryContext old;
-	TvRowLayout *layout = tv_row_layout(tupdesc, cols);
+	TvRowLayout *layout = tv_row_layout(RelationGetDescr(rel), cols);
 
 	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "trialvault verify row",
 								   ALLOCSET_DEFAULT_SIZES);
@@ -475,62 +556,9 @@ scan_rows(Relation rel, const TvChainCols *cols, VState *st)
 	slot = table_slot_create(rel, NULL);
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
-		ItemPointerData tid = slot->tts_tid;
-		bool		rowbad = false;
-		bool		isnull;
-		Datum		d;
-		int64		seq;
-		uint8		hash[TV_HASH_LEN];
-		uint8		prev[TV_HASH_LEN];
-		bool		hash_ok = false;
-		int64	   *refs;
-		int			nrefs;
-		bool		refs_ok;
-		bool		matches;
-
 		CHECK_FOR_INTERRUPTS();
 		old = MemoryContextSwitchTo(rowcxt);
-		d = slot_getattr(slot, cols->seq, &isnull);
-		if (isnull)
-		{
-			note_bad(st, &rowbad, PG_INT64_MIN, &tid, "tv_seq is NULL");
-			goto next;			/* not kept: it cannot be linked to */
-		}
-		seq = DatumGetInt64(d);
-		st->nrows++;
-		if (!mark_seen(st, seq))
-		{
-			/* The first copy by ctid is the row; this one is not kept. */
-			note_bad(st, &rowbad, seq, &tid, "another row has the same tv_seq");
-			goto next;
-		}
-
-		if (!get_hash_col(slot, cols->hash, hash))
-			memset(hash, 0, TV_HASH_LEN);
-		else if (get_hash_col(slot, cols->prev_hash, prev))
-			hash_ok = true;
-		if (!hash_ok)
-		{
-			note_bad(st, &rowbad, seq, &tid, "tv_hash or tv_prev_hash is NULL or not 32 bytes");
-			window_add(st, seq, hash);
-			goto next;
-		}
-
-		refs_ok = tv_get_prev_seqs(slot, cols->prev_seqs, &refs, &nrefs);
-
-		/* Deformed once, for the chain columns above and the digest. */
-		slot_getallattrs(slot);
-		matches = tv_row_values_match(layout, slot->tts_values, slot->tts_isnull,
-									  seq, prev, hash);
-		if (!matches)
-			note_bad(st, &rowbad, seq, &tid,
-					 "contents do not match tv_hash (the row was changed after it was inserted)");
-		else if (!refs_ok)
-			note_bad(st, &rowbad, seq, &tid, "tv_prev_seqs is NULL or malformed");
-		window_add(st, seq, hash);
-		if (refs_ok)
-			check_link(st, seq, &tid, &rowbad, prev, refs, nrefs);
-next:
+		check_row(st, slot, layout, cols);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(rowcxt);
 	}
@@ -539,12 +567,45 @@ next:
 	MemoryContextDelete(rowcxt);
 }
 
+static bool
+slot_seq(TupleTableSlot *slot, AttrNumber att, int64 *seq)
+{
+	bool		isnull;
+	Datum		d = slot_getattr(slot, att, &isnull);
+
+	if (isnull)
+		return false;
+	*seq = DatumGetInt64(d);
+	return true;
+}
+
+/*
+ * The row whose tv_seq is seq, through the tv_seq index, into slot (of
+ * several copies, the first by ctid, as B-tree keeps equal keys in heap
+ * order); false if there is none.  The index only finds rows: the value is
+ * checked on the row itself.
+ */
+static bool
+lookup_seq(IndexScanDesc scan, TupleTableSlot *slot, AttrNumber seqatt, int64 seq)
+{
+	ScanKeyData key;
+	int64		found;
+
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(seq));
+	index_rescan(scan, &key, 1, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+		if (slot_seq(slot, seqatt, &found) && found == seq)
+			return true;
+	return false;
+}
+
 /*
  * After the scan: rows still waiting are given the hashes of predecessors
  * the window had let go of (a second scan, reading only the chain columns,
  * when there are any: a predecessor referred to long after it was stored,
  * by a transaction that stayed open meanwhile); a predecessor never
- * scanned is missing.
+ * scanned is missing.  In verify(since => ...), predecessors below the
+ * floor are read through the index.
  */
 static void
 finish_links(Relation rel, const TvChainCols *cols, VState *st)
@@ -554,10 +615,32 @@ finish_links(Relation rel, const TvChainCols *cols, VState *st)
 	bool		rescan = false;
 	dlist_mutable_iter miter;
 
-	want_start_iterate(st->wanted, &it);
-	while ((w = want_iterate(st->wanted, &it)) != NULL)
-		if (!w->filled && was_seen(st, w->seq))
-			rescan = true;
+	if (st->since)
+	{
+		/* Every row below the floor is old: read it through the index. */
+		want_start_iterate(st->wanted, &it);
+		while ((w = want_iterate(st->wanted, &it)) != NULL)
+		{
+			uint8		hash[TV_HASH_LEN];
+			WinEntry   *h;
+
+			if (w->filled ||
+				!lookup_seq(st->lookup, st->lookup_slot, cols->seq, w->seq))
+				continue;
+			if (!get_hash_col(st->lookup_slot, cols->hash, hash))
+				memset(hash, 0, TV_HASH_LEN);
+			if ((h = win_lookup(st->digest_heads, w->seq)) != NULL)
+				h->referenced = true;
+			fill_wanted(st, w, hash);
+		}
+	}
+	else
+	{
+		want_start_iterate(st->wanted, &it);
+		while ((w = want_iterate(st->wanted, &it)) != NULL)
+			if (!w->filled && was_seen(st, w->seq))
+				rescan = true;
+	}
 	if (rescan)
 	{
 		TableScanDesc scan;
@@ -625,7 +708,8 @@ collect_heads(VState *st, TvVerdict *v)
 	int64		n = 0;
 
 	v->heads = MemoryContextAllocHuge(CurrentMemoryContext,
-									  Max(st->window->members + st->unreferenced->members, 1) * sizeof(TvHead));
+									  Max(st->window->members + st->unreferenced->members +
+										  (st->digest_heads ? st->digest_heads->members : 0), 1) * sizeof(TvHead));
 	win_start_iterate(st->window, &it);
 	while ((e = win_iterate(st->window, &it)) != NULL)
 	{
@@ -641,6 +725,19 @@ collect_heads(VState *st, TvVerdict *v)
 		v->heads[n].seq = e->seq;
 		memcpy(v->heads[n].hash, e->hash, TV_HASH_LEN);
 		n++;
+	}
+	/* In verify(since => ...), the digest's heads no new row refers to. */
+	if (st->digest_heads)
+	{
+		win_start_iterate(st->digest_heads, &it);
+		while ((e = win_iterate(st->digest_heads, &it)) != NULL)
+		{
+			if (e->referenced || e->seq >= st->floor)
+				continue;		/* at or above the floor, they were scanned */
+			v->heads[n].seq = e->seq;
+			memcpy(v->heads[n].hash, e->hash, TV_HASH_LEN);
+			n++;
+		}
 	}
 	qsort(v->heads, n, sizeof(TvHead), head_cmp);
 	v->nheads = n;
@@ -669,10 +766,12 @@ extension_problem(void)
 }
 
 /*
- * The table's B-tree index on tv_seq (protect() makes a unique one), the
- * way back through the chain for tv_verdict_covered(); InvalidOid if it has
- * none.  The index only finds rows: each is read from the table itself,
- * and a row it fails to return leaves the count short, which fails closed.
+ * The table's ascending B-tree index on tv_seq (protect() makes a unique
+ * one): the way back through the chain for tv_verdict_covered(), and to the
+ * new rows for verify(since => ...); InvalidOid if it has none.  The index
+ * only finds rows: each is read from the table itself, and a row it fails
+ * to return leaves a count short or a predecessor missing, which fails
+ * closed.
  */
 static Oid
 seq_index(Relation rel, AttrNumber seqatt)
@@ -691,6 +790,7 @@ seq_index(Relation rel, AttrNumber seqatt)
 			ix->indisvalid && ix->indisready && ix->indislive &&
 			ix->indkey.values[0] == seqatt &&
 			idx->rd_opfamily[0] == INTEGER_BTREE_FAM_OID &&
+			(idx->rd_indoption[0] & INDOPTION_DESC) == 0 &&
 			heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL);
 		if (usable && (!OidIsValid(found) || ix->indisunique))
 			found = RelationGetRelid(idx);
@@ -708,6 +808,84 @@ typedef struct VTable
 } VTable;
 
 /*
+ * Open a table to verify: 42P01, 42501 (no SELECT), 55000 (not protected).
+ */
+static Relation
+open_protected(Oid relid, TvChainCols *cols)
+{
+	Relation	rel;
+	AclResult	aclresult;
+
+	rel = try_relation_open(relid, AccessShareLock);
+	if (rel == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	aclresult = pg_class_aclcheck(relid, GetUserId(), ACL_SELECT);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_TABLE, RelationGetRelationName(rel));
+	if (rel->rd_rel->relkind != RELKIND_RELATION ||
+		!tv_find_chain_cols(RelationGetDescr(rel), cols))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" is not protected by trialvault",
+						RelationGetRelationName(rel)),
+				 errdetail("It has no trialvault chain columns to verify."),
+				 errhint("Protect it with trialvault.protect('%s').",
+						 RelationGetRelationName(rel))));
+	return rel;
+}
+
+static VState *
+new_state(void)
+{
+	VState	   *st = palloc0(sizeof(VState));
+
+	st->cxt = AllocSetContextCreate(CurrentMemoryContext, "trialvault verify",
+									ALLOCSET_DEFAULT_SIZES);
+	st->window = win_create(st->cxt, Min(tv_verify_window, 1024), NULL);
+	st->unreferenced = win_create(st->cxt, 64, NULL);
+	st->seen = seen_create(st->cxt, 64, NULL);
+	st->wanted = want_create(st->cxt, 64, NULL);
+	st->ring = MemoryContextAllocHuge(st->cxt, (Size) tv_verify_window * sizeof(int64));
+	dlist_init(&st->pending);
+	return st;
+}
+
+/*
+ * The verdict from a finished scan: heads, head digest, what the rows
+ * depend on (the first problem beyond the rows goes to guard).
+ */
+static void
+finish_verdict(Relation rel, VState *st, TvVerdict *v)
+{
+	Oid			relid = RelationGetRelid(rel);
+
+	collect_heads(st, v);
+	ereport(DEBUG1,
+			(errmsg_internal("trialvault verify of \"%s\": %lld rows, a window of %d rows, %lld rows waited for predecessors outside it, %s",
+							 RelationGetRelationName(rel), (long long) st->nrows,
+							 tv_verify_window, (long long) st->waited,
+							 st->since ? "predecessors below the floor read through the index" :
+							 st->rescanned ? "with a second scan of the chain columns" : "in one scan")));
+	tv_prev_digest(v->heads, (int) Min(v->nheads, PG_INT32_MAX), v->head_digest);
+
+	v->guard = tv_guard_problem(relid);
+	if (v->guard == NULL)
+		v->guard = tv_table_problem(relid);
+	if (v->guard == NULL)
+		v->guard = extension_problem();
+	if (v->guard == NULL && !tv_loaded_at_preload)
+		v->guard = pstrdup("trialvault is not in shared_preload_libraries, so its DDL guards are not active in every session");
+
+	v->ok = st->bad_rows == 0 && v->guard == NULL;
+	v->nrows = st->nrows;
+	v->bad_rows = st->bad_rows;
+	v->max_seq = st->max_seq;
+	v->first_bad = st->first_bad ? pstrdup(st->first_bad) : NULL;
+}
+
+/*
  * Verify a protected table: the verdict of trialvault.verify(), with the
  * chain's heads.  Refuses (42501, 55000) a table the caller may not read or
  * that is not protected.
@@ -719,78 +897,21 @@ tv_verify_table(Oid relid, TvVerdict *v)
 	TvChainCols cols;
 	VState	   *st;
 	VTable	   *vt;
-	AclResult	aclresult;
 
 	memset(v, 0, sizeof(*v));
-	rel = try_relation_open(relid, AccessShareLock);
-	if (rel == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation with OID %u does not exist", relid)));
-	aclresult = pg_class_aclcheck(relid, GetUserId(), ACL_SELECT);
-	if (aclresult != ACLCHECK_OK)
-		aclcheck_error(aclresult, OBJECT_TABLE, RelationGetRelationName(rel));
-	if (rel->rd_rel->relkind != RELKIND_RELATION ||
-		!tv_find_chain_cols(RelationGetDescr(rel), &cols))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table \"%s\" is not protected by trialvault",
-						RelationGetRelationName(rel)),
-				 errdetail("It has no trialvault chain columns to verify."),
-				 errhint("Protect it with trialvault.protect('%s').",
-						 RelationGetRelationName(rel))));
-
-	st = palloc0(sizeof(VState));
-	st->cxt = AllocSetContextCreate(CurrentMemoryContext, "trialvault verify",
-									ALLOCSET_DEFAULT_SIZES);
-	st->window = win_create(st->cxt, Min(tv_verify_window, 1024), NULL);
-	st->unreferenced = win_create(st->cxt, 64, NULL);
-	st->seen = seen_create(st->cxt, 64, NULL);
-	st->wanted = want_create(st->cxt, 64, NULL);
-	st->ring = MemoryContextAllocHuge(st->cxt, (Size) tv_verify_window * sizeof(int64));
-	dlist_init(&st->pending);
-
+	rel = open_protected(relid, &cols);
+	st = new_state();
 	scan_rows(rel, &cols, st);
 	finish_links(rel, &cols, st);
-	collect_heads(st, v);
-	ereport(DEBUG1,
-			(errmsg_internal("trialvault verify of \"%s\": %lld rows, a window of %d rows, %lld rows waited for predecessors outside it, %s",
-							 RelationGetRelationName(rel), (long long) st->nrows,
-							 tv_verify_window, (long long) st->waited,
-							 st->rescanned ? "with a second scan of the chain columns" : "in one scan")));
-	tv_prev_digest(v->heads, (int) Min(v->nheads, PG_INT32_MAX), v->head_digest);
-
-	v->guard = tv_guard_problem(relid);
-	if (v->guard == NULL)
-		v->guard = tv_table_problem(relid);
-	if (v->guard == NULL)
-		v->guard = extension_problem();
-	if (v->guard == NULL && !tv_loaded_at_preload)
-		v->guard = pstrdup("trialvault is not in shared_preload_libraries, so its DDL guards are not active in every session");
+	finish_verdict(rel, st, v);
 	relation_close(rel, AccessShareLock);
 
-	v->ok = st->bad_rows == 0 && v->guard == NULL;
-	v->nrows = st->nrows;
-	v->bad_rows = st->bad_rows;
-	v->first_bad = st->first_bad ? pstrdup(st->first_bad) : NULL;
 	vt = palloc(sizeof(VTable));
 	vt->relid = relid;
 	vt->cols = cols;
 	v->state = vt;
 	MemoryContextDelete(st->cxt);
 	pfree(st);
-}
-
-static bool
-slot_seq(TupleTableSlot *slot, AttrNumber att, int64 *seq)
-{
-	bool		isnull;
-	Datum		d = slot_getattr(slot, att, &isnull);
-
-	if (isnull)
-		return false;
-	*seq = DatumGetInt64(d);
-	return true;
 }
 
 /*
@@ -822,7 +943,7 @@ tv_verdict_covered(TvVerdict *v, const TvHead *heads, int64 nheads, char **probl
 	idxoid = seq_index(rel, vt->cols.seq);
 	if (!OidIsValid(idxoid))
 	{
-		*problem = psprintf("table %s has no B-tree index on tv_seq, which following the chain back from the digest's heads needs (CREATE UNIQUE INDEX ON %s (tv_seq) restores the one protect() made)",
+		*problem = psprintf("table %s has no ascending B-tree index on tv_seq, which following the chain back from the digest's heads needs (CREATE UNIQUE INDEX ON %s (tv_seq) restores the one protect() made)",
 							RelationGetRelationName(rel), RelationGetRelationName(rel));
 		table_close(rel, AccessShareLock);
 		return -1;
@@ -837,19 +958,11 @@ tv_verdict_covered(TvVerdict *v, const TvHead *heads, int64 nheads, char **probl
 	/* Each head there, with the hash the digest recorded. */
 	for (i = 0; i < nheads && *problem == NULL; i++)
 	{
-		bool		found = false;
+		bool		found = lookup_seq(scan, slot, vt->cols.seq, heads[i].seq);
 		uint8		hash[TV_HASH_LEN];
 
-		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(heads[i].seq));
-		index_rescan(scan, &key, 1, NULL, 0);
-		while (!found && index_getnext_slot(scan, ForwardScanDirection, slot))
-		{
-			int64		seq;
-
-			found = slot_seq(slot, vt->cols.seq, &seq) && seq == heads[i].seq;
-			if (found && !get_hash_col(slot, vt->cols.hash, hash))
-				memset(hash, 0, TV_HASH_LEN);
-		}
+		if (found && !get_hash_col(slot, vt->cols.hash, hash))
+			memset(hash, 0, TV_HASH_LEN);
 		if (!found)
 			*problem = psprintf("row tv_seq=%lld, a head when the digest was taken, is missing",
 								(long long) heads[i].seq);
@@ -972,4 +1085,255 @@ tv_verify_init(void)
 							PGC_USERSET,
 							0,
 							NULL, NULL, NULL);
+}
+
+/*
+ * The digest's heads, each present with the hash it recorded, kept in
+ * st->digest_heads; a head missing or changed is a problem with the table
+ * (counted in bad_rows, named in first_bad).  Returns the newest head's
+ * tv_seq, PG_INT64_MIN for none.
+ */
+static int64
+check_digest_heads(VState *st, const TvDigest *d, const TvChainCols *cols)
+{
+	int64		newest = PG_INT64_MIN;
+	int64		i;
+
+	st->digest_heads = win_create(st->cxt, Max(d->nheads, 16), NULL);
+	for (i = 0; i < d->nheads; i++)
+	{
+		const TvHead *h = &d->heads[i];
+		bool		found;
+		WinEntry   *e = win_insert(st->digest_heads, h->seq, &found);
+		uint8		hash[TV_HASH_LEN];
+		bool		bad = false;
+		ItemPointerData none;
+
+		e->referenced = false;
+		memcpy(e->hash, h->hash, TV_HASH_LEN);
+		newest = Max(newest, h->seq);
+		ItemPointerSetInvalid(&none);
+		if (!lookup_seq(st->lookup, st->lookup_slot, cols->seq, h->seq))
+			note_bad(st, &bad, h->seq, &none,
+					 "a head when the digest was taken, it is missing (removed?)");
+		else if (!get_hash_col(st->lookup_slot, cols->hash, hash) ||
+				 memcmp(hash, h->hash, TV_HASH_LEN) != 0)
+			note_bad(st, &bad, h->seq, &st->lookup_slot->tts_tid,
+					 "it differs from what the digest covered (it was rewritten after the digest was taken)");
+	}
+	return newest;
+}
+
+/*
+ * The rows at or above the floor that the digest covered: those its heads
+ * reach, found going back through the index from the newest head to the
+ * floor.  Few: the rows of transactions in flight when it was taken.
+ */
+static win_hash *
+old_rows_above_floor(VState *st, Relation rel, Relation idx, const TvDigest *d,
+					 const TvChainCols *cols, int64 newest)
+{
+	win_hash   *old = win_create(st->cxt, 64, NULL);
+	win_hash   *needed = win_create(st->cxt, 64, NULL);
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	ScanKeyData keys[2];
+	MemoryContext rowcxt;
+	int64		i;
+	bool		found;
+
+	for (i = 0; i < d->nheads; i++)
+		if (d->heads[i].seq >= d->floor)
+			(void) win_insert(needed, d->heads[i].seq, &found);
+	if (needed->members == 0)
+		return old;
+
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "trialvault verify row",
+								   ALLOCSET_DEFAULT_SIZES);
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, idx, GetActiveSnapshot(), 2, 0);
+	ScanKeyInit(&keys[0], 1, BTGreaterEqualStrategyNumber, F_INT8GE, Int64GetDatum(d->floor));
+	ScanKeyInit(&keys[1], 1, BTLessEqualStrategyNumber, F_INT8LE, Int64GetDatum(newest));
+	index_rescan(scan, keys, 2, NULL, 0);
+	while (needed->members > 0 && index_getnext_slot(scan, BackwardScanDirection, slot))
+	{
+		int64		seq;
+		WinEntry   *e;
+		int64	   *refs;
+		int			nrefs;
+		int			j;
+		MemoryContext oldcxt;
+
+		CHECK_FOR_INTERRUPTS();
+		if (!slot_seq(slot, cols->seq, &seq) || (e = win_lookup(needed, seq)) == NULL)
+			continue;
+		win_delete_item(needed, e);
+		(void) win_insert(old, seq, &found);
+		oldcxt = MemoryContextSwitchTo(rowcxt);
+		if (tv_get_prev_seqs(slot, cols->prev_seqs, &refs, &nrefs))
+			for (j = 0; j < nrefs; j++)
+				if (refs[j] >= d->floor && refs[j] < seq)
+					(void) win_insert(needed, refs[j], &found);
+		MemoryContextSwitchTo(oldcxt);
+		MemoryContextReset(rowcxt);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	MemoryContextDelete(rowcxt);
+	win_destroy(needed);
+	return old;
+}
+
+/*
+ * The rows added since the digest: every row at or above its floor, in
+ * tv_seq order through the index, but those the digest covered (which only
+ * stand in as predecessors, with their recorded tv_hash).
+ */
+static void
+scan_rows_since(Relation rel, Relation idx, const TvChainCols *cols, VState *st,
+				win_hash *old)
+{
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	ScanKeyData key;
+	MemoryContext rowcxt;
+	MemoryContext oldcxt;
+	TvRowLayout *layout = tv_row_layout(RelationGetDescr(rel), cols);
+
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "trialvault verify row",
+								   ALLOCSET_DEFAULT_SIZES);
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, idx, GetActiveSnapshot(), 1, 0);
+	ScanKeyInit(&key, 1, BTGreaterEqualStrategyNumber, F_INT8GE, Int64GetDatum(st->floor));
+	index_rescan(scan, &key, 1, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		int64		seq;
+
+		CHECK_FOR_INTERRUPTS();
+		oldcxt = MemoryContextSwitchTo(rowcxt);
+		if (slot_seq(slot, cols->seq, &seq) && win_lookup(old, seq) != NULL &&
+			was_seen(st, seq) == false)
+		{
+			uint8		hash[TV_HASH_LEN];
+
+			(void) mark_seen(st, seq);
+			if (!get_hash_col(slot, cols->hash, hash))
+				memset(hash, 0, TV_HASH_LEN);
+			window_add(st, seq, hash);
+			/* Only the digest's heads may still be open ends. */
+			if (win_lookup(st->digest_heads, seq) == NULL)
+				win_lookup(st->window, seq)->referenced = true;
+		}
+		else
+			check_row(st, slot, layout, cols);
+		MemoryContextSwitchTo(oldcxt);
+		MemoryContextReset(rowcxt);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	MemoryContextDelete(rowcxt);
+}
+
+PG_FUNCTION_INFO_V1(tv_verify_since);
+
+/*
+ * trialvault.verify(tbl regclass, since text)
+ *	 RETURNS (ok, rows_checked, first_bad, bad_rows, heads, head_digest, guard,
+ *			  rows_not_rehashed, scope)
+ *
+ * Verify only what was added after a signed digest (version 2, which
+ * records a floor): each new row rehashed and its links checked, down to
+ * the rows the digest covered, whose recorded tv_hash is taken as it is;
+ * the digest's heads must be there unchanged.  Old rows are not rehashed:
+ * the result says so, and a full verify() does that.
+ */
+Datum
+tv_verify_since(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	TvDigest	d;
+	Relation	rel;
+	Relation	idx;
+	Oid			idxoid;
+	TvChainCols cols;
+	VState	   *st;
+	TvVerdict	v;
+	win_hash   *old;
+	char	   *problem;
+	int64		newest;
+	TupleDesc	rettupdesc;
+	Datum		values[9];
+	bool		nulls[9] = {false, false, false, false, false, false, false, false, false};
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("arguments of trialvault.verify must not be NULL")));
+	if (get_call_result_type(fcinfo, NULL, &rettupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "trialvault: verify() must return a row");
+	relid = PG_GETARG_OID(0);
+	rel = open_protected(relid, &cols);
+	tv_digest_parse(PG_GETARG_TEXT_PP(1), &d);
+	if (!d.has_floor)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the digest records no floor, so the rows added since it cannot be told apart"),
+				 errdetail("It is a version 1 digest, from trialvault before 0.11."),
+				 errhint("Take a new digest with trialvault.signed_digest('%s') and use that one.",
+						 RelationGetRelationName(rel))));
+	problem = tv_digest_trust_problem(relid, &d);
+	if (problem)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the digest cannot be relied on: %s", problem),
+				 errhint("Pass a digest trialvault.signed_digest() returned for this table, unchanged.")));
+	idxoid = seq_index(rel, cols.seq);
+	if (!OidIsValid(idxoid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" has no ascending B-tree index on tv_seq, which verify(since => ...) reads the new rows through",
+						RelationGetRelationName(rel)),
+				 errhint("CREATE UNIQUE INDEX ON %s (tv_seq) restores the one protect() made; trialvault.verify('%s') needs none.",
+						 quote_identifier(RelationGetRelationName(rel)),
+						 RelationGetRelationName(rel))));
+
+	memset(&v, 0, sizeof(v));
+	st = new_state();
+	st->since = true;
+	st->floor = d.floor;
+	idx = index_open(idxoid, AccessShareLock);
+	st->lookup_slot = table_slot_create(rel, NULL);
+	st->lookup = index_beginscan(rel, idx, GetActiveSnapshot(), 1, 0);
+
+	newest = check_digest_heads(st, &d, &cols);
+	old = old_rows_above_floor(st, rel, idx, &d, &cols, newest);
+	scan_rows_since(rel, idx, &cols, st, old);
+	finish_links(rel, &cols, st);
+	finish_verdict(rel, st, &v);
+
+	index_endscan(st->lookup);
+	ExecDropSingleTupleTableSlot(st->lookup_slot);
+	index_close(idx, AccessShareLock);
+
+	values[0] = BoolGetDatum(v.ok);
+	values[1] = Int64GetDatum(v.nrows);
+	if (v.first_bad)
+		values[2] = CStringGetTextDatum(v.first_bad);
+	else if (v.guard)
+		values[2] = CStringGetTextDatum(psprintf("table guard: %s", v.guard));
+	else
+		nulls[2] = true;
+	values[3] = Int64GetDatum(v.bad_rows);
+	values[4] = Int64GetDatum(v.nheads);
+	values[5] = PointerGetDatum(tv_hash_bytea(v.head_digest));
+	values[6] = CStringGetTextDatum(v.guard ? v.guard : "intact");
+	values[7] = Int64GetDatum(d.rows);
+	values[8] = CStringGetTextDatum(psprintf("the %lld rows added since the digest taken at %s were rehashed and their links checked; the %lld rows it covered were not rehashed (trialvault.verify('%s') rehashes every row)",
+											 (long long) v.nrows, d.taken_at, (long long) d.rows,
+											 RelationGetRelationName(rel)));
+	relation_close(rel, AccessShareLock);
+	MemoryContextDelete(st->cxt);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(rettupdesc),
+													  values, nulls)));
 }

@@ -477,6 +477,15 @@ UPDATE pg_trigger SET tgenabled = 'A' WHERE tgrelid = 'lab_results'::regclass;
 SELECT ok, rows_checked, guard FROM trialvault.verify('lab_results');
 \echo '   The digest taken before catches it:'
 SELECT extends, detail FROM trialvault.verify_digest('lab_results', :'digest');
+\echo '   A daily check of a large table rehashes only what was added since yesterday''s digest:'
+CREATE TABLE vital_signs (reading text);
+SELECT trialvault.protect('vital_signs') \g /dev/null
+INSERT INTO vital_signs SELECT 'BP ' || (110 + i % 40) || '/' || (70 + i % 20) FROM generate_series(1, 5000) i;
+SELECT trialvault.signed_digest('vital_signs') AS yesterday \gset
+INSERT INTO vital_signs VALUES ('BP 128/84'), ('BP 131/86'), ('BP 119/77');
+\x on
+SELECT ok, rows_checked, rows_not_rehashed, scope FROM trialvault.verify('vital_signs', since => :'yesterday');
+\x off
 SQL
 
 say "14. Password rules: a weak or reused password is refused, naming the rule (never the password); passwords expire."
@@ -757,6 +766,7 @@ cat <<'EOF2'
     with openssl and xmllint alone.
   - Signed digests of a table, kept outside the database, prove later that it only grew:
     a consistent rewrite of its newest rows, which verify() alone cannot see, is named.
+    verify(table, since => digest) rehashes only the rows added since a digest, and says so.
   - Passwords must keep the password rules and differ from the last 5 (kept only as salted
     hashes), and expire after 90 days; refusals name the rules and are on record.
   - Every connection attempt to any database, let in or not (wrong password, unknown role,

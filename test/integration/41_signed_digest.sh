@@ -40,7 +40,7 @@ extends() { printf '%s' "$2" >"$W/arg"; tv_psql d1 -d postgres -At -F ' | ' -v d
 
 # --- 1. a digest, checked offline and online ----------------------------------------
 digest_of ledger >"$W/d1.txt"
-like "$(head -n 1 "$W/d1.txt")" '^trialvault-signed-digest-v1$' "1: a version 1 signed digest"
+like "$(head -n 1 "$W/d1.txt")" '^trialvault-signed-digest-v2$' "1: a version 2 signed digest"
 like "$(cat "$W/d1.txt")" 'rows: 20' "1: it covers the 20 rows"
 sed -n '1,/^server-key-sha256: /p' "$W/d1.txt" >"$W/signed"
 sed -n 's/^signature: //p' "$W/d1.txt" | base64 -d >"$W/sig"

@@ -46,6 +46,12 @@ is "$(q old "SELECT has_function_privilege('trialvault_user', 'trialvault.step_u
 	"0.10: members may step up, only administrators reset, after the update"
 is "$(q old "SELECT trialvault._event_subject('second_factor_reset', 'an_admin', '{\"member\": \"up_sf\", \"factor_id\": 1}')")" up_sf \
 	"0.10: the audit trail names the member a second-factor event concerns"
+is "$(tv_psql up -d old -Atq <<'SQL'
+SELECT trialvault.signed_digest('ecrf') AS d \gset
+INSERT INTO ecrf VALUES ('U-2', 3, 81);
+SELECT ok || ':' || rows_checked || ':' || rows_not_rehashed FROM trialvault.verify('ecrf', since => :'d');
+SQL
+)" "true:1:76" "0.11: verify(since => digest) rehashes only the row added after a digest, after the update"
 is "$(q old "SELECT trialvault.meta_int('<m><v>7</v></m>', '/m/v')")" 7 "0.2 functions work after the update"
 is "$(q old "SELECT trialvault.create_study('UP', 'upgraded') > 0 AND (SELECT master_key_loaded FROM trialvault.key_status())")" t \
 	"0.3 functions work after the update (a study and its data key)"

@@ -141,11 +141,13 @@ is "$(extends t_fork)" \
 	"t | every one of the 90 rows the digest covered is present and unchanged; 3 rows were added since" \
 	"5: verify_digest on the forked table"
 q $CL $DB "DROP INDEX t_fork_tv_seq_idx" >/dev/null
-like "$(extends t_fork)" "^f \| table t_fork has no B-tree index on tv_seq, which following the chain back from the digest's heads needs \(CREATE UNIQUE INDEX ON t_fork \(tv_seq\)" \
+like "$(extends t_fork)" "^f \| table t_fork has no ascending B-tree index on tv_seq, which following the chain back from the digest's heads needs \(CREATE UNIQUE INDEX ON t_fork \(tv_seq\)" \
 	"5: ... without the tv_seq index it does not vouch, and says why"
 is "$(q $CL $DB "SELECT ok FROM trialvault.verify('t_fork')")" t "5: ... verify() itself needs no index"
 q $CL $DB "CREATE INDEX t_fork_by_hash ON t_fork USING hash (tv_seq)" >/dev/null
-like "$(extends t_fork)" "^f \| table t_fork has no B-tree index on tv_seq" "5: ... a hash index does not do"
+like "$(extends t_fork)" "^f \| table t_fork has no ascending B-tree index on tv_seq" "5: ... a hash index does not do"
+q $CL $DB "CREATE INDEX t_fork_desc ON t_fork (tv_seq DESC)" >/dev/null
+like "$(extends t_fork)" "^f \| table t_fork has no ascending B-tree index on tv_seq" "5: ... nor a descending one"
 q $CL $DB "CREATE UNIQUE INDEX ON t_fork (tv_seq)" >/dev/null
 like "$(extends t_fork)" "^t \| every one of the 90 rows" "5: ... recreated, it vouches again"
 

@@ -402,120 +402,36 @@ head_cmp(const void *a, const void *b)
  * the last case other sessions may have rows in flight; they refer only to
  * committed heads, which stay heads here until those sessions publish.
  */
-typedef struct RebuildItem
-{
-	int64		seq;
-	bool		present;
-	bool		referenced;
-	uint8		hash[TV_HASH_LEN];
-} RebuildItem;
-
 static void
 rebuild_entry(Relation rel, TvChainEntry *entry, const TvChainCols *cols)
 {
-	HASHCTL		ctl;
-	HTAB	   *items;
 	Snapshot	snap;
-	TableScanDesc scan;
-	TupleTableSlot *slot;
-	HASH_SEQ_STATUS hs;
-	RebuildItem *it;
-	int64		last_seq = 0;
-	int			nheads = 0;
-	MemoryContext cxt;
-	MemoryContext old;
+	TvHead	   *heads;
+	int64		nheads;
+	int64		last_seq;
 
-	cxt = AllocSetContextCreate(CurrentMemoryContext, "trialvault chain rebuild",
-								ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(cxt);
-
-	ctl.keysize = sizeof(int64);
-	ctl.entrysize = sizeof(RebuildItem);
-	ctl.hcxt = cxt;
-	items = hash_create("trialvault rebuild", 1024, &ctl,
-						HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-
+	/* In verify()'s bounded memory: a table of any size rebuilds. */
 	snap = RegisterSnapshot(GetLatestSnapshot());
-	scan = table_beginscan(rel, snap, 0, NULL);
-	slot = table_slot_create(rel, NULL);
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
-	{
-		bool		isnull;
-		Datum		d;
-		int64		seq;
-		bool		found;
-		int64	   *refs;
-		int			nrefs;
-
-		CHECK_FOR_INTERRUPTS();
-		d = slot_getattr(slot, cols->seq, &isnull);
-		if (isnull)
-			continue;			/* verify() reports it */
-		seq = DatumGetInt64(d);
-		if (seq > last_seq)
-			last_seq = seq;
-		it = hash_search(items, &seq, HASH_ENTER, &found);
-		if (!found)
-			it->referenced = false;
-		it->present = true;
-		d = slot_getattr(slot, cols->hash, &isnull);
-		if (!isnull && VARSIZE_ANY_EXHDR(DatumGetByteaPP(d)) == TV_HASH_LEN)
-			memcpy(it->hash, VARDATA_ANY(DatumGetByteaPP(d)), TV_HASH_LEN);
-		else
-			memset(it->hash, 0, TV_HASH_LEN);
-
-		if (tv_get_prev_seqs(slot, cols->prev_seqs, &refs, &nrefs))
-		{
-			int			i;
-
-			for (i = 0; i < nrefs; i++)
-			{
-				it = hash_search(items, &refs[i], HASH_ENTER, &found);
-				if (!found)
-				{
-					it->present = false;
-					memset(it->hash, 0, TV_HASH_LEN);
-				}
-				it->referenced = true;
-			}
-		}
-		if (refs)
-			pfree(refs);
-	}
-	ExecDropSingleTupleTableSlot(slot);
-	table_endscan(scan);
+	tv_scan_heads(rel, cols, snap, &heads, &nheads, &last_seq);
 	UnregisterSnapshot(snap);
+	if (nheads > tv_max_heads)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("chain of table \"%s\" has more open ends than trialvault can track",
+						RelationGetRelationName(rel)),
+				 errdetail("At most %d rows may be unreferenced by later rows; this table has %lld.",
+						   tv_max_heads, (long long) nheads),
+				 errhint("Run trialvault.verify() on the table, or raise max_connections.")));
+	memcpy(entry->heads, heads, nheads * sizeof(TvHead));
+	entry->nheads = (int) nheads;
+	pfree(heads);
 
-	hash_seq_init(&hs, items);
-	while ((it = hash_seq_search(&hs)) != NULL)
-	{
-		if (!it->present || it->referenced)
-			continue;
-		if (nheads >= tv_max_heads)
-		{
-			hash_seq_term(&hs);
-			ereport(ERROR,
-					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-					 errmsg("chain of table \"%s\" has more open ends than trialvault can track",
-							RelationGetRelationName(rel)),
-					 errdetail("At most %d rows may be unreferenced by later rows; this table has more.",
-							   tv_max_heads),
-					 errhint("Run trialvault.verify() on the table, or raise max_connections.")));
-		}
-		entry->heads[nheads].seq = it->seq;
-		memcpy(entry->heads[nheads].hash, it->hash, TV_HASH_LEN);
-		nheads++;
-	}
-	entry->nheads = nheads;
 	/*
 	 * Never go below a number already handed out: after invalidate_entry()
 	 * other sessions may still hold uncommitted rows with higher tv_seq.
 	 */
 	entry->last_seq = Max(entry->last_seq, last_seq);
 	entry->initialized = true;
-
-	MemoryContextSwitchTo(old);
-	MemoryContextDelete(cxt);
 }
 
 /*

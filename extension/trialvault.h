@@ -59,6 +59,7 @@
 #include "executor/tuptable.h"
 #include "utils/builtins.h"
 #include "utils/relcache.h"
+#include "utils/snapshot.h"
 #include "utils/timestamp.h"
 
 #define TV_HASH_LEN 32
@@ -375,6 +376,8 @@ typedef struct TvVerdict
 
 extern void tv_verify_init(void);
 extern void tv_verify_table(Oid relid, TvVerdict *v);
+extern void tv_scan_heads(Relation rel, const TvChainCols *cols, Snapshot snap,
+						  TvHead **heads, int64 *nheads, int64 *max_seq);
 extern int64 tv_verdict_covered(TvVerdict *v, const TvHead *heads, int64 nheads,
 								char **problem);
 

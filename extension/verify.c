@@ -185,6 +185,8 @@ typedef struct VState
 	bool		rescanned;
 	int64		nrows;
 	int64		max_seq;
+	Snapshot	snapshot;		/* the rows verified are those it sees */
+	bool		heads_only;		/* tv_scan_heads(): no hashing, no link checks */
 	/* verify(since => digest): predecessors are looked up by index */
 	bool		since;
 	IndexScanDesc lookup;
@@ -308,7 +310,8 @@ fill_wanted(VState *st, WantEntry *w, const uint8 *hash)
 		if (--p->missing == 0)
 			finish_pending(st, p);
 	}
-	pfree(w->waiters);
+	if (w->waiters)
+		pfree(w->waiters);
 	w->waiters = NULL;
 	w->nwaiters = 0;
 }
@@ -382,6 +385,34 @@ window_add(VState *st, int64 seq, const uint8 *hash)
 	e = win_insert(st->window, seq, &found);
 	e->referenced = referenced;
 	memcpy(e->hash, hash, TV_HASH_LEN);
+}
+
+/*
+ * tv_scan_heads(): a row refers to ref, which is therefore no head; if the
+ * scan has not reached it yet, it is marked when it does.
+ */
+static void
+mark_referenced(VState *st, int64 ref)
+{
+	WinEntry   *e;
+
+	if ((e = win_lookup(st->window, ref)) != NULL)
+		e->referenced = true;
+	else if ((e = win_lookup(st->unreferenced, ref)) != NULL)
+		win_delete_item(st->unreferenced, e);
+	else if (!was_seen(st, ref))
+	{
+		bool		found;
+		WantEntry  *w = want_insert(st->wanted, ref, &found);
+
+		if (!found)
+		{
+			w->filled = false;
+			w->nwaiters = 0;
+			w->maxwaiters = 0;
+			w->waiters = NULL;
+		}
+	}
 }
 
 /*
@@ -498,6 +529,23 @@ check_row(VState *st, TupleTableSlot *slot, const TvRowLayout *layout,
 	}
 	seq = DatumGetInt64(d);
 	st->nrows++;
+	if (st->heads_only)
+	{
+		int			j;
+
+		/* Whatever a row refers to is no head, copies and all. */
+		if (tv_get_prev_seqs(slot, cols->prev_seqs, &refs, &nrefs))
+			for (j = 0; j < nrefs; j++)
+				mark_referenced(st, refs[j]);
+		if (mark_seen(st, seq))
+		{
+			st->max_seq = Max(st->max_seq, seq);
+			if (!get_hash_col(slot, cols->hash, hash))
+				memset(hash, 0, TV_HASH_LEN);
+			window_add(st, seq, hash);
+		}
+		return;
+	}
 	if (!mark_seen(st, seq))
 	{
 		/* The first copy by ctid is the row; this one is not kept. */
@@ -552,7 +600,7 @@ scan_rows(Relation rel, const TvChainCols *cols, VState *st)
 
 	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "trialvault verify row",
 								   ALLOCSET_DEFAULT_SIZES);
-	scan = table_beginscan_strat(rel, GetActiveSnapshot(), 0, NULL, true, false);
+	scan = table_beginscan_strat(rel, st->snapshot, 0, NULL, true, false);
 	slot = table_slot_create(rel, NULL);
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
@@ -647,7 +695,7 @@ finish_links(Relation rel, const TvChainCols *cols, VState *st)
 		TupleTableSlot *slot;
 
 		st->rescanned = true;
-		scan = table_beginscan_strat(rel, GetActiveSnapshot(), 0, NULL, true, false);
+		scan = table_beginscan_strat(rel, st->snapshot, 0, NULL, true, false);
 		slot = table_slot_create(rel, NULL);
 		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 		{
@@ -901,6 +949,7 @@ tv_verify_table(Oid relid, TvVerdict *v)
 	memset(v, 0, sizeof(*v));
 	rel = open_protected(relid, &cols);
 	st = new_state();
+	st->snapshot = GetActiveSnapshot();
 	scan_rows(rel, &cols, st);
 	finish_links(rel, &cols, st);
 	finish_verdict(rel, st, v);
@@ -910,6 +959,31 @@ tv_verify_table(Oid relid, TvVerdict *v)
 	vt->relid = relid;
 	vt->cols = cols;
 	v->state = vt;
+	MemoryContextDelete(st->cxt);
+	pfree(st);
+}
+
+/*
+ * tv_scan_heads: the rows of rel that no row refers to, by tv_seq (the
+ * chain's open ends), into a palloc'd *heads, and its largest tv_seq (0
+ * for none), as snap sees them: for chain.c, which rebuilds a table's
+ * chain state from them.  Same bounded memory as verify(), and no hashing.
+ */
+void
+tv_scan_heads(Relation rel, const TvChainCols *cols, Snapshot snap,
+			  TvHead **heads, int64 *nheads, int64 *max_seq)
+{
+	VState	   *st = new_state();
+	TvVerdict	v;
+
+	st->heads_only = true;
+	st->snapshot = snap;
+	scan_rows(rel, cols, st);
+	memset(&v, 0, sizeof(v));
+	collect_heads(st, &v);
+	*heads = v.heads;
+	*nheads = v.nheads;
+	*max_seq = st->max_seq;
 	MemoryContextDelete(st->cxt);
 	pfree(st);
 }
@@ -1300,6 +1374,7 @@ tv_verify_since(PG_FUNCTION_ARGS)
 
 	memset(&v, 0, sizeof(v));
 	st = new_state();
+	st->snapshot = GetActiveSnapshot();
 	st->since = true;
 	st->floor = d.floor;
 	idx = index_open(idxoid, AccessShareLock);

@@ -19,6 +19,8 @@
 #   4. the same tables changed behind the guards: a row removed whose
 #      successor is stored before it, contents changed, an old row
 #      duplicated at the end;
+#   3b. the chain state rebuilt after a restart (the first insert) uses the
+#      same scan: the new row refers to exactly the heads there were;
 #   5. verify_digest follows the chain back through the tv_seq index (on
 #      the reordered, forked table), and says so when the index is gone;
 #   6. the setting refuses values out of range.
@@ -126,19 +128,45 @@ is "$(q $CL $DB "SELECT ok, heads FROM trialvault.verify('t_long')")" "t|1" "3: 
 sess_close a
 sess_close b
 
+# --- 3b. the chain state rebuilt after a restart, in the same bounded memory ----------
+# The first insert after a restart rebuilds the table's heads from the table
+# with verify()'s scan (window 16 here): the new row must refer to exactly
+# the heads there were, and leave one.
+# t_lhead: one of its two heads is stored 40 rows before the other (a
+# transaction open meanwhile), so the rebuild finds it among the rows that
+# left the window unreferenced.
+q $CL $DB "CREATE TABLE t_lhead (body text); SELECT trialvault.protect('t_lhead')" >/dev/null
+ins t_lhead 1 3
+sess_open $CL $DB a -At
+sess_run a "BEGIN; INSERT INTO t_lhead VALUES ('long head');"
+ins t_lhead 4 43
+sess_run a "COMMIT;"
+sess_close a
+declare -A H0
+for t in t_fork t_reuse t_long t_lhead; do H0[$t]=$(q $CL $DB "SELECT heads FROM trialvault.verify('$t')"); done
+is "${H0[t_lhead]}" 2 "3b: t_lhead has two heads, 40 rows apart"
+tv_cluster_stop $CL
+tv_cluster_restart $CL
+for t in t_fork t_reuse t_long t_lhead; do
+	q $CL $DB "SET trialvault.verify_window = 16; INSERT INTO $t VALUES ('after the restart')" >/dev/null
+	is "$(q $CL $DB "SELECT cardinality(tv_prev_seqs) FROM $t WHERE body = 'after the restart'"):$(q $CL $DB "SELECT ok, heads FROM trialvault.verify('$t')")" \
+		"${H0[$t]}:t|1" "3b: $t after a restart: the first row refers to all ${H0[$t]} heads the rebuild found, and verifies"
+done
+like "$(summary t_fork)" "^91 rows" "3b: (t_fork has its row)"
+
 # --- 5. verify_digest follows the chain back through the index ------------------------
 DIG=$(q $CL $DB "SELECT trialvault.signed_digest('t_reuse')")
 ins t_reuse 121 130
 printf '%s' "$DIG" >"$VXD/dig"
 extends() { tv_psql $CL -d $DB -At -F ' | ' -v d="$(cat "$VXD/dig")" <<<"${VERIFY_SET:-}SELECT extends, detail FROM trialvault.verify_digest('$1', :'d')"; }
 is "$(VERIFY_SET="SET trialvault.verify_window = 16;" extends t_reuse)" \
-	"t | every one of the 120 rows the digest covered is present and unchanged; 10 rows were added since" \
+	"t | every one of the 121 rows the digest covered is present and unchanged; 10 rows were added since" \
 	"5: verify_digest on the reordered table, window 16"
 DIG=$(q $CL $DB "SELECT trialvault.signed_digest('t_fork')")
 printf '%s' "$DIG" >"$VXD/dig"
 ins t_fork 1 3
 is "$(extends t_fork)" \
-	"t | every one of the 90 rows the digest covered is present and unchanged; 3 rows were added since" \
+	"t | every one of the 91 rows the digest covered is present and unchanged; 3 rows were added since" \
 	"5: verify_digest on the forked table"
 q $CL $DB "DROP INDEX t_fork_tv_seq_idx" >/dev/null
 like "$(extends t_fork)" "^f \| table t_fork has no ascending B-tree index on tv_seq, which following the chain back from the digest's heads needs \(CREATE UNIQUE INDEX ON t_fork \(tv_seq\)" \
@@ -149,7 +177,7 @@ like "$(extends t_fork)" "^f \| table t_fork has no ascending B-tree index on tv
 q $CL $DB "CREATE INDEX t_fork_desc ON t_fork (tv_seq DESC)" >/dev/null
 like "$(extends t_fork)" "^f \| table t_fork has no ascending B-tree index on tv_seq" "5: ... nor a descending one"
 q $CL $DB "CREATE UNIQUE INDEX ON t_fork (tv_seq)" >/dev/null
-like "$(extends t_fork)" "^t \| every one of the 90 rows" "5: ... recreated, it vouches again"
+like "$(extends t_fork)" "^t \| every one of the 91 rows" "5: ... recreated, it vouches again"
 
 # --- 4. changed behind the guards --------------------------------------------------
 guards t_reuse D

@@ -1287,7 +1287,7 @@ scan_rows_since(Relation rel, Relation idx, const TvChainCols *cols, VState *st,
 		CHECK_FOR_INTERRUPTS();
 		oldcxt = MemoryContextSwitchTo(rowcxt);
 		if (slot_seq(slot, cols->seq, &seq) && win_lookup(old, seq) != NULL &&
-			was_seen(st, seq) == false)
+			!was_seen(st, seq))
 		{
 			uint8		hash[TV_HASH_LEN];
 

@@ -385,8 +385,9 @@ tv_get_prev_seqs(TupleTableSlot *slot, AttrNumber att, int64 **seqs, int *n)
 	return true;
 }
 
-static int
-head_cmp(const void *a, const void *b)
+/* qsort comparator: TvHeads by tv_seq. */
+int
+tv_head_cmp(const void *a, const void *b)
 {
 	int64		x = ((const TvHead *) a)->seq;
 	int64		y = ((const TvHead *) b)->seq;
@@ -784,7 +785,7 @@ tv_chain_insert(Relation rel, HeapTuple tuple)
 	LWLockRelease(&lt->entry->lock);
 
 	if (nrefs > 1)
-		qsort(refs, nrefs, sizeof(TvHead), head_cmp);
+		qsort(refs, nrefs, sizeof(TvHead), tv_head_cmp);
 	tv_prev_digest(refs, nrefs, prev);
 	tv_row_hash(seq, prev, content, hash);
 

@@ -159,6 +159,7 @@ extern bool tv_tables_generation(const char *const *tables, int ntables, uint64 
 extern bool tv_get_prev_seqs(TupleTableSlot *slot, AttrNumber att,
 							 int64 **seqs, int *n);
 extern void tv_prev_digest(const TvHead *refs, int nrefs, uint8 *digest);
+extern int	tv_head_cmp(const void *a, const void *b);
 extern void tv_row_hash(int64 seq, const uint8 *prev_digest,
 						const uint8 *content_digest, uint8 *hash);
 extern bool tv_row_hash_matches(TupleDesc tupdesc, HeapTuple tuple,

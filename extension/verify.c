@@ -738,15 +738,6 @@ finish_links(Relation rel, const TvChainCols *cols, VState *st)
 	}
 }
 
-static int
-head_cmp(const void *a, const void *b)
-{
-	int64		x = ((const TvHead *) a)->seq;
-	int64		y = ((const TvHead *) b)->seq;
-
-	return (x > y) - (x < y);
-}
-
 /* The rows no row refers to, by tv_seq. */
 static void
 collect_heads(VState *st, TvVerdict *v)
@@ -787,7 +778,7 @@ collect_heads(VState *st, TvVerdict *v)
 			n++;
 		}
 	}
-	qsort(v->heads, n, sizeof(TvHead), head_cmp);
+	qsort(v->heads, n, sizeof(TvHead), tv_head_cmp);
 	v->nheads = n;
 }
 
@@ -989,6 +980,63 @@ tv_scan_heads(Relation rel, const TvChainCols *cols, Snapshot snap,
 }
 
 /*
+ * Follow the chain back through the tv_seq index from the rows in needed
+ * (none newer than newest), down to floor: each row reached is taken out
+ * of needed, added to reached (when given) and its predecessors at or above
+ * floor put in.  Returns how many rows were reached; what is left in needed
+ * was not found.  Memory as wide as the chain, not as long.
+ */
+static int64
+walk_back(Relation rel, Relation idx, const TvChainCols *cols, win_hash *needed,
+		  int64 floor, int64 newest, win_hash *reached)
+{
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	ScanKeyData keys[2];
+	MemoryContext rowcxt;
+	int64		count = 0;
+	bool		found;
+
+	if (needed->members == 0)
+		return 0;
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "trialvault verify row",
+								   ALLOCSET_DEFAULT_SIZES);
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, idx, GetActiveSnapshot(), 2, 0);
+	ScanKeyInit(&keys[0], 1, BTGreaterEqualStrategyNumber, F_INT8GE, Int64GetDatum(floor));
+	ScanKeyInit(&keys[1], 1, BTLessEqualStrategyNumber, F_INT8LE, Int64GetDatum(newest));
+	index_rescan(scan, keys, 2, NULL, 0);
+	while (needed->members > 0 && index_getnext_slot(scan, BackwardScanDirection, slot))
+	{
+		int64		seq;
+		WinEntry   *e;
+		int64	   *refs;
+		int			nrefs;
+		int			j;
+		MemoryContext oldcxt;
+
+		CHECK_FOR_INTERRUPTS();
+		if (!slot_seq(slot, cols->seq, &seq) || (e = win_lookup(needed, seq)) == NULL)
+			continue;
+		win_delete_item(needed, e);
+		count++;
+		if (reached)
+			(void) win_insert(reached, seq, &found);
+		oldcxt = MemoryContextSwitchTo(rowcxt);
+		if (tv_get_prev_seqs(slot, cols->prev_seqs, &refs, &nrefs))
+			for (j = 0; j < nrefs; j++)
+				if (refs[j] >= floor && refs[j] < seq)
+					(void) win_insert(needed, refs[j], &found);
+		MemoryContextSwitchTo(oldcxt);
+		MemoryContextReset(rowcxt);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	MemoryContextDelete(rowcxt);
+	return count;
+}
+
+/*
  * How many rows of a verified chain the given heads reach (themselves and
  * every row before them through the links); -1 with *problem set when a
  * head is not in the chain, or is there with another hash.  The chain is
@@ -1004,13 +1052,10 @@ tv_verdict_covered(TvVerdict *v, const TvHead *heads, int64 nheads, char **probl
 	Oid			idxoid;
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
-	ScanKeyData key;
 	win_hash   *needed;
 	int64		covered = 0;
 	int64		newest = PG_INT64_MIN;
 	int64		i;
-	MemoryContext rowcxt;
-	MemoryContext old;
 
 	*problem = NULL;
 	rel = table_open(vt->relid, AccessShareLock);
@@ -1026,8 +1071,6 @@ tv_verdict_covered(TvVerdict *v, const TvHead *heads, int64 nheads, char **probl
 	slot = table_slot_create(rel, NULL);
 	scan = index_beginscan(rel, idx, GetActiveSnapshot(), 1, 0);
 	needed = win_create(CurrentMemoryContext, 64, NULL);
-	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "trialvault covered row",
-								   ALLOCSET_DEFAULT_SIZES);
 
 	/* Each head there, with the hash the digest recorded. */
 	for (i = 0; i < nheads && *problem == NULL; i++)
@@ -1053,40 +1096,9 @@ tv_verdict_covered(TvVerdict *v, const TvHead *heads, int64 nheads, char **probl
 	}
 
 	/* Back from the newest head, each row reached adding its predecessors. */
-	if (*problem == NULL && needed->members > 0)
+	if (*problem == NULL)
 	{
-		ScanKeyInit(&key, 1, BTLessEqualStrategyNumber, F_INT8LE, Int64GetDatum(newest));
-		index_rescan(scan, &key, 1, NULL, 0);
-		while (needed->members > 0 &&
-			   index_getnext_slot(scan, BackwardScanDirection, slot))
-		{
-			int64		seq;
-			WinEntry   *e;
-			int64	   *refs;
-			int			nrefs;
-			int			j;
-
-			CHECK_FOR_INTERRUPTS();
-			if (!slot_seq(slot, vt->cols.seq, &seq) ||
-				(e = win_lookup(needed, seq)) == NULL)
-				continue;
-			win_delete_item(needed, e);
-			covered++;
-			old = MemoryContextSwitchTo(rowcxt);
-			if (tv_get_prev_seqs(slot, vt->cols.prev_seqs, &refs, &nrefs))
-			{
-				MemoryContextSwitchTo(old);
-				for (j = 0; j < nrefs; j++)
-				{
-					bool		dummy;
-
-					if (refs[j] < seq)
-						(void) win_insert(needed, refs[j], &dummy);
-				}
-			}
-			MemoryContextSwitchTo(old);
-			MemoryContextReset(rowcxt);
-		}
+		covered = walk_back(rel, idx, &vt->cols, needed, PG_INT64_MIN, newest, NULL);
 		if (needed->members > 0)
 		{
 			win_iterator it;
@@ -1103,9 +1115,26 @@ tv_verdict_covered(TvVerdict *v, const TvHead *heads, int64 nheads, char **probl
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(idx, AccessShareLock);
 	table_close(rel, AccessShareLock);
-	MemoryContextDelete(rowcxt);
 	win_destroy(needed);
 	return *problem ? -1 : covered;
+}
+
+/* The seven columns both forms of verify() begin with. */
+static void
+verdict_values(const TvVerdict *v, Datum *values, bool *nulls)
+{
+	values[0] = BoolGetDatum(v->ok);
+	values[1] = Int64GetDatum(v->nrows);
+	if (v->first_bad)
+		values[2] = CStringGetTextDatum(v->first_bad);
+	else if (v->guard)
+		values[2] = CStringGetTextDatum(psprintf("table guard: %s", v->guard));
+	else
+		nulls[2] = true;
+	values[3] = Int64GetDatum(v->bad_rows);
+	values[4] = Int64GetDatum(v->nheads);
+	values[5] = PointerGetDatum(tv_hash_bytea(v->head_digest));
+	values[6] = CStringGetTextDatum(v->guard ? v->guard : "intact");
 }
 
 PG_FUNCTION_INFO_V1(tv_verify);
@@ -1131,18 +1160,7 @@ tv_verify(PG_FUNCTION_ARGS)
 
 	tv_verify_table(PG_GETARG_OID(0), &v);
 
-	values[0] = BoolGetDatum(v.ok);
-	values[1] = Int64GetDatum(v.nrows);
-	if (v.first_bad)
-		values[2] = CStringGetTextDatum(v.first_bad);
-	else if (v.guard)
-		values[2] = CStringGetTextDatum(psprintf("table guard: %s", v.guard));
-	else
-		nulls[2] = true;
-	values[3] = Int64GetDatum(v.bad_rows);
-	values[4] = Int64GetDatum(v.nheads);
-	values[5] = PointerGetDatum(tv_hash_bytea(v.head_digest));
-	values[6] = CStringGetTextDatum(v.guard ? v.guard : "intact");
+	verdict_values(&v, values, nulls);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(rettupdesc),
 													  values, nulls)));
@@ -1209,51 +1227,13 @@ old_rows_above_floor(VState *st, Relation rel, Relation idx, const TvDigest *d,
 {
 	win_hash   *old = win_create(st->cxt, 64, NULL);
 	win_hash   *needed = win_create(st->cxt, 64, NULL);
-	IndexScanDesc scan;
-	TupleTableSlot *slot;
-	ScanKeyData keys[2];
-	MemoryContext rowcxt;
 	int64		i;
 	bool		found;
 
 	for (i = 0; i < d->nheads; i++)
 		if (d->heads[i].seq >= d->floor)
 			(void) win_insert(needed, d->heads[i].seq, &found);
-	if (needed->members == 0)
-		return old;
-
-	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "trialvault verify row",
-								   ALLOCSET_DEFAULT_SIZES);
-	slot = table_slot_create(rel, NULL);
-	scan = index_beginscan(rel, idx, GetActiveSnapshot(), 2, 0);
-	ScanKeyInit(&keys[0], 1, BTGreaterEqualStrategyNumber, F_INT8GE, Int64GetDatum(d->floor));
-	ScanKeyInit(&keys[1], 1, BTLessEqualStrategyNumber, F_INT8LE, Int64GetDatum(newest));
-	index_rescan(scan, keys, 2, NULL, 0);
-	while (needed->members > 0 && index_getnext_slot(scan, BackwardScanDirection, slot))
-	{
-		int64		seq;
-		WinEntry   *e;
-		int64	   *refs;
-		int			nrefs;
-		int			j;
-		MemoryContext oldcxt;
-
-		CHECK_FOR_INTERRUPTS();
-		if (!slot_seq(slot, cols->seq, &seq) || (e = win_lookup(needed, seq)) == NULL)
-			continue;
-		win_delete_item(needed, e);
-		(void) win_insert(old, seq, &found);
-		oldcxt = MemoryContextSwitchTo(rowcxt);
-		if (tv_get_prev_seqs(slot, cols->prev_seqs, &refs, &nrefs))
-			for (j = 0; j < nrefs; j++)
-				if (refs[j] >= d->floor && refs[j] < seq)
-					(void) win_insert(needed, refs[j], &found);
-		MemoryContextSwitchTo(oldcxt);
-		MemoryContextReset(rowcxt);
-	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	MemoryContextDelete(rowcxt);
+	(void) walk_back(rel, idx, cols, needed, d->floor, newest, old);
 	win_destroy(needed);
 	return old;
 }
@@ -1391,18 +1371,7 @@ tv_verify_since(PG_FUNCTION_ARGS)
 	ExecDropSingleTupleTableSlot(st->lookup_slot);
 	index_close(idx, AccessShareLock);
 
-	values[0] = BoolGetDatum(v.ok);
-	values[1] = Int64GetDatum(v.nrows);
-	if (v.first_bad)
-		values[2] = CStringGetTextDatum(v.first_bad);
-	else if (v.guard)
-		values[2] = CStringGetTextDatum(psprintf("table guard: %s", v.guard));
-	else
-		nulls[2] = true;
-	values[3] = Int64GetDatum(v.bad_rows);
-	values[4] = Int64GetDatum(v.nheads);
-	values[5] = PointerGetDatum(tv_hash_bytea(v.head_digest));
-	values[6] = CStringGetTextDatum(v.guard ? v.guard : "intact");
+	verdict_values(&v, values, nulls);
 	values[7] = Int64GetDatum(d.rows);
 	values[8] = CStringGetTextDatum(psprintf("the %lld rows added since the digest taken at %s were rehashed and their links checked; the %lld rows it covered were not rehashed (trialvault.verify('%s') rehashes every row)",
 											 (long long) v.nrows, d.taken_at, (long long) d.rows,

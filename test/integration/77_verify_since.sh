@@ -143,6 +143,8 @@ like "$(tv_psql $CL -d postgres -v VERBOSITY=verbose -c "SELECT * FROM trialvaul
 	"ERROR: +22004: arguments of trialvault.verify must not be NULL" "4: NULL digest: 22004"
 like "$(tv_psql $CL -d postgres -v VERBOSITY=verbose -c "SELECT * FROM trialvault.verify(NULL, since => 'x')" 2>&1 || true)" \
 	"ERROR: +22004" "4: NULL table: 22004"
+like "$(tv_psql $CL -d postgres -v VERBOSITY=verbose -c "SELECT * FROM trialvault.verify('other', since => repeat('x', 17000000))" 2>&1 || true)" \
+	"ERROR: +22023: malformed signed digest: it is longer than 16 MB" "4: an oversized digest: 22023"
 digest other o1
 for bad in "garbage" "" "$(head -n 8 "$W/o1")" "$(sed 's/^floor: .*/floor: -1/' "$W/o1")" \
 	"$(grep -v '^floor: ' "$W/o1")" "$(sed 's/^floor: \(.*\)/floor: \1x/' "$W/o1")"; do

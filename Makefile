@@ -14,6 +14,7 @@ OBJS = \
 	extension/ddlguard.o \
 	extension/protect.o \
 	extension/verify.o \
+	extension/toastscan.o \
 	extension/xmldoc.o \
 	extension/xmlschema.o \
 	extension/xmlscreen.o \

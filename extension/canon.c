@@ -867,6 +867,7 @@ tv_row_layout(TupleDesc tupdesc, const TvChainCols *cols)
 	qsort(atts, ncols, sizeof(Form_pg_attribute), attname_cmp);
 
 	layout->ncols = ncols;
+	layout->toast = NULL;
 	layout->cols = palloc(sizeof(TvRowColumn) * Max(ncols, 1));
 	for (i = 0; i < ncols; i++)
 	{
@@ -949,8 +950,17 @@ tv_row_values_digest(const TvRowLayout *layout, const Datum *values,
 			append_u32(buf, type_identity(tc));
 		if (tc->mode == TV_CANON_RAW)
 		{
-			struct varlena *v = PG_DETOAST_DATUM_PACKED(value);
-			uint32		len = (uint32) VARSIZE_ANY_EXHDR(v);
+			struct varlena *v = tv_toast_scan_value(layout->toast,
+													(struct varlena *) DatumGetPointer(value));
+			bool		own = false;
+			uint32		len;
+
+			if (v == NULL)
+			{
+				v = PG_DETOAST_DATUM_PACKED(value);
+				own = ((Pointer) v != DatumGetPointer(value));
+			}
+			len = (uint32) VARSIZE_ANY_EXHDR(v);
 
 			appendStringInfoChar(buf, 'r');
 			append_u32(buf, len);
@@ -961,7 +971,7 @@ tv_row_values_digest(const TvRowLayout *layout, const Datum *values,
 			}
 			else
 				appendBinaryStringInfo(buf, VARDATA_ANY(v), len);
-			if ((Pointer) v != DatumGetPointer(value))
+			if (own)
 				pfree(v);
 		}
 		else

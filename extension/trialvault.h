@@ -18,6 +18,7 @@
  *					their types and the extension's own objects
  *	protect.c		trialvault.protect(): turning a table into a protected one
  *	verify.c		trialvault.verify(): recomputing and checking a chain
+ *	toastscan.c		reading out-of-line values in storage order, for verify()
  *	catalog.c		the extension's own objects described and sealed, for
  *					verify() and the upgrade test
  *	owner.c			running as the extension's owner for the real caller
@@ -134,15 +135,23 @@ typedef struct TvRowColumn
 	char	   *name;
 	uint32		namelen;
 } TvRowColumn;
+typedef struct TvToastScan TvToastScan;
+
 typedef struct TvRowLayout
 {
 	int			ncols;
 	TvRowColumn *cols;			/* the hashed columns, in the encoding's order */
+	TvToastScan *toast;			/* out-of-line values read in step, or NULL */
 } TvRowLayout;
 extern TvRowLayout *tv_row_layout(TupleDesc tupdesc, const TvChainCols *cols);
 extern void tv_row_values_digest(const TvRowLayout *layout, const Datum *values,
 								 const bool *isnull, uint8 *digest,
 								 TvDigestMode mode);
+
+/* toastscan.c */
+extern TvToastScan *tv_toast_scan_begin(Relation rel, Snapshot snap);
+extern struct varlena *tv_toast_scan_value(TvToastScan *ts, struct varlena *attr);
+extern void tv_toast_scan_end(TvToastScan *ts, uint64 *taken, uint64 *missed);
 
 /* chain.c */
 extern bool tv_find_chain_cols(TupleDesc tupdesc, TvChainCols *cols);

@@ -184,6 +184,8 @@ typedef struct VState
 	int64		waited;			/* rows that were pending, ever */
 	bool		rescanned;
 	int64		nrows;
+	uint64		toast_taken;	/* out-of-line values read in step */
+	uint64		toast_missed;	/* ... and those looked up instead */
 	int64		max_seq;
 	Snapshot	snapshot;		/* the rows verified are those it sees */
 	bool		heads_only;		/* tv_scan_heads(): no hashing, no link checks */
@@ -602,6 +604,9 @@ scan_rows(Relation rel, const TvChainCols *cols, VState *st)
 								   ALLOCSET_DEFAULT_SIZES);
 	scan = table_beginscan_strat(rel, st->snapshot, 0, NULL, true, false);
 	slot = table_slot_create(rel, NULL);
+	/* The hashed values' out-of-line bytes, read in step (toastscan.c). */
+	if (!st->heads_only)
+		layout->toast = tv_toast_scan_begin(rel, st->snapshot);
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
 		CHECK_FOR_INTERRUPTS();
@@ -610,6 +615,7 @@ scan_rows(Relation rel, const TvChainCols *cols, VState *st)
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(rowcxt);
 	}
+	tv_toast_scan_end(layout->toast, &st->toast_taken, &st->toast_missed);
 	ExecDropSingleTupleTableSlot(slot);
 	table_endscan(scan);
 	MemoryContextDelete(rowcxt);
@@ -907,6 +913,12 @@ finish_verdict(Relation rel, VState *st, TvVerdict *v)
 							 tv_verify_window, (long long) st->waited,
 							 st->since ? "predecessors below the floor read through the index" :
 							 st->rescanned ? "with a second scan of the chain columns" : "in one scan")));
+	if (st->toast_taken + st->toast_missed > 0)
+		ereport(DEBUG1,
+				(errmsg_internal("trialvault verify read %llu out-of-line values of \"%s\" in storage order and looked up %llu through the TOAST index",
+								 (unsigned long long) st->toast_taken,
+								 RelationGetRelationName(rel),
+								 (unsigned long long) st->toast_missed)));
 	tv_prev_digest(v->heads, (int) Min(v->nheads, PG_INT32_MAX), v->head_digest);
 
 	v->guard = tv_guard_problem(relid);

@@ -1,0 +1,337 @@
+/*-------------------------------------------------------------------------
+ *
+ * toastscan.c
+ *		Reading a table's out-of-line values in storage order, alongside a
+ *		sequential scan of the table itself (verify()'s full scan).
+ *
+ * Detoasting a value looks its chunks up through the TOAST index: a
+ * descent of the index and a buffer lookup for every value, and the TOAST
+ * relation's pages read in whatever order the values come.  For a table
+ * whose rows are mostly large documents that was most of what a full
+ * verify cost.  But rows and their values are written together, so the
+ * TOAST relation's storage order is nearly the table's: a second
+ * sequential scan, of the TOAST relation, kept in step with the table's,
+ * finds each value's chunks close ahead, and reads every page once,
+ * through a bulk-read ring, with the kernel's read-ahead.
+ *
+ * Nearly, not exactly: concurrent writers fill different pages, and a
+ * value's last, short chunk may go into free space on an earlier page.  So
+ * the chunks read ahead of the row that needs them are kept, up to
+ * TV_TOAST_SCAN_AHEAD bytes (the oldest let go first), and a value is
+ * looked for no further ahead than that.
+ *
+ * The bytes are the value's bytes or nothing: a value is taken from the
+ * scan only if every one of its chunks is found, once each, of the size
+ * the TOAST pointer implies.  Anything else (a value stored far from its
+ * row, a compressed one, chunks missing or repeated, a value of another
+ * relation) is left to the usual detoast, which reads it through the index
+ * and raises the usual errors.  So the digest is the same either way; only
+ * the time differs.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/detoast.h"
+#include "access/heaptoast.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "common/hashfn.h"
+#include "executor/tuptable.h"
+#include "lib/ilist.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "trialvault.h"
+
+/* Larger values are detoasted the usual way rather than assembled. */
+#define TV_TOAST_SCAN_MAX_VALUE	(1024 * 1024)
+
+/* Chunk bytes kept ahead of the rows that need them, and looked through. */
+#define TV_TOAST_SCAN_AHEAD		(16 * 1024 * 1024)
+
+/* A chunk read before its row needed it. */
+typedef struct KeptChunk
+{
+	struct KeptChunk *next;
+	int32		seq;
+	int32		len;			/* -1: not a chunk detoasting would take */
+	char		data[FLEXIBLE_ARRAY_MEMBER];
+} KeptChunk;
+
+/* The chunks kept of one value, oldest value first in the scan's list. */
+typedef struct KeptValue
+{
+	Oid			id;
+	KeptChunk  *chunks;
+	Size		bytes;
+	dlist_node	node;
+} KeptValue;
+
+typedef struct KeptEntry
+{
+	Oid			id;
+	char		status;			/* for simplehash */
+	KeptValue  *value;
+} KeptEntry;
+
+#define SH_PREFIX		kept
+#define SH_ELEMENT_TYPE	KeptEntry
+#define SH_KEY_TYPE		Oid
+#define SH_KEY			id
+#define SH_HASH_KEY(tb, key)	murmurhash32(key)
+#define SH_EQUAL(tb, a, b)	((a) == (b))
+#define SH_SCOPE		static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
+
+struct TvToastScan
+{
+	Relation	toastrel;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	bool		done;			/* the TOAST relation's scan has ended */
+	MemoryContext cxt;			/* the scan, its buffer and kept chunks */
+	kept_hash  *kept;
+	dlist_head	kept_order;		/* oldest first */
+	Size		kept_bytes;
+	char	   *buf;			/* the value being assembled */
+	Size		bufsize;
+	bool	   *have;			/* which of its chunks are in buf */
+	int32		havesize;
+	uint64		taken;			/* values read from the scan */
+	uint64		missed;			/* values left to the usual detoast */
+};
+
+/*
+ * tv_toast_scan_begin: a scan of rel's TOAST relation under snap (the
+ * table's scan's snapshot), from its first block (never a synchronized
+ * scan, which could start mid-relation); NULL if rel has none.
+ */
+TvToastScan *
+tv_toast_scan_begin(Relation rel, Snapshot snap)
+{
+	TvToastScan *ts;
+	MemoryContext cxt;
+
+	if (!OidIsValid(rel->rd_rel->reltoastrelid))
+		return NULL;
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "trialvault toast scan",
+								ALLOCSET_DEFAULT_SIZES);
+	ts = MemoryContextAllocZero(cxt, sizeof(TvToastScan));
+	ts->cxt = cxt;
+	ts->toastrel = table_open(rel->rd_rel->reltoastrelid, AccessShareLock);
+	ts->scan = table_beginscan_strat(ts->toastrel, snap, 0, NULL, true, false);
+	ts->slot = table_slot_create(ts->toastrel, NULL);
+	ts->kept = kept_create(cxt, 1024, NULL);
+	dlist_init(&ts->kept_order);
+	ts->bufsize = VARHDRSZ + TOAST_MAX_CHUNK_SIZE * 4;
+	ts->buf = MemoryContextAlloc(cxt, ts->bufsize);
+	ts->havesize = 64;
+	ts->have = MemoryContextAlloc(cxt, ts->havesize * sizeof(bool));
+	return ts;
+}
+
+void
+tv_toast_scan_end(TvToastScan *ts, uint64 *taken, uint64 *missed)
+{
+	if (ts == NULL)
+	{
+		*taken = *missed = 0;
+		return;
+	}
+	*taken = ts->taken;
+	*missed = ts->missed;
+	ExecDropSingleTupleTableSlot(ts->slot);
+	table_endscan(ts->scan);
+	table_close(ts->toastrel, AccessShareLock);
+	MemoryContextDelete(ts->cxt);
+}
+
+static void
+forget_value(TvToastScan *ts, KeptValue *v)
+{
+	KeptChunk  *c = v->chunks;
+
+	while (c != NULL)
+	{
+		KeptChunk  *next = c->next;
+
+		pfree(c);
+		c = next;
+	}
+	ts->kept_bytes -= v->bytes;
+	dlist_delete(&v->node);
+	kept_delete(ts->kept, v->id);
+	pfree(v);
+}
+
+/* Keep a chunk read ahead of its row; let the oldest go past the limit. */
+static void
+keep_chunk(TvToastScan *ts, Oid id, int32 seq, const char *data, int32 len)
+{
+	KeptEntry  *e;
+	bool		found;
+	KeptChunk  *c;
+	Size		bytes = offsetof(KeptChunk, data) + Max(len, 0);
+
+	while (ts->kept_bytes + bytes > TV_TOAST_SCAN_AHEAD &&
+		   !dlist_is_empty(&ts->kept_order))
+		forget_value(ts, dlist_head_element(KeptValue, node, &ts->kept_order));
+	e = kept_insert(ts->kept, id, &found);
+	if (!found)
+	{
+		e->value = MemoryContextAlloc(ts->cxt, sizeof(KeptValue));
+		e->value->id = id;
+		e->value->chunks = NULL;
+		e->value->bytes = 0;
+		dlist_push_tail(&ts->kept_order, &e->value->node);
+	}
+	c = MemoryContextAlloc(ts->cxt, bytes);
+	c->seq = seq;
+	c->len = len;
+	if (len > 0)
+		memcpy(c->data, data, len);
+	c->next = e->value->chunks;
+	e->value->chunks = c;
+	e->value->bytes += bytes;
+	ts->kept_bytes += bytes;
+}
+
+/*
+ * Put chunk seq of the value being assembled into the buffer; false if
+ * detoasting would not take it (out of range, repeated, the wrong size).
+ */
+static bool
+place_chunk(TvToastScan *ts, int32 nchunks, int32 size, int32 seq,
+			const char *data, int32 len)
+{
+	int32		expect;
+
+	if (seq < 0 || seq >= nchunks || ts->have[seq])
+		return false;
+	expect = (seq < nchunks - 1) ? TOAST_MAX_CHUNK_SIZE :
+		size - (nchunks - 1) * TOAST_MAX_CHUNK_SIZE;
+	if (len != expect)
+		return false;
+	memcpy(VARDATA(ts->buf) + seq * TOAST_MAX_CHUNK_SIZE, data, len);
+	ts->have[seq] = true;
+	return true;
+}
+
+/*
+ * tv_toast_scan_value: the value an on-disk TOAST pointer of the scanned
+ * table refers to, as detoasting would return it, if its chunks are kept
+ * or close ahead in the TOAST relation's scan; otherwise NULL, and the
+ * caller detoasts it.  The result lives in the scan's buffer until the
+ * next call.
+ */
+struct varlena *
+tv_toast_scan_value(TvToastScan *ts, struct varlena *attr)
+{
+	struct varatt_external ptr;
+	int32		size;
+	int32		nchunks;
+	int32		found = 0;
+	Size		ahead = 0;
+	KeptEntry  *e;
+	MemoryContext old;
+	bool		ok = true;
+
+	if (ts == NULL || !VARATT_IS_EXTERNAL_ONDISK(attr))
+		return NULL;
+	VARATT_EXTERNAL_GET_POINTER(ptr, attr);
+	size = VARATT_EXTERNAL_GET_EXTSIZE(ptr);
+	/* (A compressed value is stored in fewer bytes than its raw size.) */
+	if (ptr.va_toastrelid != RelationGetRelid(ts->toastrel) ||
+		size <= 0 || size > TV_TOAST_SCAN_MAX_VALUE ||
+		ptr.va_rawsize != size + VARHDRSZ)
+	{
+		ts->missed++;
+		return NULL;
+	}
+
+	nchunks = (size - 1) / TOAST_MAX_CHUNK_SIZE + 1;
+	if (ts->bufsize < (Size) (VARHDRSZ + size))
+	{
+		pfree(ts->buf);
+		ts->bufsize = VARHDRSZ + size;
+		ts->buf = MemoryContextAlloc(ts->cxt, ts->bufsize);
+	}
+	if (ts->havesize < nchunks)
+	{
+		pfree(ts->have);
+		ts->havesize = nchunks;
+		ts->have = MemoryContextAlloc(ts->cxt, nchunks * sizeof(bool));
+	}
+	memset(ts->have, 0, nchunks * sizeof(bool));
+
+	/* The chunks read ahead already, then on through the scan. */
+	e = kept_lookup(ts->kept, ptr.va_valueid);
+	if (e != NULL)
+	{
+		KeptChunk  *c;
+
+		for (c = e->value->chunks; c != NULL && ok; c = c->next)
+		{
+			ok = place_chunk(ts, nchunks, size, c->seq, c->data, c->len);
+			found++;
+		}
+		forget_value(ts, e->value);
+	}
+	old = MemoryContextSwitchTo(ts->cxt);
+	while (ok && found < nchunks)
+	{
+		bool		isnull;
+		Datum		d;
+		Oid			id;
+		int32		seq;
+		Pointer		chunk;
+		const char *data = NULL;
+		int32		len = -1;
+
+		if (ts->done || ahead > TV_TOAST_SCAN_AHEAD)
+		{
+			ok = false;
+			break;
+		}
+		if (!table_scan_getnextslot(ts->scan, ForwardScanDirection, ts->slot))
+		{
+			ts->done = true;
+			ok = false;
+			break;
+		}
+		d = slot_getattr(ts->slot, 1, &isnull);
+		id = isnull ? InvalidOid : DatumGetObjectId(d);
+		d = slot_getattr(ts->slot, 2, &isnull);
+		seq = isnull ? -1 : DatumGetInt32(d);
+		d = slot_getattr(ts->slot, 3, &isnull);
+		chunk = isnull ? NULL : DatumGetPointer(d);
+		/* Only what detoasting takes: a plain or short-header varlena. */
+		if (chunk != NULL && !VARATT_IS_EXTERNAL(chunk) && !VARATT_IS_COMPRESSED(chunk))
+		{
+			data = VARDATA_ANY(chunk);
+			len = VARSIZE_ANY_EXHDR(chunk);
+		}
+		if (id == ptr.va_valueid)
+		{
+			ok = place_chunk(ts, nchunks, size, seq, data, len);
+			found++;
+		}
+		else
+		{
+			keep_chunk(ts, id, seq, data, len);
+			ahead += Max(len, 0);
+		}
+	}
+	MemoryContextSwitchTo(old);
+	if (!ok)
+	{
+		ts->missed++;
+		return NULL;
+	}
+	SET_VARSIZE(ts->buf, VARHDRSZ + size);
+	ts->taken++;
+	return (struct varlena *) ts->buf;
+}

@@ -28,9 +28,12 @@
 # verify holds.  Targets: ratio >= BENCH_TARGET (verify at least as fast as
 # plain SQL hashing); fraction >= BENCH_TARGET_SHA (issue 17: 0.5) for rows
 # of 4 KB (BENCH_PAYLOAD=4096); verify must return ok = t with rows_checked
-# = ROWS.  The plain SQL side
-# runs single-process (max_parallel_workers_per_gather = 0), as verify does;
-# set BASELINE_PARALLEL=N to let it use N parallel workers instead.  PASS or
+# = ROWS.  verify uses VERIFY_WORKERS parallel workers (trialvault.verify_workers,
+# 2 by default; 0: the session alone), and the plain SQL side as many
+# (max_parallel_workers_per_gather = BASELINE_PARALLEL, VERIFY_WORKERS by
+# default).  The memory reported is the session's: each worker holds its
+# own, bounded too (a row, and at most 16 MB of out-of-line chunks read
+# ahead).  PASS or
 # FAIL is printed; the script exits 0 unless something went wrong (verify
 # not ok counts as something going wrong).
 #
@@ -59,7 +62,8 @@
 #   BENCH_PAYLOAD=256      payload bytes per row (random; a pool of 1000 values)
 #   ROUNDS=3               timed runs of each side
 #   BATCH=100000           rows per INSERT during the load
-#   BASELINE_PARALLEL=0    parallel workers allowed to the plain SQL side
+#   VERIFY_WORKERS=2       trialvault.verify_workers for verify's sides
+#   BASELINE_PARALLEL=VERIFY_WORKERS  parallel workers allowed to the plain SQL side
 #   BENCH_TARGET=1.0       minimum sha256-time / verify-time ratio
 #   BENCH_TARGET_SHA=0.5   minimum verify throughput / OpenSSL SHA-256 throughput
 #   SINCE_ROWS=ROWS/100    rows added after the digest for the daily check (0: skip)
@@ -70,14 +74,15 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 # shellcheck source=bench/common.sh
 source "$HERE/common.sh"
-CMDLINE=$(command_line ROWS BENCH_PAYLOAD ROUNDS BATCH BASELINE_PARALLEL BENCH_TARGET BENCH_TARGET_SHA SINCE_ROWS BENCH_TARGET_SINCE -- "$0" "$@")
+CMDLINE=$(command_line ROWS BENCH_PAYLOAD ROUNDS BATCH VERIFY_WORKERS BASELINE_PARALLEL BENCH_TARGET BENCH_TARGET_SHA SINCE_ROWS BENCH_TARGET_SINCE -- "$0" "$@")
 
 parse_common_args "$(basename "$0")" "$@"
 if [ -n "$quick" ]; then
 	: "${ROWS:=100000}"
 fi
 : "${ROWS:=1000000}" "${BENCH_PAYLOAD:=256}" "${ROUNDS:=3}" "${BATCH:=100000}"
-: "${BASELINE_PARALLEL:=0}" "${BENCH_TARGET:=1.0}" "${BENCH_TARGET_SHA:=0.5}"
+: "${VERIFY_WORKERS:=2}"
+: "${BASELINE_PARALLEL:=$VERIFY_WORKERS}" "${BENCH_TARGET:=1.0}" "${BENCH_TARGET_SHA:=0.5}"
 : "${SINCE_ROWS:=$((ROWS / 100))}" "${BENCH_TARGET_SINCE:=2}"
 POOL=1000
 
@@ -89,6 +94,10 @@ for v in ROWS BENCH_PAYLOAD ROUNDS BATCH; do
 done
 if ! [[ $SINCE_ROWS =~ ^[0-9]+$ ]]; then
 	echo "verify_bench.sh: SINCE_ROWS must be a number of rows, not '$SINCE_ROWS'" >&2
+	exit 2
+fi
+if ! [[ $VERIFY_WORKERS =~ ^[0-9]+$ ]] || [ "$VERIFY_WORKERS" -gt 64 ]; then
+	echo "verify_bench.sh: VERIFY_WORKERS must be a number of workers (0 to 64), not '$VERIFY_WORKERS'" >&2
 	exit 2
 fi
 if ! [[ $BASELINE_PARALLEL =~ ^[0-9]+$ ]]; then
@@ -111,13 +120,13 @@ CONF=(
 echo "# trialvault verify benchmark"
 echo "# command:    $CMDLINE"
 bench_context
-echo "# settings:   ROWS=$ROWS BENCH_PAYLOAD=$BENCH_PAYLOAD ROUNDS=$ROUNDS BATCH=$BATCH BASELINE_PARALLEL=$BASELINE_PARALLEL"
+echo "# settings:   ROWS=$ROWS BENCH_PAYLOAD=$BENCH_PAYLOAD ROUNDS=$ROUNDS BATCH=$BATCH VERIFY_WORKERS=$VERIFY_WORKERS BASELINE_PARALLEL=$BASELINE_PARALLEL"
 echo "#             BENCH_TARGET=$BENCH_TARGET BENCH_TARGET_SHA=$BENCH_TARGET_SHA SINCE_ROWS=$SINCE_ROWS BENCH_TARGET_SINCE=$BENCH_TARGET_SINCE"
 echo "# server:     fresh cluster, unix socket, fsync = on, $(printf '%s, ' "${CONF[@]}" | sed 's/, $//')"
 echo "# row:        id bigint identity PK, study_id int, site_id int, subject text, meta xml (~70 bytes),"
 echo "#             payload bytea ($BENCH_PAYLOAD random bytes, one of $POOL), created timestamptz,"
 echo "#             + the chain columns tv_seq, tv_prev_seqs, tv_prev_hash, tv_hash"
-echo "# verify:     SELECT ok, rows_checked FROM trialvault.verify('docs')"
+echo "# verify:     SELECT ok, rows_checked FROM trialvault.verify('docs')  (trialvault.verify_workers = $VERIFY_WORKERS)"
 echo "# sha256:     SELECT sum(get_byte(sha256(convert_to(t::text, 'UTF8')), 0)) FROM docs t  (max_parallel_workers_per_gather = $BASELINE_PARALLEL)"
 echo "# openssl:    openssl speed -evp sha256 -bytes <average row bytes> -seconds 3  ($(openssl version))"
 note_other_load
@@ -229,7 +238,8 @@ peak_of_session() {
 timed() {
 	local side=$1 q out
 	case $side in
-	verify | full) q="SELECT ok, rows_checked, coalesce(first_bad, '-') FROM trialvault.verify('docs')" ;;
+	verify | full) q="SET trialvault.verify_workers = $VERIFY_WORKERS;
+SELECT ok, rows_checked, coalesce(first_bad, '-') FROM trialvault.verify('docs')" ;;
 	since | since0) q="\\set d \`cat $DIGEST${side#since}\`
 SELECT ok, rows_checked, coalesce(first_bad, '-') FROM trialvault.verify('docs', since => :'d')" ;;
 	sha256) q="SET max_parallel_workers_per_gather = $BASELINE_PARALLEL;

@@ -33,12 +33,18 @@
 #include "postgres.h"
 
 #include "access/detoast.h"
+#include "access/genam.h"
+#include "access/heapam.h"
 #include "access/heaptoast.h"
+#include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/toast_internals.h"
+#include "catalog/pg_am.h"
 #include "common/hashfn.h"
 #include "executor/tuptable.h"
 #include "lib/ilist.h"
+#include "utils/fmgroids.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
@@ -91,6 +97,9 @@ struct TvToastScan
 	Relation	toastrel;
 	TableScanDesc scan;
 	TupleTableSlot *slot;
+	Snapshot	snapshot;
+	bool		find_start;		/* start where the first value is stored */
+	bool		started;
 	bool		done;			/* the TOAST relation's scan has ended */
 	MemoryContext cxt;			/* the scan, its buffer and kept chunks */
 	kept_hash  *kept;
@@ -107,10 +116,12 @@ struct TvToastScan
 /*
  * tv_toast_scan_begin: a scan of rel's TOAST relation under snap (the
  * table's scan's snapshot), from its first block (never a synchronized
- * scan, which could start mid-relation); NULL if rel has none.
+ * scan, which could start mid-relation), or with find_start (for a scan
+ * of part of a heap table) from the block where the first value asked for
+ * is stored; NULL if rel has none.
  */
 TvToastScan *
-tv_toast_scan_begin(Relation rel, Snapshot snap)
+tv_toast_scan_begin(Relation rel, Snapshot snap, bool find_start)
 {
 	TvToastScan *ts;
 	MemoryContext cxt;
@@ -121,6 +132,8 @@ tv_toast_scan_begin(Relation rel, Snapshot snap)
 								ALLOCSET_DEFAULT_SIZES);
 	ts = MemoryContextAllocZero(cxt, sizeof(TvToastScan));
 	ts->cxt = cxt;
+	ts->snapshot = snap;
+	ts->find_start = find_start;
 	ts->toastrel = table_open(rel->rd_rel->reltoastrelid, AccessShareLock);
 	ts->scan = table_beginscan_strat(ts->toastrel, snap, 0, NULL, true, false);
 	ts->slot = table_slot_create(ts->toastrel, NULL);
@@ -165,6 +178,31 @@ forget_value(TvToastScan *ts, KeptValue *v)
 	dlist_delete(&v->node);
 	kept_delete(ts->kept, v->id);
 	pfree(v);
+}
+
+/*
+ * Start the scan at the block holding the first chunk of value id, found
+ * through the TOAST index: the values of a part of the table are stored
+ * from about there on.  (heap_setscanlimits: only for a heap relation.)
+ */
+static void
+start_at_value(TvToastScan *ts, Oid id)
+{
+	Oid			indexoid;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	BlockNumber nblocks = ((HeapScanDesc) ts->scan)->rs_nblocks;
+	BlockNumber start = InvalidBlockNumber;
+
+	indexoid = toast_get_valid_index(RelationGetRelid(ts->toastrel), AccessShareLock);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(id));
+	scan = systable_beginscan(ts->toastrel, indexoid, true, ts->snapshot, 1, &key);
+	if ((tup = systable_getnext(scan)) != NULL)
+		start = ItemPointerGetBlockNumber(&tup->t_self);
+	systable_endscan(scan);
+	if (start < nblocks)
+		heap_setscanlimits(ts->scan, start, nblocks - start);
 }
 
 /* Keep a chunk read ahead of its row; let the oldest go past the limit. */
@@ -281,6 +319,12 @@ tv_toast_scan_value(TvToastScan *ts, struct varlena *attr)
 		forget_value(ts, e->value);
 	}
 	old = MemoryContextSwitchTo(ts->cxt);
+	if (!ts->started)
+	{
+		ts->started = true;
+		if (ts->find_start && ts->toastrel->rd_rel->relam == HEAP_TABLE_AM_OID)
+			start_at_value(ts, ptr.va_valueid);
+	}
 	while (ok && found < nchunks)
 	{
 		bool		isnull;

@@ -149,7 +149,7 @@ extern void tv_row_values_digest(const TvRowLayout *layout, const Datum *values,
 								 TvDigestMode mode);
 
 /* toastscan.c */
-extern TvToastScan *tv_toast_scan_begin(Relation rel, Snapshot snap);
+extern TvToastScan *tv_toast_scan_begin(Relation rel, Snapshot snap, bool find_start);
 extern struct varlena *tv_toast_scan_value(TvToastScan *ts, struct varlena *attr);
 extern void tv_toast_scan_end(TvToastScan *ts, uint64 *taken, uint64 *missed);
 

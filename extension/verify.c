@@ -38,7 +38,9 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/parallel.h"
 #include "access/relation.h"
 #include "access/stratnum.h"
 #include "access/table.h"
@@ -54,6 +56,12 @@
 #include "funcapi.h"
 #include "lib/ilist.h"
 #include "miscadmin.h"
+#include "optimizer/paths.h"
+#include "port/atomics.h"
+#include "storage/bufmgr.h"
+#include "storage/latch.h"
+#include "storage/shm_mq.h"
+#include "storage/shm_toc.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -63,11 +71,15 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/wait_event.h"
 
 #include "trialvault.h"
 
 /* Rows the link check keeps in memory (trialvault.verify_window). */
 static int	tv_verify_window = 65536;
+
+/* Parallel workers that read and hash a full verify's rows. */
+static int	tv_verify_workers = 2;
 
 static inline uint32
 seq_hash(uint64 k)
@@ -503,87 +515,118 @@ get_hash_col(TupleTableSlot *slot, AttrNumber att, uint8 *out)
 }
 
 /*
- * One row of the table: its hash recomputed from its contents, its link
- * checked against the predecessors in memory (or made to wait for them).
- * Called with the row's memory context current.
+ * What a row says of itself: its chain columns, and (when hashing) whether
+ * its contents match its tv_hash.  Read where the row is (a parallel
+ * worker reads and hashes its share); what it means for the chain is
+ * worked out by apply_row, in storage order, in one place.
  */
-static void
-check_row(VState *st, TupleTableSlot *slot, const TvRowLayout *layout,
-		  const TvChainCols *cols)
+typedef struct RowFacts
 {
-	ItemPointerData tid = slot->tts_tid;
-	bool		rowbad = false;
-	bool		isnull;
-	Datum		d;
+	ItemPointerData tid;
+	bool		has_seq;
+	bool		has_hash;		/* tv_hash is 32 bytes */
+	bool		has_prev;		/* tv_prev_hash is 32 bytes */
+	bool		refs_ok;		/* tv_prev_seqs is a list of numbers */
+	bool		matches;		/* the contents hash to tv_hash */
+	int			nrefs;
 	int64		seq;
+	int64	   *refs;
 	uint8		hash[TV_HASH_LEN];
 	uint8		prev[TV_HASH_LEN];
-	int64	   *refs;
-	int			nrefs;
-	bool		refs_ok;
-	bool		matches;
+} RowFacts;
 
+static void
+read_row(TupleTableSlot *slot, const TvRowLayout *layout, const TvChainCols *cols,
+		 bool hashing, RowFacts *f)
+{
+	bool		isnull;
+	Datum		d;
+
+	memset(f, 0, sizeof(RowFacts));
+	f->tid = slot->tts_tid;
 	d = slot_getattr(slot, cols->seq, &isnull);
 	if (isnull)
+		return;
+	f->has_seq = true;
+	f->seq = DatumGetInt64(d);
+	f->has_hash = get_hash_col(slot, cols->hash, f->hash);
+	f->has_prev = get_hash_col(slot, cols->prev_hash, f->prev);
+	f->refs_ok = tv_get_prev_seqs(slot, cols->prev_seqs, &f->refs, &f->nrefs);
+	if (hashing && f->has_hash && f->has_prev)
+	{
+		/* Deformed once, for the chain columns above and the digest. */
+		slot_getallattrs(slot);
+		f->matches = tv_row_values_match(layout, slot->tts_values, slot->tts_isnull,
+										 f->seq, f->prev, f->hash);
+	}
+}
+
+/*
+ * One row of the table, in storage order: its hash recomputed from its
+ * contents (read_row), its link checked against the predecessors in
+ * memory (or made to wait for them).
+ */
+static void
+apply_row(VState *st, const RowFacts *f)
+{
+	ItemPointerData tid = f->tid;
+	bool		rowbad = false;
+	static const uint8 nohash[TV_HASH_LEN] = {0};
+
+	if (!f->has_seq)
 	{
 		note_bad(st, &rowbad, PG_INT64_MIN, &tid, "tv_seq is NULL");
 		return;					/* not kept: it cannot be linked to */
 	}
-	seq = DatumGetInt64(d);
 	st->nrows++;
 	if (st->heads_only)
 	{
 		int			j;
 
 		/* Whatever a row refers to is no head, copies and all. */
-		if (tv_get_prev_seqs(slot, cols->prev_seqs, &refs, &nrefs))
-			for (j = 0; j < nrefs; j++)
-				mark_referenced(st, refs[j]);
-		if (mark_seen(st, seq))
+		if (f->refs_ok)
+			for (j = 0; j < f->nrefs; j++)
+				mark_referenced(st, f->refs[j]);
+		if (mark_seen(st, f->seq))
 		{
-			st->max_seq = Max(st->max_seq, seq);
-			if (!get_hash_col(slot, cols->hash, hash))
-				memset(hash, 0, TV_HASH_LEN);
-			window_add(st, seq, hash);
+			st->max_seq = Max(st->max_seq, f->seq);
+			window_add(st, f->seq, f->has_hash ? f->hash : nohash);
 		}
 		return;
 	}
-	if (!mark_seen(st, seq))
+	if (!mark_seen(st, f->seq))
 	{
 		/* The first copy by ctid is the row; this one is not kept. */
-		note_bad(st, &rowbad, seq, &tid, "another row has the same tv_seq");
+		note_bad(st, &rowbad, f->seq, &tid, "another row has the same tv_seq");
 		return;
 	}
-	st->max_seq = Max(st->max_seq, seq);
+	st->max_seq = Max(st->max_seq, f->seq);
 
-	if (!get_hash_col(slot, cols->hash, hash))
+	if (!f->has_hash || !f->has_prev)
 	{
-		memset(hash, 0, TV_HASH_LEN);
-		note_bad(st, &rowbad, seq, &tid, "tv_hash or tv_prev_hash is NULL or not 32 bytes");
-		window_add(st, seq, hash);
+		note_bad(st, &rowbad, f->seq, &tid, "tv_hash or tv_prev_hash is NULL or not 32 bytes");
+		window_add(st, f->seq, f->has_hash ? f->hash : nohash);
 		return;
 	}
-	if (!get_hash_col(slot, cols->prev_hash, prev))
-	{
-		note_bad(st, &rowbad, seq, &tid, "tv_hash or tv_prev_hash is NULL or not 32 bytes");
-		window_add(st, seq, hash);
-		return;
-	}
-
-	refs_ok = tv_get_prev_seqs(slot, cols->prev_seqs, &refs, &nrefs);
-
-	/* Deformed once, for the chain columns above and the digest. */
-	slot_getallattrs(slot);
-	matches = tv_row_values_match(layout, slot->tts_values, slot->tts_isnull,
-								  seq, prev, hash);
-	if (!matches)
-		note_bad(st, &rowbad, seq, &tid,
+	if (!f->matches)
+		note_bad(st, &rowbad, f->seq, &tid,
 				 "contents do not match tv_hash (the row was changed after it was inserted)");
-	else if (!refs_ok)
-		note_bad(st, &rowbad, seq, &tid, "tv_prev_seqs is NULL or malformed");
-	window_add(st, seq, hash);
-	if (refs_ok)
-		check_link(st, seq, &tid, &rowbad, prev, refs, nrefs);
+	else if (!f->refs_ok)
+		note_bad(st, &rowbad, f->seq, &tid, "tv_prev_seqs is NULL or malformed");
+	window_add(st, f->seq, f->hash);
+	if (f->refs_ok)
+		check_link(st, f->seq, &tid, &rowbad, f->prev, f->refs, f->nrefs);
+}
+
+/* One row read and applied in the same process.  Called in a row context. */
+static void
+check_row(VState *st, TupleTableSlot *slot, const TvRowLayout *layout,
+		  const TvChainCols *cols)
+{
+	RowFacts	f;
+
+	read_row(slot, layout, cols, !st->heads_only, &f);
+	apply_row(st, &f);
 }
 
 /*
@@ -606,7 +649,7 @@ scan_rows(Relation rel, const TvChainCols *cols, VState *st)
 	slot = table_slot_create(rel, NULL);
 	/* The hashed values' out-of-line bytes, read in step (toastscan.c). */
 	if (!st->heads_only)
-		layout->toast = tv_toast_scan_begin(rel, st->snapshot);
+		layout->toast = tv_toast_scan_begin(rel, st->snapshot, false);
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
 		CHECK_FOR_INTERRUPTS();
@@ -619,6 +662,383 @@ scan_rows(Relation rel, const TvChainCols *cols, VState *st)
 	ExecDropSingleTupleTableSlot(slot);
 	table_endscan(scan);
 	MemoryContextDelete(rowcxt);
+}
+
+/*
+ * Parallel verify.  Workers read and hash the rows (the bulk of the work:
+ * detoasting and SHA-256); the leader applies them to the chain in
+ * storage order, exactly as scan_rows would, so the verdict cannot depend
+ * on how the work was shared.  The table is cut into parts of
+ * chunk_blocks blocks; a worker claims the next part, reads it (and the
+ * out-of-line values stored from where the part's first value is) and
+ * sends what each row says of itself (RowFacts) to its own queue; the
+ * leader takes part 0, 1, 2 ... from whichever queue holds it.
+ */
+#define TV_PAR_KEY_SHARED	UINT64CONST(0x7476000000000001)
+#define TV_PAR_KEY_QUEUES	UINT64CONST(0x7476000000000002)
+#define TV_PAR_QUEUE_SIZE	((Size) 1024 * 1024)
+#define TV_PAR_BATCH		(64 * 1024)
+#define TV_PAR_MAX_PART		256
+
+typedef struct VParShared
+{
+	Oid			relid;
+	BlockNumber nblocks;
+	BlockNumber chunk_blocks;
+	pg_atomic_uint32 next_chunk;
+} VParShared;
+
+/* The head of each message: rows of one part follow. */
+typedef struct VParHeader
+{
+	int32		chunk;			/* the part; -1: this worker has finished */
+	bool		last;			/* the part's last message */
+	uint64		toast_taken;	/* with last: the part's out-of-line values */
+	uint64		toast_missed;
+} VParHeader;
+
+/* A row as sent: this, then nrefs int64s (tv_prev_seqs). */
+typedef struct VParRow
+{
+	ItemPointerData tid;
+	bool		has_seq;
+	bool		has_hash;
+	bool		has_prev;
+	bool		refs_ok;
+	bool		matches;
+	int32		nrefs;
+	int64		seq;
+	uint8		hash[TV_HASH_LEN];
+	uint8		prev[TV_HASH_LEN];
+} VParRow;
+
+/* A queue as the leader reads it. */
+typedef struct VParQueue
+{
+	shm_mq_handle *mqh;
+	bool		done;
+	bool		pending;		/* head/msg: a message not yet applied */
+	VParHeader	head;
+	char	   *msg;
+	Size		len;
+} VParQueue;
+
+PGDLLEXPORT void tv_verify_worker(dsm_segment *seg, shm_toc *toc);
+
+static void
+par_begin_message(StringInfo buf, int32 chunk)
+{
+	VParHeader	h;
+
+	memset(&h, 0, sizeof(h));
+	h.chunk = chunk;
+	resetStringInfo(buf);
+	appendBinaryStringInfo(buf, (char *) &h, sizeof(h));
+}
+
+/* false: the leader has gone (it errored or was cancelled). */
+static bool
+par_send(shm_mq_handle *mqh, StringInfo buf)
+{
+	return shm_mq_send(mqh, buf->len, buf->data, false, true) == SHM_MQ_SUCCESS;
+}
+
+static void
+par_pack_row(StringInfo buf, const RowFacts *f)
+{
+	VParRow		r;
+
+	memset(&r, 0, sizeof(r));
+	r.tid = f->tid;
+	r.has_seq = f->has_seq;
+	r.has_hash = f->has_hash;
+	r.has_prev = f->has_prev;
+	r.refs_ok = f->refs_ok;
+	r.matches = f->matches;
+	r.nrefs = f->nrefs;
+	r.seq = f->seq;
+	memcpy(r.hash, f->hash, TV_HASH_LEN);
+	memcpy(r.prev, f->prev, TV_HASH_LEN);
+	appendBinaryStringInfo(buf, (char *) &r, sizeof(r));
+	if (f->nrefs > 0)
+		appendBinaryStringInfo(buf, (char *) f->refs, f->nrefs * sizeof(int64));
+}
+
+/*
+ * A parallel worker: claim parts until none is left, read and hash their
+ * rows, send them.  Runs as the leader's user, with its snapshot.
+ */
+void
+tv_verify_worker(dsm_segment *seg, shm_toc *toc)
+{
+	VParShared *sh = shm_toc_lookup(toc, TV_PAR_KEY_SHARED, false);
+	char	   *queues = shm_toc_lookup(toc, TV_PAR_KEY_QUEUES, false);
+	shm_mq	   *mq = (shm_mq *) (queues + (Size) ParallelWorkerNumber * TV_PAR_QUEUE_SIZE);
+	shm_mq_handle *mqh;
+	Snapshot	snap = GetActiveSnapshot();
+	Relation	rel;
+	TvChainCols cols;
+	TvRowLayout *layout;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	StringInfoData buf;
+	MemoryContext rowcxt;
+	bool		leader = true;
+
+	shm_mq_set_sender(mq, MyProc);
+	mqh = shm_mq_attach(mq, seg, NULL);
+	rel = table_open(sh->relid, AccessShareLock);
+	if (!tv_find_chain_cols(RelationGetDescr(rel), &cols))
+		elog(ERROR, "trialvault: table \"%s\" has no chain columns",
+			 RelationGetRelationName(rel));
+	layout = tv_row_layout(RelationGetDescr(rel), &cols);
+	scan = table_beginscan_strat(rel, snap, 0, NULL, true, false);
+	slot = table_slot_create(rel, NULL);
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "trialvault verify row",
+								   ALLOCSET_DEFAULT_SIZES);
+	initStringInfo(&buf);
+
+	while (leader)
+	{
+		uint32		chunk = pg_atomic_fetch_add_u32(&sh->next_chunk, 1);
+		BlockNumber start;
+		VParHeader *h;
+		uint64		taken;
+		uint64		missed;
+
+		if ((uint64) chunk * sh->chunk_blocks >= sh->nblocks)
+			break;
+		start = chunk * sh->chunk_blocks;
+		table_rescan(scan, NULL);
+		heap_setscanlimits(scan, start, Min(sh->chunk_blocks, sh->nblocks - start));
+		layout->toast = tv_toast_scan_begin(rel, snap, true);
+		par_begin_message(&buf, (int32) chunk);
+		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+		{
+			RowFacts	f;
+			MemoryContext old;
+
+			CHECK_FOR_INTERRUPTS();
+			old = MemoryContextSwitchTo(rowcxt);
+			read_row(slot, layout, &cols, true, &f);
+			par_pack_row(&buf, &f);
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(rowcxt);
+			if (buf.len >= TV_PAR_BATCH)
+			{
+				if (!(leader = par_send(mqh, &buf)))
+					break;
+				par_begin_message(&buf, (int32) chunk);
+			}
+		}
+		tv_toast_scan_end(layout->toast, &taken, &missed);
+		layout->toast = NULL;
+		h = (VParHeader *) buf.data;
+		h->last = true;
+		h->toast_taken = taken;
+		h->toast_missed = missed;
+		if (leader)
+			leader = par_send(mqh, &buf);
+	}
+	if (leader)
+	{
+		par_begin_message(&buf, -1);
+		(void) par_send(mqh, &buf);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+}
+
+/* Apply the rows of one message, in the order they were read. */
+static void
+par_apply_message(VState *st, const VParQueue *q, MemoryContext rowcxt)
+{
+	const char *p = q->msg + sizeof(VParHeader);
+	const char *end = q->msg + q->len;
+	MemoryContext old = MemoryContextSwitchTo(rowcxt);
+
+	while (p < end)
+	{
+		VParRow		r;
+		RowFacts	f;
+
+		if (end - p < (long) sizeof(r))
+			elog(ERROR, "trialvault: a parallel verify worker sent a truncated row");
+		memcpy(&r, p, sizeof(r));
+		p += sizeof(r);
+		if (r.nrefs < 0 || end - p < (long) (r.nrefs * sizeof(int64)))
+			elog(ERROR, "trialvault: a parallel verify worker sent a truncated row");
+		memset(&f, 0, sizeof(f));
+		f.tid = r.tid;
+		f.has_seq = r.has_seq;
+		f.has_hash = r.has_hash;
+		f.has_prev = r.has_prev;
+		f.refs_ok = r.refs_ok;
+		f.matches = r.matches;
+		f.nrefs = r.nrefs;
+		f.seq = r.seq;
+		memcpy(f.hash, r.hash, TV_HASH_LEN);
+		memcpy(f.prev, r.prev, TV_HASH_LEN);
+		f.refs = palloc(Max(r.nrefs, 1) * sizeof(int64));
+		memcpy(f.refs, p, r.nrefs * sizeof(int64));
+		p += r.nrefs * sizeof(int64);
+		apply_row(st, &f);
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(rowcxt);
+}
+
+/*
+ * The pass over the table with parallel workers (trialvault.verify_workers),
+ * when the table is large enough (min_parallel_table_scan_size, heap and
+ * TOAST together) and workers can be had; false, having done nothing,
+ * otherwise (scan_rows does it alone).
+ */
+static bool
+scan_rows_parallel(Relation rel, VState *st)
+{
+	/* No more than could ever be launched: each has a queue. */
+	int			nworkers = Min(tv_verify_workers, max_parallel_workers);
+	BlockNumber nblocks;
+	BlockNumber toastblocks = 0;
+	BlockNumber chunk_blocks;
+	ParallelContext *pcxt;
+	VParShared *sh;
+	char	   *space;
+	VParQueue  *queues;
+	int			nq;
+	int			i;
+	uint32		chunk = 0;
+	MemoryContext rowcxt;
+
+	if (nworkers <= 0 || st->heads_only || IsInParallelMode() ||
+		rel->rd_rel->relam != HEAP_TABLE_AM_OID || RelationUsesLocalBuffers(rel))
+		return false;
+	nblocks = RelationGetNumberOfBlocks(rel);
+	if (OidIsValid(rel->rd_rel->reltoastrelid))
+	{
+		Relation	toastrel = table_open(rel->rd_rel->reltoastrelid, AccessShareLock);
+
+		toastblocks = RelationGetNumberOfBlocks(toastrel);
+		table_close(toastrel, AccessShareLock);
+	}
+	if (nblocks == 0 ||
+		(double) nblocks + toastblocks < (double) min_parallel_table_scan_size)
+		return false;
+	/* Parts small enough to share well, large enough to cost little each. */
+	chunk_blocks = Max(1, Min(TV_PAR_MAX_PART, nblocks / (nworkers * 16)));
+
+	EnterParallelMode();
+	pcxt = CreateParallelContext("$libdir/trialvault", "tv_verify_worker", nworkers);
+	shm_toc_estimate_chunk(&pcxt->estimator, sizeof(VParShared));
+	shm_toc_estimate_chunk(&pcxt->estimator, mul_size(TV_PAR_QUEUE_SIZE, nworkers));
+	shm_toc_estimate_keys(&pcxt->estimator, 2);
+	InitializeParallelDSM(pcxt);
+	if (pcxt->seg == NULL)
+	{
+		DestroyParallelContext(pcxt);
+		ExitParallelMode();
+		return false;
+	}
+	sh = shm_toc_allocate(pcxt->toc, sizeof(VParShared));
+	sh->relid = RelationGetRelid(rel);
+	sh->nblocks = nblocks;
+	sh->chunk_blocks = chunk_blocks;
+	pg_atomic_init_u32(&sh->next_chunk, 0);
+	shm_toc_insert(pcxt->toc, TV_PAR_KEY_SHARED, sh);
+	space = shm_toc_allocate(pcxt->toc, mul_size(TV_PAR_QUEUE_SIZE, nworkers));
+	shm_toc_insert(pcxt->toc, TV_PAR_KEY_QUEUES, space);
+	queues = palloc0(sizeof(VParQueue) * nworkers);
+	for (i = 0; i < nworkers; i++)
+	{
+		shm_mq	   *mq = shm_mq_create(space + (Size) i * TV_PAR_QUEUE_SIZE,
+									   TV_PAR_QUEUE_SIZE);
+
+		shm_mq_set_receiver(mq, MyProc);
+		queues[i].mqh = shm_mq_attach(mq, pcxt->seg, NULL);
+	}
+	LaunchParallelWorkers(pcxt);
+	nq = pcxt->nworkers_launched;
+	if (nq == 0)
+	{
+		DestroyParallelContext(pcxt);
+		ExitParallelMode();
+		return false;
+	}
+	for (i = 0; i < nq; i++)
+		shm_mq_set_handle(queues[i].mqh, pcxt->worker[i].bgwhandle);
+
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "trialvault verify row",
+								   ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		VParQueue  *q = NULL;
+		bool		waiting = false;
+
+		for (i = 0; i < nq && q == NULL; i++)
+		{
+			VParQueue  *qi = &queues[i];
+
+			if (!qi->pending && !qi->done)
+			{
+				void	   *data;
+				shm_mq_result res = shm_mq_receive(qi->mqh, &qi->len, &data, true);
+
+				if (res == SHM_MQ_SUCCESS)
+				{
+					if (qi->len < sizeof(VParHeader))
+						elog(ERROR, "trialvault: a parallel verify worker sent a truncated message");
+					qi->msg = data;
+					memcpy(&qi->head, qi->msg, sizeof(VParHeader));
+					if (qi->head.chunk < 0)
+						qi->done = true;
+					else
+						qi->pending = true;
+				}
+				else if (res == SHM_MQ_DETACHED)
+					qi->done = true;
+				else
+					waiting = true;
+			}
+			if (qi->pending && qi->head.chunk == (int32) chunk)
+				q = qi;
+		}
+		if (q != NULL)
+		{
+			par_apply_message(st, q, rowcxt);
+			q->pending = false;
+			if (q->head.last)
+			{
+				st->toast_taken += q->head.toast_taken;
+				st->toast_missed += q->head.toast_missed;
+				chunk++;
+			}
+			continue;
+		}
+		if (!waiting)
+			break;				/* every worker finished, or holds a later part */
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, 0,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	/* A worker's error is raised here, in the leader. */
+	WaitForParallelWorkersToFinish(pcxt);
+	if ((uint64) chunk * chunk_blocks < nblocks)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("trialvault verify of \"%s\" did not get every part of the table from its parallel workers",
+						RelationGetRelationName(rel)),
+				 errdetail("Part %u of %u blocks was not received.", chunk, chunk_blocks),
+				 errhint("Run verify again, or with trialvault.verify_workers = 0.")));
+	DestroyParallelContext(pcxt);
+	ExitParallelMode();
+	MemoryContextDelete(rowcxt);
+	ereport(DEBUG1,
+			(errmsg_internal("trialvault verify read \"%s\" with %d parallel workers, in parts of %u blocks",
+							 RelationGetRelationName(rel), nq, chunk_blocks)));
+	return true;
 }
 
 static bool
@@ -953,7 +1373,8 @@ tv_verify_table(Oid relid, TvVerdict *v)
 	rel = open_protected(relid, &cols);
 	st = new_state();
 	st->snapshot = GetActiveSnapshot();
-	scan_rows(rel, &cols, st);
+	if (!scan_rows_parallel(rel, st))
+		scan_rows(rel, &cols, st);
 	finish_links(rel, &cols, st);
 	finish_verdict(rel, st, v);
 	relation_close(rel, AccessShareLock);
@@ -1186,6 +1607,14 @@ tv_verify_init(void)
 							"About 100 bytes a row.  A row whose predecessor was stored further back than this (say, by a transaction open while this many rows were inserted) is checked by a second scan of the chain columns.",
 							&tv_verify_window,
 							65536, 16, 10000000,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("trialvault.verify_workers",
+							"Parallel workers a full trialvault.verify() may use to read and hash the rows.",
+							"Used when the table and its TOAST relation together are at least min_parallel_table_scan_size, and taken from max_parallel_workers; 0 reads and hashes in the session alone.  The verdict is the same either way.",
+							&tv_verify_workers,
+							2, 0, 64,
 							PGC_USERSET,
 							0,
 							NULL, NULL, NULL);

@@ -27,18 +27,10 @@ CL=c78
 DB=postgres
 
 tv_cluster_start $CL "trialvault.audit_logins = off"
-VXD=$(tv_dir $CL)/vx
-mkdir -p "$VXD"
-CONN="host=$(tv_dir $CL) port=$(tv_port $CL) user=postgres dbname="
 source "$(dirname "$0")/lib/vx.sh"
 
-tv_psql $CL -d $DB >/dev/null <<'SQL'
-SET client_min_messages = warning;
-CREATE EXTENSION trialvault CASCADE;
--- n random bytes (gen_random_bytes gives at most 1024 at a time)
-CREATE FUNCTION rnd(n int) RETURNS bytea LANGUAGE sql VOLATILE
-	AS $$ SELECT string_agg(gen_random_bytes(1000), ''::bytea) FROM generate_series(1, n / 1000) $$;
-SQL
+q $CL $DB "SET client_min_messages = warning; CREATE EXTENSION trialvault CASCADE" >/dev/null
+random_bytes_function $CL $DB
 
 # in_step TABLE: "READ LOOKED_UP" from verify's DEBUG1 line, or "none".
 in_step() {

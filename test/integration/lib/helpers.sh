@@ -12,6 +12,8 @@
 #                                 V_DIGEST V_GUARD (VERIFY_SET, when set,
 #                                 is SQL run first in the same session,
 #                                 e.g. "SET trialvault.verify_window = 16;")
+#   random_bytes_function CL DB   create rnd(n int) RETURNS bytea: n random
+#                                 bytes (n a multiple of 1000; pgcrypto)
 #   between LO X HI               true when LO <= X <= HI (integers)
 #   todo_is ACTUAL EXPECTED DESC REASON
 #                                 like is(), but a failure is a known bug
@@ -49,6 +51,11 @@ verify_into() {
 		   FROM trialvault.verify('$tbl')")
 	# shellcheck disable=SC2034 # read by the callers
 	IFS=$'\x1f' read -r V_OK V_ROWS V_FIRST_BAD V_BAD_ROWS V_HEADS V_DIGEST V_GUARD <<<"$line"
+}
+
+random_bytes_function() {
+	q "$1" "$2" "CREATE FUNCTION rnd(n int) RETURNS bytea LANGUAGE sql VOLATILE
+	    AS \$\$ SELECT string_agg(gen_random_bytes(1000), ''::bytea) FROM generate_series(1, n / 1000) \$\$" >/dev/null
 }
 
 between() {

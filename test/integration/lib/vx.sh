@@ -1,10 +1,11 @@
 # test/integration/lib/vx.sh: compare trialvault.verify() with
 # scripts/trialvault-verify-export on an export of the same table.
 #
-# Source after cluster.sh and helpers.sh, with these set:
-#   CL    the cluster                DB    the database
-#   CONN  libpq connection string prefix (the database name is appended)
-#   VXD   a directory for exports and logs
+# Source after cluster.sh and helpers.sh, with CL (the cluster, started)
+# and DB (the database) set, and optionally:
+#   CONN  libpq connection string prefix (the database name is appended;
+#         by default the cluster's socket, as postgres)
+#   VXD   a directory for exports and logs (by default vx/ in the cluster's)
 #
 #   vx_export TABLE FILE     export TABLE
 #   vx_into FILE [opts]      run the verifier; sets X_RC, X_ERR, X_OK, ...
@@ -14,6 +15,9 @@
 # It sets VX, the verifier script, and PY, the python3 to run it with.
 
 VX=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)/scripts/trialvault-verify-export
+: "${VXD:=$(tv_dir "$CL")/vx}"
+: "${CONN:=host=$(tv_dir "$CL") port=$(tv_port "$CL") user=postgres dbname=}"
+mkdir -p "$VXD"
 # Debian's python3 when there is one (what CI has; a python3 earlier in PATH,
 # pyenv's say, may start much more slowly); its own #! line is tested in 75.
 PY=${PYTHON:-/usr/bin/python3}

@@ -23,7 +23,7 @@
 # text, subject and the fixed-size columns, summed once after the load)
 # as a fraction of OpenSSL's; and verify's peak memory: the largest
 # anonymous resident memory (RssAnon, which leaves out shared buffers) of
-# its backend, sampled every 20 ms during each run, and the same for a
+# its backend, sampled every 50 ms during each run, and the same for a
 # session that only connects and runs SELECT 1, so the difference is what
 # verify holds.  Targets: ratio >= BENCH_TARGET (verify at least as fast as
 # plain SQL hashing); fraction >= BENCH_TARGET_SHA (issue 17: 0.5) for rows
@@ -199,13 +199,32 @@ BYTES=$(sql -Atc "SELECT sum(length(payload) + octet_length(meta::text) + octet_
 ROWBYTES=$((BYTES / ROWS))
 echo "   values: $BYTES bytes, $ROWBYTES a row on average"
 
-# rss_anon PID: the process's anonymous resident memory in kB (0 once gone).
+# The sampling below forks nothing: a process started 50 times a second
+# took a tenth of a core from the parallel workers it was measuring.
+# rss_anon PID: sets RSS to the process's anonymous resident memory in kB
+# (0 once gone).
 rss_anon() {
-	awk '/^RssAnon:/ { print $2; found = 1 } END { if (!found) print 0 }' "/proc/$1/status" 2>/dev/null || echo 0
+	local k v rest
+	RSS=0
+	{
+		while read -r k v rest; do
+			if [ "$k" = RssAnon: ]; then
+				RSS=$v
+				break
+			fi
+		done <"/proc/$1/status"
+	} 2>/dev/null || true
+}
+
+# nap SECONDS: sleep without starting a process (a read that times out on
+# a pipe this shell holds both ends of).
+exec {NAPFD}<> <(:)
+nap() {
+	read -r -t "$1" -u "$NAPFD" _ || true
 }
 
 # peak_of_session SQL: run SQL in a new session after it printed its
-# backend's pid; sets PEAK_KB (the largest RssAnon seen, every 20 ms) and
+# backend's pid; sets PEAK_KB (the largest RssAnon seen, every 50 ms) and
 # SESSION_OUT (what it printed, the pid line left out).
 peak_of_session() {
 	local f pid="" p peak=0 bg
@@ -213,15 +232,17 @@ peak_of_session() {
 	printf 'SELECT pg_backend_pid();\n\\o /dev/null\nSELECT pg_sleep(0.2);\n\\o\n%s\n' "$1" | sql -AtF ' ' >"$f" 2>&1 &
 	bg=$!
 	while [ -z "$pid" ] && kill -0 "$bg" 2>/dev/null; do
-		pid=$(head -n 1 "$f" | grep -E '^[0-9]+$' || true)
-		sleep 0.01
+		read -r pid <"$f" || true
+		[[ $pid =~ ^[0-9]+$ ]] || pid=""
+		nap 0.01
 	done
 	while kill -0 "$bg" 2>/dev/null; do
 		if [ -n "$pid" ]; then
-			p=$(rss_anon "$pid")
+			rss_anon "$pid"
+			p=$RSS
 			[ "$p" -gt "$peak" ] && peak=$p
 		fi
-		sleep 0.02
+		nap 0.05
 	done
 	wait "$bg" || {
 		cat "$f" >&2

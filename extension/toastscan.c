@@ -15,18 +15,20 @@
  * through a bulk-read ring, with the kernel's read-ahead.
  *
  * Nearly, not exactly: concurrent writers fill different pages, and a
- * value's last, short chunk may go into free space on an earlier page.  So
- * the chunks read ahead of the row that needs them are kept, up to
- * TV_TOAST_SCAN_AHEAD bytes (the oldest let go first), and a value is
- * looked for no further ahead than that.
+ * value's last, short chunk often goes into free space on an earlier page
+ * (once VACUUM has recorded it).  So the chunks read ahead of the row that
+ * needs them are kept, up to TV_TOAST_SCAN_AHEAD bytes (the oldest let go
+ * first); a value's chunks are looked for up to TV_TOAST_SCAN_LOOK bytes
+ * ahead; and the chunks of a value not found there, when others of it
+ * were, are looked up one by one through the index.
  *
- * The bytes are the value's bytes or nothing: a value is taken from the
- * scan only if every one of its chunks is found, once each, of the size
- * the TOAST pointer implies.  Anything else (a value stored far from its
- * row, a compressed one, chunks missing or repeated, a value of another
- * relation) is left to the usual detoast, which reads it through the index
- * and raises the usual errors.  So the digest is the same either way; only
- * the time differs.
+ * The bytes are the value's bytes or nothing: every chunk is placed once,
+ * by its number, and must have the size the TOAST pointer implies.
+ * Anything else (a value with no chunk close by, a compressed one, one of
+ * more than 1 MB, chunks missing, repeated or malformed, a value of
+ * another relation) is left to the usual detoast, which reads it through
+ * the index and raises the usual errors.  So the digest is the same either
+ * way; only the time differs.
  *
  *-------------------------------------------------------------------------
  */
@@ -36,6 +38,7 @@
 #include "access/genam.h"
 #include "access/heapam.h"
 #include "access/heaptoast.h"
+#include "access/htup_details.h"
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -53,8 +56,14 @@
 /* Larger values are detoasted the usual way rather than assembled. */
 #define TV_TOAST_SCAN_MAX_VALUE	(1024 * 1024)
 
-/* Chunk bytes kept ahead of the rows that need them, and looked through. */
+/* Chunk bytes kept ahead of the rows that need them. */
 #define TV_TOAST_SCAN_AHEAD		(16 * 1024 * 1024)
+
+/* How far ahead a value's chunks are looked for, each time one is wanted. */
+#define TV_TOAST_SCAN_LOOK		(1024 * 1024)
+
+/* Values detoasted the usual way, whose chunks are stepped over. */
+#define TV_TOAST_SCAN_DECLINED	64
 
 /* A chunk read before its row needed it. */
 typedef struct KeptChunk
@@ -109,8 +118,12 @@ struct TvToastScan
 	Size		bufsize;
 	bool	   *have;			/* which of its chunks are in buf */
 	int32		havesize;
+	Oid			indexoid;		/* the TOAST relation's index */
+	Oid			declined[TV_TOAST_SCAN_DECLINED];	/* the last ones */
+	uint64		ndeclined;
 	uint64		taken;			/* values read from the scan */
 	uint64		missed;			/* values left to the usual detoast */
+	uint64		patched;		/* values taken with chunks looked up */
 };
 
 /*
@@ -137,6 +150,7 @@ tv_toast_scan_begin(Relation rel, Snapshot snap, bool find_start)
 	ts->toastrel = table_open(rel->rd_rel->reltoastrelid, AccessShareLock);
 	ts->scan = table_beginscan_strat(ts->toastrel, snap, 0, NULL, true, false);
 	ts->slot = table_slot_create(ts->toastrel, NULL);
+	ts->indexoid = toast_get_valid_index(RelationGetRelid(ts->toastrel), AccessShareLock);
 	ts->kept = kept_create(cxt, 1024, NULL);
 	dlist_init(&ts->kept_order);
 	ts->bufsize = VARHDRSZ + TOAST_MAX_CHUNK_SIZE * 4;
@@ -146,16 +160,19 @@ tv_toast_scan_begin(Relation rel, Snapshot snap, bool find_start)
 	return ts;
 }
 
+/*
+ * tv_toast_scan_end: close the scan and add its counts to *taken (values
+ * read from it), *patched (of those, values with chunks looked up through
+ * the index) and *missed (values left to the usual detoast).
+ */
 void
-tv_toast_scan_end(TvToastScan *ts, uint64 *taken, uint64 *missed)
+tv_toast_scan_end(TvToastScan *ts, uint64 *taken, uint64 *patched, uint64 *missed)
 {
 	if (ts == NULL)
-	{
-		*taken = *missed = 0;
 		return;
-	}
-	*taken = ts->taken;
-	*missed = ts->missed;
+	*taken += ts->taken;
+	*patched += ts->patched;
+	*missed += ts->missed;
 	ExecDropSingleTupleTableSlot(ts->slot);
 	table_endscan(ts->scan);
 	table_close(ts->toastrel, AccessShareLock);
@@ -188,16 +205,14 @@ forget_value(TvToastScan *ts, KeptValue *v)
 static void
 start_at_value(TvToastScan *ts, Oid id)
 {
-	Oid			indexoid;
 	ScanKeyData key;
 	SysScanDesc scan;
 	HeapTuple	tup;
 	BlockNumber nblocks = ((HeapScanDesc) ts->scan)->rs_nblocks;
 	BlockNumber start = InvalidBlockNumber;
 
-	indexoid = toast_get_valid_index(RelationGetRelid(ts->toastrel), AccessShareLock);
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(id));
-	scan = systable_beginscan(ts->toastrel, indexoid, true, ts->snapshot, 1, &key);
+	scan = systable_beginscan(ts->toastrel, ts->indexoid, true, ts->snapshot, 1, &key);
 	if ((tup = systable_getnext(scan)) != NULL)
 		start = ItemPointerGetBlockNumber(&tup->t_self);
 	systable_endscan(scan);
@@ -258,6 +273,46 @@ place_chunk(TvToastScan *ts, int32 nchunks, int32 size, int32 seq,
 	return true;
 }
 
+static bool
+declined(TvToastScan *ts, Oid id)
+{
+	int			i;
+	int			n = (int) Min(ts->ndeclined, TV_TOAST_SCAN_DECLINED);
+
+	for (i = 0; i < n; i++)
+		if (ts->declined[i] == id)
+			return true;
+	return false;
+}
+
+/*
+ * Chunk seq of value id, through the TOAST index (as detoasting finds it),
+ * into the buffer; false if there is not exactly one that fits.
+ */
+static bool
+fetch_chunk(TvToastScan *ts, Oid id, int32 nchunks, int32 size, int32 seq)
+{
+	ScanKeyData key[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	int			n = 0;
+	bool		ok = true;
+
+	ScanKeyInit(&key[0], 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(id));
+	ScanKeyInit(&key[1], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(seq));
+	scan = systable_beginscan(ts->toastrel, ts->indexoid, true, ts->snapshot, 2, key);
+	while (ok && (tup = systable_getnext(scan)) != NULL)
+	{
+		bool		isnull;
+		Pointer		chunk = DatumGetPointer(heap_getattr(tup, 3, RelationGetDescr(ts->toastrel), &isnull));
+
+		ok = (++n == 1 && !isnull && !VARATT_IS_EXTERNAL(chunk) && !VARATT_IS_COMPRESSED(chunk) &&
+			  place_chunk(ts, nchunks, size, seq, VARDATA_ANY(chunk), VARSIZE_ANY_EXHDR(chunk)));
+	}
+	systable_endscan(scan);
+	return ok && n == 1;
+}
+
 /*
  * tv_toast_scan_value: the value an on-disk TOAST pointer of the scanned
  * table refers to, as detoasting would return it, if its chunks are kept
@@ -272,6 +327,7 @@ tv_toast_scan_value(TvToastScan *ts, struct varlena *attr)
 	int32		size;
 	int32		nchunks;
 	int32		found = 0;
+	int32		seq;
 	Size		ahead = 0;
 	KeptEntry  *e;
 	MemoryContext old;
@@ -280,12 +336,18 @@ tv_toast_scan_value(TvToastScan *ts, struct varlena *attr)
 	if (ts == NULL || !VARATT_IS_EXTERNAL_ONDISK(attr))
 		return NULL;
 	VARATT_EXTERNAL_GET_POINTER(ptr, attr);
+	if (ptr.va_toastrelid != RelationGetRelid(ts->toastrel))
+	{
+		ts->missed++;
+		return NULL;
+	}
 	size = VARATT_EXTERNAL_GET_EXTSIZE(ptr);
 	/* (A compressed value is stored in fewer bytes than its raw size.) */
-	if (ptr.va_toastrelid != RelationGetRelid(ts->toastrel) ||
-		size <= 0 || size > TV_TOAST_SCAN_MAX_VALUE ||
+	if (size <= 0 || size > TV_TOAST_SCAN_MAX_VALUE ||
 		ptr.va_rawsize != size + VARHDRSZ)
 	{
+		/* Its chunks are not wanted: step over them, do not keep them. */
+		ts->declined[ts->ndeclined++ % TV_TOAST_SCAN_DECLINED] = ptr.va_valueid;
 		ts->missed++;
 		return NULL;
 	}
@@ -325,25 +387,18 @@ tv_toast_scan_value(TvToastScan *ts, struct varlena *attr)
 		if (ts->find_start && ts->toastrel->rd_rel->relam == HEAP_TABLE_AM_OID)
 			start_at_value(ts, ptr.va_valueid);
 	}
-	while (ok && found < nchunks)
+	while (ok && found < nchunks && !ts->done && ahead <= TV_TOAST_SCAN_LOOK)
 	{
 		bool		isnull;
 		Datum		d;
 		Oid			id;
-		int32		seq;
 		Pointer		chunk;
 		const char *data = NULL;
 		int32		len = -1;
 
-		if (ts->done || ahead > TV_TOAST_SCAN_AHEAD)
-		{
-			ok = false;
-			break;
-		}
 		if (!table_scan_getnextslot(ts->scan, ForwardScanDirection, ts->slot))
 		{
 			ts->done = true;
-			ok = false;
 			break;
 		}
 		d = slot_getattr(ts->slot, 1, &isnull);
@@ -363,12 +418,25 @@ tv_toast_scan_value(TvToastScan *ts, struct varlena *attr)
 			ok = place_chunk(ts, nchunks, size, seq, data, len);
 			found++;
 		}
-		else
+		else if (!declined(ts, id))
 		{
 			keep_chunk(ts, id, seq, data, len);
 			ahead += Max(len, 0);
 		}
 	}
+
+	/*
+	 * Nothing of it close by: it is stored elsewhere.  Some of it: the rest
+	 * (typically a short last chunk, put into free space on an earlier
+	 * page) is looked up chunk by chunk.
+	 */
+	if (ok && found == 0)
+		ok = false;
+	if (ok && found < nchunks)
+		ts->patched++;
+	for (seq = 0; ok && found < nchunks && seq < nchunks; seq++)
+		if (!ts->have[seq])
+			ok = fetch_chunk(ts, ptr.va_valueid, nchunks, size, seq);
 	MemoryContextSwitchTo(old);
 	if (!ok)
 	{

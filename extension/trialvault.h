@@ -151,7 +151,8 @@ extern void tv_row_values_digest(const TvRowLayout *layout, const Datum *values,
 /* toastscan.c */
 extern TvToastScan *tv_toast_scan_begin(Relation rel, Snapshot snap, bool find_start);
 extern struct varlena *tv_toast_scan_value(TvToastScan *ts, struct varlena *attr);
-extern void tv_toast_scan_end(TvToastScan *ts, uint64 *taken, uint64 *missed);
+extern void tv_toast_scan_end(TvToastScan *ts, uint64 *taken, uint64 *patched,
+							  uint64 *missed);
 
 /* chain.c */
 extern bool tv_find_chain_cols(TupleDesc tupdesc, TvChainCols *cols);

@@ -197,7 +197,8 @@ typedef struct VState
 	bool		rescanned;
 	int64		nrows;
 	uint64		toast_taken;	/* out-of-line values read in step */
-	uint64		toast_missed;	/* ... and those looked up instead */
+	uint64		toast_patched;	/* ... of them, with chunks looked up */
+	uint64		toast_missed;	/* values looked up instead */
 	int64		max_seq;
 	Snapshot	snapshot;		/* the rows verified are those it sees */
 	bool		heads_only;		/* tv_scan_heads(): no hashing, no link checks */
@@ -658,7 +659,7 @@ scan_rows(Relation rel, const TvChainCols *cols, VState *st)
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(rowcxt);
 	}
-	tv_toast_scan_end(layout->toast, &st->toast_taken, &st->toast_missed);
+	tv_toast_scan_end(layout->toast, &st->toast_taken, &st->toast_patched, &st->toast_missed);
 	ExecDropSingleTupleTableSlot(slot);
 	table_endscan(scan);
 	MemoryContextDelete(rowcxt);
@@ -676,7 +677,7 @@ scan_rows(Relation rel, const TvChainCols *cols, VState *st)
  */
 #define TV_PAR_KEY_SHARED	UINT64CONST(0x7476000000000001)
 #define TV_PAR_KEY_QUEUES	UINT64CONST(0x7476000000000002)
-#define TV_PAR_QUEUE_SIZE	((Size) 1024 * 1024)
+#define TV_PAR_QUEUE_SIZE	((Size) 4 * 1024 * 1024)
 #define TV_PAR_BATCH		(64 * 1024)
 #define TV_PAR_MAX_PART		256
 
@@ -694,6 +695,7 @@ typedef struct VParHeader
 	int32		chunk;			/* the part; -1: this worker has finished */
 	bool		last;			/* the part's last message */
 	uint64		toast_taken;	/* with last: the part's out-of-line values */
+	uint64		toast_patched;
 	uint64		toast_missed;
 } VParHeader;
 
@@ -803,8 +805,9 @@ tv_verify_worker(dsm_segment *seg, shm_toc *toc)
 		uint32		chunk = pg_atomic_fetch_add_u32(&sh->next_chunk, 1);
 		BlockNumber start;
 		VParHeader *h;
-		uint64		taken;
-		uint64		missed;
+		uint64		taken = 0;
+		uint64		patched = 0;
+		uint64		missed = 0;
 
 		if ((uint64) chunk * sh->chunk_blocks >= sh->nblocks)
 			break;
@@ -831,11 +834,12 @@ tv_verify_worker(dsm_segment *seg, shm_toc *toc)
 				par_begin_message(&buf, (int32) chunk);
 			}
 		}
-		tv_toast_scan_end(layout->toast, &taken, &missed);
+		tv_toast_scan_end(layout->toast, &taken, &patched, &missed);
 		layout->toast = NULL;
 		h = (VParHeader *) buf.data;
 		h->last = true;
 		h->toast_taken = taken;
+		h->toast_patched = patched;
 		h->toast_missed = missed;
 		if (leader)
 			leader = par_send(mqh, &buf);
@@ -1011,6 +1015,7 @@ scan_rows_parallel(Relation rel, VState *st)
 			if (q->head.last)
 			{
 				st->toast_taken += q->head.toast_taken;
+				st->toast_patched += q->head.toast_patched;
 				st->toast_missed += q->head.toast_missed;
 				chunk++;
 			}
@@ -1335,10 +1340,11 @@ finish_verdict(Relation rel, VState *st, TvVerdict *v)
 							 st->rescanned ? "with a second scan of the chain columns" : "in one scan")));
 	if (st->toast_taken + st->toast_missed > 0)
 		ereport(DEBUG1,
-				(errmsg_internal("trialvault verify read %llu out-of-line values of \"%s\" in storage order and looked up %llu through the TOAST index",
+				(errmsg_internal("trialvault verify read %llu out-of-line values of \"%s\" in storage order and looked up %llu through the TOAST index; %llu of those read had chunks stored apart, looked up one by one",
 								 (unsigned long long) st->toast_taken,
 								 RelationGetRelationName(rel),
-								 (unsigned long long) st->toast_missed)));
+								 (unsigned long long) st->toast_missed,
+								 (unsigned long long) st->toast_patched)));
 	tv_prev_digest(v->heads, (int) Min(v->nheads, PG_INT32_MAX), v->head_digest);
 
 	v->guard = tv_guard_problem(relid);
@@ -1698,6 +1704,8 @@ scan_rows_since(Relation rel, Relation idx, const TvChainCols *cols, VState *st,
 	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "trialvault verify row",
 								   ALLOCSET_DEFAULT_SIZES);
 	slot = table_slot_create(rel, NULL);
+	/* The new rows' values are stored from about the first one on. */
+	layout->toast = tv_toast_scan_begin(rel, GetActiveSnapshot(), true);
 	scan = index_beginscan(rel, idx, GetActiveSnapshot(), 1, 0);
 	ScanKeyInit(&key, 1, BTGreaterEqualStrategyNumber, F_INT8GE, Int64GetDatum(st->floor));
 	index_rescan(scan, &key, 1, NULL, 0);
@@ -1726,6 +1734,7 @@ scan_rows_since(Relation rel, Relation idx, const TvChainCols *cols, VState *st,
 		MemoryContextReset(rowcxt);
 	}
 	index_endscan(scan);
+	tv_toast_scan_end(layout->toast, &st->toast_taken, &st->toast_patched, &st->toast_missed);
 	ExecDropSingleTupleTableSlot(slot);
 	MemoryContextDelete(rowcxt);
 }

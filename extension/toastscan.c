@@ -19,8 +19,10 @@
  * (once VACUUM has recorded it).  So the chunks read ahead of the row that
  * needs them are kept, up to TV_TOAST_SCAN_AHEAD bytes (the oldest let go
  * first); a value's chunks are looked for up to TV_TOAST_SCAN_LOOK bytes
- * ahead; and the chunks of a value not found there, when others of it
- * were, are looked up one by one through the index.
+ * ahead; when none of them is there, for several values in a row, the
+ * scan moves on to where the value is stored, if that is further on (never
+ * back: a new value may fill free space on a page long passed); and the chunks of a value not found, when
+ * others of it were, are looked up one by one through the index.
  *
  * The bytes are the value's bytes or nothing: every chunk is placed once,
  * by its number, and must have the size the TOAST pointer implies.
@@ -61,6 +63,9 @@
 
 /* How far ahead a value's chunks are looked for, each time one is wanted. */
 #define TV_TOAST_SCAN_LOOK		(1024 * 1024)
+
+/* Values in a row with nothing close by before the scan moves on. */
+#define TV_TOAST_SCAN_LOST		8
 
 /* Values detoasted the usual way, whose chunks are stepped over. */
 #define TV_TOAST_SCAN_DECLINED	64
@@ -124,6 +129,8 @@ struct TvToastScan
 	uint64		taken;			/* values read from the scan */
 	uint64		missed;			/* values left to the usual detoast */
 	uint64		patched;		/* values taken with chunks looked up */
+	uint64		jumps;			/* times the scan was moved forward */
+	int			lost;			/* values in a row with nothing close by */
 };
 
 /*
@@ -198,26 +205,39 @@ forget_value(TvToastScan *ts, KeptValue *v)
 }
 
 /*
- * Start the scan at the block holding the first chunk of value id, found
- * through the TOAST index: the values of a part of the table are stored
- * from about there on.  (heap_setscanlimits: only for a heap relation.)
+ * Move the scan forward to the block holding the first chunk of value id,
+ * found through the TOAST index: when the values a scan of part of the
+ * table wants start mid-relation, or are stored far ahead (the space
+ * between them is not read at all).  Never back: a value stored behind the
+ * scan is detoasted the usual way.  False if the scan was not moved.
  */
-static void
-start_at_value(TvToastScan *ts, Oid id)
+static bool
+jump_to_value(TvToastScan *ts, Oid id)
 {
+	HeapScanDesc hscan = (HeapScanDesc) ts->scan;
 	ScanKeyData key;
 	SysScanDesc scan;
 	HeapTuple	tup;
-	BlockNumber nblocks = ((HeapScanDesc) ts->scan)->rs_nblocks;
-	BlockNumber start = InvalidBlockNumber;
+	BlockNumber blk = InvalidBlockNumber;
+	BlockNumber nblocks;
 
+	if (ts->toastrel->rd_rel->relam != HEAP_TABLE_AM_OID)
+		return false;
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(id));
 	scan = systable_beginscan(ts->toastrel, ts->indexoid, true, ts->snapshot, 1, &key);
 	if ((tup = systable_getnext(scan)) != NULL)
-		start = ItemPointerGetBlockNumber(&tup->t_self);
+		blk = ItemPointerGetBlockNumber(&tup->t_self);
 	systable_endscan(scan);
-	if (start < nblocks)
-		heap_setscanlimits(ts->scan, start, nblocks - start);
+	if (blk == InvalidBlockNumber || ts->done ||
+		(hscan->rs_inited && blk <= hscan->rs_cblock))
+		return false;
+	table_rescan(ts->scan, NULL);
+	nblocks = hscan->rs_nblocks;
+	if (blk >= nblocks)
+		return false;
+	heap_setscanlimits(ts->scan, blk, nblocks - blk);
+	ts->jumps++;
+	return true;
 }
 
 /* Keep a chunk read ahead of its row; let the oldest go past the limit. */
@@ -314,6 +334,57 @@ fetch_chunk(TvToastScan *ts, Oid id, int32 nchunks, int32 size, int32 seq)
 }
 
 /*
+ * Read on through the scan for the chunks of value id not placed yet
+ * (*found so far), up to TV_TOAST_SCAN_LOOK bytes of other values' chunks,
+ * which are kept; *ok false if a chunk of it does not fit.
+ */
+static void
+read_ahead_for(TvToastScan *ts, Oid valueid, int32 nchunks, int32 size,
+			   int32 *found, bool *ok)
+{
+	Size		ahead = 0;
+
+	while (*ok && *found < nchunks && !ts->done && ahead <= TV_TOAST_SCAN_LOOK)
+	{
+		bool		isnull;
+		Datum		d;
+		Oid			id;
+		int32		seq;
+		Pointer		chunk;
+		const char *data = NULL;
+		int32		len = -1;
+
+		if (!table_scan_getnextslot(ts->scan, ForwardScanDirection, ts->slot))
+		{
+			ts->done = true;
+			break;
+		}
+		d = slot_getattr(ts->slot, 1, &isnull);
+		id = isnull ? InvalidOid : DatumGetObjectId(d);
+		d = slot_getattr(ts->slot, 2, &isnull);
+		seq = isnull ? -1 : DatumGetInt32(d);
+		d = slot_getattr(ts->slot, 3, &isnull);
+		chunk = isnull ? NULL : DatumGetPointer(d);
+		/* Only what detoasting takes: a plain or short-header varlena. */
+		if (chunk != NULL && !VARATT_IS_EXTERNAL(chunk) && !VARATT_IS_COMPRESSED(chunk))
+		{
+			data = VARDATA_ANY(chunk);
+			len = VARSIZE_ANY_EXHDR(chunk);
+		}
+		if (id == valueid)
+		{
+			*ok = place_chunk(ts, nchunks, size, seq, data, len);
+			(*found)++;
+		}
+		else if (!declined(ts, id))
+		{
+			keep_chunk(ts, id, seq, data, len);
+			ahead += Max(len, 0);
+		}
+	}
+}
+
+/*
  * tv_toast_scan_value: the value an on-disk TOAST pointer of the scanned
  * table refers to, as detoasting would return it, if its chunks are kept
  * or close ahead in the TOAST relation's scan; otherwise NULL, and the
@@ -328,7 +399,7 @@ tv_toast_scan_value(TvToastScan *ts, struct varlena *attr)
 	int32		nchunks;
 	int32		found = 0;
 	int32		seq;
-	Size		ahead = 0;
+	bool		jumped = false;
 	KeptEntry  *e;
 	MemoryContext old;
 	bool		ok = true;
@@ -384,49 +455,31 @@ tv_toast_scan_value(TvToastScan *ts, struct varlena *attr)
 	if (!ts->started)
 	{
 		ts->started = true;
-		if (ts->find_start && ts->toastrel->rd_rel->relam == HEAP_TABLE_AM_OID)
-			start_at_value(ts, ptr.va_valueid);
+		if (ts->find_start)
+			(void) jump_to_value(ts, ptr.va_valueid);
 	}
-	while (ok && found < nchunks && !ts->done && ahead <= TV_TOAST_SCAN_LOOK)
+	for (;;)
 	{
-		bool		isnull;
-		Datum		d;
-		Oid			id;
-		Pointer		chunk;
-		const char *data = NULL;
-		int32		len = -1;
-
-		if (!table_scan_getnextslot(ts->scan, ForwardScanDirection, ts->slot))
+		read_ahead_for(ts, ptr.va_valueid, nchunks, size, &found, &ok);
+		if (!ok || found > 0)
 		{
-			ts->done = true;
+			ts->lost = 0;
 			break;
 		}
-		d = slot_getattr(ts->slot, 1, &isnull);
-		id = isnull ? InvalidOid : DatumGetObjectId(d);
-		d = slot_getattr(ts->slot, 2, &isnull);
-		seq = isnull ? -1 : DatumGetInt32(d);
-		d = slot_getattr(ts->slot, 3, &isnull);
-		chunk = isnull ? NULL : DatumGetPointer(d);
-		/* Only what detoasting takes: a plain or short-header varlena. */
-		if (chunk != NULL && !VARATT_IS_EXTERNAL(chunk) && !VARATT_IS_COMPRESSED(chunk))
-		{
-			data = VARDATA_ANY(chunk);
-			len = VARSIZE_ANY_EXHDR(chunk);
-		}
-		if (id == ptr.va_valueid)
-		{
-			ok = place_chunk(ts, nchunks, size, seq, data, len);
-			found++;
-		}
-		else if (!declined(ts, id))
-		{
-			keep_chunk(ts, id, seq, data, len);
-			ahead += Max(len, 0);
-		}
+
+		/*
+		 * Nothing of it close by.  One row out of order is no reason to
+		 * leave the rows around it behind; several in a row are: the
+		 * values are stored further on.
+		 */
+		if (jumped || ++ts->lost < TV_TOAST_SCAN_LOST ||
+			!jump_to_value(ts, ptr.va_valueid))
+			break;
+		jumped = true;
 	}
 
 	/*
-	 * Nothing of it close by: it is stored elsewhere.  Some of it: the rest
+	 * Still nothing of it: it is stored behind.  Some of it: the rest
 	 * (typically a short last chunk, put into free space on an earlier
 	 * page) is looked up chunk by chunk.
 	 */

@@ -21,7 +21,8 @@
 #   5. a copy restored with pg_dump | psql: read in step;
 #   6. verify(since => digest) reads the new rows' values in step too;
 #   7. values whose short last chunk is stored on an earlier page (after
-#      VACUUM): kept from where the scan passed it, or looked up apart.
+#      VACUUM): kept from where the scan passed it, or looked up apart;
+#   8. the new values of a check since a digest 2 MB apart: the scan jumps.
 set -euo pipefail
 source "$(dirname "$0")/../lib/cluster.sh"
 source "$(dirname "$0")/lib/helpers.sh"
@@ -176,5 +177,26 @@ VERIFY_SET="SET trialvault.verify_workers = 0;" verify_into $CL $DB t_tail
 is "$PARALLEL" "ok=$V_OK rows=$V_ROWS heads=$V_HEADS digest=$V_DIGEST" "7: parallel workers (their parts starting mid-relation) agree with one scan"
 is "$V_OK|$V_ROWS" "t|80" "7: ... intact, 80 rows"
 agree t_tail "7: ... and the export verifier agrees"
+
+# --- 8. the new rows' values far apart ---------------------------------------------------
+# A row in flight when the digest is taken is above its floor, so checked
+# again since; its value is stored 10 MB before the rows added after.  The
+# check starts reading the TOAST relation where that value is, finds none
+# of the next values within 1 MB (each looked up through the index), and at
+# the 8th such value in a row moves on to where it is stored rather than
+# read the 10 MB between.
+q $CL $DB "CREATE TABLE t_far (n int, body bytea); SELECT trialvault.protect('t_far');
+           INSERT INTO t_far SELECT g, rnd(4000) FROM generate_series(1, 10) g" >/dev/null
+sess_open $CL $DB f -At
+sess_run f "BEGIN; INSERT INTO t_far SELECT 0, rnd(4000);"
+q $CL $DB "INSERT INTO t_far SELECT g, rnd(4000) FROM generate_series(11, 2510) g" >/dev/null
+DIG=$(q $CL $DB "SELECT trialvault.signed_digest('t_far')")
+sess_run f "COMMIT;"
+sess_close f
+q $CL $DB "INSERT INTO t_far SELECT g, rnd(4000) FROM generate_series(2511, 2550) g" >/dev/null
+is "$(in_step t_far "$DIG")" "34 7 0" \
+	"8: verify(since): the row in flight and the last 33 new values read in step, 7 looked up before the scan moved on"
+is "$(q $CL $DB "SELECT ok, rows_checked FROM trialvault.verify('t_far', since => \$\$$DIG\$\$)")" "t|41" "8: ... intact, 41 rows"
+is "$(in_step t_far)" "2551 0 0" "8: ... and a full verify reads all 2551 in step"
 
 done_testing

@@ -228,13 +228,11 @@ jump_to_value(TvToastScan *ts, Oid id)
 	if ((tup = systable_getnext(scan)) != NULL)
 		blk = ItemPointerGetBlockNumber(&tup->t_self);
 	systable_endscan(scan);
-	if (blk == InvalidBlockNumber || ts->done ||
+	if (blk == InvalidBlockNumber || ts->done || blk >= hscan->rs_nblocks ||
 		(hscan->rs_inited && blk <= hscan->rs_cblock))
 		return false;
 	table_rescan(ts->scan, NULL);
-	nblocks = hscan->rs_nblocks;
-	if (blk >= nblocks)
-		return false;
+	nblocks = hscan->rs_nblocks;	/* counted again: never fewer */
 	heap_setscanlimits(ts->scan, blk, nblocks - blk);
 	ts->jumps++;
 	return true;

@@ -13,8 +13,10 @@
 #   1. a table of many parts with 4 KB values, intact, then tampered in
 #      several parts (a changed row, a removed row, a duplicated row);
 #   2. forks, and rows stored before their predecessors (space reused);
-#   3. rows inserted in the verifying transaction itself, and a repeatable
-#      read snapshot that does not see rows committed after it;
+#   3. rows inserted in the verifying transaction itself, a repeatable read
+#      snapshot that does not see rows committed after it, and verify called
+#      from statements that write (INSERT ... SELECT signed_digest(), a
+#      data-modifying WITH);
 #   4. no workers to be had (max_parallel_workers = 0): verified alone;
 #      statement_timeout cancels a parallel verify and the next one works;
 #      verify in a subtransaction rolled back; a worker terminated, and one
@@ -124,6 +126,16 @@ is "$(sess_query r "SELECT rows_checked FROM trialvault.verify('t_fork');")" 539
 sess_run r "COMMIT;"
 sess_close r
 
+# Called from a statement that writes: the workers start and end within it.
+q $CL $DB "CREATE TABLE digests (d text); CREATE TABLE t_ok (n int, body text); SELECT trialvault.protect('t_ok');
+           INSERT INTO t_ok SELECT g, repeat('ok ', 50) FROM generate_series(1, 2000) g" >/dev/null
+like "$(q $CL $DB "$PAR SET client_min_messages = debug1; INSERT INTO digests SELECT trialvault.signed_digest('t_ok')" 2>&1)" \
+	"trialvault verify read \"t_ok\" with 2 parallel workers" "3: signed_digest in an INSERT ... SELECT: verified with 2 workers"
+is "$(q $CL $DB "SELECT count(*) FROM digests WHERE d LIKE '%head-digest: %' AND d LIKE '%rows: 2000%'")" 1 "3: ... and the digest is stored"
+is "$(q $CL $DB "$PAR WITH ins AS (INSERT INTO digests VALUES ('x') RETURNING 1)
+                 SELECT v.ok, v.rows_checked FROM ins, trialvault.verify('t_ok') v")" "t|2000" \
+	"3: verify beside a data-modifying WITH: the same verdict"
+
 # --- 4. no workers, cancelled, rolled back -----------------------------------------------
 is "$(q $CL $DB "$PAR SET max_parallel_workers = 0; SELECT ok, rows_checked FROM trialvault.verify('t_big')" | tail -n 1)" "f|1500" \
 	"4: no workers to be had: verified alone, same verdict"
@@ -156,15 +168,19 @@ server_up() {
 session_ended() {
 	! kill -0 "${TV_SESS_PID[v]}" 2>/dev/null
 }
+# (By process title, among this cluster's processes: a lookup through SQL
+# may find a worker that has ended.)
 stop_worker() {
-	local pid
-	if [ "$1" = terminated ]; then
-		q $CL $DB "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'parallel worker'" >/dev/null 2>&1 || true
-	else
-		pid=$(worker_pid 2>/dev/null || true)
-		[ -z "$pid" ] || kill -KILL "$pid" 2>/dev/null || true
+	local postmaster
+	postmaster=$(head -n 1 "$(tv_dir $CL)/data/postmaster.pid" 2>/dev/null || true)
+	if [ -n "$postmaster" ]; then
+		if [ "$1" = terminated ]; then
+			pkill -TERM -P "$postmaster" -f 'parallel worker for PID' 2>/dev/null || true
+		else
+			pkill -KILL -P "$postmaster" -f 'parallel worker for PID' 2>/dev/null || true
+		fi
 	fi
-	sleep 0.1
+	sleep 0.05
 	session_ended
 }
 for how in terminated killed; do

@@ -20,6 +20,12 @@
  * after them or far before, which wait until the scan reaches those, or
  * for a second scan of the chain columns alone.
  *
+ * Reading and hashing, the bulk of the work, can be shared with parallel
+ * workers (trialvault.verify_workers): each takes parts of the table in
+ * turn and sends what each row says of itself; the session links the rows
+ * part by part in storage order with the same code as when it works alone.
+ * Out-of-line values are read in storage order alongside (toastscan.c).
+ *
  * verify(tbl, since => digest) reads only the rows at or above the floor a
  * signed digest recorded (through the tv_seq index, in tv_seq order): the
  * rows added since are rehashed and linked as above, down to the rows the

@@ -129,7 +129,6 @@ struct TvToastScan
 	uint64		taken;			/* values read from the scan */
 	uint64		missed;			/* values left to the usual detoast */
 	uint64		patched;		/* values taken with chunks looked up */
-	uint64		jumps;			/* times the scan was moved forward */
 	int			lost;			/* values in a row with nothing close by */
 };
 
@@ -234,7 +233,6 @@ jump_to_value(TvToastScan *ts, Oid id)
 	table_rescan(ts->scan, NULL);
 	nblocks = hscan->rs_nblocks;	/* counted again: never fewer */
 	heap_setscanlimits(ts->scan, blk, nblocks - blk);
-	ts->jumps++;
 	return true;
 }
 

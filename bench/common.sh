@@ -21,6 +21,13 @@ ratio() {
 # the ratio within each round (less sensitive to drift across rounds than
 # the ratio of the medians).
 paired_ratio() {
+	# shellcheck disable=SC2046
+	median $(round_ratios "$1" "$2")
+}
+
+# round_ratios "A1 A2 ..." "B1 B2 ...": every round's Ai/Bi, smallest first,
+# so a report can show how far the rounds spread around the paired ratio.
+round_ratios() {
 	local -a a b q=()
 	local i
 	read -r -a a <<<"$1"
@@ -28,7 +35,7 @@ paired_ratio() {
 	for i in "${!a[@]}"; do
 		q+=("$(ratio "${a[$i]}" "${b[$i]}")")
 	done
-	median "${q[@]}"
+	printf '%s\n' "${q[@]}" | sort -g | tr '\n' ' ' | sed 's/ $//'
 }
 
 # has_side SIDE: SIDE is one of the sides this run measures ($SIDES).

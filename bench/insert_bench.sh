@@ -32,12 +32,12 @@
 # a test: the script exits 0 unless something went wrong.
 #
 # Usage (as root, from anywhere):
-#   bash bench/insert_bench.sh            full run (~10 minutes with defaults)
+#   bash bench/insert_bench.sh            full run (~20 minutes with defaults)
 #   bash bench/insert_bench.sh --quick    short runs, for trying it out
 #
 # Environment (defaults; --quick ones in brackets):
-#   BENCH_SECONDS=10 [3]   length of each measured run, per side
-#   BENCH_ROUNDS=5 [3]     rounds; each round runs every side once
+#   BENCH_SECONDS=6 [3]    length of each measured run, per side
+#   BENCH_ROUNDS=15 [3]    rounds; each round runs every side once
 #   BENCH_WARMUP=10 [2]    seconds of warm-up per side before measuring
 #   BENCH_CLIENTS="1 2 8"  client counts
 #   BENCH_PAYLOAD=4096     payload bytes per row
@@ -57,7 +57,7 @@ parse_common_args "$(basename "$0")" "$@"
 if [ -n "$quick" ]; then
 	: "${BENCH_SECONDS:=3}" "${BENCH_ROUNDS:=3}" "${BENCH_WARMUP:=2}"
 fi
-: "${BENCH_SECONDS:=10}" "${BENCH_ROUNDS:=5}" "${BENCH_WARMUP:=10}"
+: "${BENCH_SECONDS:=6}" "${BENCH_ROUNDS:=15}" "${BENCH_WARMUP:=10}"
 : "${BENCH_CLIENTS:=1 2 8}" "${BENCH_PAYLOAD:=4096}" "${BENCH_POOL:=1000}"
 : "${BENCH_SIDES:=plain protected naive}" "${BENCH_PROTOCOL:=prepared}"
 : "${BENCH_TARGET:=0.95}"
@@ -337,6 +337,13 @@ for c in "${CLIENTS[@]}"; do
 		line+=$(printf ' | %10.1f %6s %6.3f' "$n" "$(ratio "$n" "$p")" "$(paired_ratio "${ALL[$s,$c]}" "${ALL[plain,$c]}")")
 	done
 	echo "$line"
+done
+echo "   each round's side/plain, smallest first (how far the rounds spread):"
+for c in "${CLIENTS[@]}"; do
+	for s in "${SIDES[@]}"; do
+		[ "$s" = plain ] && continue
+		printf '   %2d clients, %-10s %s\n' "$c" "$s:" "$(round_ratios "${ALL[$s,$c]}" "${ALL[plain,$c]}")"
+	done
 done
 if has_side protected; then
 	echo "overall: $overall (protected/plain >= $BENCH_TARGET at every client count, as ratio and paired)"

@@ -28,8 +28,9 @@
 # BENCH_ROUNDS rounds at each client count; the report gives the median of
 # the rounds per side and the ratio to plain.  Target (issue 17):
 # protected/plain >= 0.95 at every client count, both as the ratio of the
-# medians and as the paired ratio (median of protected/plain within a round).  PASS/FAIL is printed, but this is a benchmark, not
-# a test: the script exits 0 unless something went wrong.
+# medians and as the paired ratio (median of protected/plain within a round).
+# PASS/FAIL is printed, but this is a benchmark, not a test: the script exits
+# 0 unless something went wrong.
 #
 # Usage (as root, from anywhere):
 #   bash bench/insert_bench.sh            full run (~20 minutes with defaults)
